@@ -1,0 +1,481 @@
+//! Typed configuration: `config.toml -> FileConfig -> Config`.
+//!
+//! Every default is a named constant with its unit in the name, so an operator reading
+//! the code or the README sees the same number. Unknown keys are errors (serde's
+//! `deny_unknown_fields`), reported with the key's name and line, because a misspelt
+//! limit that is silently ignored is a limit that is silently not applied.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::proxy::route::{OriginUrl, Route};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:3128";
+pub const DEFAULT_WORKERS: usize = 0; // 0 = one per core
+pub const DEFAULT_HEALTHZ_PATH: &str = "/healthz";
+pub const DEFAULT_VIA_NAME: &str = "distilld";
+pub const DEFAULT_HEADER_BYTES_MAX: usize = 32 * 1024;
+pub const DEFAULT_HEADERS_COUNT_MAX: usize = 100;
+pub const DEFAULT_REQUEST_BODY_BYTES_MAX: u64 = 1024 * 1024 * 1024;
+pub const DEFAULT_CONNECTIONS_PER_SHARD_MAX: usize = 10_000;
+pub const DEFAULT_IO_BUFFER_BYTES: usize = 64 * 1024;
+pub const DEFAULT_REQUEST_HEAD_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_CLIENT_IDLE_TIMEOUT_MS: u64 = 60_000;
+pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_UPSTREAM_RESPONSE_TIMEOUT_MS: u64 = 60_000;
+pub const DEFAULT_POOL_IDLE_PER_ORIGIN_MAX: usize = 64;
+pub const DEFAULT_POOL_IDLE_TOTAL_MAX: usize = 1024;
+pub const DEFAULT_POOL_IDLE_TIMEOUT_MS: u64 = 30_000;
+pub const DEFAULT_DNS_CACHE_TTL_MS: u64 = 60_000;
+pub const DEFAULT_DNS_THREADS: usize = 2;
+
+/// The configuration compiled into the binary: what `distilld run` uses with no file.
+pub const EMBEDDED_DEFAULT_TOML: &str = include_str!("default.toml");
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: invalid configuration:\n{}", .errors.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        path: String,
+        errors: Vec<InvalidKey>,
+    },
+}
+
+/// One invalid value, named by its dotted key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidKey {
+    pub key: String,
+    pub problem: String,
+}
+
+impl std::fmt::Display for InvalidKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.problem)
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: FileServer,
+    #[serde(default)]
+    pub limits: FileLimits,
+    #[serde(default)]
+    pub timeouts: FileTimeouts,
+    #[serde(default)]
+    pub upstream: FileUpstream,
+    #[serde(default)]
+    pub log: FileLog,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<FileRoute>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileServer {
+    pub listen: Option<String>,
+    pub workers: Option<usize>,
+    pub pin_workers: Option<bool>,
+    pub forward_proxy: Option<bool>,
+    pub healthz_path: Option<String>,
+    pub via_name: Option<String>,
+    pub x_forwarded_for: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileLimits {
+    pub header_bytes_max: Option<usize>,
+    pub headers_count_max: Option<usize>,
+    pub request_body_bytes_max: Option<u64>,
+    pub connections_per_shard_max: Option<usize>,
+    pub io_buffer_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileTimeouts {
+    pub request_head_ms: Option<u64>,
+    pub client_idle_ms: Option<u64>,
+    pub upstream_connect_ms: Option<u64>,
+    pub upstream_response_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileUpstream {
+    pub pool_idle_per_origin_max: Option<usize>,
+    pub pool_idle_total_max: Option<usize>,
+    pub pool_idle_timeout_ms: Option<u64>,
+    pub dns_cache_ttl_ms: Option<u64>,
+    pub dns_threads: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileLog {
+    pub access_log: Option<bool>,
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRoute {
+    pub host: Option<String>,
+    pub path_prefix: Option<String>,
+    pub origin: String,
+    pub preserve_host: Option<bool>,
+}
+
+/// The validated configuration every shard reads (shared, immutable).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub workers: usize,
+    pub pin_workers: bool,
+    pub forward_proxy: bool,
+    pub healthz_path: Option<String>,
+    pub via_name: String,
+    pub x_forwarded_for: bool,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    pub upstream: UpstreamConfig,
+    pub access_log: bool,
+    pub log_level: String,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_bytes_max: usize,
+    pub headers_count_max: usize,
+    pub request_body_bytes_max: u64,
+    pub connections_per_shard_max: usize,
+    pub io_buffer_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub request_head: Duration,
+    pub client_idle: Duration,
+    pub upstream_connect: Duration,
+    pub upstream_response: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamConfig {
+    pub pool_idle_per_origin_max: usize,
+    pub pool_idle_total_max: usize,
+    pub pool_idle_timeout: Duration,
+    pub dns_cache_ttl: Duration,
+    pub dns_threads: usize,
+}
+
+impl Config {
+    /// The embedded default configuration (forward proxy on 127.0.0.1:3128).
+    pub fn embedded_default() -> Result<Config, ConfigError> {
+        Config::from_toml_str(EMBEDDED_DEFAULT_TOML, "<embedded default>")
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml_str(&text, &path.display().to_string())
+    }
+
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        file.validate().map_err(|errors| ConfigError::Invalid {
+            path: origin.to_string(),
+            errors,
+        })
+    }
+
+    /// Shard count after resolving `workers = 0` to the core count.
+    pub fn effective_workers(&self) -> usize {
+        if self.workers > 0 {
+            return self.workers;
+        }
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    }
+}
+
+impl FileConfig {
+    /// Checks every value and collects every problem, so one run of `check-config`
+    /// shows the operator all of them.
+    pub fn validate(self) -> Result<Config, Vec<InvalidKey>> {
+        let mut errors = Vec::new();
+        let mut bad = |key: &str, problem: String| {
+            errors.push(InvalidKey {
+                key: key.to_string(),
+                problem,
+            })
+        };
+        let s = &self.server;
+        let listen_text = s.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen = match listen_text.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(e) => {
+                bad(
+                    "server.listen",
+                    format!("{listen_text:?} is not an IP:port address ({e})"),
+                );
+                SocketAddr::from(([127, 0, 0, 1], 3128))
+            }
+        };
+        let healthz_path = match s.healthz_path.as_deref() {
+            None => Some(DEFAULT_HEALTHZ_PATH.to_string()),
+            Some("") => None,
+            Some(p) if p.starts_with('/') => Some(p.to_string()),
+            Some(p) => {
+                bad(
+                    "server.healthz_path",
+                    format!("{p:?} must start with '/' (or be \"\" to turn it off)"),
+                );
+                None
+            }
+        };
+        let via_name = s
+            .via_name
+            .clone()
+            .unwrap_or_else(|| DEFAULT_VIA_NAME.to_string());
+        if via_name.is_empty() || !via_name.bytes().all(|b| b.is_ascii_graphic()) {
+            bad(
+                "server.via_name",
+                "must be a non-empty token without spaces".into(),
+            );
+        }
+        let l = &self.limits;
+        let limits = Limits {
+            header_bytes_max: l.header_bytes_max.unwrap_or(DEFAULT_HEADER_BYTES_MAX),
+            headers_count_max: l.headers_count_max.unwrap_or(DEFAULT_HEADERS_COUNT_MAX),
+            request_body_bytes_max: l
+                .request_body_bytes_max
+                .unwrap_or(DEFAULT_REQUEST_BODY_BYTES_MAX),
+            connections_per_shard_max: l
+                .connections_per_shard_max
+                .unwrap_or(DEFAULT_CONNECTIONS_PER_SHARD_MAX),
+            io_buffer_bytes: l.io_buffer_bytes.unwrap_or(DEFAULT_IO_BUFFER_BYTES),
+        };
+        check_range(
+            &mut bad,
+            "limits.header_bytes_max",
+            limits.header_bytes_max,
+            256,
+            1 << 20,
+        );
+        check_range(
+            &mut bad,
+            "limits.headers_count_max",
+            limits.headers_count_max,
+            8,
+            1000,
+        );
+        check_range(
+            &mut bad,
+            "limits.connections_per_shard_max",
+            limits.connections_per_shard_max,
+            1,
+            1_000_000,
+        );
+        check_range(
+            &mut bad,
+            "limits.io_buffer_bytes",
+            limits.io_buffer_bytes,
+            1024,
+            16 << 20,
+        );
+        let t = &self.timeouts;
+        let timeouts = Timeouts {
+            request_head: ms(
+                &mut bad,
+                "timeouts.request_head_ms",
+                t.request_head_ms,
+                DEFAULT_REQUEST_HEAD_TIMEOUT_MS,
+            ),
+            client_idle: ms(
+                &mut bad,
+                "timeouts.client_idle_ms",
+                t.client_idle_ms,
+                DEFAULT_CLIENT_IDLE_TIMEOUT_MS,
+            ),
+            upstream_connect: ms(
+                &mut bad,
+                "timeouts.upstream_connect_ms",
+                t.upstream_connect_ms,
+                DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS,
+            ),
+            upstream_response: ms(
+                &mut bad,
+                "timeouts.upstream_response_ms",
+                t.upstream_response_ms,
+                DEFAULT_UPSTREAM_RESPONSE_TIMEOUT_MS,
+            ),
+        };
+        let u = &self.upstream;
+        let upstream = UpstreamConfig {
+            pool_idle_per_origin_max: u
+                .pool_idle_per_origin_max
+                .unwrap_or(DEFAULT_POOL_IDLE_PER_ORIGIN_MAX),
+            pool_idle_total_max: u.pool_idle_total_max.unwrap_or(DEFAULT_POOL_IDLE_TOTAL_MAX),
+            pool_idle_timeout: ms(
+                &mut bad,
+                "upstream.pool_idle_timeout_ms",
+                u.pool_idle_timeout_ms,
+                DEFAULT_POOL_IDLE_TIMEOUT_MS,
+            ),
+            dns_cache_ttl: ms(
+                &mut bad,
+                "upstream.dns_cache_ttl_ms",
+                u.dns_cache_ttl_ms,
+                DEFAULT_DNS_CACHE_TTL_MS,
+            ),
+            dns_threads: u.dns_threads.unwrap_or(DEFAULT_DNS_THREADS),
+        };
+        check_range(
+            &mut bad,
+            "upstream.dns_threads",
+            upstream.dns_threads,
+            1,
+            64,
+        );
+        let log_level = self.log.level.clone().unwrap_or_else(|| "info".into());
+        if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
+            bad(
+                "log.level",
+                format!("{log_level:?} is not one of error, warn, info, debug, trace"),
+            );
+        }
+        let mut routes = Vec::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            match OriginUrl::parse(&r.origin) {
+                Ok(origin) => routes.push(Route {
+                    host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
+                    path_prefix: r.path_prefix.clone().unwrap_or_else(|| "/".into()),
+                    origin,
+                    preserve_host: r.preserve_host.unwrap_or(false),
+                }),
+                Err(e) => bad(&format!("route[{i}].origin"), e.to_string()),
+            }
+            if let Some(p) = &r.path_prefix {
+                if !p.starts_with('/') {
+                    bad(
+                        &format!("route[{i}].path_prefix"),
+                        "must start with '/'".into(),
+                    );
+                }
+            }
+        }
+        let config = Config {
+            listen,
+            workers: s.workers.unwrap_or(DEFAULT_WORKERS),
+            pin_workers: s.pin_workers.unwrap_or(true),
+            forward_proxy: s.forward_proxy.unwrap_or(true),
+            healthz_path,
+            via_name,
+            x_forwarded_for: s.x_forwarded_for.unwrap_or(true),
+            limits,
+            timeouts,
+            upstream,
+            access_log: self.log.access_log.unwrap_or(true),
+            log_level,
+            routes,
+        };
+        if config.workers > 1024 {
+            errors.push(InvalidKey {
+                key: "server.workers".into(),
+                problem: format!("{} is more than 1024", config.workers),
+            });
+        }
+        if !config.forward_proxy && config.routes.is_empty() {
+            errors.push(InvalidKey {
+                key: "server.forward_proxy".into(),
+                problem: "false with no [[route]]: nothing could be proxied".into(),
+            });
+        }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn check_range(bad: &mut impl FnMut(&str, String), key: &str, v: usize, lo: usize, hi: usize) {
+    if v < lo || v > hi {
+        bad(key, format!("{v} is outside {lo}..={hi}"));
+    }
+}
+
+fn ms(bad: &mut impl FnMut(&str, String), key: &str, v: Option<u64>, default: u64) -> Duration {
+    let v = v.unwrap_or(default);
+    if v == 0 || v > 24 * 3600 * 1000 {
+        bad(key, format!("{v} ms is outside 1..=86400000"));
+    }
+    Duration::from_millis(v.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid_forward_proxy() {
+        let c = Config::embedded_default().expect("embedded default must validate");
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert!(c.forward_proxy);
+        assert!(c.routes.is_empty());
+        assert_eq!(c.healthz_path.as_deref(), Some(DEFAULT_HEALTHZ_PATH));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml_str("[limits]\nheader_byte_max = 5\n", "t.toml").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("header_byte_max"), "{text}");
+        assert!(text.contains("line 2"), "{text}");
+    }
+
+    #[test]
+    fn every_bad_value_is_reported() {
+        let toml = "[server]\nlisten = \"nope\"\nhealthz_path = \"x\"\n[timeouts]\nclient_idle_ms = 0\n[[route]]\norigin = \"ftp://x\"\n";
+        let Err(ConfigError::Invalid { errors, .. }) = Config::from_toml_str(toml, "t") else {
+            panic!("expected invalid");
+        };
+        let keys: Vec<_> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "server.listen",
+                "server.healthz_path",
+                "timeouts.client_idle_ms",
+                "route[0].origin"
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_healthz_path_turns_it_off() {
+        let c = Config::from_toml_str("[server]\nhealthz_path = \"\"\n", "t").unwrap();
+        assert_eq!(c.healthz_path, None);
+    }
+}

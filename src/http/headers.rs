@@ -1,0 +1,186 @@
+//! Header-field rules shared by requests and responses: hop-by-hop removal, framing
+//! headers (Content-Length, Transfer-Encoding) validated the strict way, because a proxy
+//! that reads a length differently from the origin is a request-smuggling proxy.
+
+/// Fields that describe one connection, never forwarded (RFC 9110 §7.6.1), plus the
+/// framing fields the proxy rewrites itself.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// The comma-separated elements of a list-valued field, trimmed, empties skipped.
+pub fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(trim)
+        .filter(|s| !s.is_empty())
+}
+
+pub fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// Parses a Content-Length value: ASCII digits only, no sign, no overflow. A list of
+/// equal values ("5, 5") is accepted as one (RFC 9110 §8.6); differing values are not.
+pub fn parse_content_length(value: &[u8]) -> Option<u64> {
+    let mut result: Option<u64> = None;
+    for item in list_items(value) {
+        let n = parse_decimal(item)?;
+        match result {
+            Some(prev) if prev != n => return None,
+            _ => result = Some(n),
+        }
+    }
+    result
+}
+
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |acc, &d| {
+        if d.is_ascii_digit() {
+            acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+/// Merges the Content-Length fields of one message; `Err` when they disagree or are
+/// not numbers.
+pub fn merge_content_length(current: Option<u64>, value: &[u8]) -> Result<Option<u64>, ()> {
+    let n = parse_content_length(value).ok_or(())?;
+    match current {
+        Some(prev) if prev != n => Err(()),
+        _ => Ok(Some(n)),
+    }
+}
+
+/// True when the last transfer coding of a Transfer-Encoding value is `chunked`.
+pub fn chunked_is_last(value: &[u8]) -> bool {
+    list_items(value)
+        .last()
+        .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
+}
+
+/// What a Connection field says.
+#[derive(Debug, Default, Clone)]
+pub struct ConnectionOptions {
+    pub close: bool,
+    pub keep_alive: bool,
+    /// Lower-cased names of further fields the sender marked hop-by-hop.
+    pub named: Vec<String>,
+}
+
+impl ConnectionOptions {
+    pub fn add(&mut self, value: &[u8]) {
+        for token in list_items(value) {
+            if token.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if let Ok(t) = std::str::from_utf8(token) {
+                self.named.push(t.to_ascii_lowercase());
+            }
+        }
+    }
+
+    /// True when the field must not be forwarded: fixed hop-by-hop or named here.
+    pub fn drops(&self, name: &str) -> bool {
+        is_hop_by_hop(name) || self.named.iter().any(|n| n.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Appends `name: value\r\n`.
+pub fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a decimal number without allocating.
+pub fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_length_is_strict() {
+        assert_eq!(parse_content_length(b"0"), Some(0));
+        assert_eq!(parse_content_length(b" 42 "), Some(42));
+        assert_eq!(parse_content_length(b"5, 5"), Some(5));
+        assert_eq!(parse_content_length(b"5, 6"), None);
+        assert_eq!(parse_content_length(b"+5"), None);
+        assert_eq!(parse_content_length(b"-1"), None);
+        assert_eq!(parse_content_length(b"0x10"), None);
+        assert_eq!(parse_content_length(b""), None);
+        assert_eq!(parse_content_length(b"18446744073709551616"), None);
+        assert_eq!(parse_content_length(b"99999999999999999999"), None);
+    }
+
+    #[test]
+    fn merge_detects_disagreement() {
+        assert_eq!(merge_content_length(None, b"3"), Ok(Some(3)));
+        assert_eq!(merge_content_length(Some(3), b"3"), Ok(Some(3)));
+        assert_eq!(merge_content_length(Some(3), b"4"), Err(()));
+    }
+
+    #[test]
+    fn connection_names_extra_hop_by_hop_fields() {
+        let mut c = ConnectionOptions::default();
+        c.add(b"close, X-Secret , keep-alive");
+        assert!(c.close && c.keep_alive);
+        assert!(c.drops("x-secret"));
+        assert!(c.drops("Upgrade"));
+        assert!(!c.drops("Accept"));
+    }
+
+    #[test]
+    fn chunked_must_be_last() {
+        assert!(chunked_is_last(b"gzip, chunked"));
+        assert!(chunked_is_last(b"Chunked"));
+        assert!(!chunked_is_last(b"chunked, gzip"));
+        assert!(!chunked_is_last(b""));
+    }
+
+    #[test]
+    fn decimal_writer() {
+        let mut v = Vec::new();
+        write_decimal(&mut v, 0);
+        v.push(b' ');
+        write_decimal(&mut v, u64::MAX);
+        assert_eq!(v, b"0 18446744073709551615");
+    }
+}

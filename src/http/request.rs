@@ -1,0 +1,357 @@
+//! Request heads: parsed by `httparse`, then checked for everything a proxy must refuse
+//! before a byte reaches the origin (RFC 9112 §3, §6.1, §6.3).
+
+use std::mem::MaybeUninit;
+use std::ops::Range;
+
+use super::HttpError;
+use super::headers::{ConnectionOptions, chunked_is_last, merge_content_length};
+
+/// Upper bound of the field array on the stack; config caps `headers_count_max` here.
+pub const HEADERS_COUNT_CEILING: usize = 1000;
+
+/// How the request body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFraming {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// One parsed request head. Owns a copy of the head bytes; names and values are ranges
+/// into it, so parsing allocates two buffers, not one per field.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    raw: Vec<u8>,
+    method: Range<usize>,
+    target: Range<usize>,
+    fields: Vec<(Range<usize>, Range<usize>)>,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    pub framing: RequestFraming,
+    pub host: Option<Range<usize>>,
+    pub connection: ConnectionOptions,
+    pub expect_continue: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLimits {
+    pub header_bytes_max: usize,
+    pub headers_count_max: usize,
+}
+
+impl RequestHead {
+    pub fn method(&self) -> &str {
+        self.str_at(&self.method)
+    }
+
+    pub fn target(&self) -> &str {
+        self.str_at(&self.target)
+    }
+
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_ref().map(|r| self.str_at(r))
+    }
+
+    /// Name and value of every field, in order.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.fields
+            .iter()
+            .map(|(n, v)| (self.str_at(n), &self.raw[v.clone()]))
+    }
+
+    pub fn is_head(&self) -> bool {
+        self.method() == "HEAD"
+    }
+
+    /// Whether the client asked to keep the connection open after this exchange.
+    pub fn wants_keep_alive(&self) -> bool {
+        if self.minor_version == 0 {
+            self.connection.keep_alive && !self.connection.close
+        } else {
+            !self.connection.close
+        }
+    }
+
+    pub fn has_body(&self) -> bool {
+        !matches!(
+            self.framing,
+            RequestFraming::None | RequestFraming::Length(0)
+        )
+    }
+
+    fn str_at(&self, r: &Range<usize>) -> &str {
+        // httparse only yields tokens and targets made of visible ASCII.
+        std::str::from_utf8(&self.raw[r.clone()]).unwrap_or("")
+    }
+}
+
+/// Parses a request head at the start of `buf`. `Ok(None)` means more bytes are needed;
+/// `Ok(Some((head, n)))` means the head took the first `n` bytes.
+pub fn parse_request(
+    buf: &[u8],
+    limits: HeadLimits,
+) -> Result<Option<(RequestHead, usize)>, HttpError> {
+    let count = limits.headers_count_max.min(HEADERS_COUNT_CEILING);
+    let mut storage =
+        [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; HEADERS_COUNT_CEILING];
+    let mut req = httparse::Request::new(&mut []);
+    let status = req.parse_with_uninit_headers(buf, &mut storage[..count]);
+    let consumed = match status {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            return if buf.len() > limits.header_bytes_max {
+                Err(HttpError::HeadTooLarge {
+                    limit: limits.header_bytes_max,
+                })
+            } else {
+                Ok(None)
+            };
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(HttpError::TooManyHeaders { limit: count });
+        }
+        Err(httparse::Error::Version) => return Err(HttpError::VersionNotSupported),
+        Err(e) => return Err(HttpError::Malformed(describe(e))),
+    };
+    if consumed > limits.header_bytes_max {
+        return Err(HttpError::HeadTooLarge {
+            limit: limits.header_bytes_max,
+        });
+    }
+    let head = &buf[..consumed];
+    reject_bare_cr(head)?;
+    let offset = |s: &[u8]| -> Range<usize> {
+        let start = s.as_ptr() as usize - head.as_ptr() as usize;
+        start..start + s.len()
+    };
+    let method = offset(req.method.unwrap_or_default().as_bytes());
+    let target = offset(req.path.unwrap_or_default().as_bytes());
+    let minor_version = req.version.unwrap_or(1);
+    let mut fields = Vec::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        fields.push((offset(h.name.as_bytes()), offset(h.value)));
+    }
+    let mut parsed = RequestHead {
+        raw: head.to_vec(),
+        method,
+        target,
+        fields,
+        minor_version,
+        framing: RequestFraming::None,
+        host: None,
+        connection: ConnectionOptions::default(),
+        expect_continue: false,
+    };
+    check_fields(&mut parsed)?;
+    Ok(Some((parsed, consumed)))
+}
+
+/// httparse tolerates a lone CR inside a field value; RFC 9112 §2.2 says reject it.
+fn reject_bare_cr(head: &[u8]) -> Result<(), HttpError> {
+    let mut i = 0;
+    while let Some(p) = head[i..].iter().position(|&b| b == b'\r') {
+        let at = i + p;
+        if head.get(at + 1) != Some(&b'\n') {
+            return Err(HttpError::Malformed("bare CR"));
+        }
+        i = at + 1;
+    }
+    Ok(())
+}
+
+fn check_fields(head: &mut RequestHead) -> Result<(), HttpError> {
+    let mut content_length: Option<u64> = None;
+    let mut transfer_encoding: Option<Range<usize>> = None;
+    let mut hosts = 0;
+    for (name, value) in head.fields.clone() {
+        let n = &head.raw[name.clone()];
+        let v = &head.raw[value.clone()];
+        if n.eq_ignore_ascii_case(b"host") {
+            hosts += 1;
+            head.host = Some(value);
+        } else if n.eq_ignore_ascii_case(b"content-length") {
+            content_length = merge_content_length(content_length, v)
+                .map_err(|()| HttpError::Malformed("invalid or conflicting Content-Length"))?;
+        } else if n.eq_ignore_ascii_case(b"transfer-encoding") {
+            if transfer_encoding.is_some() {
+                return Err(HttpError::Malformed("repeated Transfer-Encoding"));
+            }
+            transfer_encoding = Some(value);
+        } else if n.eq_ignore_ascii_case(b"connection") {
+            head.connection.add(v);
+        } else if n.eq_ignore_ascii_case(b"expect") {
+            if !v.eq_ignore_ascii_case(b"100-continue") {
+                return Err(HttpError::UnsupportedExpectation);
+            }
+            head.expect_continue = true;
+        }
+    }
+    if hosts > 1 {
+        return Err(HttpError::Malformed("duplicate Host"));
+    }
+    if hosts == 0 && head.minor_version == 1 {
+        return Err(HttpError::Malformed("missing Host"));
+    }
+    head.framing = match (transfer_encoding, content_length) {
+        (Some(_), Some(_)) => {
+            return Err(HttpError::Malformed(
+                "both Content-Length and Transfer-Encoding",
+            ));
+        }
+        (Some(te), None) => {
+            let te = &head.raw[te];
+            if head.minor_version == 0 {
+                return Err(HttpError::Malformed("Transfer-Encoding in HTTP/1.0"));
+            }
+            if !chunked_is_last(te) {
+                return Err(HttpError::Malformed(
+                    "Transfer-Encoding without final chunked",
+                ));
+            }
+            if !te.eq_ignore_ascii_case(b"chunked") {
+                return Err(HttpError::UnsupportedTransferCoding);
+            }
+            RequestFraming::Chunked
+        }
+        (None, Some(n)) => RequestFraming::Length(n),
+        (None, None) => RequestFraming::None,
+    };
+    Ok(())
+}
+
+fn describe(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::HeaderName => "invalid header name",
+        httparse::Error::HeaderValue => "invalid header value",
+        httparse::Error::NewLine => "invalid line ending",
+        httparse::Error::Status => "invalid status",
+        httparse::Error::Token => "invalid token in request line",
+        httparse::Error::TooManyHeaders => "too many headers",
+        httparse::Error::Version => "invalid HTTP version",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: HeadLimits = HeadLimits {
+        header_bytes_max: 1024,
+        headers_count_max: 16,
+    };
+
+    fn parse(s: &str) -> Result<Option<(RequestHead, usize)>, HttpError> {
+        parse_request(s.as_bytes(), LIMITS)
+    }
+
+    fn status(s: &str) -> u16 {
+        parse(s).expect_err("should be refused").status()
+    }
+
+    #[test]
+    fn parses_a_simple_get() {
+        let (h, n) = parse("GET /a?b HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\nrest")
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 43);
+        assert_eq!(h.method(), "GET");
+        assert_eq!(h.target(), "/a?b");
+        assert_eq!(h.host(), Some("x"));
+        assert_eq!(h.framing, RequestFraming::None);
+        assert!(h.wants_keep_alive());
+        assert_eq!(h.fields().count(), 2);
+    }
+
+    #[test]
+    fn partial_then_too_large() {
+        assert!(parse("GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
+        let big = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(2000));
+        assert_eq!(status(&big), 431);
+    }
+
+    #[test]
+    fn refuses_smuggling_shapes() {
+        assert_eq!(
+            status(
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ),
+            400
+        );
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3a\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            501
+        );
+        assert_eq!(
+            status("GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n"),
+            400
+        );
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\r\nHost : x\r\n\r\n"), 400);
+        assert_eq!(status("GET  / HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn equal_duplicate_lengths_are_one() {
+        let (h, _) =
+            parse("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert_eq!(h.framing, RequestFraming::Length(3));
+    }
+
+    #[test]
+    fn too_many_headers_is_431() {
+        let mut s = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+        for i in 0..20 {
+            s.push_str(&format!("X-{i}: v\r\n"));
+        }
+        s.push_str("\r\n");
+        assert_eq!(status(&s), 431);
+    }
+
+    #[test]
+    fn http10_keep_alive_rules() {
+        let (h, _) = parse("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert!(!h.wants_keep_alive());
+        let (h, _) = parse("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.wants_keep_alive());
+        let (h, _) = parse("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!h.wants_keep_alive());
+    }
+
+    #[test]
+    fn expect_rules() {
+        let (h, _) =
+            parse("PUT / HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert!(h.expect_continue);
+        assert_eq!(
+            status("PUT / HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\n\r\n"),
+            417
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! Response heads from origins, and how their bodies are delimited (RFC 9112 §6.3).
+
+use std::ops::Range;
+
+use super::HttpError;
+use super::body::Framing;
+use super::headers::{ConnectionOptions, chunked_is_last, merge_content_length};
+use super::request::{HEADERS_COUNT_CEILING, HeadLimits};
+
+#[derive(Debug, Clone)]
+pub struct ResponseHead {
+    raw: Vec<u8>,
+    reason: Range<usize>,
+    fields: Vec<(Range<usize>, Range<usize>)>,
+    pub status: u16,
+    pub minor_version: u8,
+    pub framing: Framing,
+    pub connection: ConnectionOptions,
+}
+
+impl ResponseHead {
+    pub fn reason(&self) -> &[u8] {
+        &self.raw[self.reason.clone()]
+    }
+
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.fields.iter().map(|(n, v)| {
+            (
+                std::str::from_utf8(&self.raw[n.clone()]).unwrap_or(""),
+                &self.raw[v.clone()],
+            )
+        })
+    }
+
+    pub fn is_informational(&self) -> bool {
+        (100..200).contains(&self.status)
+    }
+
+    /// Whether the origin lets this connection be reused after the body.
+    pub fn origin_keeps_alive(&self) -> bool {
+        let framed = !matches!(self.framing, Framing::Close);
+        let version_ok = if self.minor_version == 0 {
+            self.connection.keep_alive
+        } else {
+            true
+        };
+        framed && version_ok && !self.connection.close
+    }
+}
+
+/// Parses a response head; `request_is_head` decides whether a body follows.
+pub fn parse_response(
+    buf: &[u8],
+    limits: HeadLimits,
+    request_is_head: bool,
+) -> Result<Option<(ResponseHead, usize)>, HttpError> {
+    let count = limits.headers_count_max.min(HEADERS_COUNT_CEILING);
+    // httparse offers uninitialised storage only for requests; responses come once
+    // per upstream exchange, so one small allocation is fine here.
+    let mut storage = vec![httparse::EMPTY_HEADER; count];
+    let mut resp = httparse::Response::new(&mut storage);
+    let consumed = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n <= limits.header_bytes_max => n,
+        Ok(httparse::Status::Partial) if buf.len() <= limits.header_bytes_max => return Ok(None),
+        Ok(_) => {
+            return Err(HttpError::HeadTooLarge {
+                limit: limits.header_bytes_max,
+            });
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(HttpError::TooManyHeaders { limit: count });
+        }
+        Err(_) => return Err(HttpError::Malformed("invalid response head")),
+    };
+    let head = &buf[..consumed];
+    let offset = |s: &[u8]| -> Range<usize> {
+        let start = s.as_ptr() as usize - head.as_ptr() as usize;
+        start..start + s.len()
+    };
+    let status = resp.code.unwrap_or(0);
+    if !(100..=999).contains(&status) {
+        return Err(HttpError::Malformed("invalid status code"));
+    }
+    let reason = offset(resp.reason.unwrap_or_default().as_bytes());
+    let fields: Vec<_> = resp
+        .headers
+        .iter()
+        .map(|h| (offset(h.name.as_bytes()), offset(h.value)))
+        .collect();
+    let mut parsed = ResponseHead {
+        raw: head.to_vec(),
+        reason,
+        fields,
+        status,
+        minor_version: resp.version.unwrap_or(1),
+        framing: Framing::Close,
+        connection: ConnectionOptions::default(),
+    };
+    parsed.framing = response_framing(&mut parsed, request_is_head)?;
+    Ok(Some((parsed, consumed)))
+}
+
+fn response_framing(head: &mut ResponseHead, request_is_head: bool) -> Result<Framing, HttpError> {
+    let mut length = None;
+    let mut chunked = None;
+    for (n, v) in head.fields.clone() {
+        let name = &head.raw[n];
+        let value = &head.raw[v];
+        if name.eq_ignore_ascii_case(b"content-length") {
+            length = merge_content_length(length, value)
+                .map_err(|()| HttpError::Malformed("invalid Content-Length in response"))?;
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            chunked = Some(chunked_is_last(value));
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            head.connection.add(value);
+        }
+    }
+    let no_body = request_is_head || head.is_informational() || matches!(head.status, 204 | 304);
+    Ok(match (no_body, chunked, length) {
+        (true, _, _) => Framing::None,
+        // Transfer-Encoding overrides Content-Length; a coding other than chunked last
+        // means the body runs to the close.
+        (false, Some(true), _) => Framing::Chunked,
+        (false, Some(false), _) => Framing::Close,
+        (false, None, Some(n)) => Framing::Length(n),
+        (false, None, None) => Framing::Close,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: HeadLimits = HeadLimits {
+        header_bytes_max: 1024,
+        headers_count_max: 16,
+    };
+
+    fn framing(s: &str, head: bool) -> Framing {
+        parse_response(s.as_bytes(), LIMITS, head)
+            .unwrap()
+            .unwrap()
+            .0
+            .framing
+    }
+
+    #[test]
+    fn framing_rules() {
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false),
+            Framing::Length(5)
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true),
+            Framing::None
+        );
+        assert_eq!(
+            framing("HTTP/1.1 204 No Content\r\n\r\n", false),
+            Framing::None
+        );
+        assert_eq!(
+            framing(
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+                false
+            ),
+            Framing::None
+        );
+        assert_eq!(
+            framing(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+                false
+            ),
+            Framing::Chunked
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false),
+            Framing::Close
+        );
+        assert_eq!(framing("HTTP/1.0 200 OK\r\n\r\n", false), Framing::Close);
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        let p = |s: &str| {
+            parse_response(s.as_bytes(), LIMITS, false)
+                .unwrap()
+                .unwrap()
+                .0
+        };
+        assert!(p("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").origin_keeps_alive());
+        assert!(
+            !p("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .origin_keeps_alive()
+        );
+        assert!(!p("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").origin_keeps_alive());
+        assert!(!p("HTTP/1.1 200 OK\r\n\r\n").origin_keeps_alive());
+    }
+
+    #[test]
+    fn bad_responses() {
+        for s in [
+            "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+            "HTTP/1.1 2000 OK\r\n\r\n",
+            "HTTTP/1.1 200 OK\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        ] {
+            assert!(parse_response(s.as_bytes(), LIMITS, false).is_err(), "{s}");
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! distilld: an HTTP proxy appliance that caches, distills and clusters.
+//!
+//! The crate is the engine; `src/main.rs` is the daemon's command line and
+//! `tools/` holds the bundled origin simulator. See ARCHITECTURE.md for the codemap.
+
+pub mod config;
+pub mod http;
+pub mod proxy;
+pub mod shard;

@@ -1,0 +1,73 @@
+//! A byte queue with a read position: bytes are appended at the back and consumed from
+//! the front without shifting on every consume.
+
+#[derive(Debug, Default)]
+pub struct Buf {
+    data: Vec<u8>,
+    pos: usize,
+}
+
+impl Buf {
+    pub fn with_capacity(n: usize) -> Buf {
+        Buf {
+            data: Vec::with_capacity(n),
+            pos: 0,
+        }
+    }
+
+    pub fn pending(&self) -> &[u8] {
+        &self.data[self.pos..]
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len() - self.pos
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.data.len());
+        if self.pos == self.data.len() {
+            self.data.clear();
+            self.pos = 0;
+        }
+    }
+
+    /// The vector to append to; consumed bytes are dropped first when they are at least
+    /// half of it, so the buffer does not creep.
+    pub fn tail(&mut self) -> &mut Vec<u8> {
+        if self.pos > 0 && self.pos >= self.data.len() / 2 {
+            self.data.drain(..self.pos);
+            self.pos = 0;
+        }
+        &mut self.data
+    }
+
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.tail().extend_from_slice(bytes);
+    }
+
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.pos = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_semantics() {
+        let mut b = Buf::default();
+        b.extend(b"hello");
+        b.consume(2);
+        assert_eq!(b.pending(), b"llo");
+        b.extend(b" world");
+        assert_eq!(b.pending(), b"llo world");
+        b.consume(100);
+        assert!(b.is_empty());
+    }
+}

@@ -1,0 +1,728 @@
+//! One client connection and the exchange it is in, as a sans-IO state machine.
+//!
+//! The driver (epoll today, io_uring next) feeds it events — bytes from the client or the
+//! origin, end of stream, an upstream attached or failed, a clock tick — and carries out
+//! what it asks: bytes to write (`client_out`, `upstream_out`) and `Action`s for the
+//! upstream connection. Time comes in as `Now`; no socket, clock or thread is touched
+//! here, so every path can be driven byte by byte in a test. LIFECYCLE.md walks it.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use thiserror::Error;
+
+use crate::config::Config;
+use crate::http::HttpError;
+use crate::http::body::{BodyDecoder, BodyEncoder, Framing};
+use crate::http::request::{HeadLimits, RequestFraming, RequestHead, parse_request};
+use crate::http::response::{ResponseHead, parse_response};
+use crate::http::target::Authority;
+
+use super::buf::Buf;
+use super::heads::{DownFraming, Identity, is_loop, write_client_response, write_upstream_request};
+use super::local::{HEALTH_BODY, LocalResponse, error_body};
+use super::route::{Decision, Destination, route};
+use super::stats::Stats;
+
+/// The time of an event, as the driver read it once for a batch of events.
+#[derive(Debug, Clone, Copy)]
+pub struct Now<'a> {
+    pub instant: Instant,
+    /// IMF-fixdate for Date fields, refreshed by the driver once a second.
+    pub date: &'a [u8],
+}
+
+/// What the connection asks of the driver about its upstream connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Attach a connection to `origin`: from the pool when `pooled_ok`, else fresh.
+    /// Answered by `on_upstream_ready` or `on_upstream_failed`.
+    Acquire { origin: Authority, pooled_ok: bool },
+    /// The exchange is over and the upstream connection can be reused.
+    Release,
+    /// Close the upstream connection, or cancel its acquisition.
+    CloseUpstream,
+}
+
+/// Why an upstream connection could not be had.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum UpstreamFailure {
+    #[error("cannot resolve {host}: {reason}")]
+    Resolve { host: String, reason: String },
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+}
+
+#[derive(Debug)]
+enum Phase {
+    Acquiring { since: Instant },
+    Attached,
+}
+
+#[derive(Debug)]
+enum Response {
+    AwaitHead,
+    Body { dec: BodyDecoder, enc: BodyEncoder },
+}
+
+/// One request and its response.
+#[derive(Debug)]
+struct Exchange {
+    head: RequestHead,
+    origin: Authority,
+    started: Instant,
+    keep_alive: bool,
+    up_head: Vec<u8>,
+    req_dec: BodyDecoder,
+    req_enc: BodyEncoder,
+    req_bytes: u64,
+    phase: Phase,
+    reused: bool,
+    retried: bool,
+    resp_buf: Vec<u8>,
+    resp: Response,
+    upstream_reusable: bool,
+    status: u16,
+    resp_bytes: u64,
+    last_upstream: Instant,
+}
+
+pub struct Conn {
+    cfg: Arc<Config>,
+    stats: Arc<Stats>,
+    peer: SocketAddr,
+    inbuf: Buf,
+    out: Buf,
+    up_out: Buf,
+    actions: VecDeque<Action>,
+    ex: Option<Box<Exchange>>,
+    /// No request after the current one: close once it is answered and flushed.
+    no_more_requests: bool,
+    /// Close now with a reset: what was sent must not pass for complete.
+    reset: bool,
+    client_eof: bool,
+    head_started: Option<Instant>,
+    last_client: Instant,
+}
+
+impl Conn {
+    pub fn new(cfg: Arc<Config>, stats: Arc<Stats>, peer: SocketAddr, now: Now<'_>) -> Conn {
+        let cap = cfg.limits.io_buffer_bytes.min(16 * 1024);
+        Conn {
+            cfg,
+            stats,
+            peer,
+            inbuf: Buf::with_capacity(cap),
+            out: Buf::with_capacity(cap),
+            up_out: Buf::default(),
+            actions: VecDeque::new(),
+            ex: None,
+            no_more_requests: false,
+            reset: false,
+            client_eof: false,
+            head_started: None,
+            last_client: now.instant,
+        }
+    }
+
+    // ---- what the driver reads -------------------------------------------------------
+
+    pub fn client_out(&mut self) -> &mut Buf {
+        &mut self.out
+    }
+
+    pub fn upstream_out(&mut self) -> &mut Buf {
+        &mut self.up_out
+    }
+
+    pub fn next_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    pub fn has_actions(&self) -> bool {
+        !self.actions.is_empty()
+    }
+
+    pub fn wants_client_read(&self) -> bool {
+        !self.reset
+            && !self.client_eof
+            && !(self.no_more_requests && self.ex.is_none())
+            && self.inbuf.len() < self.watermark()
+    }
+
+    pub fn wants_upstream_read(&self) -> bool {
+        self.ex
+            .as_ref()
+            .is_some_and(|ex| matches!(ex.phase, Phase::Attached))
+            && self.out.len() < self.watermark()
+    }
+
+    /// The client connection should be closed now.
+    pub fn is_finished(&self) -> bool {
+        self.reset || (self.no_more_requests && self.ex.is_none() && self.out.is_empty())
+    }
+
+    /// Close with a reset rather than a clean end of stream.
+    pub fn wants_reset(&self) -> bool {
+        self.reset
+    }
+
+    // ---- events from the client ------------------------------------------------------
+
+    pub fn on_client_data(&mut self, data: &[u8], now: Now<'_>) {
+        self.last_client = now.instant;
+        self.inbuf.extend(data);
+        self.advance(now);
+    }
+
+    pub fn on_client_eof(&mut self, now: Now<'_>) {
+        self.client_eof = true;
+        let body_unfinished = self.ex.as_ref().is_some_and(|ex| !ex.req_dec.is_done());
+        if body_unfinished {
+            // The request can never be completed: drop it and the origin connection.
+            self.actions.push_back(Action::CloseUpstream);
+            self.ex = None;
+            self.reset = true;
+            return;
+        }
+        self.advance(now);
+    }
+
+    pub fn on_client_written(&mut self, now: Now<'_>) {
+        self.last_client = now.instant;
+    }
+
+    // ---- events from the upstream side -----------------------------------------------
+
+    pub fn on_upstream_ready(&mut self, reused: bool, now: Now<'_>) {
+        let Some(ex) = self.ex.as_mut() else {
+            self.actions.push_back(Action::CloseUpstream);
+            return;
+        };
+        ex.phase = Phase::Attached;
+        ex.reused = reused;
+        ex.last_upstream = now.instant;
+        if reused {
+            self.stats.upstream_reuses.incr();
+        } else {
+            self.stats.upstream_connects.incr();
+        }
+        self.up_out.clear();
+        self.up_out.extend(&ex.up_head);
+        self.pump_request_body(now);
+    }
+
+    pub fn on_upstream_failed(&mut self, failure: UpstreamFailure, now: Now<'_>) {
+        if self.ex.is_none() {
+            return;
+        }
+        self.stats.upstream_errors.incr();
+        tracing::warn!(client = %self.peer, "{failure}");
+        self.fail_exchange(502, &failure.to_string(), now);
+    }
+
+    pub fn on_upstream_written(&mut self, now: Now<'_>) {
+        if let Some(ex) = self.ex.as_mut() {
+            ex.last_upstream = now.instant;
+        }
+        self.pump_request_body(now);
+    }
+
+    pub fn on_upstream_data(&mut self, data: &[u8], now: Now<'_>) {
+        let Some(ex) = self.ex.as_mut() else {
+            return;
+        };
+        ex.last_upstream = now.instant;
+        if matches!(ex.resp, Response::Body { .. }) {
+            self.feed_body(data, now);
+            return;
+        }
+        ex.resp_buf.extend_from_slice(data);
+        self.parse_response_head(now);
+    }
+
+    /// The origin ended its stream (`error` = None) or the connection failed.
+    pub fn on_upstream_closed(&mut self, error: Option<&str>, now: Now<'_>) {
+        let Some(ex) = self.ex.as_mut() else {
+            return;
+        };
+        match &mut ex.resp {
+            Response::AwaitHead => {
+                let retry_safe = ex.reused
+                    && !ex.retried
+                    && !ex.head.has_body()
+                    && ex.resp_buf.is_empty()
+                    && matches!(ex.phase, Phase::Attached);
+                if retry_safe {
+                    // A pooled connection the origin had already closed: nothing was
+                    // processed, so the request is sent again on a fresh connection.
+                    self.stats.upstream_retries.incr();
+                    ex.retried = true;
+                    ex.phase = Phase::Acquiring { since: now.instant };
+                    self.up_out.clear();
+                    self.actions.push_back(Action::CloseUpstream);
+                    self.actions.push_back(Action::Acquire {
+                        origin: ex.origin.clone(),
+                        pooled_ok: false,
+                    });
+                    return;
+                }
+                self.stats.upstream_errors.incr();
+                let detail = match error {
+                    Some(e) => format!(
+                        "connection to origin {} failed before a response: {e}",
+                        ex.origin
+                    ),
+                    None => format!(
+                        "origin {} closed the connection without a response",
+                        ex.origin
+                    ),
+                };
+                self.fail_exchange(502, &detail, now);
+            }
+            Response::Body { dec, enc } => {
+                if error.is_none() && dec.on_eof() {
+                    enc.finish(self.out.tail());
+                    ex.upstream_reusable = false;
+                    self.complete_exchange(now);
+                } else {
+                    let why = error.unwrap_or("origin closed the connection mid-body");
+                    self.truncate(why);
+                }
+            }
+        }
+    }
+
+    // ---- time ------------------------------------------------------------------------
+
+    pub fn on_tick(&mut self, now: Now<'_>) {
+        let t = now.instant;
+        let to = self.cfg.timeouts;
+        let client_idle = t.saturating_duration_since(self.last_client) >= to.client_idle;
+        let Some(ex) = self.ex.as_ref() else {
+            if let Some(started) = self.head_started {
+                if t.saturating_duration_since(started) >= to.request_head {
+                    self.stats.client_timeouts.incr();
+                    self.refuse(408, "request head not received in time", now);
+                    return;
+                }
+            }
+            if client_idle {
+                self.reset = !self.out.is_empty();
+                self.no_more_requests = true;
+                self.inbuf.clear();
+                self.out.clear();
+            }
+            return;
+        };
+        match ex.phase {
+            Phase::Acquiring { since } => {
+                if t.saturating_duration_since(since) >= to.upstream_connect {
+                    self.stats.upstream_timeouts.incr();
+                    let detail = format!("connecting to origin {} timed out", ex.origin);
+                    self.fail_exchange(504, &detail, now);
+                }
+            }
+            Phase::Attached => {
+                let waiting_on_client = (!ex.req_dec.is_done() && self.up_out.is_empty())
+                    || self.out.len() >= self.watermark();
+                if waiting_on_client {
+                    if client_idle {
+                        self.stats.client_timeouts.incr();
+                        self.truncate("client stalled");
+                    }
+                } else if t.saturating_duration_since(ex.last_upstream) >= to.upstream_response {
+                    self.stats.upstream_timeouts.incr();
+                    let detail = format!("origin {} did not answer in time", ex.origin);
+                    self.fail_exchange(504, &detail, now);
+                }
+            }
+        }
+    }
+
+    // ---- the request side ------------------------------------------------------------
+
+    fn watermark(&self) -> usize {
+        self.cfg.limits.io_buffer_bytes
+    }
+
+    fn head_limits(&self) -> HeadLimits {
+        HeadLimits {
+            header_bytes_max: self.cfg.limits.header_bytes_max,
+            headers_count_max: self.cfg.limits.headers_count_max,
+        }
+    }
+
+    /// Starts every complete request waiting in the input, one at a time: pipelined
+    /// requests are answered in order because the next is parsed only when the
+    /// current exchange is over.
+    fn advance(&mut self, now: Now<'_>) {
+        loop {
+            if self.reset || self.no_more_requests {
+                return;
+            }
+            if self.ex.is_some() {
+                self.pump_request_body(now);
+                return;
+            }
+            if self.inbuf.is_empty() {
+                self.head_started = None;
+                self.no_more_requests = self.client_eof;
+                return;
+            }
+            match parse_request(self.inbuf.pending(), self.head_limits()) {
+                Ok(None) => {
+                    self.head_started.get_or_insert(now.instant);
+                    self.no_more_requests = self.client_eof;
+                    return;
+                }
+                Err(e) => {
+                    self.stats.bad_requests.incr();
+                    self.refuse_malformed(&e, now);
+                    return;
+                }
+                Ok(Some((head, n))) => {
+                    self.inbuf.consume(n);
+                    self.head_started = None;
+                    self.stats.requests.incr();
+                    self.begin(head, now);
+                }
+            }
+        }
+    }
+
+    fn begin(&mut self, head: RequestHead, now: Now<'_>) {
+        if is_loop(&head, &self.cfg.via_name) {
+            self.answer_local(
+                &head,
+                508,
+                &error_body(508, "request already passed through this proxy"),
+                now,
+            );
+            return;
+        }
+        match route(&self.cfg, &head) {
+            Err(refusal) => {
+                let body = error_body(refusal.status, &refusal.reason);
+                self.answer_local(&head, refusal.status, &body, now);
+            }
+            Ok(Decision::Health) => self.answer_local(&head, 200, HEALTH_BODY, now),
+            Ok(Decision::Proxy(dest)) => self.begin_proxy(head, dest, now),
+        }
+    }
+
+    fn begin_proxy(&mut self, head: RequestHead, dest: Destination, now: Now<'_>) {
+        let max = self.cfg.limits.request_body_bytes_max;
+        if matches!(head.framing, RequestFraming::Length(n) if n > max) {
+            self.refuse_malformed(&HttpError::BodyTooLarge { limit: max }, now);
+            return;
+        }
+        if head.expect_continue && head.has_body() && head.minor_version == 1 {
+            // The body is within limits, so ask for it; Expect is not forwarded.
+            self.out.extend(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        let mut up_head = Vec::with_capacity(256 + head.fields().count() * 32);
+        let id = Identity {
+            via_name: &self.cfg.via_name,
+            x_forwarded_for: self.cfg.x_forwarded_for,
+        };
+        write_upstream_request(&mut up_head, &head, &dest, self.peer.ip(), id);
+        let (req_dec, req_enc) = match head.framing {
+            RequestFraming::None => (BodyDecoder::new(Framing::None), BodyEncoder::Raw),
+            RequestFraming::Length(n) => (BodyDecoder::new(Framing::Length(n)), BodyEncoder::Raw),
+            RequestFraming::Chunked => (BodyDecoder::new(Framing::Chunked), BodyEncoder::Chunked),
+        };
+        self.actions.push_back(Action::Acquire {
+            origin: dest.origin.clone(),
+            pooled_ok: true,
+        });
+        self.ex = Some(Box::new(Exchange {
+            keep_alive: head.wants_keep_alive(),
+            head,
+            origin: dest.origin,
+            started: now.instant,
+            up_head,
+            req_dec,
+            req_enc,
+            req_bytes: 0,
+            phase: Phase::Acquiring { since: now.instant },
+            reused: false,
+            retried: false,
+            resp_buf: Vec::new(),
+            resp: Response::AwaitHead,
+            upstream_reusable: false,
+            status: 0,
+            resp_bytes: 0,
+            last_upstream: now.instant,
+        }));
+    }
+
+    /// Moves request body bytes from the client's input to the origin's output, as far
+    /// as the output's high-water mark allows.
+    fn pump_request_body(&mut self, now: Now<'_>) {
+        let watermark = self.watermark();
+        let max = self.cfg.limits.request_body_bytes_max;
+        let Some(ex) = self.ex.as_mut() else { return };
+        if !matches!(ex.phase, Phase::Attached) {
+            return;
+        }
+        while !ex.req_dec.is_done() && self.up_out.len() < watermark && !self.inbuf.is_empty() {
+            let (n, data) = match ex.req_dec.decode(self.inbuf.pending()) {
+                Ok(step) => step,
+                Err(e) => {
+                    self.stats.bad_requests.incr();
+                    let status = e.status();
+                    self.fail_exchange(status, &e.to_string(), now);
+                    return;
+                }
+            };
+            ex.req_bytes += data.len() as u64;
+            if ex.req_bytes > max {
+                let e = HttpError::BodyTooLarge { limit: max };
+                self.fail_exchange(413, &e.to_string(), now);
+                return;
+            }
+            ex.req_enc.encode(data, self.up_out.tail());
+            self.inbuf.consume(n);
+            if ex.req_dec.is_done() {
+                ex.req_enc.finish(self.up_out.tail());
+            }
+        }
+    }
+
+    // ---- the response side -----------------------------------------------------------
+
+    fn parse_response_head(&mut self, now: Now<'_>) {
+        let limits = self.head_limits();
+        let Some(ex) = self.ex.as_mut() else { return };
+        loop {
+            let parsed = parse_response(&ex.resp_buf, limits, ex.head.is_head());
+            match parsed {
+                Ok(None) => return,
+                Err(e) => {
+                    self.stats.upstream_errors.incr();
+                    let detail = format!("invalid response from origin {}: {e}", ex.origin);
+                    self.fail_exchange(502, &detail, now);
+                    return;
+                }
+                Ok(Some((resp, n))) if resp.is_informational() => {
+                    if resp.status == 101 {
+                        let detail = format!("origin {} switched protocols unasked", ex.origin);
+                        self.fail_exchange(502, &detail, now);
+                        return;
+                    }
+                    // 100 was already answered by the proxy; other 1xx are advisory.
+                    ex.resp_buf.drain(..n);
+                }
+                Ok(Some((resp, n))) => {
+                    let rest = ex.resp_buf.split_off(n);
+                    ex.resp_buf = Vec::new();
+                    self.start_response(&resp);
+                    self.feed_body(&rest, now);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn start_response(&mut self, resp: &ResponseHead) {
+        let Some(ex) = self.ex.as_mut() else { return };
+        let minor = ex.head.minor_version;
+        let down = DownFraming::choose(resp.framing, minor);
+        ex.keep_alive = ex.keep_alive && down != DownFraming::Close && !self.client_eof;
+        write_client_response(
+            self.out.tail(),
+            resp,
+            down,
+            ex.keep_alive,
+            minor,
+            &self.cfg.via_name,
+        );
+        ex.status = resp.status;
+        ex.upstream_reusable = resp.origin_keeps_alive();
+        let enc = if down == DownFraming::Chunked {
+            BodyEncoder::Chunked
+        } else {
+            BodyEncoder::Raw
+        };
+        ex.resp = Response::Body {
+            dec: BodyDecoder::new(resp.framing),
+            enc,
+        };
+    }
+
+    fn feed_body(&mut self, data: &[u8], now: Now<'_>) {
+        let Some(ex) = self.ex.as_mut() else { return };
+        let Response::Body { dec, enc } = &mut ex.resp else {
+            return;
+        };
+        let mut at = 0;
+        while at < data.len() && !dec.is_done() {
+            match dec.decode(&data[at..]) {
+                Ok((n, piece)) => {
+                    enc.encode(piece, self.out.tail());
+                    ex.resp_bytes += piece.len() as u64;
+                    at += n;
+                }
+                Err(e) => {
+                    self.stats.upstream_errors.incr();
+                    self.truncate(&format!("invalid body from origin: {e}"));
+                    return;
+                }
+            }
+        }
+        if dec.is_done() {
+            if at < data.len() {
+                ex.upstream_reusable = false; // bytes past the end: the stream is unsound
+            }
+            enc.finish(self.out.tail());
+            self.complete_exchange(now);
+        }
+    }
+
+    fn complete_exchange(&mut self, now: Now<'_>) {
+        let Some(ex) = self.ex.take() else { return };
+        let request_done = ex.req_dec.is_done();
+        if ex.upstream_reusable && request_done && self.up_out.is_empty() {
+            self.actions.push_back(Action::Release);
+        } else {
+            self.actions.push_back(Action::CloseUpstream);
+        }
+        self.up_out.clear();
+        if !request_done || !ex.keep_alive {
+            self.no_more_requests = true;
+        }
+        self.log_access(
+            &ex.head,
+            ex.status,
+            ex.resp_bytes,
+            ex.started,
+            now,
+            Some(&ex.origin),
+        );
+        self.advance(now);
+    }
+
+    /// The response head is out but its body cannot be completed: reset the client
+    /// connection so the part it got is never taken for the whole.
+    fn truncate(&mut self, why: &str) {
+        self.stats.truncated_responses.incr();
+        if let Some(ex) = self.ex.take() {
+            tracing::warn!(client = %self.peer, origin = %ex.origin, target = ex.head.target(),
+                sent = ex.resp_bytes, "response truncated: {why}");
+        }
+        self.actions.push_back(Action::CloseUpstream);
+        self.reset = true;
+    }
+
+    /// The exchange failed before its response started: answer with `status`.
+    fn fail_exchange(&mut self, status: u16, detail: &str, now: Now<'_>) {
+        let Some(ex) = self.ex.take() else { return };
+        if matches!(ex.resp, Response::Body { .. }) {
+            self.ex = Some(ex);
+            self.truncate(detail);
+            return;
+        }
+        self.actions.push_back(Action::CloseUpstream);
+        self.up_out.clear();
+        tracing::warn!(client = %self.peer, target = ex.head.target(), "{status}: {detail}");
+        let keep = ex.keep_alive && ex.req_dec.is_done() && !matches!(status, 400 | 413);
+        let body = error_body(status, detail);
+        self.write_local(
+            status,
+            &body,
+            ex.head.is_head(),
+            keep,
+            ex.head.minor_version,
+            now,
+        );
+        self.log_access(
+            &ex.head,
+            status,
+            body.len() as u64,
+            ex.started,
+            now,
+            Some(&ex.origin),
+        );
+        self.advance(now);
+    }
+
+    // ---- answers written here --------------------------------------------------------
+
+    fn answer_local(&mut self, head: &RequestHead, status: u16, body: &[u8], now: Now<'_>) {
+        self.stats.local_responses.incr();
+        // A body we did not read would be taken for the next request: close instead.
+        let keep = head.wants_keep_alive() && !head.has_body();
+        self.write_local(status, body, head.is_head(), keep, head.minor_version, now);
+        self.log_access(head, status, body.len() as u64, now.instant, now, None);
+    }
+
+    /// A request that cannot be parsed or accepted: answer, then close.
+    fn refuse_malformed(&mut self, e: &HttpError, now: Now<'_>) {
+        tracing::info!(client = %self.peer, "refused request: {e}");
+        self.refuse(e.status(), &e.to_string(), now);
+    }
+
+    fn refuse(&mut self, status: u16, detail: &str, now: Now<'_>) {
+        self.stats.local_responses.incr();
+        self.inbuf.clear();
+        self.head_started = None;
+        let body = error_body(status, detail);
+        self.write_local(status, &body, false, false, 1, now);
+        if self.cfg.access_log {
+            tracing::info!(target: "access", client = %self.peer, status, "-");
+        }
+    }
+
+    fn write_local(
+        &mut self,
+        status: u16,
+        body: &[u8],
+        head_only: bool,
+        keep_alive: bool,
+        minor: u8,
+        now: Now<'_>,
+    ) {
+        LocalResponse {
+            status,
+            body,
+            head_only,
+            keep_alive: keep_alive && !self.client_eof,
+            client_minor: minor,
+            date: now.date,
+            via_name: &self.cfg.via_name,
+        }
+        .write(self.out.tail());
+        if !keep_alive {
+            self.no_more_requests = true;
+        }
+    }
+
+    fn log_access(
+        &self,
+        head: &RequestHead,
+        status: u16,
+        bytes: u64,
+        started: Instant,
+        now: Now<'_>,
+        origin: Option<&Authority>,
+    ) {
+        if !self.cfg.access_log {
+            return;
+        }
+        let micros = now.instant.saturating_duration_since(started).as_micros() as u64;
+        match origin {
+            Some(o) => {
+                tracing::info!(target: "access", client = %self.peer, method = head.method(),
+                target = head.target(), status, bytes, micros, upstream = %o)
+            }
+            None => tracing::info!(target: "access", client = %self.peer, method = head.method(),
+                target = head.target(), status, bytes, micros, upstream = "-"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,251 @@
+//! The connection state machine driven byte by byte, with no sockets and a fake clock.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+const DATE: &[u8] = b"Sat, 28 Nov 2026 00:00:00 GMT";
+
+struct Harness {
+    conn: Conn,
+    t: Instant,
+}
+
+impl Harness {
+    fn new(toml: &str) -> Harness {
+        let cfg = Arc::new(Config::from_toml_str(toml, "test").expect("valid config"));
+        let t = Instant::now();
+        let peer = "127.0.0.9:5000".parse().unwrap();
+        Harness {
+            conn: Conn::new(
+                cfg,
+                Arc::new(Stats::default()),
+                peer,
+                Now {
+                    instant: t,
+                    date: DATE,
+                },
+            ),
+            t,
+        }
+    }
+
+    fn now(&self) -> Now<'static> {
+        Now {
+            instant: self.t,
+            date: DATE,
+        }
+    }
+
+    fn client(&mut self, bytes: &str) {
+        let now = self.now();
+        self.conn.on_client_data(bytes.as_bytes(), now);
+    }
+
+    fn origin(&mut self, bytes: &str) {
+        let now = self.now();
+        self.conn.on_upstream_data(bytes.as_bytes(), now);
+    }
+
+    fn ready(&mut self, reused: bool) {
+        let now = self.now();
+        self.conn.on_upstream_ready(reused, now);
+    }
+
+    fn actions(&mut self) -> Vec<Action> {
+        std::iter::from_fn(|| self.conn.next_action()).collect()
+    }
+
+    fn sent_upstream(&mut self) -> String {
+        let s = String::from_utf8_lossy(self.conn.upstream_out().pending()).into_owned();
+        let n = self.conn.upstream_out().len();
+        self.conn.upstream_out().consume(n);
+        s
+    }
+
+    fn sent_client(&mut self) -> String {
+        let s = String::from_utf8_lossy(self.conn.client_out().pending()).into_owned();
+        let n = self.conn.client_out().len();
+        self.conn.client_out().consume(n);
+        s
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.t += d;
+        let now = self.now();
+        self.conn.on_tick(now);
+    }
+}
+
+fn origin_authority() -> Authority {
+    Authority {
+        host: "o.test".into(),
+        port: 80,
+    }
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let mut h = Harness::new("");
+    h.client("GET http://o.test/1 HTTP/1.1\r\nHost: o.test\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET http://o.test/2 HTTP/1.1\r\nHost: o.test\r\n\r\n");
+    assert_eq!(
+        h.actions(),
+        vec![Action::Acquire {
+            origin: origin_authority(),
+            pooled_ok: true
+        }]
+    );
+    assert_eq!(
+        h.sent_client(),
+        "",
+        "health answer must wait for the first response"
+    );
+    h.ready(false);
+    assert!(
+        h.sent_upstream()
+            .starts_with("GET /1 HTTP/1.1\r\nHost: o.test\r\n")
+    );
+    h.origin("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nA");
+    assert_eq!(
+        h.actions(),
+        vec![
+            Action::Release,
+            Action::Acquire {
+                origin: origin_authority(),
+                pooled_ok: true
+            }
+        ]
+    );
+    let out = h.sent_client();
+    let first = out.find("\r\n\r\nA").expect("first response");
+    let health = out.find("ok\n").expect("health response");
+    assert!(first < health);
+    h.ready(true);
+    assert!(h.sent_upstream().starts_with("GET /2 "));
+    h.origin("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nB");
+    assert!(h.sent_client().ends_with("B"));
+    assert!(!h.conn.is_finished());
+}
+
+#[test]
+fn stale_pooled_connection_is_retried_once_on_a_fresh_one() {
+    let mut h = Harness::new("");
+    h.client("GET http://o.test/ HTTP/1.1\r\nHost: o.test\r\n\r\n");
+    h.actions();
+    h.ready(true);
+    h.sent_upstream();
+    let now = h.now();
+    h.conn.on_upstream_closed(None, now);
+    assert_eq!(
+        h.actions(),
+        vec![
+            Action::CloseUpstream,
+            Action::Acquire {
+                origin: origin_authority(),
+                pooled_ok: false
+            }
+        ]
+    );
+    h.ready(false);
+    assert!(h.sent_upstream().starts_with("GET / HTTP/1.1"));
+    let now = h.now();
+    h.conn.on_upstream_closed(None, now);
+    assert!(
+        h.sent_client().starts_with("HTTP/1.1 502 "),
+        "no second retry"
+    );
+}
+
+#[test]
+fn origin_closing_mid_body_resets_the_client() {
+    let mut h = Harness::new("");
+    h.client("GET http://o.test/ HTTP/1.1\r\nHost: o.test\r\n\r\n");
+    h.actions();
+    h.ready(false);
+    h.origin("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12345");
+    let now = h.now();
+    h.conn.on_upstream_closed(None, now);
+    assert!(h.conn.is_finished() && h.conn.wants_reset());
+}
+
+#[test]
+fn close_delimited_origin_becomes_chunked_for_http11_clients() {
+    let mut h = Harness::new("");
+    h.client("GET http://o.test/ HTTP/1.1\r\nHost: o.test\r\n\r\n");
+    h.actions();
+    h.ready(false);
+    h.origin("HTTP/1.0 200 OK\r\n\r\nabc");
+    let now = h.now();
+    h.conn.on_upstream_closed(None, now);
+    let out = h.sent_client();
+    assert!(out.contains("Transfer-Encoding: chunked\r\n"), "{out}");
+    assert!(out.ends_with("\r\n\r\n3\r\nabc\r\n0\r\n\r\n"), "{out}");
+    assert_eq!(h.actions(), vec![Action::CloseUpstream]);
+    assert!(!h.conn.is_finished(), "client connection stays open");
+}
+
+#[test]
+fn expect_continue_is_answered_by_the_proxy_and_not_forwarded() {
+    let mut h = Harness::new("");
+    h.client("PUT http://o.test/ HTTP/1.1\r\nHost: o.test\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+    assert_eq!(h.sent_client(), "HTTP/1.1 100 Continue\r\n\r\n");
+    h.ready(false);
+    h.client("hi");
+    let up = h.sent_upstream();
+    assert!(!up.to_ascii_lowercase().contains("expect"), "{up}");
+    assert!(up.ends_with("Content-Length: 2\r\n\r\nhi"), "{up}");
+}
+
+#[test]
+fn oversized_declared_body_gets_413_without_100() {
+    let mut h = Harness::new("[limits]\nrequest_body_bytes_max = 10\n");
+    h.client("PUT http://o.test/ HTTP/1.1\r\nHost: o.test\r\nExpect: 100-continue\r\nContent-Length: 11\r\n\r\n");
+    assert!(h.sent_client().starts_with("HTTP/1.1 413 "));
+    assert!(h.actions().is_empty());
+    assert!(h.conn.is_finished());
+}
+
+#[test]
+fn slow_head_gets_408_and_idle_connection_closes() {
+    let mut h = Harness::new("[timeouts]\nrequest_head_ms = 1000\nclient_idle_ms = 5000\n");
+    h.client("GET /healthz HTTP/1.1\r\n");
+    h.advance(Duration::from_millis(999));
+    assert_eq!(h.sent_client(), "");
+    h.advance(Duration::from_millis(1));
+    assert!(h.sent_client().starts_with("HTTP/1.1 408 "));
+    assert!(h.conn.is_finished());
+
+    let mut idle = Harness::new("[timeouts]\nclient_idle_ms = 5000\n");
+    idle.advance(Duration::from_millis(4999));
+    assert!(!idle.conn.is_finished());
+    idle.advance(Duration::from_millis(1));
+    assert!(idle.conn.is_finished() && !idle.conn.wants_reset());
+}
+
+#[test]
+fn silent_origin_gets_504() {
+    let mut h = Harness::new("[timeouts]\nupstream_response_ms = 2000\n");
+    h.client("GET http://o.test/ HTTP/1.1\r\nHost: o.test\r\n\r\n");
+    h.actions();
+    h.ready(false);
+    h.sent_upstream();
+    h.advance(Duration::from_millis(2000));
+    assert!(h.sent_client().starts_with("HTTP/1.1 504 "));
+    assert_eq!(h.actions(), vec![Action::CloseUpstream]);
+}
+
+#[test]
+fn chunked_request_body_is_rechunked_and_bad_chunk_is_400() {
+    let mut h = Harness::new("");
+    h.client("POST http://o.test/ HTTP/1.1\r\nHost: o.test\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n");
+    h.ready(false);
+    let up = h.sent_upstream();
+    assert!(
+        up.ends_with("Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"),
+        "{up}"
+    );
+    h.client("zz\r\n");
+    assert!(h.sent_client().starts_with("HTTP/1.1 400 "));
+    assert!(h.conn.is_finished());
+}

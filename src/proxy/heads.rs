@@ -1,0 +1,238 @@
+//! The heads a proxy writes: the request sent upstream and the response sent down.
+//! Both drop hop-by-hop fields, add Via, and state their own framing, so that what
+//! each side reads as the body is exactly what the proxy decoded.
+
+use std::io::Write;
+use std::net::IpAddr;
+
+use crate::http::body::Framing;
+use crate::http::headers::{list_items, write_decimal, write_field};
+use crate::http::request::{RequestFraming, RequestHead};
+use crate::http::response::ResponseHead;
+
+use super::route::Destination;
+
+/// What the proxy says about itself in the heads it writes.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity<'a> {
+    pub via_name: &'a str,
+    pub x_forwarded_for: bool,
+}
+
+/// True when this proxy's own Via entry is already on the request: it came back to us.
+pub fn is_loop(head: &RequestHead, via_name: &str) -> bool {
+    head.fields()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("via"))
+        .flat_map(|(_, v)| list_items(v))
+        .any(|entry| {
+            entry
+                .split(|&b| b == b' ')
+                .nth(1)
+                .is_some_and(|name| name.eq_ignore_ascii_case(via_name.as_bytes()))
+        })
+}
+
+pub fn write_upstream_request(
+    out: &mut Vec<u8>,
+    head: &RequestHead,
+    dest: &Destination,
+    client_ip: IpAddr,
+    id: Identity<'_>,
+) {
+    out.extend_from_slice(head.method().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(dest.path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    write_field(out, b"Host", dest.host_field.as_bytes());
+    let mut via: Vec<u8> = Vec::new();
+    let mut xff: Vec<u8> = Vec::new();
+    for (name, value) in head.fields() {
+        if name.eq_ignore_ascii_case("via") {
+            append_list(&mut via, value);
+        } else if id.x_forwarded_for && name.eq_ignore_ascii_case("x-forwarded-for") {
+            append_list(&mut xff, value);
+        } else if !head.connection.drops(name) && !is_framing_or_local(name) {
+            write_field(out, name.as_bytes(), value);
+        }
+    }
+    append_via(&mut via, head.minor_version, id.via_name);
+    write_field(out, b"Via", &via);
+    if id.x_forwarded_for {
+        separate(&mut xff);
+        let _ = write!(xff, "{client_ip}");
+        write_field(out, b"X-Forwarded-For", &xff);
+    }
+    match head.framing {
+        RequestFraming::Length(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            write_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        RequestFraming::Chunked => write_field(out, b"Transfer-Encoding", b"chunked"),
+        RequestFraming::None => {}
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the response body travels to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownFraming {
+    /// No body (HEAD, 204, 304): the origin's Content-Length, if any, is kept as is.
+    None,
+    Length(u64),
+    Chunked,
+    /// Until the proxy closes the client connection (HTTP/1.0 clients).
+    Close,
+}
+
+impl DownFraming {
+    /// The framing for the client, given the origin's and the client's version.
+    pub fn choose(origin: Framing, client_minor: u8) -> DownFraming {
+        match (origin, client_minor) {
+            (Framing::None, _) => DownFraming::None,
+            (Framing::Length(n), _) => DownFraming::Length(n),
+            (Framing::Chunked | Framing::Close, 1) => DownFraming::Chunked,
+            (Framing::Chunked | Framing::Close, _) => DownFraming::Close,
+        }
+    }
+}
+
+pub fn write_client_response(
+    out: &mut Vec<u8>,
+    resp: &ResponseHead,
+    down: DownFraming,
+    keep_alive: bool,
+    client_minor: u8,
+    via_name: &str,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    write_decimal(out, u64::from(resp.status));
+    out.push(b' ');
+    out.extend_from_slice(resp.reason());
+    out.extend_from_slice(b"\r\n");
+    let mut via: Vec<u8> = Vec::new();
+    for (name, value) in resp.fields() {
+        if name.eq_ignore_ascii_case("via") {
+            append_list(&mut via, value);
+        } else if resp.connection.drops(name)
+            || (down != DownFraming::None && name.eq_ignore_ascii_case("content-length"))
+        {
+            continue;
+        } else {
+            write_field(out, name.as_bytes(), value);
+        }
+    }
+    append_via(&mut via, resp.minor_version, via_name);
+    write_field(out, b"Via", &via);
+    match down {
+        DownFraming::Length(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            write_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        DownFraming::Chunked => write_field(out, b"Transfer-Encoding", b"chunked"),
+        DownFraming::None | DownFraming::Close => {}
+    }
+    write_connection(out, keep_alive, client_minor);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `Connection: close` when closing; `keep-alive` for an HTTP/1.0 client we keep.
+pub fn write_connection(out: &mut Vec<u8>, keep_alive: bool, client_minor: u8) {
+    if !keep_alive {
+        write_field(out, b"Connection", b"close");
+    } else if client_minor == 0 {
+        write_field(out, b"Connection", b"keep-alive");
+    }
+}
+
+fn is_framing_or_local(name: &str) -> bool {
+    ["host", "content-length", "expect"]
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(name))
+}
+
+fn append_list(list: &mut Vec<u8>, value: &[u8]) {
+    for item in list_items(value) {
+        separate(list);
+        list.extend_from_slice(item);
+    }
+}
+
+fn append_via(via: &mut Vec<u8>, minor: u8, name: &str) {
+    separate(via);
+    let _ = write!(via, "1.{minor} {name}");
+}
+
+/// Adds the ", " between list elements.
+fn separate(list: &mut Vec<u8>) {
+    if !list.is_empty() {
+        list.extend_from_slice(b", ");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::request::{HeadLimits, parse_request};
+    use crate::http::response::parse_response;
+    use crate::http::target::Authority;
+
+    const LIMITS: HeadLimits = HeadLimits {
+        header_bytes_max: 4096,
+        headers_count_max: 32,
+    };
+    const ID: Identity<'static> = Identity {
+        via_name: "distilld",
+        x_forwarded_for: true,
+    };
+
+    #[test]
+    fn upstream_head_drops_hop_by_hop_and_adds_via_xff() {
+        let raw = "POST http://o.test/p HTTP/1.1\r\nHost: o.test\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n\
+                   Keep-Alive: 5\r\nProxy-Connection: x\r\nProxy-Authorization: y\r\nTE: trailers\r\nTrailer: z\r\n\
+                   Upgrade: ws\r\nVia: 1.0 other\r\nX-Forwarded-For: 10.0.0.1\r\nExpect: 100-continue\r\n\
+                   Transfer-Encoding: chunked\r\nAccept: */*\r\n\r\n";
+        let (head, _) = parse_request(raw.as_bytes(), LIMITS).unwrap().unwrap();
+        let dest = Destination {
+            origin: Authority {
+                host: "o.test".into(),
+                port: 80,
+            },
+            path: "/p".into(),
+            host_field: "o.test".into(),
+        };
+        let mut out = Vec::new();
+        write_upstream_request(&mut out, &head, &dest, "127.0.0.1".parse().unwrap(), ID);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "POST /p HTTP/1.1\r\nHost: o.test\r\nAccept: */*\r\nVia: 1.0 other, 1.1 distilld\r\n\
+             X-Forwarded-For: 10.0.0.1, 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn response_head_reframes() {
+        let raw = b"HTTP/1.1 200 OK\r\nConnection: X-A\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n";
+        let (resp, _) = parse_response(raw, LIMITS, false).unwrap().unwrap();
+        let mut out = Vec::new();
+        write_client_response(&mut out, &resp, DownFraming::Close, false, 0, "distilld");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nVia: 1.1 distilld\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn loop_detection() {
+        let (h, _) = parse_request(
+            b"GET http://a/ HTTP/1.1\r\nHost: a\r\nVia: 1.1 x, 1.1 distilld\r\n\r\n",
+            LIMITS,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(is_loop(&h, "distilld"));
+        assert!(!is_loop(&h, "other"));
+    }
+}

@@ -1,0 +1,168 @@
+//! Idle upstream connections kept for reuse, per origin, with limits per origin and in
+//! all, and an idle timeout. Generic over the connection id so the pool logic is tested
+//! without sockets; the driver keeps the sockets.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::http::target::Authority;
+
+#[derive(Debug)]
+pub struct Pool {
+    idle: HashMap<Authority, VecDeque<(usize, Instant)>>,
+    per_origin_max: usize,
+    total_max: usize,
+    idle_timeout: Duration,
+    total: usize,
+}
+
+impl Pool {
+    pub fn new(per_origin_max: usize, total_max: usize, idle_timeout: Duration) -> Pool {
+        Pool {
+            idle: HashMap::new(),
+            per_origin_max,
+            total_max,
+            idle_timeout,
+            total: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.total
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// Keeps `id` for reuse. Returns the ids that must be closed to stay in bounds
+    /// (possibly `id` itself when the limits are zero).
+    pub fn put(&mut self, origin: &Authority, id: usize, now: Instant) -> Vec<usize> {
+        let mut evicted = Vec::new();
+        if self.per_origin_max == 0 || self.total_max == 0 {
+            evicted.push(id);
+            return evicted;
+        }
+        let queue = self.idle.entry(origin.clone()).or_default();
+        if queue.len() >= self.per_origin_max {
+            if let Some((old, _)) = queue.pop_front() {
+                evicted.push(old);
+                self.total -= 1;
+            }
+        }
+        queue.push_back((id, now));
+        self.total += 1;
+        while self.total > self.total_max {
+            match self.oldest_origin() {
+                Some(key) => evicted.extend(self.pop_oldest(&key)),
+                None => break,
+            }
+        }
+        evicted
+    }
+
+    /// The most recently parked connection to `origin` (the warmest one).
+    pub fn take(&mut self, origin: &Authority) -> Option<usize> {
+        let queue = self.idle.get_mut(origin)?;
+        let (id, _) = queue.pop_back()?;
+        self.total -= 1;
+        if queue.is_empty() {
+            self.idle.remove(origin);
+        }
+        Some(id)
+    }
+
+    /// Forgets `id` (it closed while idle). Returns whether it was here.
+    pub fn remove(&mut self, id: usize) -> bool {
+        let mut found = None;
+        for (key, queue) in self.idle.iter_mut() {
+            if let Some(i) = queue.iter().position(|&(x, _)| x == id) {
+                queue.remove(i);
+                found = Some(key.clone());
+                break;
+            }
+        }
+        let Some(key) = found else { return false };
+        self.total -= 1;
+        if self.idle.get(&key).is_some_and(VecDeque::is_empty) {
+            self.idle.remove(&key);
+        }
+        true
+    }
+
+    /// Ids idle longer than the timeout, removed from the pool.
+    pub fn expire(&mut self, now: Instant) -> Vec<usize> {
+        let mut expired = Vec::new();
+        let timeout = self.idle_timeout;
+        self.idle.retain(|_, queue| {
+            while let Some(&(id, since)) = queue.front() {
+                if now.saturating_duration_since(since) < timeout {
+                    break;
+                }
+                expired.push(id);
+                queue.pop_front();
+            }
+            !queue.is_empty()
+        });
+        self.total -= expired.len();
+        expired
+    }
+
+    fn oldest_origin(&self) -> Option<Authority> {
+        self.idle
+            .iter()
+            .filter_map(|(k, q)| q.front().map(|&(_, t)| (k, t)))
+            .min_by_key(|&(_, t)| t)
+            .map(|(k, _)| k.clone())
+    }
+
+    fn pop_oldest(&mut self, key: &Authority) -> Option<usize> {
+        let queue = self.idle.get_mut(key)?;
+        let (id, _) = queue.pop_front()?;
+        self.total -= 1;
+        if queue.is_empty() {
+            self.idle.remove(key);
+        }
+        Some(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(port: u16) -> Authority {
+        Authority {
+            host: "127.0.0.1".into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn lifo_reuse_and_limits() {
+        let t0 = Instant::now();
+        let mut p = Pool::new(2, 3, Duration::from_secs(10));
+        assert!(p.put(&origin(1), 1, t0).is_empty());
+        assert!(p.put(&origin(1), 2, t0).is_empty());
+        assert_eq!(p.put(&origin(1), 3, t0), vec![1]);
+        assert!(p.put(&origin(2), 4, t0 + Duration::from_secs(1)).is_empty());
+        assert_eq!(p.put(&origin(2), 5, t0 + Duration::from_secs(2)), vec![2]);
+        assert_eq!(p.len(), 3);
+        assert_eq!(p.take(&origin(1)), Some(3));
+        assert_eq!(p.take(&origin(1)), None);
+        assert!(p.remove(4));
+        assert!(!p.remove(4));
+        assert_eq!(p.len(), 1);
+    }
+
+    #[test]
+    fn idle_timeout() {
+        let t0 = Instant::now();
+        let mut p = Pool::new(8, 8, Duration::from_secs(5));
+        p.put(&origin(1), 1, t0);
+        p.put(&origin(1), 2, t0 + Duration::from_secs(3));
+        assert_eq!(p.expire(t0 + Duration::from_secs(6)), vec![1]);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p.take(&origin(1)), Some(2));
+    }
+}

@@ -1,0 +1,242 @@
+//! Where a request goes: answered here (health), to an origin named by the request
+//! (forward proxy, absolute-form), or to an origin named by a route (reverse proxy).
+
+use thiserror::Error;
+
+use crate::config::Config;
+use crate::http::request::RequestHead;
+use crate::http::target::{Authority, Target, parse_target};
+
+/// An origin a route points at: `http://host[:port]` (TLS to origins comes later).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginUrl {
+    pub authority: Authority,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum OriginUrlError {
+    #[error("{0:?} is not an http:// URL")]
+    Scheme(String),
+    #[error("{0:?} has an invalid host or port")]
+    Authority(String),
+    #[error("{0:?} must not have a path")]
+    Path(String),
+}
+
+impl OriginUrl {
+    pub fn parse(url: &str) -> Result<OriginUrl, OriginUrlError> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| OriginUrlError::Scheme(url.to_string()))?;
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        if !(path.is_empty() || path == "/") {
+            return Err(OriginUrlError::Path(url.to_string()));
+        }
+        let authority = Authority::parse(authority, 80)
+            .map_err(|_| OriginUrlError::Authority(url.to_string()))?;
+        Ok(OriginUrl { authority })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Lower-cased host to match (without port); `None` matches any.
+    pub host: Option<String>,
+    pub path_prefix: String,
+    pub origin: OriginUrl,
+    pub preserve_host: bool,
+}
+
+/// Where to send a request upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub origin: Authority,
+    /// Origin-form target sent upstream.
+    pub path: String,
+    /// Value of the Host field sent upstream.
+    pub host_field: String,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    Health,
+    Proxy(Destination),
+}
+
+/// A request that cannot be routed: the status and the reason the client is told.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{status}: {reason}")]
+pub struct Refusal {
+    pub status: u16,
+    pub reason: String,
+}
+
+fn refuse(status: u16, reason: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        reason: reason.into(),
+    }
+}
+
+pub fn route(config: &Config, head: &RequestHead) -> Result<Decision, Refusal> {
+    let target =
+        parse_target(head.target(), head.method()).map_err(|e| refuse(400, e.to_string()))?;
+    match target {
+        Target::Origin(path) => route_origin_form(config, head, path),
+        Target::Absolute {
+            https,
+            authority,
+            path,
+        } => {
+            if !config.forward_proxy {
+                return Err(refuse(403, "forward proxying is turned off"));
+            }
+            if https {
+                return Err(refuse(
+                    501,
+                    "https:// targets need CONNECT, which is not supported yet",
+                ));
+            }
+            let path = if path.is_empty() {
+                "/".to_string()
+            } else {
+                path.to_string()
+            };
+            Ok(Decision::Proxy(Destination {
+                host_field: authority.host_field(),
+                origin: authority,
+                path,
+            }))
+        }
+        Target::AuthorityForm(_) => Err(refuse(501, "CONNECT is not supported yet")),
+        Target::Asterisk => Err(refuse(400, "asterisk-form is not proxied")),
+    }
+}
+
+fn route_origin_form(config: &Config, head: &RequestHead, path: &str) -> Result<Decision, Refusal> {
+    if let Some(health) = &config.healthz_path {
+        let bare = path.split('?').next().unwrap_or(path);
+        if bare == health && matches!(head.method(), "GET" | "HEAD") {
+            return Ok(Decision::Health);
+        }
+    }
+    let host = head.host().map(host_without_port).unwrap_or_default();
+    let found = config.routes.iter().find(|r| {
+        r.host
+            .as_deref()
+            .is_none_or(|h| h.eq_ignore_ascii_case(host))
+            && path.starts_with(&r.path_prefix)
+    });
+    match found {
+        Some(r) => Ok(Decision::Proxy(Destination {
+            origin: r.origin.authority.clone(),
+            path: path.to_string(),
+            host_field: match (r.preserve_host, head.host()) {
+                (true, Some(h)) => h.to_string(),
+                _ => r.origin.authority.host_field(),
+            },
+        })),
+        None if config.routes.is_empty() => Err(refuse(
+            400,
+            "this is a forward proxy: send absolute-form requests (http://host/path)",
+        )),
+        None => Err(refuse(404, "no route matches this host and path")),
+    }
+}
+
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split(']').next().map_or(host, |h| &h[1..]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::request::{HeadLimits, parse_request};
+
+    fn head(s: &str) -> RequestHead {
+        let limits = HeadLimits {
+            header_bytes_max: 4096,
+            headers_count_max: 32,
+        };
+        parse_request(s.as_bytes(), limits).unwrap().unwrap().0
+    }
+
+    fn config(toml: &str) -> Config {
+        Config::from_toml_str(toml, "t").unwrap()
+    }
+
+    #[test]
+    fn forward_and_health() {
+        let c = config("");
+        let d = route(
+            &c,
+            &head("GET http://a.test:81/x HTTP/1.1\r\nHost: zz\r\n\r\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            d,
+            Decision::Proxy(Destination {
+                origin: Authority {
+                    host: "a.test".into(),
+                    port: 81
+                },
+                path: "/x".into(),
+                host_field: "a.test:81".into()
+            })
+        );
+        assert_eq!(
+            route(&c, &head("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")).unwrap(),
+            Decision::Health
+        );
+        assert_eq!(
+            route(&c, &head("GET /other HTTP/1.1\r\nHost: a\r\n\r\n"))
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert_eq!(
+            route(&c, &head("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n"))
+                .unwrap_err()
+                .status,
+            501
+        );
+    }
+
+    #[test]
+    fn reverse_routes_in_order() {
+        let c = config(
+            "[[route]]\nhost = \"img.test\"\norigin = \"http://127.0.0.1:9001\"\n\
+             [[route]]\npath_prefix = \"/api/\"\norigin = \"http://127.0.0.1:9002\"\npreserve_host = true\n",
+        );
+        let port = |s: &str| match route(&c, &head(s)) {
+            Ok(Decision::Proxy(d)) => (d.origin.port, d.host_field),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            port("GET /a HTTP/1.1\r\nHost: IMG.test:80\r\n\r\n"),
+            (9001, "127.0.0.1:9001".into())
+        );
+        assert_eq!(
+            port("GET /api/x HTTP/1.1\r\nHost: w.test\r\n\r\n"),
+            (9002, "w.test".into())
+        );
+        assert_eq!(
+            route(&c, &head("GET /b HTTP/1.1\r\nHost: w.test\r\n\r\n"))
+                .unwrap_err()
+                .status,
+            404
+        );
+    }
+
+    #[test]
+    fn origin_urls() {
+        assert!(OriginUrl::parse("http://127.0.0.1:8080").is_ok());
+        assert!(OriginUrl::parse("http://h/").is_ok());
+        assert!(OriginUrl::parse("https://h").is_err());
+        assert!(OriginUrl::parse("http://h/x").is_err());
+        assert!(OriginUrl::parse("http://h:0").is_err());
+    }
+}

@@ -1,0 +1,34 @@
+//! Per-shard counters. One shard writes them (a plain load+store, no locked
+//! instruction); anyone may read them, and a node total is the sum over shards.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn incr(&self) {
+        self.0
+            .store(self.0.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub connections_accepted: Counter,
+    pub connections_refused: Counter,
+    pub requests: Counter,
+    pub local_responses: Counter,
+    pub bad_requests: Counter,
+    pub client_timeouts: Counter,
+    pub upstream_connects: Counter,
+    pub upstream_reuses: Counter,
+    pub upstream_retries: Counter,
+    pub upstream_errors: Counter,
+    pub upstream_timeouts: Counter,
+    pub truncated_responses: Counter,
+}

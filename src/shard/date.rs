@@ -1,0 +1,33 @@
+//! The Date field value, formatted once a second rather than once a response.
+
+use std::time::{Instant, SystemTime};
+
+pub struct DateCache {
+    text: String,
+    refreshed: Option<Instant>,
+}
+
+impl Default for DateCache {
+    fn default() -> Self {
+        DateCache {
+            text: httpdate::fmt_http_date(SystemTime::now()),
+            refreshed: None,
+        }
+    }
+}
+
+impl DateCache {
+    pub fn refresh(&mut self, now: Instant) {
+        let stale = self
+            .refreshed
+            .is_none_or(|t| now.saturating_duration_since(t).as_millis() >= 500);
+        if stale {
+            self.text = httpdate::fmt_http_date(SystemTime::now());
+            self.refreshed = Some(now);
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.text.as_bytes()
+    }
+}

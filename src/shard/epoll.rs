@@ -1,0 +1,665 @@
+//! The epoll driver (via `mio`): moves bytes between sockets and the sans-IO `Conn`,
+//! and carries out its upstream actions (pool, DNS, connect). Sockets are
+//! edge-triggered, so each remembers whether it may still have data or room.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::config::Config;
+use crate::http::target::Authority;
+use crate::proxy::pool::Pool;
+use crate::proxy::stats::Stats;
+use crate::proxy::{Action, Conn, Now, UpstreamFailure};
+
+use super::date::DateCache;
+use super::dns::{Answer, DnsCache, Job, Resolver, literal};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+const UPSTREAM_BIT: usize = 1 << 40;
+const TICK: Duration = Duration::from_millis(100);
+/// Rounds of read/write per connection before others get a turn.
+const PUMP_ROUNDS_MAX: usize = 16;
+const EVENTS_CAPACITY: usize = 1024;
+const REFUSED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 40\r\nConnection: close\r\n\r\ndistilld: 503 too many connections here\n";
+
+struct Client {
+    stream: TcpStream,
+    conn: Conn,
+    serial: u64,
+    readable: bool,
+    writable: bool,
+    dead: bool,
+    upstream: Option<usize>,
+    awaiting_dns: Option<Authority>,
+}
+
+struct Upstream {
+    stream: TcpStream,
+    origin: Authority,
+    owner: Option<usize>,
+    connected: bool,
+    readable: bool,
+    writable: bool,
+}
+
+pub struct Shard {
+    id: usize,
+    cfg: Arc<Config>,
+    stats: Arc<Stats>,
+    poll: Poll,
+    listener: TcpListener,
+    waker: Arc<Waker>,
+    clients: Slab<Client>,
+    upstreams: Slab<Upstream>,
+    pool: Pool,
+    resolver: Resolver,
+    dns: DnsCache,
+    dns_tx: Sender<Answer>,
+    dns_rx: Receiver<Answer>,
+    pending_dns: HashMap<Authority, Vec<(usize, u64)>>,
+    read_buf: Vec<u8>,
+    ready: VecDeque<usize>,
+    date: DateCache,
+    next_serial: u64,
+}
+
+impl Shard {
+    pub fn new(
+        id: usize,
+        cfg: Arc<Config>,
+        stats: Arc<Stats>,
+        mut listener: TcpListener,
+        resolver: Resolver,
+    ) -> std::io::Result<Shard> {
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (dns_tx, dns_rx) = crossbeam_channel::unbounded();
+        let up = cfg.upstream;
+        Ok(Shard {
+            id,
+            stats,
+            poll,
+            listener,
+            waker,
+            clients: Slab::new(),
+            upstreams: Slab::new(),
+            pool: Pool::new(
+                up.pool_idle_per_origin_max,
+                up.pool_idle_total_max,
+                up.pool_idle_timeout,
+            ),
+            resolver,
+            dns: DnsCache::new(up.dns_cache_ttl),
+            dns_tx,
+            dns_rx,
+            pending_dns: HashMap::new(),
+            read_buf: vec![0; cfg.limits.io_buffer_bytes],
+            ready: VecDeque::new(),
+            date: DateCache::default(),
+            next_serial: 0,
+            cfg,
+        })
+    }
+
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        let mut last_tick = Instant::now();
+        loop {
+            let timeout = if self.ready.is_empty() {
+                TICK
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != ErrorKind::Interrupted {
+                    tracing::error!(shard = self.id, "poll failed: {e}");
+                    return;
+                }
+            }
+            let now = Instant::now();
+            self.date.refresh(now);
+            for event in events.iter() {
+                self.dispatch(event, now);
+            }
+            for _ in 0..self.ready.len() {
+                if let Some(ci) = self.ready.pop_front() {
+                    self.pump(ci, now);
+                }
+            }
+            if now.saturating_duration_since(last_tick) >= TICK {
+                last_tick = now;
+                self.tick(now);
+            }
+        }
+    }
+
+    fn dispatch(&mut self, event: &mio::event::Event, now: Instant) {
+        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+        let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+        match event.token() {
+            LISTENER => self.accept_all(now),
+            WAKER => self.take_dns_answers(now),
+            Token(t) if t & UPSTREAM_BIT != 0 => {
+                let ui = t & !UPSTREAM_BIT;
+                let Some(up) = self.upstreams.get_mut(ui) else {
+                    return;
+                };
+                up.readable |= readable;
+                up.writable |= writable;
+                match up.owner {
+                    Some(ci) => self.pump(ci, now),
+                    None => self.check_idle(ui),
+                }
+            }
+            Token(ci) => {
+                let Some(c) = self.clients.get_mut(ci) else {
+                    return;
+                };
+                c.readable |= readable;
+                c.writable |= writable;
+                self.pump(ci, now);
+            }
+        }
+    }
+
+    // ---- accepting -------------------------------------------------------------------
+
+    fn accept_all(&mut self, now: Instant) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer, now),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: log and let the next readiness retry.
+                    tracing::warn!(shard = self.id, "accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
+        if self.clients.len() >= self.cfg.limits.connections_per_shard_max {
+            self.stats.connections_refused.incr();
+            let _ = stream.write(REFUSED_RESPONSE);
+            tracing::warn!(shard = self.id, client = %peer, "connection refused: connections_per_shard_max reached");
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let entry = self.clients.vacant_entry();
+        let ci = entry.key();
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(ci),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            tracing::warn!(shard = self.id, "cannot register client: {e}");
+            return;
+        }
+        self.stats.connections_accepted.incr();
+        self.next_serial += 1;
+        let conn = Conn::new(
+            self.cfg.clone(),
+            self.stats.clone(),
+            peer,
+            Now {
+                instant: now,
+                date: self.date.as_bytes(),
+            },
+        );
+        entry.insert(Client {
+            stream,
+            conn,
+            serial: self.next_serial,
+            readable: true,
+            writable: true,
+            dead: false,
+            upstream: None,
+            awaiting_dns: None,
+        });
+        self.pump(ci, now);
+    }
+
+    // ---- moving bytes ----------------------------------------------------------------
+
+    /// Reads and writes for one client and its upstream until nothing moves.
+    fn pump(&mut self, ci: usize, now: Instant) {
+        for _ in 0..PUMP_ROUNDS_MAX {
+            if !self.clients.contains(ci) {
+                return;
+            }
+            self.finish_connect(ci, now);
+            let mut progress = self.read_client(ci, now);
+            self.apply_actions(ci, now);
+            progress |= self.read_upstream(ci, now);
+            self.apply_actions(ci, now);
+            progress |= self.write_upstream(ci, now);
+            self.apply_actions(ci, now);
+            progress |= self.write_client(ci, now);
+            let Some(c) = self.clients.get(ci) else {
+                return;
+            };
+            if c.dead || c.conn.is_finished() {
+                self.close_client(ci);
+                return;
+            }
+            if !progress {
+                return;
+            }
+        }
+        self.ready.push_back(ci);
+    }
+
+    fn read_client(&mut self, ci: usize, now: Instant) -> bool {
+        let Some(c) = self.clients.get_mut(ci) else {
+            return false;
+        };
+        if !c.readable || !c.conn.wants_client_read() {
+            return false;
+        }
+        let now = Now {
+            instant: now,
+            date: self.date.as_bytes(),
+        };
+        match c.stream.read(&mut self.read_buf) {
+            Ok(0) => {
+                c.readable = false;
+                c.conn.on_client_eof(now);
+            }
+            Ok(n) => c.conn.on_client_data(&self.read_buf[..n], now),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                c.readable = false;
+                return false;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => c.dead = true,
+        }
+        true
+    }
+
+    fn write_client(&mut self, ci: usize, now: Instant) -> bool {
+        let Some(c) = self.clients.get_mut(ci) else {
+            return false;
+        };
+        if !c.writable || c.conn.client_out().is_empty() {
+            return false;
+        }
+        match c.stream.write(c.conn.client_out().pending()) {
+            Ok(n) => {
+                c.conn.client_out().consume(n);
+                c.conn.on_client_written(Now {
+                    instant: now,
+                    date: self.date.as_bytes(),
+                });
+                true
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                c.writable = false;
+                false
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => true,
+            Err(_) => {
+                c.dead = true;
+                true
+            }
+        }
+    }
+
+    fn read_upstream(&mut self, ci: usize, now: Instant) -> bool {
+        let Some(c) = self.clients.get_mut(ci) else {
+            return false;
+        };
+        let Some(ui) = c.upstream else { return false };
+        let Some(up) = self.upstreams.get_mut(ui) else {
+            return false;
+        };
+        if !up.connected || !up.readable || !c.conn.wants_upstream_read() {
+            return false;
+        }
+        let now = Now {
+            instant: now,
+            date: self.date.as_bytes(),
+        };
+        match up.stream.read(&mut self.read_buf) {
+            Ok(0) => {
+                up.readable = false;
+                c.conn.on_upstream_closed(None, now);
+            }
+            Ok(n) => c.conn.on_upstream_data(&self.read_buf[..n], now),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                up.readable = false;
+                return false;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                up.readable = false;
+                c.conn.on_upstream_closed(Some(&e.to_string()), now);
+            }
+        }
+        true
+    }
+
+    fn write_upstream(&mut self, ci: usize, now: Instant) -> bool {
+        let Some(c) = self.clients.get_mut(ci) else {
+            return false;
+        };
+        let Some(ui) = c.upstream else { return false };
+        let Some(up) = self.upstreams.get_mut(ui) else {
+            return false;
+        };
+        if !up.connected || !up.writable || c.conn.upstream_out().is_empty() {
+            return false;
+        }
+        let now = Now {
+            instant: now,
+            date: self.date.as_bytes(),
+        };
+        match up.stream.write(c.conn.upstream_out().pending()) {
+            Ok(n) => {
+                c.conn.upstream_out().consume(n);
+                c.conn.on_upstream_written(now);
+                true
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                up.writable = false;
+                false
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => true,
+            Err(e) => {
+                up.writable = false;
+                c.conn.on_upstream_closed(Some(&e.to_string()), now);
+                true
+            }
+        }
+    }
+
+    /// A non-blocking connect completes when the socket turns writable.
+    fn finish_connect(&mut self, ci: usize, now: Instant) {
+        let Some(c) = self.clients.get_mut(ci) else {
+            return;
+        };
+        let Some(ui) = c.upstream else { return };
+        let Some(up) = self.upstreams.get_mut(ui) else {
+            return;
+        };
+        if up.connected || !up.writable {
+            return;
+        }
+        let now = Now {
+            instant: now,
+            date: self.date.as_bytes(),
+        };
+        let failure = match up.stream.take_error() {
+            Ok(Some(e)) | Err(e) => Some(e),
+            Ok(None) => match up.stream.peer_addr() {
+                Ok(_) => None,
+                Err(e) if e.kind() == ErrorKind::NotConnected => {
+                    up.writable = false; // spurious wake-up: still connecting
+                    return;
+                }
+                Err(e) => Some(e),
+            },
+        };
+        match failure {
+            None => {
+                up.connected = true;
+                c.conn.on_upstream_ready(false, now);
+            }
+            Some(e) => {
+                let addr = up
+                    .stream
+                    .peer_addr()
+                    .map_or(up.origin.to_string(), |a| a.to_string());
+                c.conn.on_upstream_failed(
+                    UpstreamFailure::Connect {
+                        addr,
+                        reason: e.to_string(),
+                    },
+                    now,
+                );
+            }
+        }
+        self.apply_actions(ci, now.instant);
+    }
+
+    // ---- upstream actions ------------------------------------------------------------
+
+    fn apply_actions(&mut self, ci: usize, now: Instant) {
+        loop {
+            let Some(c) = self.clients.get_mut(ci) else {
+                return;
+            };
+            let Some(action) = c.conn.next_action() else {
+                return;
+            };
+            match action {
+                Action::Acquire { origin, pooled_ok } => self.acquire(ci, origin, pooled_ok, now),
+                Action::Release => self.release_upstream(ci, now),
+                Action::CloseUpstream => {
+                    c.awaiting_dns = None;
+                    if let Some(ui) = c.upstream.take() {
+                        self.close_upstream(ui);
+                    }
+                }
+            }
+        }
+    }
+
+    fn acquire(&mut self, ci: usize, origin: Authority, pooled_ok: bool, now: Instant) {
+        if pooled_ok {
+            while let Some(ui) = self.pool.take(&origin) {
+                let Some(up) = self.upstreams.get_mut(ui) else {
+                    continue;
+                };
+                up.owner = Some(ci);
+                if let Some(c) = self.clients.get_mut(ci) {
+                    c.upstream = Some(ui);
+                    c.conn.on_upstream_ready(
+                        true,
+                        Now {
+                            instant: now,
+                            date: self.date.as_bytes(),
+                        },
+                    );
+                }
+                return;
+            }
+        }
+        let addr = literal(&origin).or_else(|| self.dns.get(&origin, now));
+        match addr {
+            Some(addr) => self.connect(ci, origin, addr, now),
+            None => self.resolve(ci, origin, now),
+        }
+    }
+
+    fn resolve(&mut self, ci: usize, origin: Authority, now: Instant) {
+        let Some(c) = self.clients.get_mut(ci) else {
+            return;
+        };
+        c.awaiting_dns = Some(origin.clone());
+        let waiters = self.pending_dns.entry(origin.clone()).or_default();
+        waiters.push((ci, c.serial));
+        if waiters.len() > 1 {
+            return; // a lookup for this name is already under way
+        }
+        let job = Job {
+            origin: origin.clone(),
+            reply: self.dns_tx.clone(),
+            waker: self.waker.clone(),
+        };
+        if let Err(reason) = self.resolver.submit(job) {
+            self.answer_waiters(
+                Answer {
+                    origin,
+                    result: Err(reason),
+                },
+                now,
+            );
+        }
+    }
+
+    fn take_dns_answers(&mut self, now: Instant) {
+        while let Ok(answer) = self.dns_rx.try_recv() {
+            if let Ok(addr) = answer.result {
+                self.dns.put(answer.origin.clone(), addr, now);
+            }
+            self.answer_waiters(answer, now);
+        }
+    }
+
+    fn answer_waiters(&mut self, answer: Answer, now: Instant) {
+        let waiters = self.pending_dns.remove(&answer.origin).unwrap_or_default();
+        for (ci, serial) in waiters {
+            let Some(c) = self.clients.get_mut(ci) else {
+                continue;
+            };
+            if c.serial != serial || c.awaiting_dns.as_ref() != Some(&answer.origin) {
+                continue;
+            }
+            c.awaiting_dns = None;
+            match &answer.result {
+                Ok(addr) => self.connect(ci, answer.origin.clone(), *addr, now),
+                Err(reason) => c.conn.on_upstream_failed(
+                    UpstreamFailure::Resolve {
+                        host: answer.origin.host.clone(),
+                        reason: reason.clone(),
+                    },
+                    Now {
+                        instant: now,
+                        date: self.date.as_bytes(),
+                    },
+                ),
+            }
+            self.pump(ci, now);
+        }
+    }
+
+    fn connect(&mut self, ci: usize, origin: Authority, addr: SocketAddr, now: Instant) {
+        let Some(c) = self.clients.get_mut(ci) else {
+            return;
+        };
+        let registered = TcpStream::connect(addr).and_then(|mut stream| {
+            let entry = self.upstreams.vacant_entry();
+            let token = Token(entry.key() | UPSTREAM_BIT);
+            self.poll.registry().register(
+                &mut stream,
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            let _ = stream.set_nodelay(true);
+            let ui = entry.key();
+            entry.insert(Upstream {
+                stream,
+                origin,
+                owner: Some(ci),
+                connected: false,
+                readable: false,
+                writable: false,
+            });
+            Ok(ui)
+        });
+        match registered {
+            Ok(ui) => c.upstream = Some(ui),
+            Err(e) => c.conn.on_upstream_failed(
+                UpstreamFailure::Connect {
+                    addr: addr.to_string(),
+                    reason: e.to_string(),
+                },
+                Now {
+                    instant: now,
+                    date: self.date.as_bytes(),
+                },
+            ),
+        }
+    }
+
+    fn release_upstream(&mut self, ci: usize, now: Instant) {
+        let Some(c) = self.clients.get_mut(ci) else {
+            return;
+        };
+        let Some(ui) = c.upstream.take() else { return };
+        let Some(up) = self.upstreams.get_mut(ui) else {
+            return;
+        };
+        up.owner = None;
+        let origin = up.origin.clone();
+        for evicted in self.pool.put(&origin, ui, now) {
+            self.close_upstream(evicted);
+        }
+        // The origin may have closed it already; look before it is handed out.
+        self.check_idle(ui);
+    }
+
+    /// An idle pooled connection that turned readable was closed by the origin (or sent
+    /// bytes nobody asked for): either way it cannot be reused.
+    fn check_idle(&mut self, ui: usize) {
+        let Some(up) = self.upstreams.get_mut(ui) else {
+            return;
+        };
+        if up.owner.is_some() || !up.readable {
+            return;
+        }
+        let mut probe = [0u8; 1];
+        match up.stream.read(&mut probe) {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => up.readable = false,
+            _ => {
+                self.pool.remove(ui);
+                self.close_upstream(ui);
+            }
+        }
+    }
+
+    fn close_upstream(&mut self, ui: usize) {
+        if self.upstreams.contains(ui) {
+            let mut up = self.upstreams.remove(ui);
+            let _ = self.poll.registry().deregister(&mut up.stream);
+        }
+    }
+
+    fn close_client(&mut self, ci: usize) {
+        if !self.clients.contains(ci) {
+            return;
+        }
+        let mut c = self.clients.remove(ci);
+        if let Some(ui) = c.upstream.take() {
+            self.close_upstream(ui);
+        }
+        if c.conn.wants_reset() {
+            let _ = socket2::SockRef::from(&c.stream).set_linger(Some(Duration::ZERO));
+        }
+        let _ = self.poll.registry().deregister(&mut c.stream);
+    }
+
+    // ---- time ------------------------------------------------------------------------
+
+    fn tick(&mut self, now: Instant) {
+        for ui in self.pool.expire(now) {
+            self.close_upstream(ui);
+        }
+        let ids: Vec<usize> = self.clients.iter().map(|(ci, _)| ci).collect();
+        for ci in ids {
+            let Some(c) = self.clients.get_mut(ci) else {
+                continue;
+            };
+            c.conn.on_tick(Now {
+                instant: now,
+                date: self.date.as_bytes(),
+            });
+            if c.conn.has_actions() || c.conn.is_finished() || !c.conn.client_out().is_empty() {
+                self.pump(ci, now);
+            }
+        }
+    }
+}
