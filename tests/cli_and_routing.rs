@@ -1,0 +1,123 @@
+//! The command line (check-config, --version) and routing decisions that need a real
+//! process: DNS names, proxy loops.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Client, Mode, Setup, temp_path};
+
+fn distilld(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_distilld"))
+        .args(args)
+        .output()
+        .expect("run distilld")
+}
+
+#[test]
+fn check_config_accepts_the_documented_default() {
+    let path = temp_path("default.toml");
+    std::fs::write(&path, distilld::config::EMBEDDED_DEFAULT_TOML).unwrap();
+    let out = distilld(&["check-config", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_config_names_every_bad_key() {
+    let path = temp_path("bad.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"nowhere\"\n[timeouts]\nupstream_connect_ms = 0\n",
+    )
+    .unwrap();
+    let out = distilld(&["check-config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("server.listen") && err.contains("timeouts.upstream_connect_ms"),
+        "{err}"
+    );
+
+    std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:1\"\nspeed = 11\n").unwrap();
+    let out = distilld(&["check-config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("speed") && err.contains("line 3"), "{err}");
+}
+
+#[test]
+fn version_is_printed() {
+    let out = distilld(&["--version"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn bad_command_line_values_are_refused() {
+    let out = distilld(&["run", "--origin", "ftp://x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--origin"));
+}
+
+#[test]
+fn forward_proxy_resolves_names_off_the_shard() {
+    let s = Setup::new(Mode::Forward);
+    let port = s.origin.addr.port();
+    let mut c = s.client();
+    for _ in 0..3 {
+        c.send(
+            format!(
+                "GET http://localhost:{port}/bytes/3 HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let r = c.response(false);
+        assert_eq!(r.status, 200);
+        common::assert_pattern(&r.body, 3);
+    }
+}
+
+#[test]
+fn request_to_itself_is_a_loop() {
+    let s = Setup::new(Mode::Forward);
+    let me = s.proxy.addr;
+    let mut c = Client::connect(me);
+    c.send(format!("GET http://{me}/x HTTP/1.1\r\nHost: {me}\r\n\r\n").as_bytes());
+    assert_eq!(c.response(false).status, 508);
+}
+
+#[test]
+fn https_and_connect_are_refused_clearly() {
+    let s = Setup::new(Mode::Forward);
+    let mut c = s.client();
+    c.send(b"GET https://example.test/ HTTP/1.1\r\nHost: example.test\r\n\r\n");
+    assert_eq!(c.response(false).status, 501);
+    c.send(b"CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\n");
+    assert_eq!(c.response(false).status, 501);
+}
+
+#[test]
+fn reverse_routes_by_host_and_prefix() {
+    let a = common::start_origin(&["--cache-control", "max-age=1"]);
+    let b = common::start_origin(&["--cache-control", "max-age=2"]);
+    let config = format!(
+        "[server]\nforward_proxy = false\n\
+         [[route]]\nhost = \"a.test\"\norigin = \"http://{}\"\n\
+         [[route]]\npath_prefix = \"/bytes/\"\norigin = \"http://{}\"\n",
+        a.addr, b.addr
+    );
+    let proxy = common::start_proxy(Mode::Forward, a.addr, &config, 1);
+    let mut c = Client::connect(proxy.addr);
+    c.send(b"GET /bytes/1 HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    assert_eq!(c.response(false).header("cache-control"), Some("max-age=1"));
+    c.send(b"GET /bytes/1 HTTP/1.1\r\nHost: b.test\r\n\r\n");
+    assert_eq!(c.response(false).header("cache-control"), Some("max-age=2"));
+    c.send(b"GET /other HTTP/1.1\r\nHost: b.test\r\n\r\n");
+    assert_eq!(c.response(false).status, 404);
+    c.send(format!("GET http://{}/bytes/1 HTTP/1.1\r\nHost: x\r\n\r\n", a.addr).as_bytes());
+    assert_eq!(c.response(false).status, 403, "forward proxying off");
+}
