@@ -338,6 +338,11 @@ impl Client {
         }
     }
 
+    /// Bytes already read past the last parsed head or body.
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+
     pub fn read_to_close(&mut self) -> Result<Vec<u8>, String> {
         loop {
             match self.fill() {
