@@ -121,3 +121,19 @@ fn reverse_routes_by_host_and_prefix() {
     c.send(format!("GET http://{}/bytes/1 HTTP/1.1\r\nHost: x\r\n\r\n", a.addr).as_bytes());
     assert_eq!(c.response(false).status, 403, "forward proxying off");
 }
+
+#[test]
+fn a_second_daemon_cannot_share_the_port() {
+    let s = Setup::new(Mode::Forward);
+    let addr = s.proxy.addr.to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_distilld"))
+        .args(["run", "--listen", &addr, "--workers", "1"])
+        .output()
+        .expect("run distilld");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot listen") && err.contains("in use"),
+        "{err}"
+    );
+}

@@ -58,7 +58,12 @@ fn hundred_megabytes_each_way_in_bounded_memory(mode: Mode) {
     let mut got = 0u64;
     let check = |data: &[u8], at: u64| {
         for (k, &b) in data.iter().enumerate() {
-            assert_eq!(b, common::pattern_byte(at + k as u64), "byte {} differs", at + k as u64);
+            assert_eq!(
+                b,
+                common::pattern_byte(at + k as u64),
+                "byte {} differs",
+                at + k as u64
+            );
         }
     };
     let early = c.take_buffered();
@@ -67,7 +72,9 @@ fn hundred_megabytes_each_way_in_bounded_memory(mode: Mode) {
     let mut piece = vec![0u8; 1 << 16];
     let mut stream = c.stream.try_clone().unwrap();
     while got < BIG {
-        let n = stream.read(&mut piece[..(BIG - got).min(1 << 16) as usize]).unwrap();
+        let n = stream
+            .read(&mut piece[..(BIG - got).min(1 << 16) as usize])
+            .unwrap();
         assert!(n > 0, "closed after {got} bytes");
         check(&piece[..n], got);
         got += n as u64;
