@@ -376,13 +376,13 @@ impl FileConfig {
                 }),
                 Err(e) => bad(&format!("route[{i}].origin"), e.to_string()),
             }
-            if let Some(p) = &r.path_prefix {
-                if !p.starts_with('/') {
-                    bad(
-                        &format!("route[{i}].path_prefix"),
-                        "must start with '/'".into(),
-                    );
-                }
+            if let Some(p) = &r.path_prefix
+                && !p.starts_with('/')
+            {
+                bad(
+                    &format!("route[{i}].path_prefix"),
+                    "must start with '/'".into(),
+                );
             }
         }
         let config = Config {

@@ -130,10 +130,10 @@ fn init_logging(cfg: &Config) -> tracing_appender::non_blocking::WorkerGuard {
         .lossy(true)
         .finish(std::io::stderr());
     let mut filter = tracing_subscriber::EnvFilter::new(&cfg.log_level);
-    if !cfg.access_log {
-        if let Ok(d) = "access=off".parse() {
-            filter = filter.add_directive(d);
-        }
+    if !cfg.access_log
+        && let Ok(d) = "access=off".parse()
+    {
+        filter = filter.add_directive(d);
     }
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -64,12 +64,18 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
     })
 }
 
-/// Merges the Content-Length fields of one message; `Err` when they disagree or are
-/// not numbers.
-pub fn merge_content_length(current: Option<u64>, value: &[u8]) -> Result<Option<u64>, ()> {
-    let n = parse_content_length(value).ok_or(())?;
+/// A Content-Length that is not a number or disagrees with another one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidLength;
+
+/// Merges the Content-Length fields of one message.
+pub fn merge_content_length(
+    current: Option<u64>,
+    value: &[u8],
+) -> Result<Option<u64>, InvalidLength> {
+    let n = parse_content_length(value).ok_or(InvalidLength)?;
     match current {
-        Some(prev) if prev != n => Err(()),
+        Some(prev) if prev != n => Err(InvalidLength),
         _ => Ok(Some(n)),
     }
 }
@@ -154,7 +160,7 @@ mod tests {
     fn merge_detects_disagreement() {
         assert_eq!(merge_content_length(None, b"3"), Ok(Some(3)));
         assert_eq!(merge_content_length(Some(3), b"3"), Ok(Some(3)));
-        assert_eq!(merge_content_length(Some(3), b"4"), Err(()));
+        assert_eq!(merge_content_length(Some(3), b"4"), Err(InvalidLength));
     }
 
     #[test]

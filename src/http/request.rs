@@ -172,7 +172,7 @@ fn check_fields(head: &mut RequestHead) -> Result<(), HttpError> {
             head.host = Some(value);
         } else if n.eq_ignore_ascii_case(b"content-length") {
             content_length = merge_content_length(content_length, v)
-                .map_err(|()| HttpError::Malformed("invalid or conflicting Content-Length"))?;
+                .map_err(|_| HttpError::Malformed("invalid or conflicting Content-Length"))?;
         } else if n.eq_ignore_ascii_case(b"transfer-encoding") {
             if transfer_encoding.is_some() {
                 return Err(HttpError::Malformed("repeated Transfer-Encoding"));

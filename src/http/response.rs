@@ -108,7 +108,7 @@ fn response_framing(head: &mut ResponseHead, request_is_head: bool) -> Result<Fr
         let value = &head.raw[v];
         if name.eq_ignore_ascii_case(b"content-length") {
             length = merge_content_length(length, value)
-                .map_err(|()| HttpError::Malformed("invalid Content-Length in response"))?;
+                .map_err(|_| HttpError::Malformed("invalid Content-Length in response"))?;
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             chunked = Some(chunked_is_last(value));
         } else if name.eq_ignore_ascii_case(b"connection") {

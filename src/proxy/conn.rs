@@ -146,10 +146,9 @@ impl Conn {
     }
 
     pub fn wants_client_read(&self) -> bool {
-        !self.reset
-            && !self.client_eof
-            && !(self.no_more_requests && self.ex.is_none())
-            && self.inbuf.len() < self.watermark()
+        let closing = self.no_more_requests && self.ex.is_none();
+        let stopped = self.reset || self.client_eof || closing;
+        !stopped && self.inbuf.len() < self.watermark()
     }
 
     pub fn wants_upstream_read(&self) -> bool {
@@ -302,12 +301,12 @@ impl Conn {
         let to = self.cfg.timeouts;
         let client_idle = t.saturating_duration_since(self.last_client) >= to.client_idle;
         let Some(ex) = self.ex.as_ref() else {
-            if let Some(started) = self.head_started {
-                if t.saturating_duration_since(started) >= to.request_head {
-                    self.stats.client_timeouts.incr();
-                    self.refuse(408, "request head not received in time", now);
-                    return;
-                }
+            if let Some(started) = self.head_started
+                && t.saturating_duration_since(started) >= to.request_head
+            {
+                self.stats.client_timeouts.incr();
+                self.refuse(408, "request head not received in time", now);
+                return;
             }
             if client_idle {
                 self.reset = !self.out.is_empty();

@@ -44,11 +44,11 @@ impl Pool {
             return evicted;
         }
         let queue = self.idle.entry(origin.clone()).or_default();
-        if queue.len() >= self.per_origin_max {
-            if let Some((old, _)) = queue.pop_front() {
-                evicted.push(old);
-                self.total -= 1;
-            }
+        if queue.len() >= self.per_origin_max
+            && let Some((old, _)) = queue.pop_front()
+        {
+            evicted.push(old);
+            self.total -= 1;
         }
         queue.push_back((id, now));
         self.total += 1;

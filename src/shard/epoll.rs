@@ -121,11 +121,11 @@ impl Shard {
             } else {
                 Duration::ZERO
             };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() != ErrorKind::Interrupted {
-                    tracing::error!(shard = self.id, "poll failed: {e}");
-                    return;
-                }
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != ErrorKind::Interrupted
+            {
+                tracing::error!(shard = self.id, "poll failed: {e}");
+                return;
             }
             let now = Instant::now();
             self.date.refresh(now);

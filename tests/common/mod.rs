@@ -332,7 +332,7 @@ impl Client {
                 return Ok(body);
             }
             body.extend(self.read_exact_body(size)?);
-            if self.read_line()? != "" {
+            if !self.read_line()?.is_empty() {
                 return Err("missing CRLF after chunk".into());
             }
         }

@@ -89,14 +89,14 @@ fn not_modified(req: &Request<'_>, etag: &str, mtime_secs: u64) -> bool {
             .map(|t| t.trim().trim_start_matches("W/"))
             .any(|t| t == "*" || t == etag);
     }
-    if let Some(ims) = field("if-modified-since") {
-        if let Ok(t) = httpdate::parse_http_date(&ims) {
-            let since = t
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            return mtime_secs <= since;
-        }
+    if let Some(ims) = field("if-modified-since")
+        && let Ok(t) = httpdate::parse_http_date(&ims)
+    {
+        let since = t
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        return mtime_secs <= since;
     }
     false
 }

@@ -66,14 +66,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(root) = &opts.root {
-        if !root.is_dir() {
-            eprintln!(
-                "distill-origin: --root {} is not a directory",
-                root.display()
-            );
-            return ExitCode::FAILURE;
-        }
+    if let Some(root) = &opts.root
+        && !root.is_dir()
+    {
+        eprintln!(
+            "distill-origin: --root {} is not a directory",
+            root.display()
+        );
+        return ExitCode::FAILURE;
     }
     let addr = listener.local_addr().unwrap_or(opts.listen);
     println!("distill-origin listening on {addr}");
