@@ -37,6 +37,8 @@ struct Client {
     serial: u64,
     readable: bool,
     writable: bool,
+    /// The peer's FIN (or an error) is queued behind the data: read until it shows.
+    hup: bool,
     dead: bool,
     upstream: Option<usize>,
     awaiting_dns: Option<Authority>,
@@ -49,6 +51,7 @@ struct Upstream {
     connected: bool,
     readable: bool,
     writable: bool,
+    hup: bool,
 }
 
 pub struct Shard {
@@ -147,6 +150,7 @@ impl Shard {
     fn dispatch(&mut self, event: &mio::event::Event, now: Instant) {
         let readable = event.is_readable() || event.is_read_closed() || event.is_error();
         let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+        let hup = event.is_read_closed() || event.is_error();
         match event.token() {
             LISTENER => self.accept_all(now),
             WAKER => self.take_dns_answers(now),
@@ -157,6 +161,7 @@ impl Shard {
                 };
                 up.readable |= readable;
                 up.writable |= writable;
+                up.hup |= hup;
                 match up.owner {
                     Some(ci) => self.pump(ci, now),
                     None => self.check_idle(ui),
@@ -168,6 +173,7 @@ impl Shard {
                 };
                 c.readable |= readable;
                 c.writable |= writable;
+                c.hup |= hup;
                 self.pump(ci, now);
             }
         }
@@ -225,6 +231,7 @@ impl Shard {
             serial: self.next_serial,
             readable: true,
             writable: true,
+            hup: false,
             dead: false,
             upstream: None,
             awaiting_dns: None,
@@ -278,7 +285,12 @@ impl Shard {
                 c.readable = false;
                 c.conn.on_client_eof(now);
             }
-            Ok(n) => c.conn.on_client_data(&self.read_buf[..n], now),
+            Ok(n) => {
+                // A short read drained the socket; edge-triggered epoll reports the
+                // next arrival, so the would-block read is not worth a syscall.
+                c.readable = c.hup || n == self.read_buf.len();
+                c.conn.on_client_data(&self.read_buf[..n], now);
+            }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
                 c.readable = false;
                 return false;
@@ -337,7 +349,10 @@ impl Shard {
                 up.readable = false;
                 c.conn.on_upstream_closed(None, now);
             }
-            Ok(n) => c.conn.on_upstream_data(&self.read_buf[..n], now),
+            Ok(n) => {
+                up.readable = up.hup || n == self.read_buf.len();
+                c.conn.on_upstream_data(&self.read_buf[..n], now);
+            }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
                 up.readable = false;
                 return false;
@@ -567,6 +582,7 @@ impl Shard {
                 connected: false,
                 readable: false,
                 writable: false,
+                hup: false,
             });
             Ok(ui)
         });
