@@ -25,7 +25,11 @@ use worker::{End, Live, LoopKind, Plan, Worker};
 pub const DISTILL_HEADER: &str = "x-distill";
 
 #[derive(Parser, Debug)]
-#[command(name = "distill-load", version, about = "HTTP load generator: closed and open loop, proxy-aware")]
+#[command(
+    name = "distill-load",
+    version,
+    about = "HTTP load generator: closed and open loop, proxy-aware"
+)]
 struct Options {
     /// Connections in all (split over threads).
     #[arg(short = 'c', long, default_value_t = 10)]
@@ -104,7 +108,10 @@ fn run(opts: Options) -> Result<ExitCode, String> {
     check_reachable(targets.connect_to)?;
     let threads = opts.threads.max(1);
     if opts.connections < threads {
-        return Err(format!("{} connections cannot feed {threads} threads", opts.connections));
+        return Err(format!(
+            "{} connections cannot feed {threads} threads",
+            opts.connections
+        ));
     }
     if opts.pipeline == 0 || opts.timeout <= 0.0 {
         return Err("--pipeline and --timeout must be positive".into());
@@ -115,10 +122,10 @@ fn run(opts: Options) -> Result<ExitCode, String> {
         (None, None) => End::After(Duration::from_secs(10)),
         (Some(_), None) => return Err("--duration must be positive".into()),
     };
-    if let Some(r) = opts.rate {
-        if !(r > 0.0 && r.is_finite()) {
-            return Err("--rate must be a positive number".into());
-        }
+    if let Some(r) = opts.rate
+        && !(r > 0.0 && r.is_finite())
+    {
+        return Err("--rate must be a positive number".into());
     }
     let start = Instant::now() + Duration::from_millis(20);
     let live: Arc<Vec<Live>> = Arc::new((0..threads).map(|_| Live::default()).collect());
@@ -130,7 +137,9 @@ fn run(opts: Options) -> Result<ExitCode, String> {
             depth: opts.pipeline,
             keep_alive: !opts.no_keepalive,
             kind: match opts.rate {
-                Some(r) => LoopKind::Open { interval: Duration::from_secs_f64(threads as f64 / r) },
+                Some(r) => LoopKind::Open {
+                    interval: Duration::from_secs_f64(threads as f64 / r),
+                },
                 None => LoopKind::Closed,
             },
             start,
@@ -199,12 +208,20 @@ fn share(n: usize, parts: usize, t: usize) -> usize {
 fn load_targets(opts: &Options) -> Result<Targets, String> {
     let mut urls = opts.url.clone();
     if let Some(path) = &opts.urls {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        urls.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from));
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        urls.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
     }
     let body = match (&opts.body, &opts.body_file) {
         (Some(b), _) => b.clone().into_bytes(),
-        (None, Some(p)) => std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?,
+        (None, Some(p)) => {
+            std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?
+        }
         (None, None) => Vec::new(),
     };
     let shape = RequestShape {
@@ -232,10 +249,25 @@ fn show_progress<T>(handles: &[std::thread::JoinHandle<T>], live: &[Live], measu
         if !tty || Instant::now() < measure_from {
             continue;
         }
-        let done: u64 = live.iter().map(|l| l.completed.load(std::sync::atomic::Ordering::Relaxed)).sum();
-        let errors: u64 = live.iter().map(|l| l.errors.load(std::sync::atomic::Ordering::Relaxed)).sum();
-        let p99 = live.iter().map(|l| l.p99_us.load(std::sync::atomic::Ordering::Relaxed)).max().unwrap_or(0);
-        eprint!("\r  {:>10} req/s  {:>6} errors  p99 {:>8.3} ms   ", done - last, errors, p99 as f64 / 1000.0);
+        let done: u64 = live
+            .iter()
+            .map(|l| l.completed.load(std::sync::atomic::Ordering::Relaxed))
+            .sum();
+        let errors: u64 = live
+            .iter()
+            .map(|l| l.errors.load(std::sync::atomic::Ordering::Relaxed))
+            .sum();
+        let p99 = live
+            .iter()
+            .map(|l| l.p99_us.load(std::sync::atomic::Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        eprint!(
+            "\r  {:>10} req/s  {:>6} errors  p99 {:>8.3} ms   ",
+            done - last,
+            errors,
+            p99 as f64 / 1000.0
+        );
         last = done;
     }
     if tty {

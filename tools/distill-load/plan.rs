@@ -55,7 +55,10 @@ pub fn build(urls: &[String], shape: &RequestShape) -> Result<Targets, PlanError
         if shape.proxy.is_none() {
             match &origin {
                 Some(o) if *o != authority => {
-                    return Err(PlanError::MixedOrigins(o.to_string(), authority.to_string()));
+                    return Err(PlanError::MixedOrigins(
+                        o.to_string(),
+                        authority.to_string(),
+                    ));
                 }
                 _ => origin = Some(authority.clone()),
             }
@@ -82,7 +85,14 @@ fn split_url(url: &str) -> Result<(Authority, String), PlanError> {
             https: false,
             authority,
             path,
-        }) => Ok((authority, if path.is_empty() { "/".into() } else { path.to_string() })),
+        }) => Ok((
+            authority,
+            if path.is_empty() {
+                "/".into()
+            } else {
+                path.to_string()
+            },
+        )),
         _ => Err(PlanError::BadUrl(url.to_string())),
     }
 }
@@ -100,7 +110,11 @@ fn serialise(a: &Authority, path: &str, shape: &RequestShape) -> Vec<u8> {
         Some(_) => format!("http://{}{path}", a.host_field()),
         None => path.to_string(),
     };
-    let mut s = format!("{} {target} HTTP/1.1\r\nHost: {}\r\n", shape.method, a.host_field());
+    let mut s = format!(
+        "{} {target} HTTP/1.1\r\nHost: {}\r\n",
+        shape.method,
+        a.host_field()
+    );
     for h in &shape.headers {
         s.push_str(h.trim());
         s.push_str("\r\n");
@@ -133,7 +147,10 @@ impl Chooser {
                 zipf: Zipf::new(n, s),
                 rng: Rng::new(seed),
             },
-            (n, None) => Chooser::RoundRobin { n, next: seed as usize % n },
+            (n, None) => Chooser::RoundRobin {
+                n,
+                next: seed as usize % n,
+            },
         }
     }
 
@@ -171,26 +188,42 @@ mod tests {
             String::from_utf8(t.requests[0].clone()).unwrap(),
             "GET /a?b HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nSave-Data: on\r\n\r\n"
         );
-        let t = build(&["http://127.0.0.1:8080/a".into()], &shape(Some("127.0.0.1:3128"))).unwrap();
+        let t = build(
+            &["http://127.0.0.1:8080/a".into()],
+            &shape(Some("127.0.0.1:3128")),
+        )
+        .unwrap();
         assert!(t.requests[0].starts_with(b"GET http://127.0.0.1:8080/a HTTP/1.1\r\n"));
         assert_eq!(t.connect_to.to_string(), "127.0.0.1:3128");
     }
 
     #[test]
     fn refusals() {
-        assert!(matches!(build(&["ftp://x/".into()], &shape(None)), Err(PlanError::BadUrl(_))));
         assert!(matches!(
-            build(&["http://127.0.0.1:1/".into(), "http://127.0.0.1:2/".into()], &shape(None)),
+            build(&["ftp://x/".into()], &shape(None)),
+            Err(PlanError::BadUrl(_))
+        ));
+        assert!(matches!(
+            build(
+                &["http://127.0.0.1:1/".into(), "http://127.0.0.1:2/".into()],
+                &shape(None)
+            ),
             Err(PlanError::MixedOrigins(..))
         ));
         let mut bad = shape(None);
         bad.headers = vec!["NoColon".into()];
-        assert!(matches!(build(&["http://127.0.0.1:1/".into()], &bad), Err(PlanError::BadHeader(_))));
+        assert!(matches!(
+            build(&["http://127.0.0.1:1/".into()], &bad),
+            Err(PlanError::BadHeader(_))
+        ));
     }
 
     #[test]
     fn round_robin_cycles() {
         let mut c = Chooser::new(3, None, 0);
-        assert_eq!((0..6).map(|_| c.next()).collect::<Vec<_>>(), [0, 1, 2, 0, 1, 2]);
+        assert_eq!(
+            (0..6).map(|_| c.next()).collect::<Vec<_>>(),
+            [0, 1, 2, 0, 1, 2]
+        );
     }
 }

@@ -7,7 +7,8 @@ use serde_json::json;
 
 /// Latencies are recorded in microseconds, up to an hour, three significant figures.
 pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap_or_else(|_| Histogram::new(3).expect("histogram"))
+    Histogram::new_with_bounds(1, 3_600_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).expect("histogram"))
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -122,8 +123,17 @@ pub fn print_text(t: &Tally, info: &RunInfo, s: &Summary) {
         "distill-load: {:.2} s, {} threads, {} connections, {}",
         secs, info.threads, info.connections, info.mode
     );
-    println!("  requests    {} ({:.1}/s), {} errors", t.completed, s.rps, t.errors.total());
-    println!("  throughput  {:.2} MB/s ({} bytes received)", t.bytes as f64 / secs / 1e6, t.bytes);
+    println!(
+        "  requests    {} ({:.1}/s), {} errors",
+        t.completed,
+        s.rps,
+        t.errors.total()
+    );
+    println!(
+        "  throughput  {:.2} MB/s ({} bytes received)",
+        t.bytes as f64 / secs / 1e6,
+        t.bytes
+    );
     println!(
         "  latency ms  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
         ms(h.value_at_quantile(0.5)),
@@ -141,7 +151,10 @@ pub fn print_text(t: &Tally, info: &RunInfo, s: &Summary) {
         .collect();
     println!("  status      {}", statuses.join(", "));
     let e = t.errors;
-    println!("  errors      connect {}, timeout {}, read {}, parse {}", e.connect, e.timeout, e.read, e.parse);
+    println!(
+        "  errors      connect {}, timeout {}, read {}, parse {}",
+        e.connect, e.timeout, e.read, e.parse
+    );
     if t.cache_lookups > 0 {
         println!(
             "  cache       hit ratio {:.1}% ({} of {} with Cache-Status)",

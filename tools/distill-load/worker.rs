@@ -29,7 +29,9 @@ const READ_BYTES: usize = 64 * 1024;
 pub enum LoopKind {
     Closed,
     /// One request every `interval` on this thread.
-    Open { interval: Duration },
+    Open {
+        interval: Duration,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -171,16 +173,17 @@ impl Worker {
                     d => (d - Duration::from_millis(1)).min(CHECK_EVERY),
                 },
             };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() != ErrorKind::Interrupted {
-                    break;
-                }
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != ErrorKind::Interrupted
+            {
+                break;
             }
             for event in events.iter() {
                 let i = event.token().0;
                 if let Some(c) = self.conns.get_mut(i) {
                     c.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
-                    c.writable |= event.is_writable() || event.is_write_closed() || event.is_error();
+                    c.writable |=
+                        event.is_writable() || event.is_write_closed() || event.is_error();
                     c.hup |= event.is_read_closed() || event.is_error();
                     self.pump(i);
                 }
@@ -228,9 +231,11 @@ impl Worker {
         c.retry_at = None;
         c.since = now;
         let registered = TcpStream::connect(self.plan.targets.connect_to).and_then(|mut s| {
-            self.poll
-                .registry()
-                .register(&mut s, Token(i), Interest::READABLE | Interest::WRITABLE)?;
+            self.poll.registry().register(
+                &mut s,
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
             Ok(s)
         });
         match registered {
@@ -247,7 +252,10 @@ impl Worker {
 
     /// Sends requests on connection `i` until it has `depth` in flight.
     fn fill(&mut self, i: usize, now: Instant) {
-        while self.conns[i].connected && self.conns[i].inflight.len() < self.plan.depth && self.may_send() {
+        while self.conns[i].connected
+            && self.conns[i].inflight.len() < self.plan.depth
+            && self.may_send()
+        {
             let due = match self.plan.kind {
                 LoopKind::Closed => now,
                 LoopKind::Open { .. } => match self.queue.pop_front() {
@@ -272,7 +280,9 @@ impl Worker {
 
     fn dispatch_queue(&mut self, now: Instant) {
         while !self.queue.is_empty() {
-            let Some(i) = self.idle.pop_front() else { return };
+            let Some(i) = self.idle.pop_front() else {
+                return;
+            };
             if self.conns[i].inflight.len() < self.plan.depth {
                 self.fill(i, now);
                 self.pump(i);
@@ -299,7 +309,9 @@ impl Worker {
 
     fn finish_connect(&mut self, i: usize, now: Instant) -> bool {
         let c = &mut self.conns[i];
-        let Some(s) = c.stream.as_ref() else { return false };
+        let Some(s) = c.stream.as_ref() else {
+            return false;
+        };
         if !c.writable {
             return false;
         }
@@ -309,7 +321,9 @@ impl Worker {
             self.tally.connects += 1;
             return true;
         }
-        if matches!(s.peer_addr(), Err(e) if e.kind() == ErrorKind::NotConnected) && matches!(s.take_error(), Ok(None)) {
+        if matches!(s.peer_addr(), Err(e) if e.kind() == ErrorKind::NotConnected)
+            && matches!(s.take_error(), Ok(None))
+        {
             c.writable = false;
             return false;
         }
@@ -323,7 +337,9 @@ impl Worker {
 
     fn write(&mut self, i: usize, now: Instant) -> bool {
         let c = &mut self.conns[i];
-        let Some(s) = c.stream.as_mut() else { return false };
+        let Some(s) = c.stream.as_mut() else {
+            return false;
+        };
         if !c.writable || c.out_pos >= c.out.len() {
             return false;
         }
@@ -350,7 +366,9 @@ impl Worker {
 
     fn read(&mut self, i: usize) -> bool {
         let c = &mut self.conns[i];
-        let Some(s) = c.stream.as_mut() else { return false };
+        let Some(s) = c.stream.as_mut() else {
+            return false;
+        };
         if !c.readable {
             return false;
         }
@@ -413,7 +431,9 @@ impl Worker {
                     continue; // an informational response
                 }
             }
-            let Some(resp) = self.conns[i].resp.as_mut() else { break };
+            let Some(resp) = self.conns[i].resp.as_mut() else {
+                break;
+            };
             match resp.dec.decode(&buf[at..]) {
                 Ok((n, piece)) => {
                     resp.body_bytes += piece.len() as u64;
@@ -428,10 +448,8 @@ impl Worker {
                     return;
                 }
             }
-            if self.conns[i].resp.as_ref().is_some_and(|r| r.dec.is_done()) {
-                if !self.complete(i) {
-                    return; // the connection was replaced
-                }
+            if self.conns[i].resp.as_ref().is_some_and(|r| r.dec.is_done()) && !self.complete(i) {
+                return; // the connection was replaced
             }
         }
         self.conns[i].inbuf = buf[at..].to_vec();
@@ -443,7 +461,13 @@ impl Worker {
         let mut r = httparse::Response::new(&mut headers);
         let n = match r.parse(buf) {
             Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => return if buf.len() > 1 << 20 { Err(()) } else { Ok(None) },
+            Ok(httparse::Status::Partial) => {
+                return if buf.len() > 1 << 20 {
+                    Err(())
+                } else {
+                    Ok(None)
+                };
+            }
             Err(_) => return Err(()),
         };
         let status = r.code.unwrap_or(0);
@@ -480,11 +504,11 @@ impl Worker {
             (false, Some(false), _) | (false, None, None) => Framing::Close,
             (false, None, Some(n)) => Framing::Length(n),
         };
-        if self.conns[i].inflight.front().is_some_and(|f| f.counted) {
-            if let Some(hit) = cache {
-                self.tally.cache_lookups += 1;
-                self.tally.cache_hits += u64::from(hit);
-            }
+        if self.conns[i].inflight.front().is_some_and(|f| f.counted)
+            && let Some(hit) = cache
+        {
+            self.tally.cache_lookups += 1;
+            self.tally.cache_hits += u64::from(hit);
         }
         self.conns[i].resp = Some(Resp {
             dec: BodyDecoder::new(framing),
@@ -501,8 +525,12 @@ impl Worker {
     fn complete(&mut self, i: usize) -> bool {
         let now = Instant::now();
         let c = &mut self.conns[i];
-        let Some(resp) = c.resp.take() else { return true };
-        let Some(req) = c.inflight.pop_front() else { return true };
+        let Some(resp) = c.resp.take() else {
+            return true;
+        };
+        let Some(req) = c.inflight.pop_front() else {
+            return true;
+        };
         self.finished += 1;
         if req.counted {
             let us = now.saturating_duration_since(req.due).as_micros() as u64;
@@ -529,10 +557,7 @@ impl Worker {
     }
 
     fn on_eof(&mut self, i: usize) {
-        let done = self.conns[i]
-            .resp
-            .as_mut()
-            .is_some_and(|r| r.dec.on_eof());
+        let done = self.conns[i].resp.as_mut().is_some_and(|r| r.dec.on_eof());
         if done {
             self.complete(i);
         }
@@ -580,9 +605,14 @@ impl Worker {
                 self.connect(i, now);
             }
         }
-        live.completed.store(self.tally.completed, Ordering::Relaxed);
-        live.errors.store(self.tally.errors.total(), Ordering::Relaxed);
-        live.p99_us.store(self.tally.latency_us.value_at_quantile(0.99), Ordering::Relaxed);
+        live.completed
+            .store(self.tally.completed, Ordering::Relaxed);
+        live.errors
+            .store(self.tally.errors.total(), Ordering::Relaxed);
+        live.p99_us.store(
+            self.tally.latency_us.value_at_quantile(0.99),
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -607,6 +637,100 @@ pub fn original_bytes(value: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
+    use std::sync::atomic::AtomicBool;
+
+    /// A server that answers at once, except that one response is held for 1 s.
+    fn stalling_server() -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stalled = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(AtomicU64::new(0));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (stalled, served) = (stalled.clone(), served.clone());
+                std::thread::spawn(move || serve(stream, &stalled, &served));
+            }
+        });
+        addr
+    }
+
+    fn serve(mut s: std::net::TcpStream, stalled: &AtomicBool, served: &AtomicU64) {
+        let mut buf = Vec::new();
+        let mut tmp = [0u8; 4096];
+        loop {
+            while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                buf.drain(..end + 4);
+                if served.fetch_add(1, Ordering::Relaxed) == 300
+                    && !stalled.swap(true, Ordering::Relaxed)
+                {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            match s.read(&mut tmp) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            }
+        }
+    }
+
+    fn plan(addr: std::net::SocketAddr, kind: LoopKind) -> Plan {
+        Plan {
+            targets: Arc::new(Targets {
+                requests: vec![b"GET / HTTP/1.1\r\nHost: t\r\n\r\n".to_vec()],
+                head_only: false,
+                connect_to: addr,
+            }),
+            connections: 1,
+            depth: 1,
+            keep_alive: true,
+            kind,
+            start: Instant::now() + Duration::from_millis(50),
+            warmup: Duration::ZERO,
+            end: End::After(Duration::from_secs(3)),
+            timeout: Duration::from_secs(5),
+            zipf: None,
+            seed: 1,
+        }
+    }
+
+    #[test]
+    fn open_loop_charges_a_stall_to_every_delayed_request() {
+        let open = LoopKind::Open {
+            interval: Duration::from_millis(1),
+        };
+        let t = Worker::new(plan(stalling_server(), open))
+            .unwrap()
+            .run(&Live::default());
+        let p999 = t.latency_us.value_at_quantile(0.999);
+        assert!(t.completed > 2500, "{} completed", t.completed);
+        // ~1000 requests fell due during the stall: far more than 0.1% of them waited long
+        assert!(
+            p999 >= 500_000,
+            "open-loop p99.9 {p999} us hides the 1 s stall"
+        );
+        assert!(
+            t.latency_us.value_at_quantile(0.75) >= 1_000,
+            "a quarter of the run queued behind it"
+        );
+    }
+
+    #[test]
+    fn closed_loop_sees_the_stall_only_once() {
+        let t = Worker::new(plan(stalling_server(), LoopKind::Closed))
+            .unwrap()
+            .run(&Live::default());
+        assert!(t.latency_us.max() >= 900_000, "the stalled request itself");
+        assert!(
+            t.latency_us.value_at_quantile(0.999) < 500_000,
+            "coordinated omission hides the rest"
+        );
+    }
 
     #[test]
     fn cache_status_and_distill_header() {
@@ -614,7 +738,10 @@ mod tests {
         assert!(is_cache_hit(b"distilld; ttl=30; HIT"));
         assert!(!is_cache_hit(b"distilld; fwd=miss; stored"));
         assert!(!is_cache_hit(b"other; fwd=miss, distilld; hit"));
-        assert_eq!(original_bytes(b"original-bytes=1234; profile=medium"), Some(1234));
+        assert_eq!(
+            original_bytes(b"original-bytes=1234; profile=medium"),
+            Some(1234)
+        );
         assert_eq!(original_bytes(b"profile=medium"), None);
     }
 }

@@ -46,7 +46,9 @@ impl Zipf {
 
     pub fn sample(&self, rng: &mut Rng) -> usize {
         let u = rng.next_f64();
-        self.cdf.partition_point(|&c| c <= u).min(self.cdf.len().saturating_sub(1))
+        self.cdf
+            .partition_point(|&c| c <= u)
+            .min(self.cdf.len().saturating_sub(1))
     }
 }
 
@@ -79,9 +81,15 @@ mod tests {
             let expected = draws as f64 / ((k + 1) as f64).powf(s) / h;
             let got = counts[k] as f64;
             let tolerance = 4.0 * expected.sqrt() + 0.01 * expected;
-            assert!((got - expected).abs() < tolerance, "rank {k}: {got} vs {expected}");
+            assert!(
+                (got - expected).abs() < tolerance,
+                "rank {k}: {got} vs {expected}"
+            );
         }
-        assert!(counts.iter().all(|&c| c > 0 || n > 500), "every rank reachable");
+        assert!(
+            counts.iter().all(|&c| c > 0 || n > 500),
+            "every rank reachable"
+        );
     }
 
     #[test]
@@ -92,6 +100,9 @@ mod tests {
         for _ in 0..40_000 {
             counts[z.sample(&mut r)] += 1;
         }
-        assert!(counts.iter().all(|&c| (9_000..11_000).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (9_000..11_000).contains(&c)),
+            "{counts:?}"
+        );
     }
 }

@@ -7,10 +7,8 @@ use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::exchange::{Request, write_paced};
+use crate::exchange::{Request, piece_bytes, write_paced};
 use crate::{Counters, Options, files};
-
-const PIECE_BYTES: usize = 64 * 1024;
 
 /// Byte `i` of every synthetic body, so a receiver can check what it got.
 pub fn pattern_byte(i: u64) -> u8 {
@@ -177,10 +175,11 @@ fn send_pattern(
         return Ok(keep_alive);
     }
     let start = Instant::now();
-    let mut piece = Vec::with_capacity(PIECE_BYTES + 32);
+    let piece_len = piece_bytes(rate) as u64;
+    let mut piece = Vec::with_capacity(piece_len as usize + 32);
     let mut sent = 0u64;
     while sent < n {
-        let len = (n - sent).min(PIECE_BYTES as u64);
+        let len = (n - sent).min(piece_len);
         piece.clear();
         if frame == Frame::Chunked {
             piece.extend_from_slice(format!("{len:x}\r\n").as_bytes());

@@ -156,7 +156,8 @@ fn read_head(conn: &mut Connection) -> Result<Option<ParsedHead>, u16> {
     }
 }
 
-/// Writes `data`, pacing it to `rate_kbps` when set.
+/// Writes `data`, released no earlier than the rate allows: a piece goes out once the
+/// bytes up to its end are due at `rate_kbps`, so the receiver never sees more.
 pub fn write_paced(
     stream: &mut TcpStream,
     data: &[u8],
@@ -164,13 +165,24 @@ pub fn write_paced(
     sent_before: u64,
     start: Instant,
 ) -> std::io::Result<()> {
-    stream.write_all(data)?;
     if rate_kbps > 0 {
-        let sent = sent_before + data.len() as u64;
-        let due = Duration::from_secs_f64(sent as f64 / (rate_kbps as f64 * 1000.0));
+        let due_bytes = sent_before + data.len() as u64;
+        let due = Duration::from_secs_f64(due_bytes as f64 / (rate_kbps as f64 * 1000.0));
         if let Some(wait) = due.checked_sub(start.elapsed()) {
             std::thread::sleep(wait);
         }
     }
-    Ok(())
+    stream.write_all(data)
+}
+
+/// Piece size for a body: 64 KiB, or 50 ms worth of bytes when the rate is capped, so a
+/// capped body trickles instead of arriving in bursts.
+pub fn piece_bytes(rate_kbps: u64) -> usize {
+    const FULL: usize = 64 * 1024;
+    if rate_kbps == 0 {
+        return FULL;
+    }
+    usize::try_from(rate_kbps * 1000 / 20)
+        .unwrap_or(FULL)
+        .clamp(1024, FULL)
 }

@@ -7,7 +7,7 @@ use std::time::{Instant, UNIX_EPOCH};
 
 use crate::Options;
 use crate::endpoints::{send, simple, write_head};
-use crate::exchange::{Request, write_paced};
+use crate::exchange::{Request, piece_bytes, write_paced};
 
 pub fn serve(req: &mut Request<'_>, opts: &Options, keep_alive: bool) -> std::io::Result<bool> {
     if !matches!(req.head.method(), "GET" | "HEAD") {
@@ -49,7 +49,7 @@ pub fn serve(req: &mut Request<'_>, opts: &Options, keep_alive: bool) -> std::io
     write_head(s, 200, &fields, keep_alive)?;
     if !head_only {
         let mut file = File::open(&path)?;
-        let mut piece = vec![0u8; 64 * 1024];
+        let mut piece = vec![0u8; piece_bytes(opts.rate_kbps)];
         let start = Instant::now();
         let mut sent = 0u64;
         loop {

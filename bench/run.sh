@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# One entry point for every benchmark: bench/run.sh NAME [options]   (bench/run.sh lists them)
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+declare -A benches=(
+  [proxy-vs-nginx]=proxy_vs_nginx.py
+  [load-vs-wrk]=load_vs_wrk.py
+)
+name="${1:-}"
+if [ -z "$name" ] || [ -z "${benches[$name]:-}" ]; then
+  echo "usage: bench/run.sh NAME [options]   (NAME --help for options)"
+  echo "benchmarks: ${!benches[*]}"
+  exit 2
+fi
+shift
+exec python3 "$here/${benches[$name]}" "$@"

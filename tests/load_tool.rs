@@ -1,0 +1,156 @@
+//! distill-load against real servers: bounded runs whose counts must add up.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Mode, Setup, origin_stats, start_origin, temp_path};
+
+fn load(args: &[&str]) -> (std::process::Output, Option<serde_json::Value>) {
+    let json = temp_path("load.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_distill-load"))
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run distill-load");
+    let report = std::fs::read(&json)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    (out, report)
+}
+
+fn statuses(r: &serde_json::Value) -> u64 {
+    r["status"]
+        .as_object()
+        .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum())
+}
+
+#[test]
+fn two_second_closed_loop_counts_add_up() {
+    let origin = start_origin(&[]);
+    let url = format!("http://{}/bytes/1000", origin.addr);
+    let (out, report) = load(&["-c", "8", "-t", "2", "-d", "2", &url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report.expect("json report");
+    let requests = r["requests"].as_u64().unwrap();
+    assert!(requests > 100, "{r}");
+    assert_eq!(statuses(&r), requests, "every counted request has a status");
+    assert_eq!(r["status"]["200"].as_u64(), Some(requests));
+    assert_eq!(r["errors"]["read"].as_u64(), Some(0));
+    let per_response = r["bytes"].as_u64().unwrap() / requests;
+    assert!(
+        (1000..1400).contains(&per_response),
+        "{per_response} bytes per response"
+    );
+    let (connections, served) = origin_stats(origin.addr);
+    assert_eq!(
+        connections,
+        8 + 1,
+        "8 keep-alive connections and the reachability probe"
+    );
+    // the origin also answered requests still in flight when the window closed
+    assert!(
+        served >= requests && served <= requests + 8,
+        "origin {served}, counted {requests}"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("p99.9") && text.contains("200: "), "{text}");
+}
+
+#[test]
+fn open_loop_through_the_proxy_with_zipf_targets() {
+    let s = Setup::new(Mode::Forward);
+    let urls_file = temp_path("urls.txt");
+    let list: Vec<String> = (1..=20)
+        .map(|i| format!("http://{}/bytes/{}", s.origin.addr, i * 10))
+        .collect();
+    std::fs::write(&urls_file, list.join("\n")).unwrap();
+    let proxy = s.proxy.addr.to_string();
+    let (out, report) = load(&[
+        "-c",
+        "4",
+        "-d",
+        "2",
+        "--rate",
+        "500",
+        "--proxy",
+        &proxy,
+        "--zipf",
+        "0.9",
+        "--seed",
+        "3",
+        "--urls",
+        urls_file.to_str().unwrap(),
+        "-H",
+        "Save-Data: on",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report.expect("json report");
+    let requests = r["requests"].as_u64().unwrap();
+    assert!(
+        (900..=1000).contains(&requests),
+        "500/s for 2 s gave {requests}"
+    );
+    assert_eq!(statuses(&r), requests);
+    assert!(r["shortfall"].is_null(), "{r}");
+    assert_eq!(
+        s.origin_stats().1,
+        requests,
+        "every request went through the proxy to the origin"
+    );
+}
+
+#[test]
+fn request_count_mode_and_pipelining() {
+    let origin = start_origin(&[]);
+    let url = format!("http://{}/bytes/10", origin.addr);
+    let (out, report) = load(&["-c", "4", "-n", "2000", "--pipeline", "8", &url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report.unwrap();
+    assert_eq!(r["requests"].as_u64(), Some(2000));
+    assert_eq!(origin_stats(origin.addr).1, 2000);
+}
+
+#[test]
+fn unreachable_target_and_bad_use_are_refused() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (out, _) = load(&["-d", "1", &format!("http://{dead}/")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
+    let (out, _) = load(&["-d", "1", "ftp://127.0.0.1/"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an http:// URL"));
+}
+
+#[test]
+fn unreachable_rate_is_reported_not_hidden() {
+    let origin = start_origin(&[]);
+    // one connection to a 20 ms endpoint cannot carry 1000 requests a second
+    let url = format!("http://{}/delay/20", origin.addr);
+    let (out, report) = load(&["-c", "1", "-d", "1", "--rate", "1000", &url]);
+    assert!(out.status.success());
+    let r = report.unwrap();
+    assert!(
+        r["shortfall"]
+            .as_str()
+            .is_some_and(|s| s.contains("not reached")),
+        "{r}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not reached"));
+}
