@@ -32,6 +32,9 @@ pub const DEFAULT_POOL_IDLE_TOTAL_MAX: usize = 1024;
 pub const DEFAULT_POOL_IDLE_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_DNS_CACHE_TTL_MS: u64 = 60_000;
 pub const DEFAULT_DNS_THREADS: usize = 2;
+pub const DEFAULT_URING_ENTRIES: u32 = 4096;
+pub const DEFAULT_URING_BUFFERS: u16 = 256;
+pub const DEFAULT_URING_BUFFER_BYTES: usize = 16 * 1024;
 
 /// The configuration compiled into the binary: what `distilld run` uses with no file.
 pub const EMBEDDED_DEFAULT_TOML: &str = include_str!("default.toml");
@@ -78,6 +81,8 @@ pub struct FileConfig {
     pub upstream: FileUpstream,
     #[serde(default)]
     pub log: FileLog,
+    #[serde(default)]
+    pub uring: FileUring,
     #[serde(default, rename = "route")]
     pub routes: Vec<FileRoute>,
 }
@@ -92,6 +97,15 @@ pub struct FileServer {
     pub healthz_path: Option<String>,
     pub via_name: Option<String>,
     pub x_forwarded_for: Option<bool>,
+    pub io: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileUring {
+    pub entries: Option<u32>,
+    pub buffers: Option<u16>,
+    pub buffer_bytes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -155,6 +169,37 @@ pub struct Config {
     pub access_log: bool,
     pub log_level: String,
     pub routes: Vec<Route>,
+    pub io: IoChoice,
+    pub uring: UringConfig,
+}
+
+/// Which network driver the shards run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoChoice {
+    /// io_uring when the kernel allows it, else epoll (logged).
+    Auto,
+    Uring,
+    Epoll,
+}
+
+impl IoChoice {
+    pub fn parse(s: &str) -> Option<IoChoice> {
+        match s {
+            "auto" => Some(IoChoice::Auto),
+            "uring" => Some(IoChoice::Uring),
+            "epoll" => Some(IoChoice::Epoll),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct UringConfig {
+    /// Submission queue entries per shard ring.
+    pub entries: u32,
+    /// Provided receive buffers per shard (a power of two).
+    pub buffers: u16,
+    pub buffer_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -365,6 +410,39 @@ impl FileConfig {
                 format!("{log_level:?} is not one of error, warn, info, debug, trace"),
             );
         }
+        let io_text = s.io.as_deref().unwrap_or("auto");
+        let io = IoChoice::parse(io_text).unwrap_or_else(|| {
+            bad(
+                "server.io",
+                format!("{io_text:?} is not one of auto, uring, epoll"),
+            );
+            IoChoice::Auto
+        });
+        let ur = &self.uring;
+        let uring = UringConfig {
+            entries: ur.entries.unwrap_or(DEFAULT_URING_ENTRIES),
+            buffers: ur.buffers.unwrap_or(DEFAULT_URING_BUFFERS),
+            buffer_bytes: ur.buffer_bytes.unwrap_or(DEFAULT_URING_BUFFER_BYTES),
+        };
+        if !(64..=32768).contains(&uring.entries) || !uring.entries.is_power_of_two() {
+            bad(
+                "uring.entries",
+                format!("{} is not a power of two in 64..=32768", uring.entries),
+            );
+        }
+        if !(16..=32768).contains(&uring.buffers) || !uring.buffers.is_power_of_two() {
+            bad(
+                "uring.buffers",
+                format!("{} is not a power of two in 16..=32768", uring.buffers),
+            );
+        }
+        check_range(
+            &mut bad,
+            "uring.buffer_bytes",
+            uring.buffer_bytes,
+            1024,
+            1 << 20,
+        );
         let mut routes = Vec::new();
         for (i, r) in self.routes.iter().enumerate() {
             match OriginUrl::parse(&r.origin) {
@@ -399,6 +477,8 @@ impl FileConfig {
             access_log: self.log.access_log.unwrap_or(true),
             log_level,
             routes,
+            io,
+            uring,
         };
         if config.workers > 1024 {
             errors.push(InvalidKey {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use distilld::config::{Config, ConfigError};
+use distilld::config::{Config, ConfigError, IoChoice};
 use distilld::proxy::route::{OriginUrl, Route};
 
 #[global_allocator]
@@ -39,6 +39,9 @@ enum Command {
         /// Number of shards (threads), overriding server.workers.
         #[arg(long)]
         workers: Option<usize>,
+        /// Network driver: auto, uring or epoll, overriding server.io.
+        #[arg(long)]
+        io: Option<String>,
     },
     /// Validate a config file, print every error, exit 1 if any.
     CheckConfig { file: PathBuf },
@@ -62,7 +65,8 @@ fn main() -> ExitCode {
             listen,
             origin,
             workers,
-        } => match load(config, listen, origin, workers) {
+            io,
+        } => match load(config, listen, origin, workers, io) {
             Ok(cfg) => run(cfg),
             Err(e) => {
                 eprintln!("distilld: {e}");
@@ -77,6 +81,7 @@ fn load(
     listen: Option<String>,
     origin: Option<String>,
     workers: Option<usize>,
+    io: Option<String>,
 ) -> Result<Config, String> {
     let mut cfg = match &path {
         Some(p) => Config::from_file(p),
@@ -96,6 +101,10 @@ fn load(
             origin,
             preserve_host: false,
         });
+    }
+    if let Some(io) = io {
+        cfg.io = IoChoice::parse(&io)
+            .ok_or_else(|| format!("--io {io:?} is not one of auto, uring, epoll"))?;
     }
     if let Some(w) = workers {
         if w == 0 || w > 1024 {
@@ -118,7 +127,11 @@ fn run(cfg: Config) -> ExitCode {
         }
     };
     // Scripts and tests wait for this line to learn the bound address.
-    println!("distilld listening on {}", running.local_addr);
+    println!(
+        "distilld listening on {} ({})",
+        running.local_addr,
+        running.driver.name()
+    );
     running.join();
     ExitCode::SUCCESS
 }

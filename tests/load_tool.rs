@@ -160,10 +160,17 @@ fn a_new_connection_per_request() {
     let origin = start_origin(&[]);
     let url = format!("http://{}/bytes/10", origin.addr);
     let (out, report) = load(&["-c", "2", "-n", "50", "--no-keepalive", &url]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(report.unwrap()["requests"].as_u64(), Some(50));
     let (connections, requests) = origin_stats(origin.addr);
     assert_eq!(requests, 50);
     // one per request, the reachability probe, and the two left open at the end
-    assert!((51..=53).contains(&connections), "{connections} connections");
+    assert!(
+        (51..=53).contains(&connections),
+        "{connections} connections"
+    );
 }

@@ -49,6 +49,17 @@ impl Buf {
         self.tail().extend_from_slice(bytes);
     }
 
+    /// Moves the pending bytes to the end of `dst`: a swap, not a copy, when `dst` is
+    /// empty and nothing was consumed (a driver sending from stable memory uses this).
+    pub fn take_into(&mut self, dst: &mut Vec<u8>) {
+        if self.pos == 0 && dst.is_empty() {
+            std::mem::swap(&mut self.data, dst);
+        } else {
+            dst.extend_from_slice(self.pending());
+            self.clear();
+        }
+    }
+
     pub fn clear(&mut self) {
         self.data.clear();
         self.pos = 0;
@@ -69,5 +80,13 @@ mod tests {
         assert_eq!(b.pending(), b"llo world");
         b.consume(100);
         assert!(b.is_empty());
+        b.extend(b"abc");
+        let mut dst = Vec::new();
+        b.take_into(&mut dst);
+        assert_eq!((dst.as_slice(), b.len()), (&b"abc"[..], 0));
+        b.extend(b"xyz");
+        b.consume(1);
+        b.take_into(&mut dst);
+        assert_eq!(dst, b"abcyz");
     }
 }

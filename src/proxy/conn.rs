@@ -133,6 +133,10 @@ impl Conn {
         &mut self.out
     }
 
+    pub fn client_out_len(&self) -> usize {
+        self.out.len()
+    }
+
     pub fn upstream_out(&mut self) -> &mut Buf {
         &mut self.up_out
     }

@@ -14,10 +14,21 @@ use crate::http::target::Authority;
 /// Queued lookups beyond this are refused at once rather than piling up.
 const RESOLVER_QUEUE_MAX: usize = 1024;
 
+/// How a resolver thread wakes the shard that asked: each driver has its own way.
+pub trait Wake: Send + Sync {
+    fn wake(&self);
+}
+
+impl Wake for mio::Waker {
+    fn wake(&self) {
+        let _ = mio::Waker::wake(self);
+    }
+}
+
 pub struct Job {
     pub origin: Authority,
     pub reply: Sender<Answer>,
-    pub waker: Arc<mio::Waker>,
+    pub waker: Arc<dyn Wake>,
 }
 
 pub struct Answer {
@@ -44,7 +55,7 @@ impl Resolver {
                             origin: job.origin,
                             result,
                         });
-                        let _ = job.waker.wake();
+                        job.waker.wake();
                     }
                 });
             if let Err(e) = spawned {
@@ -112,5 +123,25 @@ impl DnsCache {
             self.entries.retain(|_, (_, expires)| now < *expires);
         }
         self.entries.insert(origin, (addr, now + self.ttl));
+    }
+}
+
+/// Clients waiting for a name, so one lookup serves them all. A waiter is a client slot
+/// and the serial of the connection that was in it when it asked.
+#[derive(Default)]
+pub struct Waiters {
+    by_origin: HashMap<Authority, Vec<(usize, u64)>>,
+}
+
+impl Waiters {
+    /// Adds a waiter; true when it is the first, so a lookup must be started.
+    pub fn add(&mut self, origin: &Authority, client: usize, serial: u64) -> bool {
+        let list = self.by_origin.entry(origin.clone()).or_default();
+        list.push((client, serial));
+        list.len() == 1
+    }
+
+    pub fn take(&mut self, origin: &Authority) -> Vec<(usize, u64)> {
+        self.by_origin.remove(origin).unwrap_or_default()
     }
 }

@@ -2,7 +2,7 @@
 //! and carries out its upstream actions (pool, DNS, connect). Sockets are
 //! edge-triggered, so each remembers whether it may still have data or room.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use crate::proxy::stats::Stats;
 use crate::proxy::{Action, Conn, Now, UpstreamFailure};
 
 use super::date::DateCache;
-use super::dns::{Answer, DnsCache, Job, Resolver, literal};
+use super::dns::{Answer, DnsCache, Job, Resolver, Waiters, literal};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -68,7 +68,7 @@ pub struct Shard {
     dns: DnsCache,
     dns_tx: Sender<Answer>,
     dns_rx: Receiver<Answer>,
-    pending_dns: HashMap<Authority, Vec<(usize, u64)>>,
+    pending_dns: Waiters,
     read_buf: Vec<u8>,
     ready: VecDeque<usize>,
     date: DateCache,
@@ -80,9 +80,10 @@ impl Shard {
         id: usize,
         cfg: Arc<Config>,
         stats: Arc<Stats>,
-        mut listener: TcpListener,
+        listener: std::net::TcpListener,
         resolver: Resolver,
     ) -> std::io::Result<Shard> {
+        let mut listener = TcpListener::from_std(listener);
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -106,7 +107,7 @@ impl Shard {
             dns: DnsCache::new(up.dns_cache_ttl),
             dns_tx,
             dns_rx,
-            pending_dns: HashMap::new(),
+            pending_dns: Waiters::default(),
             read_buf: vec![0; cfg.limits.io_buffer_bytes],
             ready: VecDeque::new(),
             date: DateCache::default(),
@@ -504,9 +505,7 @@ impl Shard {
             return;
         };
         c.awaiting_dns = Some(origin.clone());
-        let waiters = self.pending_dns.entry(origin.clone()).or_default();
-        waiters.push((ci, c.serial));
-        if waiters.len() > 1 {
+        if !self.pending_dns.add(&origin, ci, c.serial) {
             return; // a lookup for this name is already under way
         }
         let job = Job {
@@ -535,7 +534,7 @@ impl Shard {
     }
 
     fn answer_waiters(&mut self, answer: Answer, now: Instant) {
-        let waiters = self.pending_dns.remove(&answer.origin).unwrap_or_default();
+        let waiters = self.pending_dns.take(&answer.origin);
         for (ci, serial) in waiters {
             let Some(c) = self.clients.get_mut(ci) else {
                 continue;

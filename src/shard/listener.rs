@@ -10,7 +10,7 @@ use super::ShardError;
 const LISTEN_BACKLOG: i32 = 4096;
 
 /// Binds `count` listeners. With port 0 the first picks the port and the rest join it.
-pub fn bind_all(addr: SocketAddr, count: usize) -> Result<Vec<mio::net::TcpListener>, ShardError> {
+pub fn bind_all(addr: SocketAddr, count: usize) -> Result<Vec<std::net::TcpListener>, ShardError> {
     ensure_free(addr).map_err(|source| ShardError::Listen { addr, source })?;
     let mut listeners = Vec::with_capacity(count);
     let mut addr = addr;
@@ -37,7 +37,7 @@ fn ensure_free(addr: SocketAddr) -> std::io::Result<()> {
     probe.bind(&addr.into())
 }
 
-fn bind_one(addr: SocketAddr) -> std::io::Result<mio::net::TcpListener> {
+fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
@@ -45,5 +45,5 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<mio::net::TcpListener> {
     socket.set_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
-    Ok(mio::net::TcpListener::from_std(socket.into()))
+    Ok(socket.into())
 }

@@ -6,6 +6,7 @@ pub mod date;
 pub mod dns;
 pub mod epoll;
 pub mod listener;
+pub mod uring;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use std::thread::JoinHandle;
 
 use thiserror::Error;
 
-use crate::config::Config;
+use crate::config::{Config, IoChoice};
 use crate::proxy::stats::Stats;
 
 #[derive(Debug, Error)]
@@ -28,6 +29,8 @@ pub enum ShardError {
         shard: usize,
         source: std::io::Error,
     },
+    #[error("io = \"uring\" but {0}")]
+    Uring(uring::probe::ProbeError),
     #[error("cannot start thread for shard {shard}: {source}")]
     Spawn {
         shard: usize,
@@ -38,6 +41,7 @@ pub enum ShardError {
 /// A started set of shards.
 pub struct Running {
     pub local_addr: SocketAddr,
+    pub driver: Driver,
     pub stats: Vec<Arc<Stats>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -53,8 +57,49 @@ impl Running {
     }
 }
 
-/// Binds the listeners and starts one shard per worker.
+/// The network driver a node runs, chosen once at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    Uring,
+    Epoll,
+}
+
+impl Driver {
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::Uring => "io_uring",
+            Driver::Epoll => "epoll",
+        }
+    }
+}
+
+/// Picks the driver: `auto` probes the kernel and falls back to epoll, saying why.
+pub fn choose_driver(choice: IoChoice) -> Result<(Driver, String), ShardError> {
+    match choice {
+        IoChoice::Epoll => Ok((Driver::Epoll, "configured".into())),
+        IoChoice::Uring => match uring::probe::probe() {
+            Ok(()) => Ok((Driver::Uring, "configured".into())),
+            Err(e) => Err(ShardError::Uring(e)),
+        },
+        IoChoice::Auto => match uring::probe::probe() {
+            Ok(()) => Ok((
+                Driver::Uring,
+                "auto: the kernel supports everything the driver needs".into(),
+            )),
+            Err(e) => Ok((Driver::Epoll, format!("auto: {e}"))),
+        },
+    }
+}
+
+/// Binds the listeners and starts one shard per worker; returns once every shard is
+/// ready (or the first failed).
 pub fn start(config: Arc<Config>) -> Result<Running, ShardError> {
+    let (driver, why) = choose_driver(config.io)?;
+    tracing::info!(
+        driver = driver.name(),
+        "network driver: {} ({why})",
+        driver.name()
+    );
     let workers = config.effective_workers();
     let listeners = listener::bind_all(config.listen, workers)?;
     let local_addr = listeners
@@ -67,31 +112,73 @@ pub fn start(config: Arc<Config>) -> Result<Running, ShardError> {
     } else {
         Vec::new()
     };
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<(), ShardError>>(workers);
     let mut stats = Vec::new();
     let mut threads = Vec::new();
     for (i, listener) in listeners.into_iter().enumerate() {
         let shard_stats = Arc::new(Stats::default());
         stats.push(shard_stats.clone());
         let core = (!cores.is_empty()).then(|| cores[i % cores.len()]);
-        let shard = epoll::Shard::new(i, config.clone(), shard_stats, listener, resolver.clone())
-            .map_err(|source| ShardError::Poll { shard: i, source })?;
+        let (cfg, resolver, ready) = (config.clone(), resolver.clone(), ready_tx.clone());
         let thread = std::thread::Builder::new()
             .name(format!("shard-{i}"))
             .spawn(move || {
-                if let Some(core) = core
-                    && !core_affinity::set_for_current(core)
-                {
-                    tracing::warn!(shard = i, core = core.id, "could not pin shard to core");
+                if let Some(core) = core {
+                    if !core_affinity::set_for_current(core) {
+                        tracing::warn!(shard = i, core = core.id, "could not pin shard to core");
+                    }
                 }
-                shard.run();
+                run_shard(driver, i, cfg, shard_stats, listener, resolver, ready);
             })
             .map_err(|source| ShardError::Spawn { shard: i, source })?;
         threads.push(thread);
     }
-    tracing::info!(workers, addr = %local_addr, driver = "epoll", "shards started");
+    for _ in 0..threads.len() {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => break,
+        }
+    }
+    tracing::info!(workers, addr = %local_addr, driver = driver.name(), "shards started");
     Ok(Running {
         local_addr,
+        driver,
         stats,
         threads,
     })
+}
+
+/// Builds the shard on its own thread (an io_uring ring belongs to the thread that
+/// submits to it), reports readiness, and runs it.
+fn run_shard(
+    driver: Driver,
+    i: usize,
+    cfg: Arc<Config>,
+    stats: Arc<Stats>,
+    listener: std::net::TcpListener,
+    resolver: dns::Resolver,
+    ready: crossbeam_channel::Sender<Result<(), ShardError>>,
+) {
+    let failed = |source| ShardError::Poll { shard: i, source };
+    match driver {
+        Driver::Epoll => match epoll::Shard::new(i, cfg, stats, listener, resolver) {
+            Ok(shard) => {
+                let _ = ready.send(Ok(()));
+                shard.run();
+            }
+            Err(e) => {
+                let _ = ready.send(Err(failed(e)));
+            }
+        },
+        Driver::Uring => match uring::Shard::new(i, cfg, stats, listener, resolver) {
+            Ok(shard) => {
+                let _ = ready.send(Ok(()));
+                shard.run();
+            }
+            Err(e) => {
+                let _ = ready.send(Err(failed(e)));
+            }
+        },
+    }
 }

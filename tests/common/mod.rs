@@ -17,6 +17,36 @@ pub enum Mode {
     Reverse,
 }
 
+/// The network driver the proxies of the current test run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Io {
+    Epoll,
+    Uring,
+}
+
+impl Io {
+    pub fn flag(self) -> &'static str {
+        match self {
+            Io::Epoll => "epoll",
+            Io::Uring => "uring",
+        }
+    }
+}
+
+thread_local! {
+    static IO: std::cell::Cell<Io> = const { std::cell::Cell::new(Io::Epoll) };
+}
+
+/// Runs `f` with every proxy it starts on driver `io` (each test has its own thread).
+pub fn with_io(io: Io, f: impl FnOnce()) {
+    IO.with(|c| c.set(io));
+    f();
+}
+
+pub fn current_io() -> Io {
+    IO.with(|c| c.get())
+}
+
 pub fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
 }
@@ -59,10 +89,10 @@ fn spawn(bin: &str, args: &[String], log_name: &str) -> Process {
     BufReader::new(stdout)
         .read_line(&mut line)
         .expect("ready line");
+    // "<name> listening on ADDR [(driver)]"
     let addr = line
-        .trim()
-        .rsplit(' ')
-        .next()
+        .split_whitespace()
+        .nth(3)
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("{bin} did not report its address: {line:?}"));
     Process { child, addr }
@@ -94,6 +124,8 @@ pub fn start_proxy(mode: Mode, origin: SocketAddr, config: &str, workers: usize)
         "127.0.0.1:0".into(),
         "--workers".into(),
         workers.to_string(),
+        "--io".into(),
+        current_io().flag().into(),
     ];
     if mode == Mode::Reverse {
         args.push("--origin".into());
@@ -406,15 +438,33 @@ pub fn wait_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
-/// Runs each named `fn(Mode)` once as a forward proxy and once as a reverse proxy.
+/// Runs each named `fn(Mode)` as a forward and as a reverse proxy, on each driver.
 #[macro_export]
 macro_rules! in_both_modes {
     ($($name:ident),* $(,)?) => {
-        mod forward {
-            $( #[test] fn $name() { super::$name(super::Mode::Forward) } )*
+        $crate::in_both_modes!(@mod forward_epoll, Forward, Epoll; $($name),*);
+        $crate::in_both_modes!(@mod reverse_epoll, Reverse, Epoll; $($name),*);
+        $crate::in_both_modes!(@mod forward_uring, Forward, Uring; $($name),*);
+        $crate::in_both_modes!(@mod reverse_uring, Reverse, Uring; $($name),*);
+    };
+    (@mod $module:ident, $mode:ident, $io:ident; $($name:ident),*) => {
+        mod $module {
+            $( #[test] fn $name() {
+                super::common::with_io(super::common::Io::$io, || super::$name(super::Mode::$mode))
+            } )*
         }
-        mod reverse {
-            $( #[test] fn $name() { super::$name(super::Mode::Reverse) } )*
+    };
+}
+
+/// Runs each named `fn()` once on each driver.
+#[macro_export]
+macro_rules! on_both_drivers {
+    ($($name:ident),* $(,)?) => {
+        mod epoll {
+            $( #[test] fn $name() { super::common::with_io(super::common::Io::Epoll, super::$name) } )*
+        }
+        mod uring {
+            $( #[test] fn $name() { super::common::with_io(super::common::Io::Uring, super::$name) } )*
         }
     };
 }

@@ -1,0 +1,948 @@
+//! The io_uring driver: one ring per pinned shard (single issuer, deferred task running),
+//! multishot accept, multishot receive into a provided-buffer ring, sends and connects on
+//! the same ring, all submitted in one batch per loop turn. It moves bytes between
+//! sockets and the sans-IO `Conn` and carries out its actions, exactly as the epoll
+//! driver does; only the way readiness and completion arrive differs.
+//!
+//! Memory the kernel reads or writes while an operation is in flight (send buffers,
+//! connect addresses, the buffer ring) is owned by the slot of that operation, and a slot
+//! is freed only when its last operation has completed.
+
+pub mod bufring;
+pub mod probe;
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use io_uring::types::{self, Fd, SubmitArgs, Timespec};
+use io_uring::{IoUring, cqueue, opcode, squeue};
+use slab::Slab;
+use socket2::{SockAddr, SockRef, Socket};
+
+use crate::config::Config;
+use crate::http::target::Authority;
+use crate::proxy::pool::Pool;
+use crate::proxy::stats::Stats;
+use crate::proxy::{Action, Conn, Now, UpstreamFailure};
+
+use super::date::DateCache;
+use super::dns::{Answer, DnsCache, Job, Resolver, Waiters, Wake, literal};
+use bufring::BufRing;
+
+const BUFFER_GROUP: u16 = 0;
+const TICK: Duration = Duration::from_millis(100);
+const REFUSED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 40\r\nConnection: close\r\n\r\ndistilld: 503 too many connections here\n";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Accept = 1,
+    ClientRecv,
+    ClientSend,
+    UpConnect,
+    UpRecv,
+    UpSend,
+    Wake,
+    Cancel,
+}
+
+impl Op {
+    fn from_u8(v: u8) -> Option<Op> {
+        [
+            Op::Accept,
+            Op::ClientRecv,
+            Op::ClientSend,
+            Op::UpConnect,
+            Op::UpRecv,
+            Op::UpSend,
+            Op::Wake,
+            Op::Cancel,
+        ]
+        .into_iter()
+        .find(|op| *op as u8 == v)
+    }
+}
+
+fn token(op: Op, index: usize, generation: u32) -> u64 {
+    u64::from(op as u8) | (u64::from(generation & 0x00ff_ffff) << 8) | ((index as u64) << 32)
+}
+
+fn untoken(t: u64) -> Option<(Op, usize, u32)> {
+    Some((
+        Op::from_u8((t & 0xff) as u8)?,
+        (t >> 32) as usize,
+        ((t >> 8) & 0x00ff_ffff) as u32,
+    ))
+}
+
+/// One socket's operations in flight and its send buffer.
+struct Io {
+    fd: OwnedFd,
+    generation: u32,
+    recv_armed: bool,
+    cancel_sent: bool,
+    eof: bool,
+    failed: bool,
+    sending: Vec<u8>,
+    sent: usize,
+    send_inflight: bool,
+    closing: bool,
+    ops: u32,
+}
+
+impl Io {
+    fn new(fd: OwnedFd, generation: u32) -> Io {
+        Io {
+            fd,
+            generation,
+            recv_armed: false,
+            cancel_sent: false,
+            eof: false,
+            failed: false,
+            sending: Vec::new(),
+            sent: 0,
+            send_inflight: false,
+            closing: false,
+            ops: 0,
+        }
+    }
+
+    fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Bytes handed to the kernel or waiting to be.
+    fn unsent(&self) -> usize {
+        self.sending.len() - self.sent
+    }
+}
+
+struct Client {
+    io: Io,
+    conn: Conn,
+    serial: u64,
+    upstream: Option<usize>,
+    awaiting_dns: Option<Authority>,
+}
+
+struct Upstream {
+    io: Io,
+    origin: Authority,
+    owner: Option<usize>,
+    connected: bool,
+    /// Read by the kernel while the connect is in flight.
+    _addr: Box<SockAddr>,
+}
+
+/// Resolver threads wake a uring shard through an eventfd the ring is reading.
+struct EventFd(OwnedFd);
+
+impl Wake for EventFd {
+    fn wake(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live buffer to an eventfd we own.
+        unsafe { libc::write(self.0.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+    }
+}
+
+pub struct Shard {
+    // The ring is declared first so it is torn down before the memory it used.
+    ring: IoUring,
+    bufs: BufRing,
+    id: usize,
+    cfg: Arc<Config>,
+    stats: Arc<Stats>,
+    listener: std::net::TcpListener,
+    accept_armed: bool,
+    wake: Arc<EventFd>,
+    wake_buf: Box<[u8; 8]>,
+    clients: Slab<Client>,
+    upstreams: Slab<Upstream>,
+    pool: Pool,
+    resolver: Resolver,
+    dns: DnsCache,
+    dns_tx: Sender<Answer>,
+    dns_rx: Receiver<Answer>,
+    waiters: Waiters,
+    date: DateCache,
+    cqes: Vec<(u64, i32, u32)>,
+    next_gen: u32,
+    next_serial: u64,
+}
+
+impl Shard {
+    /// Builds the ring on the calling thread: a single-issuer ring belongs to it.
+    pub fn new(
+        id: usize,
+        cfg: Arc<Config>,
+        stats: Arc<Stats>,
+        listener: std::net::TcpListener,
+        resolver: Resolver,
+    ) -> std::io::Result<Shard> {
+        let ring = probe::build_ring(cfg.uring.entries)?;
+        let bufs = BufRing::new(
+            &ring,
+            cfg.uring.buffers,
+            cfg.uring.buffer_bytes,
+            BUFFER_GROUP,
+        )?;
+        // SAFETY: eventfd returns a new descriptor or -1.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if efd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `efd` is a fresh descriptor nobody else owns.
+        let wake = Arc::new(EventFd(unsafe { OwnedFd::from_raw_fd(efd) }));
+        let (dns_tx, dns_rx) = crossbeam_channel::unbounded();
+        let up = cfg.upstream;
+        Ok(Shard {
+            ring,
+            bufs,
+            id,
+            stats,
+            listener,
+            accept_armed: false,
+            wake,
+            wake_buf: Box::new([0; 8]),
+            clients: Slab::new(),
+            upstreams: Slab::new(),
+            pool: Pool::new(
+                up.pool_idle_per_origin_max,
+                up.pool_idle_total_max,
+                up.pool_idle_timeout,
+            ),
+            resolver,
+            dns: DnsCache::new(up.dns_cache_ttl),
+            dns_tx,
+            dns_rx,
+            waiters: Waiters::default(),
+            date: DateCache::default(),
+            cqes: Vec::with_capacity(1024),
+            next_gen: 0,
+            next_serial: 0,
+            cfg,
+        })
+    }
+
+    pub fn run(mut self) {
+        self.arm_accept();
+        self.arm_wake();
+        let mut last_tick = Instant::now();
+        let ts = Timespec::from(TICK);
+        loop {
+            let args = SubmitArgs::new().timespec(&ts);
+            if let Err(e) = self.ring.submitter().submit_with_args(1, &args) {
+                let transient = [libc::ETIME, libc::EINTR, libc::EBUSY, libc::EAGAIN];
+                if !e.raw_os_error().is_some_and(|c| transient.contains(&c)) {
+                    tracing::error!(shard = self.id, "io_uring wait failed: {e}");
+                    return;
+                }
+            }
+            let now = Instant::now();
+            self.date.refresh(now);
+            let mut cqes = std::mem::take(&mut self.cqes);
+            cqes.extend(
+                self.ring
+                    .completion()
+                    .map(|c| (c.user_data(), c.result(), c.flags())),
+            );
+            for &(data, res, flags) in &cqes {
+                self.complete(data, res, flags, now);
+            }
+            cqes.clear();
+            self.cqes = cqes;
+            if now.saturating_duration_since(last_tick) >= TICK {
+                last_tick = now;
+                self.tick(now);
+            }
+        }
+    }
+
+    fn now(&self, instant: Instant) -> Now<'_> {
+        Now {
+            instant,
+            date: self.date.as_bytes(),
+        }
+    }
+
+    // ---- submission ------------------------------------------------------------------
+
+    fn push(&mut self, entry: squeue::Entry) {
+        loop {
+            // SAFETY: every entry points at memory owned by a slot (or the shard) that
+            // outlives the operation: slots are freed only when `ops` is back to zero.
+            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+                return;
+            }
+            if let Err(e) = self.ring.submit() {
+                tracing::error!(shard = self.id, "io_uring submit failed: {e}");
+                return;
+            }
+        }
+    }
+
+    fn arm_accept(&mut self) {
+        let e = opcode::AcceptMulti::new(Fd(self.listener.as_raw_fd()))
+            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(token(Op::Accept, 0, 0));
+        self.push(e);
+        self.accept_armed = true;
+    }
+
+    fn arm_wake(&mut self) {
+        let e = opcode::Read::new(Fd(self.wake.0.as_raw_fd()), self.wake_buf.as_mut_ptr(), 8)
+            .build()
+            .user_data(token(Op::Wake, 0, 0));
+        self.push(e);
+    }
+
+    fn arm_recv(&mut self, op: Op, index: usize) {
+        let io = match op {
+            Op::ClientRecv => self.clients.get_mut(index).map(|c| &mut c.io),
+            _ => self.upstreams.get_mut(index).map(|u| &mut u.io),
+        };
+        let Some(io) = io else { return };
+        if io.recv_armed || io.eof || io.failed || io.closing {
+            return;
+        }
+        io.recv_armed = true;
+        io.cancel_sent = false;
+        io.ops += 1;
+        let e = opcode::RecvMulti::new(Fd(io.raw()), BUFFER_GROUP)
+            .build()
+            .user_data(token(op, index, io.generation));
+        self.push(e);
+    }
+
+    fn cancel_recv(&mut self, op: Op, index: usize) {
+        let io = match op {
+            Op::ClientRecv => self.clients.get_mut(index).map(|c| &mut c.io),
+            _ => self.upstreams.get_mut(index).map(|u| &mut u.io),
+        };
+        let Some(io) = io else { return };
+        if !io.recv_armed || io.cancel_sent {
+            return;
+        }
+        io.cancel_sent = true;
+        let e = opcode::AsyncCancel::new(token(op, index, io.generation))
+            .build()
+            .user_data(token(Op::Cancel, 0, 0));
+        self.push(e);
+    }
+
+    /// Cancels every operation on `fd` (a receive armed, a send stuck on a peer that
+    /// stopped reading, a connect), so its slot can be freed when they have completed.
+    fn cancel_all(&mut self, fd: RawFd) {
+        let e = opcode::AsyncCancel2::new(types::CancelBuilder::fd(Fd(fd)).all())
+            .build()
+            .user_data(token(Op::Cancel, 0, 0));
+        self.push(e);
+    }
+
+    /// Starts a send of everything the connection has queued for `op`'s side.
+    fn start_send(&mut self, op: Op, ci: usize) {
+        let Some(c) = self.clients.get_mut(ci) else {
+            return;
+        };
+        let (io, out) = match op {
+            Op::ClientSend => (&mut c.io, c.conn.client_out()),
+            _ => {
+                let Some(up) = c.upstream.and_then(|ui| self.upstreams.get_mut(ui)) else {
+                    return;
+                };
+                if !up.connected {
+                    return;
+                }
+                (&mut up.io, c.conn.upstream_out())
+            }
+        };
+        if io.send_inflight || io.failed || (io.unsent() == 0 && out.is_empty()) {
+            return;
+        }
+        if io.unsent() == 0 {
+            io.sending.clear();
+            io.sent = 0;
+        }
+        out.take_into(&mut io.sending);
+        let index = if op == Op::ClientSend {
+            ci
+        } else {
+            c.upstream.unwrap_or(0)
+        };
+        let pending = &io.sending[io.sent..];
+        let e = opcode::Send::new(Fd(io.raw()), pending.as_ptr(), pending.len() as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(token(op, index, io.generation));
+        io.send_inflight = true;
+        io.ops += 1;
+        self.push(e);
+    }
+
+    // ---- completions -----------------------------------------------------------------
+
+    fn complete(&mut self, data: u64, res: i32, flags: u32, now: Instant) {
+        let Some((op, index, generation)) = untoken(data) else {
+            return;
+        };
+        match op {
+            Op::Accept => self.on_accept(res, flags, now),
+            Op::Wake => {
+                self.take_dns_answers(now);
+                self.arm_wake();
+            }
+            Op::Cancel => {}
+            Op::ClientRecv => self.on_client_recv(index, generation, res, flags, now),
+            Op::ClientSend => self.on_client_send(index, generation, res, now),
+            Op::UpConnect => self.on_connect(index, generation, res, now),
+            Op::UpRecv => self.on_upstream_recv(index, generation, res, flags, now),
+            Op::UpSend => self.on_upstream_send(index, generation, res, now),
+        }
+    }
+
+    fn on_accept(&mut self, res: i32, flags: u32, now: Instant) {
+        if !cqueue::more(flags) {
+            self.accept_armed = false;
+        }
+        if res >= 0 {
+            // SAFETY: a successful accept returns a new descriptor that we now own.
+            let fd = unsafe { OwnedFd::from_raw_fd(res) };
+            self.admit(fd, now);
+        } else if res != -libc::ECANCELED {
+            tracing::warn!(
+                shard = self.id,
+                "accept failed: {}",
+                std::io::Error::from_raw_os_error(-res)
+            );
+        }
+        if !self.accept_armed && res != -libc::EMFILE && res != -libc::ENFILE {
+            self.arm_accept(); // on EMFILE the next tick retries
+        }
+    }
+
+    fn admit(&mut self, fd: OwnedFd, now: Instant) {
+        let peer = SockRef::from(&fd)
+            .peer_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
+        if self.clients.len() >= self.cfg.limits.connections_per_shard_max {
+            self.stats.connections_refused.incr();
+            // SAFETY: a non-blocking send of a static buffer on a socket we own.
+            unsafe {
+                libc::send(
+                    fd.as_raw_fd(),
+                    REFUSED_RESPONSE.as_ptr().cast(),
+                    REFUSED_RESPONSE.len(),
+                    libc::MSG_NOSIGNAL,
+                )
+            };
+            tracing::warn!(shard = self.id, client = %peer, "connection refused: connections_per_shard_max reached");
+            return;
+        }
+        self.stats.connections_accepted.incr();
+        self.next_serial += 1;
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let conn = Conn::new(self.cfg.clone(), self.stats.clone(), peer, self.now(now));
+        let ci = self.clients.insert(Client {
+            io: Io::new(fd, self.next_gen),
+            conn,
+            serial: self.next_serial,
+            upstream: None,
+            awaiting_dns: None,
+        });
+        self.service(ci, now);
+    }
+
+    fn on_client_recv(&mut self, ci: usize, generation: u32, res: i32, flags: u32, now: Instant) {
+        let bid = cqueue::buffer_select(flags);
+        let Some(c) = self
+            .clients
+            .get_mut(ci)
+            .filter(|c| c.io.generation == generation)
+        else {
+            if let Some(b) = bid {
+                self.bufs.recycle(b);
+            }
+            return;
+        };
+        if !cqueue::more(flags) {
+            c.io.recv_armed = false;
+            c.io.ops -= 1;
+        }
+        let now_ = Now {
+            instant: now,
+            date: self.date.as_bytes(),
+        };
+        match (res, bid) {
+            (n, Some(b)) if n > 0 => {
+                if !c.io.closing {
+                    c.conn.on_client_data(self.bufs.data(b, n as usize), now_);
+                }
+                self.bufs.recycle(b);
+            }
+            (0, _) => {
+                c.io.eof = true;
+                c.conn.on_client_eof(now_);
+            }
+            (n, _) if n == -libc::ENOBUFS || n == -libc::ECANCELED => {}
+            _ => c.io.failed = true,
+        }
+        self.service(ci, now);
+    }
+
+    fn on_client_send(&mut self, ci: usize, generation: u32, res: i32, now: Instant) {
+        let Some(c) = self
+            .clients
+            .get_mut(ci)
+            .filter(|c| c.io.generation == generation)
+        else {
+            return;
+        };
+        c.io.send_inflight = false;
+        c.io.ops -= 1;
+        if res > 0 {
+            c.io.sent += res as usize;
+            c.conn.on_client_written(Now {
+                instant: now,
+                date: self.date.as_bytes(),
+            });
+        } else if res < 0 {
+            c.io.failed = true;
+        }
+        self.service(ci, now);
+    }
+
+    fn on_connect(&mut self, ui: usize, generation: u32, res: i32, now: Instant) {
+        let Some(up) = self
+            .upstreams
+            .get_mut(ui)
+            .filter(|u| u.io.generation == generation)
+        else {
+            return;
+        };
+        up.io.ops -= 1;
+        let Some(ci) = up.owner else {
+            self.close_upstream(ui);
+            return;
+        };
+        let Some(c) = self.clients.get_mut(ci) else {
+            return;
+        };
+        let now_ = Now {
+            instant: now,
+            date: self.date.as_bytes(),
+        };
+        if res == 0 {
+            up.connected = true;
+            c.conn.on_upstream_ready(false, now_);
+        } else {
+            up.io.failed = true;
+            c.conn.on_upstream_failed(
+                UpstreamFailure::Connect {
+                    addr: up.origin.to_string(),
+                    reason: std::io::Error::from_raw_os_error(-res).to_string(),
+                },
+                now_,
+            );
+        }
+        self.service(ci, now);
+    }
+
+    fn on_upstream_recv(&mut self, ui: usize, generation: u32, res: i32, flags: u32, now: Instant) {
+        let bid = cqueue::buffer_select(flags);
+        let Some(up) = self
+            .upstreams
+            .get_mut(ui)
+            .filter(|u| u.io.generation == generation)
+        else {
+            if let Some(b) = bid {
+                self.bufs.recycle(b);
+            }
+            return;
+        };
+        if !cqueue::more(flags) {
+            up.io.recv_armed = false;
+            up.io.ops -= 1;
+        }
+        let owner = up.owner.filter(|_| !up.io.closing);
+        let benign = res == -libc::ENOBUFS || res == -libc::ECANCELED;
+        if res <= 0 && !benign {
+            up.io.eof = res == 0;
+            up.io.failed = res < 0;
+        }
+        let Some(ci) = owner else {
+            // Idle in the pool: any byte or close means it cannot be reused.
+            if let Some(b) = bid {
+                self.bufs.recycle(b);
+            }
+            if !benign || up.io.closing {
+                self.pool.remove(ui);
+                self.close_upstream(ui);
+            }
+            return;
+        };
+        let Some(c) = self.clients.get_mut(ci) else {
+            return;
+        };
+        let now_ = Now {
+            instant: now,
+            date: self.date.as_bytes(),
+        };
+        match (res, bid) {
+            (n, Some(b)) if n > 0 => {
+                c.conn.on_upstream_data(self.bufs.data(b, n as usize), now_);
+                self.bufs.recycle(b);
+            }
+            (0, _) => c.conn.on_upstream_closed(None, now_),
+            _ if benign => {}
+            (n, _) => {
+                let e = std::io::Error::from_raw_os_error(-n).to_string();
+                c.conn.on_upstream_closed(Some(&e), now_);
+            }
+        }
+        self.service(ci, now);
+    }
+
+    fn on_upstream_send(&mut self, ui: usize, generation: u32, res: i32, now: Instant) {
+        let Some(up) = self
+            .upstreams
+            .get_mut(ui)
+            .filter(|u| u.io.generation == generation)
+        else {
+            return;
+        };
+        up.io.send_inflight = false;
+        up.io.ops -= 1;
+        let Some(ci) = up.owner.filter(|_| !up.io.closing) else {
+            self.maybe_free_upstream(ui);
+            return;
+        };
+        let Some(c) = self.clients.get_mut(ci) else {
+            return;
+        };
+        let now_ = Now {
+            instant: now,
+            date: self.date.as_bytes(),
+        };
+        if res > 0 {
+            up.io.sent += res as usize;
+            c.conn.on_upstream_written(now_);
+        } else if res < 0 {
+            up.io.failed = true;
+            let e = std::io::Error::from_raw_os_error(-res).to_string();
+            c.conn.on_upstream_closed(Some(&e), now_);
+        }
+        self.service(ci, now);
+    }
+
+    // ---- keeping a connection moving -------------------------------------------------
+
+    /// After any event: carry out actions, arm or cancel receives, start sends, close.
+    fn service(&mut self, ci: usize, now: Instant) {
+        self.apply_actions(ci, now);
+        let Some(c) = self.clients.get_mut(ci) else {
+            return;
+        };
+        if c.io.closing {
+            self.maybe_free_client(ci);
+            return;
+        }
+        let wants_read = c.conn.wants_client_read();
+        let up = c.upstream;
+        let wants_up_read = c.conn.wants_upstream_read();
+        if wants_read {
+            self.arm_recv(Op::ClientRecv, ci);
+        } else {
+            self.cancel_recv(Op::ClientRecv, ci);
+        }
+        if let Some(ui) = up {
+            if self.upstreams.get(ui).is_some_and(|u| u.connected) {
+                if wants_up_read {
+                    self.arm_recv(Op::UpRecv, ui);
+                } else {
+                    self.cancel_recv(Op::UpRecv, ui);
+                }
+                self.start_send(Op::UpSend, ci);
+            }
+        }
+        self.start_send(Op::ClientSend, ci);
+        let Some(c) = self.clients.get(ci) else {
+            return;
+        };
+        let flushed = !c.io.send_inflight && c.io.unsent() == 0 && c.conn.client_out_len() == 0;
+        if c.io.failed || (c.conn.is_finished() && (flushed || c.conn.wants_reset())) {
+            self.close_client(ci);
+        }
+    }
+
+    fn apply_actions(&mut self, ci: usize, now: Instant) {
+        loop {
+            let Some(c) = self.clients.get_mut(ci) else {
+                return;
+            };
+            let Some(action) = c.conn.next_action() else {
+                return;
+            };
+            match action {
+                Action::Acquire { origin, pooled_ok } => self.acquire(ci, origin, pooled_ok, now),
+                Action::Release => self.release_upstream(ci, now),
+                Action::CloseUpstream => {
+                    c.awaiting_dns = None;
+                    if let Some(ui) = c.upstream.take() {
+                        self.close_upstream(ui);
+                    }
+                }
+            }
+        }
+    }
+
+    fn acquire(&mut self, ci: usize, origin: Authority, pooled_ok: bool, now: Instant) {
+        if pooled_ok {
+            while let Some(ui) = self.pool.take(&origin) {
+                let Some(up) = self
+                    .upstreams
+                    .get_mut(ui)
+                    .filter(|u| !u.io.closing && !u.io.eof && !u.io.failed)
+                else {
+                    continue;
+                };
+                up.owner = Some(ci);
+                if let Some(c) = self.clients.get_mut(ci) {
+                    c.upstream = Some(ui);
+                    c.conn.on_upstream_ready(
+                        true,
+                        Now {
+                            instant: now,
+                            date: self.date.as_bytes(),
+                        },
+                    );
+                }
+                return;
+            }
+        }
+        match literal(&origin).or_else(|| self.dns.get(&origin, now)) {
+            Some(addr) => self.connect(ci, origin, addr, now),
+            None => self.resolve(ci, origin, now),
+        }
+    }
+
+    fn resolve(&mut self, ci: usize, origin: Authority, now: Instant) {
+        let Some(c) = self.clients.get_mut(ci) else {
+            return;
+        };
+        c.awaiting_dns = Some(origin.clone());
+        if !self.waiters.add(&origin, ci, c.serial) {
+            return;
+        }
+        let job = Job {
+            origin: origin.clone(),
+            reply: self.dns_tx.clone(),
+            waker: self.wake.clone(),
+        };
+        if let Err(reason) = self.resolver.submit(job) {
+            self.answer_waiters(
+                Answer {
+                    origin,
+                    result: Err(reason),
+                },
+                now,
+            );
+        }
+    }
+
+    fn take_dns_answers(&mut self, now: Instant) {
+        while let Ok(answer) = self.dns_rx.try_recv() {
+            if let Ok(addr) = answer.result {
+                self.dns.put(answer.origin.clone(), addr, now);
+            }
+            self.answer_waiters(answer, now);
+        }
+    }
+
+    fn answer_waiters(&mut self, answer: Answer, now: Instant) {
+        for (ci, serial) in self.waiters.take(&answer.origin) {
+            let Some(c) = self.clients.get_mut(ci) else {
+                continue;
+            };
+            if c.serial != serial || c.awaiting_dns.as_ref() != Some(&answer.origin) {
+                continue;
+            }
+            c.awaiting_dns = None;
+            match &answer.result {
+                Ok(addr) => self.connect(ci, answer.origin.clone(), *addr, now),
+                Err(reason) => c.conn.on_upstream_failed(
+                    UpstreamFailure::Resolve {
+                        host: answer.origin.host.clone(),
+                        reason: reason.clone(),
+                    },
+                    Now {
+                        instant: now,
+                        date: self.date.as_bytes(),
+                    },
+                ),
+            }
+            self.service(ci, now);
+        }
+    }
+
+    fn connect(&mut self, ci: usize, origin: Authority, addr: std::net::SocketAddr, now: Instant) {
+        let socket = Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )
+        .and_then(|s| {
+            s.set_nonblocking(true)?;
+            s.set_nodelay(true)?;
+            s.set_cloexec(true)?;
+            Ok(s)
+        });
+        let socket = match socket {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(c) = self.clients.get_mut(ci) {
+                    let failure = UpstreamFailure::Connect {
+                        addr: addr.to_string(),
+                        reason: e.to_string(),
+                    };
+                    c.conn.on_upstream_failed(
+                        failure,
+                        Now {
+                            instant: now,
+                            date: self.date.as_bytes(),
+                        },
+                    );
+                }
+                return;
+            }
+        };
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let sockaddr = Box::new(SockAddr::from(addr));
+        let mut io = Io::new(OwnedFd::from(socket), self.next_gen);
+        io.ops = 1;
+        let entry = opcode::Connect::new(Fd(io.raw()), sockaddr.as_ptr().cast(), sockaddr.len());
+        let generation = io.generation;
+        let ui = self.upstreams.insert(Upstream {
+            io,
+            origin,
+            owner: Some(ci),
+            connected: false,
+            _addr: sockaddr,
+        });
+        if let Some(c) = self.clients.get_mut(ci) {
+            c.upstream = Some(ui);
+        }
+        self.push(
+            entry
+                .build()
+                .user_data(token(Op::UpConnect, ui, generation)),
+        );
+    }
+
+    fn release_upstream(&mut self, ci: usize, now: Instant) {
+        let Some(c) = self.clients.get_mut(ci) else {
+            return;
+        };
+        let Some(ui) = c.upstream.take() else { return };
+        let Some(up) = self.upstreams.get_mut(ui) else {
+            return;
+        };
+        up.owner = None;
+        if up.io.eof || up.io.failed {
+            self.close_upstream(ui);
+            return;
+        }
+        let origin = up.origin.clone();
+        // Keep a receive armed while idle: a close by the origin shows up at once.
+        self.arm_recv(Op::UpRecv, ui);
+        for evicted in self.pool.put(&origin, ui, now) {
+            self.close_upstream(evicted);
+        }
+    }
+
+    fn close_upstream(&mut self, ui: usize) {
+        let Some(up) = self.upstreams.get_mut(ui) else {
+            return;
+        };
+        if up.io.closing {
+            return;
+        }
+        up.io.closing = true;
+        up.owner = None;
+        let fd = up.io.raw();
+        self.cancel_all(fd);
+        self.pool.remove(ui);
+        self.maybe_free_upstream(ui);
+    }
+
+    fn maybe_free_upstream(&mut self, ui: usize) {
+        if self
+            .upstreams
+            .get(ui)
+            .is_some_and(|u| u.io.closing && u.io.ops == 0)
+        {
+            self.upstreams.remove(ui); // drops the descriptor: closed
+        }
+    }
+
+    fn close_client(&mut self, ci: usize) {
+        let Some(c) = self.clients.get_mut(ci) else {
+            return;
+        };
+        if c.io.closing {
+            return;
+        }
+        c.io.closing = true;
+        if c.conn.wants_reset() {
+            let _ = SockRef::from(&c.io.fd).set_linger(Some(Duration::ZERO));
+        }
+        if let Some(ui) = c.upstream.take() {
+            self.close_upstream(ui);
+        }
+        let fd = self.clients[ci].io.raw();
+        self.cancel_all(fd);
+        self.maybe_free_client(ci);
+    }
+
+    fn maybe_free_client(&mut self, ci: usize) {
+        if self
+            .clients
+            .get(ci)
+            .is_some_and(|c| c.io.closing && c.io.ops == 0)
+        {
+            self.clients.remove(ci);
+        }
+    }
+
+    // ---- time ------------------------------------------------------------------------
+
+    fn tick(&mut self, now: Instant) {
+        if !self.accept_armed {
+            self.arm_accept();
+        }
+        for ui in self.pool.expire(now) {
+            self.close_upstream(ui);
+        }
+        let ids: Vec<usize> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| !c.io.closing)
+            .map(|(ci, _)| ci)
+            .collect();
+        for ci in ids {
+            let Some(c) = self.clients.get_mut(ci) else {
+                continue;
+            };
+            c.conn.on_tick(Now {
+                instant: now,
+                date: self.date.as_bytes(),
+            });
+            if c.conn.has_actions() || c.conn.is_finished() || !c.conn.client_out().is_empty() {
+                self.service(ci, now);
+            }
+        }
+    }
+}
