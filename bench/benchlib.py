@@ -81,9 +81,9 @@ class Servers:
             except subprocess.TimeoutExpired:
                 p.kill()
 
-    def start(self, argv, port, core):
+    def start(self, argv, port, core, stderr=None):
         p = subprocess.Popen(["taskset", "-c", core, *argv],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             stdout=subprocess.DEVNULL, stderr=stderr or subprocess.DEVNULL)
         self.procs.append(p)
         wait_port(port)
         return p
@@ -92,15 +92,15 @@ class Servers:
         return self.start([release_bin("distill-origin"), "--listen", f"127.0.0.1:{port}",
                            "--root", CORPUS, *extra], port, LOAD_CORE)
 
-    def distilld(self, port, origin_port=None, workers=1, config="", core=SERVER_CORE):
+    def distilld(self, port, origin_port=None, workers=1, config="", core=SERVER_CORE, io="auto", log=None):
         cfg = os.path.join(self.tmp, f"distilld-{port}.toml")
         with open(cfg, "w") as f:
-            f.write("[server]\npin_workers = false\n[log]\naccess_log = false\nlevel = \"warn\"\n" + config)
+            f.write(config or "[server]\npin_workers = false\n[log]\naccess_log = false\nlevel = \"warn\"\n")
         argv = [release_bin("distilld"), "run", "--config", cfg, "--listen", f"127.0.0.1:{port}",
-                "--workers", str(workers)]
+                "--workers", str(workers), "--io", io]
         if origin_port:
             argv += ["--origin", f"http://127.0.0.1:{origin_port}"]
-        p = self.start(argv, port, core)
+        p = self.start(argv, port, core, stderr=open(log, "w") if log else None)
         return [p.pid]
 
     def nginx(self, port, origin_port=None, workers=1, core=SERVER_CORE):
@@ -176,7 +176,8 @@ def wrk(url, seconds, connections, threads=1, core=LOAD_CORE):
 def distill_load(url, seconds, connections, threads=1, core=LOAD_CORE, extra=()):
     out_json = tempfile.mktemp(prefix="distill-load-", suffix=".json")
     before = children_cpu_s()
-    subprocess.run([release_bin("distill-load"), f"-t{threads}", f"-c{connections}", f"-d{seconds}",
+    conns = [f"-c{connections}"] if connections else []
+    subprocess.run([release_bin("distill-load"), f"-t{threads}", *conns, f"-d{seconds}",
                     "--cores", core, "--json", out_json, *extra, url],
                    capture_output=True, text=True, check=True)
     with open(out_json) as f:
@@ -233,3 +234,20 @@ def write_json(path, results):
         with open(path, "w") as f:
             json.dump(results, f, indent=2)
         print(f"\nwrote {path}", file=sys.stderr)
+
+
+def thread_ticks(pid, prefix):
+    """user+sys ticks of each thread of `pid` whose name starts with `prefix`."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            if not name.startswith(prefix):
+                continue
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[name] = int(fields[11]) + int(fields[12])
+        except (FileNotFoundError, IndexError):
+            pass
+    return out

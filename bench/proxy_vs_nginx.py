@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""distilld vs nginx, side by side in one run, alternating A B A B (wrk as the client).
+"""distilld (io_uring and epoll drivers) vs nginx, side by side in one run, taking turns
+A B C A B C (wrk as the client).
 
-  proxy   both proxy GET /bytes/SIZE to the same distill-origin (nginx: proxy_pass with
-          upstream keepalive; distilld: reverse proxy with its pool).
-  fixed   a small fixed response with no upstream: distilld's /healthz vs nginx
-          `return 200`.
+Scenarios:
+  fixed      a small fixed response with no upstream: distilld's /healthz vs nginx
+             `return 200`
+  proxy-1k   GET /bytes/1024 proxied to the same distill-origin (nginx: proxy_pass with
+             upstream keepalive; distilld: reverse proxy with its pool)
+  proxy-100k GET /bytes/102400, likewise
 
-The server is pinned to core 1; wrk and the origin to core 0. Reported: wrk's
-requests/sec and latency, and requests per second of server CPU time (/proc).
+With 1 worker the server is pinned to core 1 and wrk (and the origin) to core 0; with 2
+workers the server may use both cores. Reported: requests/sec, p50/p99 latency, and
+requests per second of server CPU time (user+sys of the server's processes, /proc).
 """
 
 import argparse
@@ -15,35 +19,55 @@ import sys
 
 import benchlib as b
 
-ORIGIN, DISTILLD, NGINX = 18181, 18182, 18183
+ORIGIN, URING, EPOLL, NGINX = 18181, 18182, 18184, 18183
+SCENARIOS = {"fixed": "/healthz", "proxy-1k": "/bytes/1024", "proxy-100k": "/bytes/102400"}
 
 
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--connections", type=int, default=50)
-    ap.add_argument("--size", type=int, default=1024)
-    ap.add_argument("--scenario", choices=["proxy", "fixed", "all"], default="all")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--scenarios", default="fixed,proxy-1k,proxy-100k")
+    ap.add_argument("--servers", default="uring,epoll,nginx",
+                    help="comma list of uring, epoll, nginx (compared in this order)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     b.ensure(("nginx", "wrk"))
+    core = b.SERVER_CORE if args.workers == 1 else "0,1"
     results = {"benchmark": "proxy-vs-nginx", "args": vars(args)}
     with b.Servers() as s:
         s.origin(ORIGIN)
-        dpids = s.distilld(DISTILLD, ORIGIN)
-        npids = s.nginx(NGINX, ORIGIN)
-        for name, path in (("proxy", f"/bytes/{args.size}"), ("fixed", "/healthz")):
-            if args.scenario not in (name, "all"):
-                continue
-
-            def run(port, pids):
-                url = f"http://127.0.0.1:{port}{path}"
-                b.wrk(url, 1, args.connections)  # warm-up
-                return b.measured(lambda: b.wrk(url, args.seconds, args.connections), pids)
-
-            a_runs, b_runs = b.alternate(args.rounds, lambda: run(DISTILLD, dpids), lambda: run(NGINX, npids), name)
-            results[name] = b.summarize(f"{name} {path}", a_runs, b_runs, "distilld", "nginx")
+        servers = {}
+        for name in args.servers.split(","):
+            if name == "nginx":
+                servers[name] = (NGINX, s.nginx(NGINX, ORIGIN, workers=args.workers, core=core))
+            elif name in ("uring", "epoll"):
+                port = URING if name == "uring" else EPOLL
+                pids = s.distilld(port, ORIGIN, workers=args.workers, core=core, io=name)
+                servers[name] = (port, pids)
+            else:
+                sys.exit(f"unknown server {name}")
+        for scenario in args.scenarios.split(","):
+            path = SCENARIOS[scenario]
+            runs = {name: [] for name in servers}
+            for i in range(args.rounds):
+                for name, (port, pids) in servers.items():
+                    url = f"http://127.0.0.1:{port}{path}"
+                    b.wrk(url, 1, args.connections)  # warm-up
+                    r = b.measured(lambda: b.wrk(url, args.seconds, args.connections), pids)
+                    runs[name].append(r)
+                    print(f"  {scenario} round {i + 1} {name}: {r['rps']:.0f} rps, "
+                          f"{r['rps_per_cpu']:.0f}/cpu-s, p99 {r['p99_ms']:.2f} ms", file=sys.stderr)
+            names = list(servers)
+            results[scenario] = {}
+            for x in range(len(names)):
+                for y in range(x + 1, len(names)):
+                    a, c = names[x], names[y]
+                    results[scenario][f"{a}/{c}"] = b.summarize(
+                        f"{scenario} ({args.workers} worker{'s' if args.workers > 1 else ''})",
+                        runs[a], runs[c], a, c)
     b.write_json(args.json, results)
 
 

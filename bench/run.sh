@@ -5,6 +5,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 declare -A benches=(
   [proxy-vs-nginx]=proxy_vs_nginx.py
   [load-vs-wrk]=load_vs_wrk.py
+  [shard-balance]=shard_balance.py
+  [uring-vs-epoll]=uring_vs_epoll.py
 )
 name="${1:-}"
 if [ -z "$name" ] || [ -z "${benches[$name]:-}" ]; then

@@ -141,6 +141,7 @@ pub struct FileUpstream {
 #[serde(deny_unknown_fields)]
 pub struct FileLog {
     pub access_log: Option<bool>,
+    pub stats_interval_ms: Option<u64>,
     pub level: Option<String>,
 }
 
@@ -167,6 +168,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub upstream: UpstreamConfig,
     pub access_log: bool,
+    /// Each shard logs its counters this often; `None` = never.
+    pub stats_interval: Option<Duration>,
     pub log_level: String,
     pub routes: Vec<Route>,
     pub io: IoChoice,
@@ -475,6 +478,11 @@ impl FileConfig {
             timeouts,
             upstream,
             access_log: self.log.access_log.unwrap_or(true),
+            stats_interval: self
+                .log
+                .stats_interval_ms
+                .filter(|&ms| ms > 0)
+                .map(Duration::from_millis),
             log_level,
             routes,
             io,

@@ -7,6 +7,9 @@ use super::body::Framing;
 use super::headers::{ConnectionOptions, chunked_is_last, merge_content_length};
 use super::request::{HEADERS_COUNT_CEILING, HeadLimits};
 
+/// Fields of a response head parsed without a heap allocation.
+const STACK_FIELDS: usize = 48;
+
 #[derive(Debug, Clone)]
 pub struct ResponseHead {
     raw: Vec<u8>,
@@ -55,10 +58,32 @@ pub fn parse_response(
     request_is_head: bool,
 ) -> Result<Option<(ResponseHead, usize)>, HttpError> {
     let count = limits.headers_count_max.min(HEADERS_COUNT_CEILING);
-    // httparse offers uninitialised storage only for requests; responses come once
-    // per upstream exchange, so one small allocation is fine here.
-    let mut storage = vec![httparse::EMPTY_HEADER; count];
-    let mut resp = httparse::Response::new(&mut storage);
+    // httparse offers uninitialised storage only for requests: most responses fit a
+    // small array on the stack; only a head with more fields pays for a heap one.
+    let mut small = [httparse::EMPTY_HEADER; STACK_FIELDS];
+    match parse_into(
+        buf,
+        &mut small[..count.min(STACK_FIELDS)],
+        limits,
+        count,
+        request_is_head,
+    ) {
+        Err(HttpError::TooManyHeaders { .. }) if count > STACK_FIELDS => {
+            let mut large = vec![httparse::EMPTY_HEADER; count];
+            parse_into(buf, &mut large, limits, count, request_is_head)
+        }
+        other => other,
+    }
+}
+
+fn parse_into<'b>(
+    buf: &'b [u8],
+    storage: &mut [httparse::Header<'b>],
+    limits: HeadLimits,
+    count: usize,
+    request_is_head: bool,
+) -> Result<Option<(ResponseHead, usize)>, HttpError> {
+    let mut resp = httparse::Response::new(storage);
     let consumed = match resp.parse(buf) {
         Ok(httparse::Status::Complete(n)) if n <= limits.header_bytes_max => n,
         Ok(httparse::Status::Partial) if buf.len() <= limits.header_bytes_max => return Ok(None),
@@ -194,6 +219,29 @@ mod tests {
         );
         assert!(!p("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").origin_keeps_alive());
         assert!(!p("HTTP/1.1 200 OK\r\n\r\n").origin_keeps_alive());
+    }
+
+    #[test]
+    fn heads_with_more_fields_than_the_stack_array() {
+        let limits = HeadLimits {
+            header_bytes_max: 8192,
+            headers_count_max: 100,
+        };
+        let head = |n: usize| {
+            let mut s = String::from("HTTP/1.1 200 OK\r\n");
+            for i in 0..n {
+                s.push_str(&format!("X-{i}: v\r\n"));
+            }
+            s + "Content-Length: 0\r\n\r\n"
+        };
+        let (r, _) = parse_response(head(80).as_bytes(), limits, false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.fields().count(), 81);
+        assert_eq!(
+            parse_response(head(100).as_bytes(), limits, false).unwrap_err(),
+            HttpError::TooManyHeaders { limit: 100 }
+        );
     }
 
     #[test]

@@ -93,6 +93,8 @@ pub struct Conn {
     cfg: Arc<Config>,
     stats: Arc<Stats>,
     peer: SocketAddr,
+    /// The client address as written into X-Forwarded-For, formatted once.
+    peer_ip: String,
     inbuf: Buf,
     out: Buf,
     up_out: Buf,
@@ -114,6 +116,7 @@ impl Conn {
             cfg,
             stats,
             peer,
+            peer_ip: peer.ip().to_string(),
             inbuf: Buf::with_capacity(cap),
             out: Buf::with_capacity(cap),
             up_out: Buf::default(),
@@ -431,7 +434,7 @@ impl Conn {
             via_name: &self.cfg.via_name,
             x_forwarded_for: self.cfg.x_forwarded_for,
         };
-        write_upstream_request(&mut up_head, &head, &dest, self.peer.ip(), id);
+        write_upstream_request(&mut up_head, &head, &dest, &self.peer_ip, id);
         let (req_dec, req_enc) = match head.framing {
             RequestFraming::None => (BodyDecoder::new(Framing::None), BodyEncoder::Raw),
             RequestFraming::Length(n) => (BodyDecoder::new(Framing::Length(n)), BodyEncoder::Raw),

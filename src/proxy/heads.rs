@@ -2,9 +2,6 @@
 //! Both drop hop-by-hop fields, add Via, and state their own framing, so that what
 //! each side reads as the body is exactly what the proxy decoded.
 
-use std::io::Write;
-use std::net::IpAddr;
-
 use crate::http::body::Framing;
 use crate::http::headers::{list_items, write_decimal, write_field};
 use crate::http::request::{RequestFraming, RequestHead};
@@ -36,7 +33,7 @@ pub fn write_upstream_request(
     out: &mut Vec<u8>,
     head: &RequestHead,
     dest: &Destination,
-    client_ip: IpAddr,
+    client_ip: &str,
     id: Identity<'_>,
 ) {
     out.extend_from_slice(head.method().as_bytes());
@@ -59,7 +56,7 @@ pub fn write_upstream_request(
     write_field(out, b"Via", &via);
     if id.x_forwarded_for {
         separate(&mut xff);
-        let _ = write!(xff, "{client_ip}");
+        xff.extend_from_slice(client_ip.as_bytes());
         write_field(out, b"X-Forwarded-For", &xff);
     }
     match head.framing {
@@ -161,7 +158,8 @@ fn append_list(list: &mut Vec<u8>, value: &[u8]) {
 
 fn append_via(via: &mut Vec<u8>, minor: u8, name: &str) {
     separate(via);
-    let _ = write!(via, "1.{minor} {name}");
+    via.extend_from_slice(if minor == 0 { b"1.0 " } else { b"1.1 " });
+    via.extend_from_slice(name.as_bytes());
 }
 
 /// Adds the ", " between list elements.
@@ -203,7 +201,7 @@ mod tests {
             host_field: "o.test".into(),
         };
         let mut out = Vec::new();
-        write_upstream_request(&mut out, &head, &dest, "127.0.0.1".parse().unwrap(), ID);
+        write_upstream_request(&mut out, &head, &dest, "127.0.0.1", ID);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,

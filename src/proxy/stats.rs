@@ -32,3 +32,26 @@ pub struct Stats {
     pub upstream_timeouts: Counter,
     pub truncated_responses: Counter,
 }
+
+impl Stats {
+    /// One log line with this shard's counters and its open connections.
+    pub fn log(&self, shard: usize, driver: &str, clients_open: usize, upstreams_open: usize) {
+        tracing::info!(
+            target: "stats",
+            shard,
+            driver,
+            clients_open,
+            upstreams_open,
+            accepted = self.connections_accepted.get(),
+            refused = self.connections_refused.get(),
+            requests = self.requests.get(),
+            bad_requests = self.bad_requests.get(),
+            upstream_connects = self.upstream_connects.get(),
+            upstream_reuses = self.upstream_reuses.get(),
+            upstream_errors = self.upstream_errors.get(),
+            upstream_timeouts = self.upstream_timeouts.get(),
+            truncated = self.truncated_responses.get(),
+            "shard stats"
+        );
+    }
+}

@@ -72,6 +72,7 @@ pub struct Shard {
     read_buf: Vec<u8>,
     ready: VecDeque<usize>,
     date: DateCache,
+    stats_logged: Instant,
     next_serial: u64,
 }
 
@@ -111,6 +112,7 @@ impl Shard {
             read_buf: vec![0; cfg.limits.io_buffer_bytes],
             ready: VecDeque::new(),
             date: DateCache::default(),
+            stats_logged: Instant::now(),
             next_serial: 0,
             cfg,
         })
@@ -660,6 +662,13 @@ impl Shard {
     // ---- time ------------------------------------------------------------------------
 
     fn tick(&mut self, now: Instant) {
+        if let Some(every) = self.cfg.stats_interval
+            && now.saturating_duration_since(self.stats_logged) >= every
+        {
+            self.stats_logged = now;
+            self.stats
+                .log(self.id, "epoll", self.clients.len(), self.upstreams.len());
+        }
         for ui in self.pool.expire(now) {
             self.close_upstream(ui);
         }

@@ -123,10 +123,10 @@ pub fn start(config: Arc<Config>) -> Result<Running, ShardError> {
         let thread = std::thread::Builder::new()
             .name(format!("shard-{i}"))
             .spawn(move || {
-                if let Some(core) = core {
-                    if !core_affinity::set_for_current(core) {
-                        tracing::warn!(shard = i, core = core.id, "could not pin shard to core");
-                    }
+                if let Some(core) = core
+                    && !core_affinity::set_for_current(core)
+                {
+                    tracing::warn!(shard = i, core = core.id, "could not pin shard to core");
                 }
                 run_shard(driver, i, cfg, shard_stats, listener, resolver, ready);
             })

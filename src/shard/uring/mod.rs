@@ -166,6 +166,7 @@ pub struct Shard {
     dns_rx: Receiver<Answer>,
     waiters: Waiters,
     date: DateCache,
+    stats_logged: Instant,
     cqes: Vec<(u64, i32, u32)>,
     next_gen: u32,
     next_serial: u64,
@@ -218,6 +219,7 @@ impl Shard {
             dns_rx,
             waiters: Waiters::default(),
             date: DateCache::default(),
+            stats_logged: Instant::now(),
             cqes: Vec::with_capacity(1024),
             next_gen: 0,
             next_serial: 0,
@@ -658,15 +660,15 @@ impl Shard {
         } else {
             self.cancel_recv(Op::ClientRecv, ci);
         }
-        if let Some(ui) = up {
-            if self.upstreams.get(ui).is_some_and(|u| u.connected) {
-                if wants_up_read {
-                    self.arm_recv(Op::UpRecv, ui);
-                } else {
-                    self.cancel_recv(Op::UpRecv, ui);
-                }
-                self.start_send(Op::UpSend, ci);
+        if let Some(ui) = up
+            && self.upstreams.get(ui).is_some_and(|u| u.connected)
+        {
+            if wants_up_read {
+                self.arm_recv(Op::UpRecv, ui);
+            } else {
+                self.cancel_recv(Op::UpRecv, ui);
             }
+            self.start_send(Op::UpSend, ci);
         }
         self.start_send(Op::ClientSend, ci);
         let Some(c) = self.clients.get(ci) else {
@@ -920,6 +922,17 @@ impl Shard {
     // ---- time ------------------------------------------------------------------------
 
     fn tick(&mut self, now: Instant) {
+        if let Some(every) = self.cfg.stats_interval
+            && now.saturating_duration_since(self.stats_logged) >= every
+        {
+            self.stats_logged = now;
+            self.stats.log(
+                self.id,
+                "io_uring",
+                self.clients.len(),
+                self.upstreams.len(),
+            );
+        }
         if !self.accept_armed {
             self.arm_accept();
         }
