@@ -124,6 +124,8 @@ struct Client {
     serial: u64,
     upstream: Option<usize>,
     awaiting_dns: Option<Authority>,
+    /// Listed in `Shard::dirty` for this turn's flush.
+    dirty: bool,
 }
 
 struct Upstream {
@@ -168,6 +170,7 @@ pub struct Shard {
     date: DateCache,
     stats_logged: Instant,
     cqes: Vec<(u64, i32, u32)>,
+    dirty: Vec<usize>,
     next_gen: u32,
     next_serial: u64,
 }
@@ -221,6 +224,7 @@ impl Shard {
             date: DateCache::default(),
             stats_logged: Instant::now(),
             cqes: Vec::with_capacity(1024),
+            dirty: Vec::with_capacity(1024),
             next_gen: 0,
             next_serial: 0,
             cfg,
@@ -258,6 +262,7 @@ impl Shard {
                 last_tick = now;
                 self.tick(now);
             }
+            self.flush_dirty();
         }
     }
 
@@ -454,6 +459,7 @@ impl Shard {
             serial: self.next_serial,
             upstream: None,
             awaiting_dns: None,
+            dirty: false,
         });
         self.service(ci, now);
     }
@@ -668,16 +674,42 @@ impl Shard {
             } else {
                 self.cancel_recv(Op::UpRecv, ui);
             }
-            self.start_send(Op::UpSend, ci);
         }
-        self.start_send(Op::ClientSend, ci);
-        let Some(c) = self.clients.get(ci) else {
-            return;
-        };
-        let flushed = !c.io.send_inflight && c.io.unsent() == 0 && c.conn.client_out_len() == 0;
-        if c.io.failed || (c.conn.is_finished() && (flushed || c.conn.wants_reset())) {
-            self.close_client(ci);
+        // Sends wait for the end of the batch: all the data this turn's completions
+        // produced leaves in one send per socket.
+        if let Some(c) = self.clients.get_mut(ci)
+            && !c.dirty
+        {
+            c.dirty = true;
+            self.dirty.push(ci);
         }
+    }
+
+    /// Starts the sends of every connection touched this turn, and closes the finished.
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &ci in &dirty {
+            let Some(c) = self.clients.get_mut(ci) else {
+                continue;
+            };
+            c.dirty = false;
+            if c.io.closing {
+                continue;
+            }
+            if c.upstream.is_some() {
+                self.start_send(Op::UpSend, ci);
+            }
+            self.start_send(Op::ClientSend, ci);
+            let Some(c) = self.clients.get(ci) else {
+                continue;
+            };
+            let flushed = !c.io.send_inflight && c.io.unsent() == 0 && c.conn.client_out_len() == 0;
+            if c.io.failed || (c.conn.is_finished() && (flushed || c.conn.wants_reset())) {
+                self.close_client(ci);
+            }
+        }
+        dirty.clear();
+        self.dirty = dirty;
     }
 
     fn apply_actions(&mut self, ci: usize, now: Instant) {
