@@ -33,6 +33,8 @@ pub const DEFAULT_POOL_IDLE_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_DNS_CACHE_TTL_MS: u64 = 60_000;
 pub const DEFAULT_DNS_THREADS: usize = 2;
 pub const DEFAULT_URING_ENTRIES: u32 = 4096;
+pub const DEFAULT_URING_WAIT_BATCH: u32 = 16;
+pub const DEFAULT_URING_MIN_WAIT_US: u32 = 50;
 pub const DEFAULT_URING_BUFFERS: u16 = 256;
 pub const DEFAULT_URING_BUFFER_BYTES: usize = 16 * 1024;
 
@@ -103,6 +105,8 @@ pub struct FileServer {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct FileUring {
+    pub wait_batch: Option<u32>,
+    pub min_wait_us: Option<u32>,
     pub entries: Option<u32>,
     pub buffers: Option<u16>,
     pub buffer_bytes: Option<usize>,
@@ -198,6 +202,10 @@ impl IoChoice {
 
 #[derive(Debug, Clone, Copy)]
 pub struct UringConfig {
+    /// Completions a shard waits for before waking, once `min_wait_us` has passed it
+    /// wakes for one (interrupt coalescing for the ring); 1 = wake for each.
+    pub wait_batch: u32,
+    pub min_wait_us: u32,
     /// Submission queue entries per shard ring.
     pub entries: u32,
     /// Provided receive buffers per shard (a power of two).
@@ -423,6 +431,8 @@ impl FileConfig {
         });
         let ur = &self.uring;
         let uring = UringConfig {
+            wait_batch: ur.wait_batch.unwrap_or(DEFAULT_URING_WAIT_BATCH),
+            min_wait_us: ur.min_wait_us.unwrap_or(DEFAULT_URING_MIN_WAIT_US),
             entries: ur.entries.unwrap_or(DEFAULT_URING_ENTRIES),
             buffers: ur.buffers.unwrap_or(DEFAULT_URING_BUFFERS),
             buffer_bytes: ur.buffer_bytes.unwrap_or(DEFAULT_URING_BUFFER_BYTES),

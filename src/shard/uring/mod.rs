@@ -237,8 +237,13 @@ impl Shard {
         let mut last_tick = Instant::now();
         let ts = Timespec::from(TICK);
         loop {
-            let args = SubmitArgs::new().timespec(&ts);
-            if let Err(e) = self.ring.submitter().submit_with_args(1, &args) {
+            let mut args = SubmitArgs::new().timespec(&ts);
+            let mut want = 1;
+            if self.cfg.uring.min_wait_us > 0 && self.ring.params().is_feature_min_timeout() {
+                args = args.min_wait_usec(self.cfg.uring.min_wait_us);
+                want = self.cfg.uring.wait_batch as usize;
+            }
+            if let Err(e) = self.ring.submitter().submit_with_args(want, &args) {
                 let transient = [libc::ETIME, libc::EINTR, libc::EBUSY, libc::EAGAIN];
                 if !e.raw_os_error().is_some_and(|c| transient.contains(&c)) {
                     tracing::error!(shard = self.id, "io_uring wait failed: {e}");
