@@ -153,9 +153,18 @@ impl Conn {
     }
 
     pub fn wants_client_read(&self) -> bool {
+        !self.client_reads_over() && self.inbuf.len() < self.watermark()
+    }
+
+    /// Nothing more will ever be read from the client.
+    pub fn client_reads_over(&self) -> bool {
         let closing = self.no_more_requests && self.ex.is_none();
-        let stopped = self.reset || self.client_eof || closing;
-        !stopped && self.inbuf.len() < self.watermark()
+        self.reset || self.client_eof || closing
+    }
+
+    /// Client bytes received and not yet consumed.
+    pub fn client_in_len(&self) -> usize {
+        self.inbuf.len()
     }
 
     pub fn wants_upstream_read(&self) -> bool {

@@ -663,21 +663,37 @@ impl Shard {
             self.maybe_free_client(ci);
             return;
         }
-        let wants_read = c.conn.wants_client_read();
-        let up = c.upstream;
-        let wants_up_read = c.conn.wants_upstream_read();
-        if wants_read {
-            self.arm_recv(Op::ClientRecv, ci);
+        // A multishot receive keeps delivering after the high-water mark; stopping it
+        // costs a cancel and a re-arm, so it is stopped only at four times the mark
+        // (the ring's buffers bound what arrives meanwhile).
+        let hard = 4 * self.cfg.limits.io_buffer_bytes;
+        let client_read = if c.conn.wants_client_read() {
+            Some(true)
+        } else if c.conn.client_reads_over() || c.conn.client_in_len() >= hard {
+            Some(false)
         } else {
-            self.cancel_recv(Op::ClientRecv, ci);
+            None
+        };
+        let up_read = if c.conn.wants_upstream_read() {
+            Some(true)
+        } else if c.conn.client_out_len() >= hard || c.upstream.is_none() {
+            Some(false)
+        } else {
+            None
+        };
+        let up = c.upstream;
+        match client_read {
+            Some(true) => self.arm_recv(Op::ClientRecv, ci),
+            Some(false) => self.cancel_recv(Op::ClientRecv, ci),
+            None => {}
         }
         if let Some(ui) = up
             && self.upstreams.get(ui).is_some_and(|u| u.connected)
         {
-            if wants_up_read {
-                self.arm_recv(Op::UpRecv, ui);
-            } else {
-                self.cancel_recv(Op::UpRecv, ui);
+            match up_read {
+                Some(true) => self.arm_recv(Op::UpRecv, ui),
+                Some(false) => self.cancel_recv(Op::UpRecv, ui),
+                None => {}
             }
         }
         // Sends wait for the end of the batch: all the data this turn's completions
