@@ -8,19 +8,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::config::Config;
 use crate::http::target::Authority;
-use crate::proxy::pool::Pool;
 use crate::proxy::stats::Stats;
-use crate::proxy::{Action, Conn, Now, UpstreamFailure};
+use crate::proxy::{Conn, Now, UpstreamFailure};
 
 use super::date::DateCache;
-use super::dns::{Answer, DnsCache, Job, Resolver, Waiters, literal};
+use super::dns::Resolver;
+use super::upstreams::{self, Driver, Link, Lookups};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -34,14 +33,12 @@ const REFUSED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Ty
 struct Client {
     stream: TcpStream,
     conn: Conn,
-    serial: u64,
+    link: Link,
     readable: bool,
     writable: bool,
     /// The peer's FIN (or an error) is queued behind the data: read until it shows.
     hup: bool,
     dead: bool,
-    upstream: Option<usize>,
-    awaiting_dns: Option<Authority>,
 }
 
 struct Upstream {
@@ -60,15 +57,9 @@ pub struct Shard {
     stats: Arc<Stats>,
     poll: Poll,
     listener: TcpListener,
-    waker: Arc<Waker>,
     clients: Slab<Client>,
     upstreams: Slab<Upstream>,
-    pool: Pool,
-    resolver: Resolver,
-    dns: DnsCache,
-    dns_tx: Sender<Answer>,
-    dns_rx: Receiver<Answer>,
-    pending_dns: Waiters,
+    lookups: Lookups,
     read_buf: Vec<u8>,
     ready: VecDeque<usize>,
     date: DateCache,
@@ -89,26 +80,14 @@ impl Shard {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let (dns_tx, dns_rx) = crossbeam_channel::unbounded();
-        let up = cfg.upstream;
         Ok(Shard {
             id,
             stats,
             poll,
             listener,
-            waker,
             clients: Slab::new(),
             upstreams: Slab::new(),
-            pool: Pool::new(
-                up.pool_idle_per_origin_max,
-                up.pool_idle_total_max,
-                up.pool_idle_timeout,
-            ),
-            resolver,
-            dns: DnsCache::new(up.dns_cache_ttl),
-            dns_tx,
-            dns_rx,
-            pending_dns: Waiters::default(),
+            lookups: Lookups::new(&cfg, resolver, waker),
             read_buf: vec![0; cfg.limits.io_buffer_bytes],
             ready: VecDeque::new(),
             date: DateCache::default(),
@@ -156,7 +135,7 @@ impl Shard {
         let hup = event.is_read_closed() || event.is_error();
         match event.token() {
             LISTENER => self.accept_all(now),
-            WAKER => self.take_dns_answers(now),
+            WAKER => upstreams::take_dns_answers(self, now),
             Token(t) if t & UPSTREAM_BIT != 0 => {
                 let ui = t & !UPSTREAM_BIT;
                 let Some(up) = self.upstreams.get_mut(ui) else {
@@ -231,13 +210,14 @@ impl Shard {
         entry.insert(Client {
             stream,
             conn,
-            serial: self.next_serial,
+            link: Link {
+                serial: self.next_serial,
+                ..Link::default()
+            },
             readable: true,
             writable: true,
             hup: false,
             dead: false,
-            upstream: None,
-            awaiting_dns: None,
         });
         self.pump(ci, now);
     }
@@ -252,11 +232,11 @@ impl Shard {
             }
             self.finish_connect(ci, now);
             let mut progress = self.read_client(ci, now);
-            self.apply_actions(ci, now);
+            upstreams::apply_actions(self, ci, now);
             progress |= self.read_upstream(ci, now);
-            self.apply_actions(ci, now);
+            upstreams::apply_actions(self, ci, now);
             progress |= self.write_upstream(ci, now);
-            self.apply_actions(ci, now);
+            upstreams::apply_actions(self, ci, now);
             progress |= self.write_client(ci, now);
             let Some(c) = self.clients.get(ci) else {
                 return;
@@ -336,7 +316,9 @@ impl Shard {
         let Some(c) = self.clients.get_mut(ci) else {
             return false;
         };
-        let Some(ui) = c.upstream else { return false };
+        let Some(ui) = c.link.upstream else {
+            return false;
+        };
         let Some(up) = self.upstreams.get_mut(ui) else {
             return false;
         };
@@ -373,7 +355,9 @@ impl Shard {
         let Some(c) = self.clients.get_mut(ci) else {
             return false;
         };
-        let Some(ui) = c.upstream else { return false };
+        let Some(ui) = c.link.upstream else {
+            return false;
+        };
         let Some(up) = self.upstreams.get_mut(ui) else {
             return false;
         };
@@ -408,7 +392,7 @@ impl Shard {
         let Some(c) = self.clients.get_mut(ci) else {
             return;
         };
-        let Some(ui) = c.upstream else { return };
+        let Some(ui) = c.link.upstream else { return };
         let Some(up) = self.upstreams.get_mut(ui) else {
             return;
         };
@@ -449,118 +433,10 @@ impl Shard {
                 );
             }
         }
-        self.apply_actions(ci, now.instant);
+        upstreams::apply_actions(self, ci, now.instant);
     }
 
     // ---- upstream actions ------------------------------------------------------------
-
-    fn apply_actions(&mut self, ci: usize, now: Instant) {
-        loop {
-            let Some(c) = self.clients.get_mut(ci) else {
-                return;
-            };
-            let Some(action) = c.conn.next_action() else {
-                return;
-            };
-            match action {
-                Action::Acquire { origin, pooled_ok } => self.acquire(ci, origin, pooled_ok, now),
-                Action::Release => self.release_upstream(ci, now),
-                Action::CloseUpstream => {
-                    c.awaiting_dns = None;
-                    if let Some(ui) = c.upstream.take() {
-                        self.close_upstream(ui);
-                    }
-                }
-            }
-        }
-    }
-
-    fn acquire(&mut self, ci: usize, origin: Authority, pooled_ok: bool, now: Instant) {
-        if pooled_ok {
-            while let Some(ui) = self.pool.take(&origin) {
-                let Some(up) = self.upstreams.get_mut(ui) else {
-                    continue;
-                };
-                up.owner = Some(ci);
-                if let Some(c) = self.clients.get_mut(ci) {
-                    c.upstream = Some(ui);
-                    c.conn.on_upstream_ready(
-                        true,
-                        Now {
-                            instant: now,
-                            date: self.date.as_bytes(),
-                        },
-                    );
-                }
-                return;
-            }
-        }
-        let addr = literal(&origin).or_else(|| self.dns.get(&origin, now));
-        match addr {
-            Some(addr) => self.connect(ci, origin, addr, now),
-            None => self.resolve(ci, origin, now),
-        }
-    }
-
-    fn resolve(&mut self, ci: usize, origin: Authority, now: Instant) {
-        let Some(c) = self.clients.get_mut(ci) else {
-            return;
-        };
-        c.awaiting_dns = Some(origin.clone());
-        if !self.pending_dns.add(&origin, ci, c.serial) {
-            return; // a lookup for this name is already under way
-        }
-        let job = Job {
-            origin: origin.clone(),
-            reply: self.dns_tx.clone(),
-            waker: self.waker.clone(),
-        };
-        if let Err(reason) = self.resolver.submit(job) {
-            self.answer_waiters(
-                Answer {
-                    origin,
-                    result: Err(reason),
-                },
-                now,
-            );
-        }
-    }
-
-    fn take_dns_answers(&mut self, now: Instant) {
-        while let Ok(answer) = self.dns_rx.try_recv() {
-            if let Ok(addr) = answer.result {
-                self.dns.put(answer.origin.clone(), addr, now);
-            }
-            self.answer_waiters(answer, now);
-        }
-    }
-
-    fn answer_waiters(&mut self, answer: Answer, now: Instant) {
-        let waiters = self.pending_dns.take(&answer.origin);
-        for (ci, serial) in waiters {
-            let Some(c) = self.clients.get_mut(ci) else {
-                continue;
-            };
-            if c.serial != serial || c.awaiting_dns.as_ref() != Some(&answer.origin) {
-                continue;
-            }
-            c.awaiting_dns = None;
-            match &answer.result {
-                Ok(addr) => self.connect(ci, answer.origin.clone(), *addr, now),
-                Err(reason) => c.conn.on_upstream_failed(
-                    UpstreamFailure::Resolve {
-                        host: answer.origin.host.clone(),
-                        reason: reason.clone(),
-                    },
-                    Now {
-                        instant: now,
-                        date: self.date.as_bytes(),
-                    },
-                ),
-            }
-            self.pump(ci, now);
-        }
-    }
 
     fn connect(&mut self, ci: usize, origin: Authority, addr: SocketAddr, now: Instant) {
         let Some(c) = self.clients.get_mut(ci) else {
@@ -588,7 +464,7 @@ impl Shard {
             Ok(ui)
         });
         match registered {
-            Ok(ui) => c.upstream = Some(ui),
+            Ok(ui) => c.link.upstream = Some(ui),
             Err(e) => c.conn.on_upstream_failed(
                 UpstreamFailure::Connect {
                     addr: addr.to_string(),
@@ -606,13 +482,15 @@ impl Shard {
         let Some(c) = self.clients.get_mut(ci) else {
             return;
         };
-        let Some(ui) = c.upstream.take() else { return };
+        let Some(ui) = c.link.upstream.take() else {
+            return;
+        };
         let Some(up) = self.upstreams.get_mut(ui) else {
             return;
         };
         up.owner = None;
         let origin = up.origin.clone();
-        for evicted in self.pool.put(&origin, ui, now) {
+        for evicted in self.lookups.pool.put(&origin, ui, now) {
             self.close_upstream(evicted);
         }
         // The origin may have closed it already; look before it is handed out.
@@ -632,7 +510,7 @@ impl Shard {
         match up.stream.read(&mut probe) {
             Err(e) if e.kind() == ErrorKind::WouldBlock => up.readable = false,
             _ => {
-                self.pool.remove(ui);
+                self.lookups.pool.remove(ui);
                 self.close_upstream(ui);
             }
         }
@@ -650,7 +528,7 @@ impl Shard {
             return;
         }
         let mut c = self.clients.remove(ci);
-        if let Some(ui) = c.upstream.take() {
+        if let Some(ui) = c.link.upstream.take() {
             self.close_upstream(ui);
         }
         if c.conn.wants_reset() {
@@ -669,7 +547,7 @@ impl Shard {
             self.stats
                 .log(self.id, "epoll", self.clients.len(), self.upstreams.len());
         }
-        for ui in self.pool.expire(now) {
+        for ui in self.lookups.pool.expire(now) {
             self.close_upstream(ui);
         }
         let ids: Vec<usize> = self.clients.iter().map(|(ci, _)| ci).collect();
@@ -685,5 +563,42 @@ impl Shard {
                 self.pump(ci, now);
             }
         }
+    }
+}
+
+impl Driver for Shard {
+    fn lookups(&mut self) -> &mut Lookups {
+        &mut self.lookups
+    }
+
+    fn client(&mut self, ci: usize) -> Option<(&mut Conn, &mut Link, &[u8])> {
+        let c = self.clients.get_mut(ci)?;
+        Some((&mut c.conn, &mut c.link, self.date.as_bytes()))
+    }
+
+    fn take_pooled(&mut self, origin: &Authority, ci: usize) -> Option<usize> {
+        while let Some(ui) = self.lookups.pool.take(origin) {
+            if let Some(up) = self.upstreams.get_mut(ui) {
+                up.owner = Some(ci);
+                return Some(ui);
+            }
+        }
+        None
+    }
+
+    fn connect(&mut self, ci: usize, origin: Authority, addr: SocketAddr, now: Instant) {
+        Shard::connect(self, ci, origin, addr, now)
+    }
+
+    fn release(&mut self, ci: usize, now: Instant) {
+        self.release_upstream(ci, now)
+    }
+
+    fn close_upstream(&mut self, ui: usize) {
+        Shard::close_upstream(self, ui)
+    }
+
+    fn kick(&mut self, ci: usize, now: Instant) {
+        self.pump(ci, now)
     }
 }

@@ -6,6 +6,7 @@ pub mod date;
 pub mod dns;
 pub mod epoll;
 pub mod listener;
+pub mod upstreams;
 pub mod uring;
 
 use std::net::SocketAddr;

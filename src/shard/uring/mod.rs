@@ -15,7 +15,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
 use io_uring::types::{self, Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 use slab::Slab;
@@ -23,12 +22,12 @@ use socket2::{SockAddr, SockRef, Socket};
 
 use crate::config::Config;
 use crate::http::target::Authority;
-use crate::proxy::pool::Pool;
 use crate::proxy::stats::Stats;
-use crate::proxy::{Action, Conn, Now, UpstreamFailure};
+use crate::proxy::{Conn, Now, UpstreamFailure};
 
 use super::date::DateCache;
-use super::dns::{Answer, DnsCache, Job, Resolver, Waiters, Wake, literal};
+use super::dns::{Resolver, Wake};
+use super::upstreams::{self, Driver, Link, Lookups};
 use bufring::BufRing;
 
 const BUFFER_GROUP: u16 = 0;
@@ -121,9 +120,7 @@ impl Io {
 struct Client {
     io: Io,
     conn: Conn,
-    serial: u64,
-    upstream: Option<usize>,
-    awaiting_dns: Option<Authority>,
+    link: Link,
     /// Listed in `Shard::dirty` for this turn's flush.
     dirty: bool,
 }
@@ -157,16 +154,11 @@ pub struct Shard {
     stats: Arc<Stats>,
     listener: std::net::TcpListener,
     accept_armed: bool,
-    wake: Arc<EventFd>,
+    wake_fd: RawFd,
     wake_buf: Box<[u8; 8]>,
     clients: Slab<Client>,
     upstreams: Slab<Upstream>,
-    pool: Pool,
-    resolver: Resolver,
-    dns: DnsCache,
-    dns_tx: Sender<Answer>,
-    dns_rx: Receiver<Answer>,
-    waiters: Waiters,
+    lookups: Lookups,
     date: DateCache,
     stats_logged: Instant,
     cqes: Vec<(u64, i32, u32)>,
@@ -198,8 +190,6 @@ impl Shard {
         }
         // SAFETY: `efd` is a fresh descriptor nobody else owns.
         let wake = Arc::new(EventFd(unsafe { OwnedFd::from_raw_fd(efd) }));
-        let (dns_tx, dns_rx) = crossbeam_channel::unbounded();
-        let up = cfg.upstream;
         Ok(Shard {
             ring,
             bufs,
@@ -207,20 +197,11 @@ impl Shard {
             stats,
             listener,
             accept_armed: false,
-            wake,
+            wake_fd: wake.0.as_raw_fd(),
             wake_buf: Box::new([0; 8]),
             clients: Slab::new(),
             upstreams: Slab::new(),
-            pool: Pool::new(
-                up.pool_idle_per_origin_max,
-                up.pool_idle_total_max,
-                up.pool_idle_timeout,
-            ),
-            resolver,
-            dns: DnsCache::new(up.dns_cache_ttl),
-            dns_tx,
-            dns_rx,
-            waiters: Waiters::default(),
+            lookups: Lookups::new(&cfg, resolver, wake),
             date: DateCache::default(),
             stats_logged: Instant::now(),
             cqes: Vec::with_capacity(1024),
@@ -304,7 +285,7 @@ impl Shard {
     }
 
     fn arm_wake(&mut self) {
-        let e = opcode::Read::new(Fd(self.wake.0.as_raw_fd()), self.wake_buf.as_mut_ptr(), 8)
+        let e = opcode::Read::new(Fd(self.wake_fd), self.wake_buf.as_mut_ptr(), 8)
             .build()
             .user_data(token(Op::Wake, 0, 0));
         self.push(e);
@@ -361,7 +342,7 @@ impl Shard {
         let (io, out) = match op {
             Op::ClientSend => (&mut c.io, c.conn.client_out()),
             _ => {
-                let Some(up) = c.upstream.and_then(|ui| self.upstreams.get_mut(ui)) else {
+                let Some(up) = c.link.upstream.and_then(|ui| self.upstreams.get_mut(ui)) else {
                     return;
                 };
                 if !up.connected {
@@ -381,7 +362,7 @@ impl Shard {
         let index = if op == Op::ClientSend {
             ci
         } else {
-            c.upstream.unwrap_or(0)
+            c.link.upstream.unwrap_or(0)
         };
         let pending = &io.sending[io.sent..];
         let e = opcode::Send::new(Fd(io.raw()), pending.as_ptr(), pending.len() as u32)
@@ -402,7 +383,7 @@ impl Shard {
         match op {
             Op::Accept => self.on_accept(res, flags, now),
             Op::Wake => {
-                self.take_dns_answers(now);
+                upstreams::take_dns_answers(self, now);
                 self.arm_wake();
             }
             Op::Cancel => {}
@@ -461,9 +442,10 @@ impl Shard {
         let ci = self.clients.insert(Client {
             io: Io::new(fd, self.next_gen),
             conn,
-            serial: self.next_serial,
-            upstream: None,
-            awaiting_dns: None,
+            link: Link {
+                serial: self.next_serial,
+                ..Link::default()
+            },
             dirty: false,
         });
         self.service(ci, now);
@@ -592,7 +574,7 @@ impl Shard {
                 self.bufs.recycle(b);
             }
             if !benign || up.io.closing {
-                self.pool.remove(ui);
+                self.lookups.pool.remove(ui);
                 self.close_upstream(ui);
             }
             return;
@@ -655,7 +637,7 @@ impl Shard {
 
     /// After any event: carry out actions, arm or cancel receives, start sends, close.
     fn service(&mut self, ci: usize, now: Instant) {
-        self.apply_actions(ci, now);
+        upstreams::apply_actions(self, ci, now);
         let Some(c) = self.clients.get_mut(ci) else {
             return;
         };
@@ -676,12 +658,12 @@ impl Shard {
         };
         let up_read = if c.conn.wants_upstream_read() {
             Some(true)
-        } else if c.conn.client_out_len() >= hard || c.upstream.is_none() {
+        } else if c.conn.client_out_len() >= hard || c.link.upstream.is_none() {
             Some(false)
         } else {
             None
         };
-        let up = c.upstream;
+        let up = c.link.upstream;
         match client_read {
             Some(true) => self.arm_recv(Op::ClientRecv, ci),
             Some(false) => self.cancel_recv(Op::ClientRecv, ci),
@@ -717,7 +699,7 @@ impl Shard {
             if c.io.closing {
                 continue;
             }
-            if c.upstream.is_some() {
+            if c.link.upstream.is_some() {
                 self.start_send(Op::UpSend, ci);
             }
             self.start_send(Op::ClientSend, ci);
@@ -731,116 +713,6 @@ impl Shard {
         }
         dirty.clear();
         self.dirty = dirty;
-    }
-
-    fn apply_actions(&mut self, ci: usize, now: Instant) {
-        loop {
-            let Some(c) = self.clients.get_mut(ci) else {
-                return;
-            };
-            let Some(action) = c.conn.next_action() else {
-                return;
-            };
-            match action {
-                Action::Acquire { origin, pooled_ok } => self.acquire(ci, origin, pooled_ok, now),
-                Action::Release => self.release_upstream(ci, now),
-                Action::CloseUpstream => {
-                    c.awaiting_dns = None;
-                    if let Some(ui) = c.upstream.take() {
-                        self.close_upstream(ui);
-                    }
-                }
-            }
-        }
-    }
-
-    fn acquire(&mut self, ci: usize, origin: Authority, pooled_ok: bool, now: Instant) {
-        if pooled_ok {
-            while let Some(ui) = self.pool.take(&origin) {
-                let Some(up) = self
-                    .upstreams
-                    .get_mut(ui)
-                    .filter(|u| !u.io.closing && !u.io.eof && !u.io.failed)
-                else {
-                    continue;
-                };
-                up.owner = Some(ci);
-                if let Some(c) = self.clients.get_mut(ci) {
-                    c.upstream = Some(ui);
-                    c.conn.on_upstream_ready(
-                        true,
-                        Now {
-                            instant: now,
-                            date: self.date.as_bytes(),
-                        },
-                    );
-                }
-                return;
-            }
-        }
-        match literal(&origin).or_else(|| self.dns.get(&origin, now)) {
-            Some(addr) => self.connect(ci, origin, addr, now),
-            None => self.resolve(ci, origin, now),
-        }
-    }
-
-    fn resolve(&mut self, ci: usize, origin: Authority, now: Instant) {
-        let Some(c) = self.clients.get_mut(ci) else {
-            return;
-        };
-        c.awaiting_dns = Some(origin.clone());
-        if !self.waiters.add(&origin, ci, c.serial) {
-            return;
-        }
-        let job = Job {
-            origin: origin.clone(),
-            reply: self.dns_tx.clone(),
-            waker: self.wake.clone(),
-        };
-        if let Err(reason) = self.resolver.submit(job) {
-            self.answer_waiters(
-                Answer {
-                    origin,
-                    result: Err(reason),
-                },
-                now,
-            );
-        }
-    }
-
-    fn take_dns_answers(&mut self, now: Instant) {
-        while let Ok(answer) = self.dns_rx.try_recv() {
-            if let Ok(addr) = answer.result {
-                self.dns.put(answer.origin.clone(), addr, now);
-            }
-            self.answer_waiters(answer, now);
-        }
-    }
-
-    fn answer_waiters(&mut self, answer: Answer, now: Instant) {
-        for (ci, serial) in self.waiters.take(&answer.origin) {
-            let Some(c) = self.clients.get_mut(ci) else {
-                continue;
-            };
-            if c.serial != serial || c.awaiting_dns.as_ref() != Some(&answer.origin) {
-                continue;
-            }
-            c.awaiting_dns = None;
-            match &answer.result {
-                Ok(addr) => self.connect(ci, answer.origin.clone(), *addr, now),
-                Err(reason) => c.conn.on_upstream_failed(
-                    UpstreamFailure::Resolve {
-                        host: answer.origin.host.clone(),
-                        reason: reason.clone(),
-                    },
-                    Now {
-                        instant: now,
-                        date: self.date.as_bytes(),
-                    },
-                ),
-            }
-            self.service(ci, now);
-        }
     }
 
     fn connect(&mut self, ci: usize, origin: Authority, addr: std::net::SocketAddr, now: Instant) {
@@ -888,7 +760,7 @@ impl Shard {
             _addr: sockaddr,
         });
         if let Some(c) = self.clients.get_mut(ci) {
-            c.upstream = Some(ui);
+            c.link.upstream = Some(ui);
         }
         self.push(
             entry
@@ -901,7 +773,9 @@ impl Shard {
         let Some(c) = self.clients.get_mut(ci) else {
             return;
         };
-        let Some(ui) = c.upstream.take() else { return };
+        let Some(ui) = c.link.upstream.take() else {
+            return;
+        };
         let Some(up) = self.upstreams.get_mut(ui) else {
             return;
         };
@@ -913,7 +787,7 @@ impl Shard {
         let origin = up.origin.clone();
         // Keep a receive armed while idle: a close by the origin shows up at once.
         self.arm_recv(Op::UpRecv, ui);
-        for evicted in self.pool.put(&origin, ui, now) {
+        for evicted in self.lookups.pool.put(&origin, ui, now) {
             self.close_upstream(evicted);
         }
     }
@@ -929,7 +803,7 @@ impl Shard {
         up.owner = None;
         let fd = up.io.raw();
         self.cancel_all(fd);
-        self.pool.remove(ui);
+        self.lookups.pool.remove(ui);
         self.maybe_free_upstream(ui);
     }
 
@@ -954,7 +828,7 @@ impl Shard {
         if c.conn.wants_reset() {
             let _ = SockRef::from(&c.io.fd).set_linger(Some(Duration::ZERO));
         }
-        if let Some(ui) = c.upstream.take() {
+        if let Some(ui) = c.link.upstream.take() {
             self.close_upstream(ui);
         }
         let fd = self.clients[ci].io.raw();
@@ -989,7 +863,7 @@ impl Shard {
         if !self.accept_armed {
             self.arm_accept();
         }
-        for ui in self.pool.expire(now) {
+        for ui in self.lookups.pool.expire(now) {
             self.close_upstream(ui);
         }
         let ids: Vec<usize> = self
@@ -1010,5 +884,43 @@ impl Shard {
                 self.service(ci, now);
             }
         }
+    }
+}
+
+impl Driver for Shard {
+    fn lookups(&mut self) -> &mut Lookups {
+        &mut self.lookups
+    }
+
+    fn client(&mut self, ci: usize) -> Option<(&mut Conn, &mut Link, &[u8])> {
+        let c = self.clients.get_mut(ci)?;
+        Some((&mut c.conn, &mut c.link, self.date.as_bytes()))
+    }
+
+    fn take_pooled(&mut self, origin: &Authority, ci: usize) -> Option<usize> {
+        while let Some(ui) = self.lookups.pool.take(origin) {
+            let usable = |u: &&mut Upstream| !u.io.closing && !u.io.eof && !u.io.failed;
+            if let Some(up) = self.upstreams.get_mut(ui).filter(usable) {
+                up.owner = Some(ci);
+                return Some(ui);
+            }
+        }
+        None
+    }
+
+    fn connect(&mut self, ci: usize, origin: Authority, addr: std::net::SocketAddr, now: Instant) {
+        Shard::connect(self, ci, origin, addr, now)
+    }
+
+    fn release(&mut self, ci: usize, now: Instant) {
+        self.release_upstream(ci, now)
+    }
+
+    fn close_upstream(&mut self, ui: usize) {
+        Shard::close_upstream(self, ui)
+    }
+
+    fn kick(&mut self, ci: usize, now: Instant) {
+        self.service(ci, now)
     }
 }

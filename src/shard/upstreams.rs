@@ -1,0 +1,168 @@
+//! What both drivers do the same way about upstream connections: carry out a `Conn`'s
+//! actions, take a pooled connection or find an address (literal, per-shard cache, or
+//! the resolver threads) and hand answers back to the clients that waited. The driver
+//! supplies only what differs: how a socket connects, is parked, closed and serviced.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::config::Config;
+use crate::http::target::Authority;
+use crate::proxy::pool::Pool;
+use crate::proxy::{Action, Conn, Now, UpstreamFailure};
+
+use super::dns::{Answer, DnsCache, Job, Resolver, Waiters, Wake, literal};
+
+/// A client connection's tie to the upstream side.
+#[derive(Debug, Default)]
+pub struct Link {
+    /// Unique per accepted connection, so an answer for a closed one is not taken by
+    /// the next connection in the same slot.
+    pub serial: u64,
+    pub upstream: Option<usize>,
+    pub awaiting_dns: Option<Authority>,
+}
+
+/// A shard's upstream bookkeeping: idle pool, name cache, lookups under way.
+pub struct Lookups {
+    pub pool: Pool,
+    dns: DnsCache,
+    waiters: Waiters,
+    resolver: Resolver,
+    tx: Sender<Answer>,
+    rx: Receiver<Answer>,
+    waker: Arc<dyn Wake>,
+}
+
+impl Lookups {
+    pub fn new(cfg: &Config, resolver: Resolver, waker: Arc<dyn Wake>) -> Lookups {
+        let up = cfg.upstream;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Lookups {
+            pool: Pool::new(
+                up.pool_idle_per_origin_max,
+                up.pool_idle_total_max,
+                up.pool_idle_timeout,
+            ),
+            dns: DnsCache::new(up.dns_cache_ttl),
+            waiters: Waiters::default(),
+            resolver,
+            tx,
+            rx,
+            waker,
+        }
+    }
+}
+
+/// The driver-specific half.
+pub trait Driver {
+    fn lookups(&mut self) -> &mut Lookups;
+    /// The client in slot `ci`, its link, and the Date value for `Now`.
+    fn client(&mut self, ci: usize) -> Option<(&mut Conn, &mut Link, &[u8])>;
+    /// An idle pooled connection to `origin` that is still usable, now owned by `ci`.
+    fn take_pooled(&mut self, origin: &Authority, ci: usize) -> Option<usize>;
+    fn connect(&mut self, ci: usize, origin: Authority, addr: SocketAddr, now: Instant);
+    fn release(&mut self, ci: usize, now: Instant);
+    fn close_upstream(&mut self, ui: usize);
+    /// Move the client along after an event that arrived outside its own I/O.
+    fn kick(&mut self, ci: usize, now: Instant);
+}
+
+/// Carries out everything the connection in slot `ci` asked for.
+pub fn apply_actions<D: Driver>(d: &mut D, ci: usize, now: Instant) {
+    loop {
+        let Some((conn, link, _)) = d.client(ci) else {
+            return;
+        };
+        let Some(action) = conn.next_action() else {
+            return;
+        };
+        match action {
+            Action::Acquire { origin, pooled_ok } => acquire(d, ci, origin, pooled_ok, now),
+            Action::Release => d.release(ci, now),
+            Action::CloseUpstream => {
+                link.awaiting_dns = None;
+                if let Some(ui) = link.upstream.take() {
+                    d.close_upstream(ui);
+                }
+            }
+        }
+    }
+}
+
+fn acquire<D: Driver>(d: &mut D, ci: usize, origin: Authority, pooled_ok: bool, now: Instant) {
+    if pooled_ok && let Some(ui) = d.take_pooled(&origin, ci) {
+        if let Some((conn, link, date)) = d.client(ci) {
+            link.upstream = Some(ui);
+            conn.on_upstream_ready(true, Now { instant: now, date });
+        }
+        return;
+    }
+    match literal(&origin).or_else(|| d.lookups().dns.get(&origin, now)) {
+        Some(addr) => d.connect(ci, origin, addr, now),
+        None => resolve(d, ci, origin, now),
+    }
+}
+
+fn resolve<D: Driver>(d: &mut D, ci: usize, origin: Authority, now: Instant) {
+    let Some((_, link, _)) = d.client(ci) else {
+        return;
+    };
+    link.awaiting_dns = Some(origin.clone());
+    let serial = link.serial;
+    let l = d.lookups();
+    if !l.waiters.add(&origin, ci, serial) {
+        return; // a lookup for this name is already under way
+    }
+    let job = Job {
+        origin: origin.clone(),
+        reply: l.tx.clone(),
+        waker: l.waker.clone(),
+    };
+    if let Err(reason) = l.resolver.submit(job) {
+        answer_waiters(
+            d,
+            Answer {
+                origin,
+                result: Err(reason),
+            },
+            now,
+        );
+    }
+}
+
+/// Takes the resolver's answers (the driver calls this when its waker fires).
+pub fn take_dns_answers<D: Driver>(d: &mut D, now: Instant) {
+    while let Ok(answer) = d.lookups().rx.try_recv() {
+        if let Ok(addr) = answer.result {
+            d.lookups().dns.put(answer.origin.clone(), addr, now);
+        }
+        answer_waiters(d, answer, now);
+    }
+}
+
+fn answer_waiters<D: Driver>(d: &mut D, answer: Answer, now: Instant) {
+    for (ci, serial) in d.lookups().waiters.take(&answer.origin) {
+        let Some((conn, link, date)) = d.client(ci) else {
+            continue;
+        };
+        if link.serial != serial || link.awaiting_dns.as_ref() != Some(&answer.origin) {
+            continue;
+        }
+        link.awaiting_dns = None;
+        match &answer.result {
+            Ok(addr) => d.connect(ci, answer.origin.clone(), *addr, now),
+            Err(reason) => conn.on_upstream_failed(
+                UpstreamFailure::Resolve {
+                    host: answer.origin.host.clone(),
+                    reason: reason.clone(),
+                },
+                Now { instant: now, date },
+            ),
+        }
+        d.kick(ci, now);
+    }
+}
