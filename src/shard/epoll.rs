@@ -17,6 +17,7 @@ use crate::http::target::Authority;
 use crate::proxy::stats::Stats;
 use crate::proxy::{Conn, Now, UpstreamFailure};
 
+use super::REFUSED_RESPONSE;
 use super::date::DateCache;
 use super::dns::Resolver;
 use super::upstreams::{self, Driver, Link, Lookups};
@@ -28,7 +29,6 @@ const TICK: Duration = Duration::from_millis(100);
 /// Rounds of read/write per connection before others get a turn.
 const PUMP_ROUNDS_MAX: usize = 16;
 const EVENTS_CAPACITY: usize = 1024;
-const REFUSED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 40\r\nConnection: close\r\n\r\ndistilld: 503 too many connections here\n";
 
 struct Client {
     stream: TcpStream,

@@ -9,6 +9,7 @@
 //! is freed only when its last operation has completed.
 
 pub mod bufring;
+mod io;
 pub mod probe;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -25,97 +26,15 @@ use crate::http::target::Authority;
 use crate::proxy::stats::Stats;
 use crate::proxy::{Conn, Now, UpstreamFailure};
 
+use super::REFUSED_RESPONSE;
 use super::date::DateCache;
-use super::dns::{Resolver, Wake};
+use super::dns::Resolver;
 use super::upstreams::{self, Driver, Link, Lookups};
 use bufring::BufRing;
+use io::{EventFd, Io, Op, token, untoken};
 
 const BUFFER_GROUP: u16 = 0;
 const TICK: Duration = Duration::from_millis(100);
-const REFUSED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 40\r\nConnection: close\r\n\r\ndistilld: 503 too many connections here\n";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Accept = 1,
-    ClientRecv,
-    ClientSend,
-    UpConnect,
-    UpRecv,
-    UpSend,
-    Wake,
-    Cancel,
-}
-
-impl Op {
-    fn from_u8(v: u8) -> Option<Op> {
-        [
-            Op::Accept,
-            Op::ClientRecv,
-            Op::ClientSend,
-            Op::UpConnect,
-            Op::UpRecv,
-            Op::UpSend,
-            Op::Wake,
-            Op::Cancel,
-        ]
-        .into_iter()
-        .find(|op| *op as u8 == v)
-    }
-}
-
-fn token(op: Op, index: usize, generation: u32) -> u64 {
-    u64::from(op as u8) | (u64::from(generation & 0x00ff_ffff) << 8) | ((index as u64) << 32)
-}
-
-fn untoken(t: u64) -> Option<(Op, usize, u32)> {
-    Some((
-        Op::from_u8((t & 0xff) as u8)?,
-        (t >> 32) as usize,
-        ((t >> 8) & 0x00ff_ffff) as u32,
-    ))
-}
-
-/// One socket's operations in flight and its send buffer.
-struct Io {
-    fd: OwnedFd,
-    generation: u32,
-    recv_armed: bool,
-    cancel_sent: bool,
-    eof: bool,
-    failed: bool,
-    sending: Vec<u8>,
-    sent: usize,
-    send_inflight: bool,
-    closing: bool,
-    ops: u32,
-}
-
-impl Io {
-    fn new(fd: OwnedFd, generation: u32) -> Io {
-        Io {
-            fd,
-            generation,
-            recv_armed: false,
-            cancel_sent: false,
-            eof: false,
-            failed: false,
-            sending: Vec::new(),
-            sent: 0,
-            send_inflight: false,
-            closing: false,
-            ops: 0,
-        }
-    }
-
-    fn raw(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-
-    /// Bytes handed to the kernel or waiting to be.
-    fn unsent(&self) -> usize {
-        self.sending.len() - self.sent
-    }
-}
 
 struct Client {
     io: Io,
@@ -132,17 +51,6 @@ struct Upstream {
     connected: bool,
     /// Read by the kernel while the connect is in flight.
     _addr: Box<SockAddr>,
-}
-
-/// Resolver threads wake a uring shard through an eventfd the ring is reading.
-struct EventFd(OwnedFd);
-
-impl Wake for EventFd {
-    fn wake(&self) {
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: writes 8 bytes from a live buffer to an eventfd we own.
-        unsafe { libc::write(self.0.as_raw_fd(), one.as_ptr().cast(), one.len()) };
-    }
 }
 
 pub struct Shard {

@@ -1,0 +1,100 @@
+//! One socket's side of the ring: the operation tokens carried in `user_data`, and what
+//! is in flight on a socket (a multishot receive, a send and the bytes it reads).
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use crate::shard::dns::Wake;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Op {
+    Accept = 1,
+    ClientRecv,
+    ClientSend,
+    UpConnect,
+    UpRecv,
+    UpSend,
+    Wake,
+    Cancel,
+}
+
+impl Op {
+    fn from_u8(v: u8) -> Option<Op> {
+        [
+            Op::Accept,
+            Op::ClientRecv,
+            Op::ClientSend,
+            Op::UpConnect,
+            Op::UpRecv,
+            Op::UpSend,
+            Op::Wake,
+            Op::Cancel,
+        ]
+        .into_iter()
+        .find(|op| *op as u8 == v)
+    }
+}
+
+pub(super) fn token(op: Op, index: usize, generation: u32) -> u64 {
+    u64::from(op as u8) | (u64::from(generation & 0x00ff_ffff) << 8) | ((index as u64) << 32)
+}
+
+pub(super) fn untoken(t: u64) -> Option<(Op, usize, u32)> {
+    Some((
+        Op::from_u8((t & 0xff) as u8)?,
+        (t >> 32) as usize,
+        ((t >> 8) & 0x00ff_ffff) as u32,
+    ))
+}
+
+/// One socket's operations in flight and its send buffer.
+pub(super) struct Io {
+    pub(super) fd: OwnedFd,
+    pub(super) generation: u32,
+    pub(super) recv_armed: bool,
+    pub(super) cancel_sent: bool,
+    pub(super) eof: bool,
+    pub(super) failed: bool,
+    pub(super) sending: Vec<u8>,
+    pub(super) sent: usize,
+    pub(super) send_inflight: bool,
+    pub(super) closing: bool,
+    pub(super) ops: u32,
+}
+
+impl Io {
+    pub(super) fn new(fd: OwnedFd, generation: u32) -> Io {
+        Io {
+            fd,
+            generation,
+            recv_armed: false,
+            cancel_sent: false,
+            eof: false,
+            failed: false,
+            sending: Vec::new(),
+            sent: 0,
+            send_inflight: false,
+            closing: false,
+            ops: 0,
+        }
+    }
+
+    pub(super) fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Bytes handed to the kernel or waiting to be.
+    pub(super) fn unsent(&self) -> usize {
+        self.sending.len() - self.sent
+    }
+}
+
+/// Resolver threads wake a uring shard through an eventfd the ring is reading.
+pub(super) struct EventFd(pub(super) OwnedFd);
+
+impl Wake for EventFd {
+    fn wake(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live buffer to an eventfd we own.
+        unsafe { libc::write(self.0.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+    }
+}
