@@ -11,6 +11,7 @@
 pub mod bufring;
 mod io;
 pub mod probe;
+mod upstream;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -19,17 +20,17 @@ use std::time::{Duration, Instant};
 use io_uring::types::{self, Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 use slab::Slab;
-use socket2::{SockAddr, SockRef, Socket};
+use socket2::{SockAddr, SockRef};
 
 use crate::config::Config;
 use crate::http::target::Authority;
 use crate::proxy::stats::Stats;
-use crate::proxy::{Conn, Now, UpstreamFailure};
+use crate::proxy::{Conn, Now};
 
 use super::REFUSED_RESPONSE;
 use super::date::DateCache;
 use super::dns::Resolver;
-use super::upstreams::{self, Driver, Link, Lookups};
+use super::upstreams::{self, Link, Lookups};
 use bufring::BufRing;
 use io::{EventFd, Io, Op, token, untoken};
 
@@ -418,132 +419,6 @@ impl Shard {
         self.service(ci, now);
     }
 
-    fn on_connect(&mut self, ui: usize, generation: u32, res: i32, now: Instant) {
-        let Some(up) = self
-            .upstreams
-            .get_mut(ui)
-            .filter(|u| u.io.generation == generation)
-        else {
-            return;
-        };
-        up.io.ops -= 1;
-        let Some(ci) = up.owner else {
-            self.close_upstream(ui);
-            return;
-        };
-        let Some(c) = self.clients.get_mut(ci) else {
-            return;
-        };
-        let now_ = Now {
-            instant: now,
-            date: self.date.as_bytes(),
-        };
-        if res == 0 {
-            up.connected = true;
-            c.conn.on_upstream_ready(false, now_);
-        } else {
-            up.io.failed = true;
-            c.conn.on_upstream_failed(
-                UpstreamFailure::Connect {
-                    addr: up.origin.to_string(),
-                    reason: std::io::Error::from_raw_os_error(-res).to_string(),
-                },
-                now_,
-            );
-        }
-        self.service(ci, now);
-    }
-
-    fn on_upstream_recv(&mut self, ui: usize, generation: u32, res: i32, flags: u32, now: Instant) {
-        let bid = cqueue::buffer_select(flags);
-        let Some(up) = self
-            .upstreams
-            .get_mut(ui)
-            .filter(|u| u.io.generation == generation)
-        else {
-            if let Some(b) = bid {
-                self.bufs.recycle(b);
-            }
-            return;
-        };
-        if !cqueue::more(flags) {
-            up.io.recv_armed = false;
-            up.io.ops -= 1;
-        }
-        let owner = up.owner.filter(|_| !up.io.closing);
-        let benign = res == -libc::ENOBUFS || res == -libc::ECANCELED;
-        if res <= 0 && !benign {
-            up.io.eof = res == 0;
-            up.io.failed = res < 0;
-        }
-        let Some(ci) = owner else {
-            // Idle in the pool: any byte or close means it cannot be reused.
-            if let Some(b) = bid {
-                self.bufs.recycle(b);
-            }
-            if !benign || up.io.closing {
-                self.lookups.pool.remove(ui);
-                self.close_upstream(ui);
-            }
-            return;
-        };
-        let Some(c) = self.clients.get_mut(ci) else {
-            return;
-        };
-        let now_ = Now {
-            instant: now,
-            date: self.date.as_bytes(),
-        };
-        match (res, bid) {
-            (n, Some(b)) if n > 0 => {
-                c.conn.on_upstream_data(self.bufs.data(b, n as usize), now_);
-                self.bufs.recycle(b);
-            }
-            (0, _) => c.conn.on_upstream_closed(None, now_),
-            _ if benign => {}
-            (n, _) => {
-                let e = std::io::Error::from_raw_os_error(-n).to_string();
-                c.conn.on_upstream_closed(Some(&e), now_);
-            }
-        }
-        self.service(ci, now);
-    }
-
-    fn on_upstream_send(&mut self, ui: usize, generation: u32, res: i32, now: Instant) {
-        let Some(up) = self
-            .upstreams
-            .get_mut(ui)
-            .filter(|u| u.io.generation == generation)
-        else {
-            return;
-        };
-        up.io.send_inflight = false;
-        up.io.ops -= 1;
-        let Some(ci) = up.owner.filter(|_| !up.io.closing) else {
-            self.maybe_free_upstream(ui);
-            return;
-        };
-        let Some(c) = self.clients.get_mut(ci) else {
-            return;
-        };
-        let now_ = Now {
-            instant: now,
-            date: self.date.as_bytes(),
-        };
-        if res > 0 {
-            up.io.sent += res as usize;
-            c.conn.on_upstream_written(now_);
-        } else if res < 0 {
-            up.io.failed = true;
-            let e = std::io::Error::from_raw_os_error(-res).to_string();
-            c.conn.on_upstream_closed(Some(&e), now_);
-        }
-        self.service(ci, now);
-    }
-
-    // ---- keeping a connection moving -------------------------------------------------
-
-    /// After any event: carry out actions, arm or cancel receives, start sends, close.
     fn service(&mut self, ci: usize, now: Instant) {
         upstreams::apply_actions(self, ci, now);
         let Some(c) = self.clients.get_mut(ci) else {
@@ -623,108 +498,6 @@ impl Shard {
         self.dirty = dirty;
     }
 
-    fn connect(&mut self, ci: usize, origin: Authority, addr: std::net::SocketAddr, now: Instant) {
-        let socket = Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::STREAM,
-            None,
-        )
-        .and_then(|s| {
-            s.set_nonblocking(true)?;
-            s.set_nodelay(true)?;
-            s.set_cloexec(true)?;
-            Ok(s)
-        });
-        let socket = match socket {
-            Ok(s) => s,
-            Err(e) => {
-                if let Some(c) = self.clients.get_mut(ci) {
-                    let failure = UpstreamFailure::Connect {
-                        addr: addr.to_string(),
-                        reason: e.to_string(),
-                    };
-                    c.conn.on_upstream_failed(
-                        failure,
-                        Now {
-                            instant: now,
-                            date: self.date.as_bytes(),
-                        },
-                    );
-                }
-                return;
-            }
-        };
-        self.next_gen = self.next_gen.wrapping_add(1);
-        let sockaddr = Box::new(SockAddr::from(addr));
-        let mut io = Io::new(OwnedFd::from(socket), self.next_gen);
-        io.ops = 1;
-        let entry = opcode::Connect::new(Fd(io.raw()), sockaddr.as_ptr().cast(), sockaddr.len());
-        let generation = io.generation;
-        let ui = self.upstreams.insert(Upstream {
-            io,
-            origin,
-            owner: Some(ci),
-            connected: false,
-            _addr: sockaddr,
-        });
-        if let Some(c) = self.clients.get_mut(ci) {
-            c.link.upstream = Some(ui);
-        }
-        self.push(
-            entry
-                .build()
-                .user_data(token(Op::UpConnect, ui, generation)),
-        );
-    }
-
-    fn release_upstream(&mut self, ci: usize, now: Instant) {
-        let Some(c) = self.clients.get_mut(ci) else {
-            return;
-        };
-        let Some(ui) = c.link.upstream.take() else {
-            return;
-        };
-        let Some(up) = self.upstreams.get_mut(ui) else {
-            return;
-        };
-        up.owner = None;
-        if up.io.eof || up.io.failed {
-            self.close_upstream(ui);
-            return;
-        }
-        let origin = up.origin.clone();
-        // Keep a receive armed while idle: a close by the origin shows up at once.
-        self.arm_recv(Op::UpRecv, ui);
-        for evicted in self.lookups.pool.put(&origin, ui, now) {
-            self.close_upstream(evicted);
-        }
-    }
-
-    fn close_upstream(&mut self, ui: usize) {
-        let Some(up) = self.upstreams.get_mut(ui) else {
-            return;
-        };
-        if up.io.closing {
-            return;
-        }
-        up.io.closing = true;
-        up.owner = None;
-        let fd = up.io.raw();
-        self.cancel_all(fd);
-        self.lookups.pool.remove(ui);
-        self.maybe_free_upstream(ui);
-    }
-
-    fn maybe_free_upstream(&mut self, ui: usize) {
-        if self
-            .upstreams
-            .get(ui)
-            .is_some_and(|u| u.io.closing && u.io.ops == 0)
-        {
-            self.upstreams.remove(ui); // drops the descriptor: closed
-        }
-    }
-
     fn close_client(&mut self, ci: usize) {
         let Some(c) = self.clients.get_mut(ci) else {
             return;
@@ -792,43 +565,5 @@ impl Shard {
                 self.service(ci, now);
             }
         }
-    }
-}
-
-impl Driver for Shard {
-    fn lookups(&mut self) -> &mut Lookups {
-        &mut self.lookups
-    }
-
-    fn client(&mut self, ci: usize) -> Option<(&mut Conn, &mut Link, &[u8])> {
-        let c = self.clients.get_mut(ci)?;
-        Some((&mut c.conn, &mut c.link, self.date.as_bytes()))
-    }
-
-    fn take_pooled(&mut self, origin: &Authority, ci: usize) -> Option<usize> {
-        while let Some(ui) = self.lookups.pool.take(origin) {
-            let usable = |u: &&mut Upstream| !u.io.closing && !u.io.eof && !u.io.failed;
-            if let Some(up) = self.upstreams.get_mut(ui).filter(usable) {
-                up.owner = Some(ci);
-                return Some(ui);
-            }
-        }
-        None
-    }
-
-    fn connect(&mut self, ci: usize, origin: Authority, addr: std::net::SocketAddr, now: Instant) {
-        Shard::connect(self, ci, origin, addr, now)
-    }
-
-    fn release(&mut self, ci: usize, now: Instant) {
-        self.release_upstream(ci, now)
-    }
-
-    fn close_upstream(&mut self, ui: usize) {
-        Shard::close_upstream(self, ui)
-    }
-
-    fn kick(&mut self, ci: usize, now: Instant) {
-        self.service(ci, now)
     }
 }
