@@ -419,6 +419,9 @@ impl Shard {
         self.service(ci, now);
     }
 
+    // ---- keeping a connection moving -------------------------------------------------
+
+    /// After any event: carry out actions, arm or cancel receives, queue for the flush.
     fn service(&mut self, ci: usize, now: Instant) {
         upstreams::apply_actions(self, ci, now);
         let Some(c) = self.clients.get_mut(ci) else {

@@ -148,10 +148,6 @@ impl Shard {
         self.service(ci, now);
     }
 
-    // ---- keeping a connection moving -------------------------------------------------
-
-    /// After any event: carry out actions, arm or cancel receives, start sends, close.
-
     pub(super) fn connect(
         &mut self,
         ci: usize,
