@@ -1,0 +1,205 @@
+//! Cache-Control (RFC 9111 §5.2), parsed once per message into the directives a shared
+//! cache acts on. Names are case-insensitive; a value is a token or a quoted string.
+//! An invalid or repeated delta-seconds makes the message count as stale (§4.2.1),
+//! which is the safe reading.
+
+use crate::http::headers::{list_items, trim};
+
+/// Largest delta-seconds honoured (RFC 9111 §1.2.2: 2^31).
+pub const DELTA_SECONDS_MAX: u64 = 1 << 31;
+
+/// A delta-seconds directive as received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delta {
+    Seconds(u64),
+    /// Present but unusable (not a number, or given twice with different values).
+    Invalid,
+}
+
+impl Delta {
+    /// Seconds, with an unusable value read as zero (stale at once).
+    pub fn seconds(self) -> u64 {
+        match self {
+            Delta::Seconds(s) => s,
+            Delta::Invalid => 0,
+        }
+    }
+}
+
+/// The directives of one message's Cache-Control fields (all of them, merged).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheControl {
+    pub max_age: Option<Delta>,
+    pub s_maxage: Option<Delta>,
+    pub max_stale: Option<Option<Delta>>,
+    pub min_fresh: Option<Delta>,
+    pub stale_while_revalidate: Option<Delta>,
+    pub stale_if_error: Option<Delta>,
+    pub no_cache: bool,
+    pub no_store: bool,
+    pub no_transform: bool,
+    pub only_if_cached: bool,
+    pub public: bool,
+    pub private: bool,
+    pub must_revalidate: bool,
+    pub proxy_revalidate: bool,
+    pub must_understand: bool,
+    pub immutable: bool,
+}
+
+impl CacheControl {
+    /// Adds the directives of one Cache-Control field value.
+    pub fn add(&mut self, value: &[u8]) {
+        for item in split_directives(value) {
+            let (name, arg) = match item.iter().position(|&b| b == b'=') {
+                Some(i) => (trim(&item[..i]), Some(unquote(trim(&item[i + 1..])))),
+                None => (trim(item), None),
+            };
+            let name = name.to_ascii_lowercase();
+            match name.as_slice() {
+                b"max-age" => merge(&mut self.max_age, arg),
+                b"s-maxage" => merge(&mut self.s_maxage, arg),
+                b"min-fresh" => merge(&mut self.min_fresh, arg),
+                b"stale-while-revalidate" => merge(&mut self.stale_while_revalidate, arg),
+                b"stale-if-error" => merge(&mut self.stale_if_error, arg),
+                b"max-stale" => {
+                    self.max_stale = Some(arg.map(|a| parse_delta(a)));
+                }
+                // Field-qualified no-cache/private are treated as the unqualified
+                // forms: stricter, and allowed by RFC 9111 §5.2.2.4 and §5.2.2.7.
+                b"no-cache" => self.no_cache = true,
+                b"no-store" => self.no_store = true,
+                b"no-transform" => self.no_transform = true,
+                b"only-if-cached" => self.only_if_cached = true,
+                b"public" => self.public = true,
+                b"private" => self.private = true,
+                b"must-revalidate" => self.must_revalidate = true,
+                b"proxy-revalidate" => self.proxy_revalidate = true,
+                b"must-understand" => self.must_understand = true,
+                b"immutable" => self.immutable = true,
+                _ => {} // unknown directives are ignored (§5.2.3)
+            }
+        }
+    }
+
+    /// Parses every Cache-Control field among `fields`.
+    pub fn from_fields<'a>(fields: impl Iterator<Item = (&'a str, &'a [u8])>) -> CacheControl {
+        let mut cc = CacheControl::default();
+        for (name, value) in fields {
+            if name.eq_ignore_ascii_case("cache-control") {
+                cc.add(value);
+            }
+        }
+        cc
+    }
+}
+
+/// Splits on commas outside quoted strings (a private="a, b" stays one directive).
+fn split_directives(value: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, &b) in value.iter().enumerate() {
+        match (b, quoted, escaped) {
+            (_, true, true) => escaped = false,
+            (b'\\', true, false) => escaped = true,
+            (b'"', _, false) => quoted = !quoted,
+            (b',', false, _) => {
+                out.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&value[start..]);
+    out.into_iter().flat_map(list_items).collect()
+}
+
+fn unquote(v: &[u8]) -> &[u8] {
+    match v {
+        [b'"', inner @ .., b'"'] => inner,
+        _ => v,
+    }
+}
+
+fn parse_delta(v: &[u8]) -> Delta {
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return Delta::Invalid;
+    }
+    let n = v
+        .iter()
+        .try_fold(0u64, |acc, &d| {
+            acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
+        .unwrap_or(u64::MAX);
+    Delta::Seconds(n.min(DELTA_SECONDS_MAX))
+}
+
+fn merge(slot: &mut Option<Delta>, arg: Option<&[u8]>) {
+    let new = arg.map_or(Delta::Invalid, parse_delta);
+    *slot = match *slot {
+        None => Some(new),
+        Some(old) if old == new => Some(old),
+        Some(_) => Some(Delta::Invalid),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cc(v: &str) -> CacheControl {
+        let mut c = CacheControl::default();
+        c.add(v.as_bytes());
+        c
+    }
+
+    #[test]
+    fn response_directives() {
+        let c =
+            cc("Public, max-age=60, s-maxage=\"120\", stale-while-revalidate=30, MUST-revalidate");
+        assert!(c.public && c.must_revalidate);
+        assert_eq!(c.max_age, Some(Delta::Seconds(60)));
+        assert_eq!(c.s_maxage, Some(Delta::Seconds(120)));
+        assert_eq!(c.stale_while_revalidate, Some(Delta::Seconds(30)));
+    }
+
+    #[test]
+    fn quoted_commas_do_not_split() {
+        let c = cc("private=\"set-cookie, x-a\", max-age=5");
+        assert!(c.private);
+        assert_eq!(c.max_age, Some(Delta::Seconds(5)));
+    }
+
+    #[test]
+    fn invalid_and_conflicting_values_are_stale() {
+        assert_eq!(cc("max-age=abc").max_age.map(Delta::seconds), Some(0));
+        assert_eq!(cc("max-age").max_age, Some(Delta::Invalid));
+        assert_eq!(cc("max-age=5, max-age=6").max_age, Some(Delta::Invalid));
+        assert_eq!(cc("max-age=5, max-age=5").max_age, Some(Delta::Seconds(5)));
+        assert_eq!(
+            cc("max-age=99999999999999999999").max_age,
+            Some(Delta::Seconds(DELTA_SECONDS_MAX))
+        );
+    }
+
+    #[test]
+    fn request_directives() {
+        let c = cc("no-cache, max-stale, min-fresh=10, only-if-cached");
+        assert!(c.no_cache && c.only_if_cached);
+        assert_eq!(c.max_stale, Some(None));
+        assert_eq!(c.min_fresh, Some(Delta::Seconds(10)));
+        assert_eq!(cc("max-stale=7").max_stale, Some(Some(Delta::Seconds(7))));
+    }
+
+    #[test]
+    fn several_fields_merge() {
+        let fields = [
+            ("Cache-Control", &b"no-store"[..]),
+            ("X", b"max-age=1"),
+            ("cache-control", b"max-age=9"),
+        ];
+        let c = CacheControl::from_fields(fields.into_iter());
+        assert!(c.no_store);
+        assert_eq!(c.max_age, Some(Delta::Seconds(9)));
+    }
+}
