@@ -63,7 +63,7 @@ impl CacheControl {
                 b"stale-while-revalidate" => merge(&mut self.stale_while_revalidate, arg),
                 b"stale-if-error" => merge(&mut self.stale_if_error, arg),
                 b"max-stale" => {
-                    self.max_stale = Some(arg.map(|a| parse_delta(a)));
+                    self.max_stale = Some(arg.map(parse_delta));
                 }
                 // Field-qualified no-cache/private are treated as the unqualified
                 // forms: stricter, and allowed by RFC 9111 §5.2.2.4 and §5.2.2.7.

@@ -150,10 +150,10 @@ pub fn verdict(
     if request.max_age.is_some_and(|m| age > m.seconds()) {
         return Verdict::Revalidate;
     }
-    if let Some(min_fresh) = request.min_fresh {
-        if lifetime.saturating_sub(age) < min_fresh.seconds() {
-            return Verdict::Revalidate;
-        }
+    if let Some(min_fresh) = request.min_fresh
+        && lifetime.saturating_sub(age) < min_fresh.seconds()
+    {
+        return Verdict::Revalidate;
     }
     if age < lifetime {
         return Verdict::Fresh;
