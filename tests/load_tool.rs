@@ -102,10 +102,12 @@ fn open_loop_through_the_proxy_with_zipf_targets() {
     );
     assert_eq!(statuses(&r), requests);
     assert!(r["shortfall"].is_null(), "{r}");
-    assert_eq!(
-        s.origin_stats().1,
-        requests,
-        "every request went through the proxy to the origin"
+    // every counted request went through the proxy to the origin; up to one per
+    // connection may still have been in flight when the window closed
+    let served = s.origin_stats().1;
+    assert!(
+        (requests..=requests + 4).contains(&served),
+        "origin served {served}, counted {requests}"
     );
 }
 
