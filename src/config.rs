@@ -202,9 +202,8 @@ impl IoChoice {
 
 #[derive(Debug, Clone, Copy)]
 pub struct UringConfig {
-    /// At most this many completions a shard waits for before waking (it asks for half
-    /// its last batch); once `min_wait_us` has passed it wakes for one (interrupt
-    /// coalescing for the ring); 1 = wake for each.
+    /// Completions a shard waits for before waking, once `min_wait_us` has passed it
+    /// wakes for one (interrupt coalescing for the ring); 1 = wake for each.
     pub wait_batch: u32,
     pub min_wait_us: u32,
     /// Submission queue entries per shard ring.

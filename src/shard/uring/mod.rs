@@ -126,18 +126,12 @@ impl Shard {
         self.arm_wake();
         let mut last_tick = Instant::now();
         let ts = Timespec::from(TICK);
-        let coalesce = self.cfg.uring.min_wait_us > 0 && self.ring.params().is_feature_min_timeout();
-        let mut last_batch = 0usize;
         loop {
             let mut args = SubmitArgs::new().timespec(&ts);
             let mut want = 1;
-            if coalesce {
-                // Expect about half the last batch: under light load that is one
-                // completion (no added latency); under heavy load, fewer wake-ups.
-                want = (last_batch / 2).clamp(1, self.cfg.uring.wait_batch as usize);
-                if want > 1 {
-                    args = args.min_wait_usec(self.cfg.uring.min_wait_us);
-                }
+            if self.cfg.uring.min_wait_us > 0 && self.ring.params().is_feature_min_timeout() {
+                args = args.min_wait_usec(self.cfg.uring.min_wait_us);
+                want = self.cfg.uring.wait_batch as usize;
             }
             if let Err(e) = self.ring.submitter().submit_with_args(want, &args) {
                 let transient = [libc::ETIME, libc::EINTR, libc::EBUSY, libc::EAGAIN];
@@ -154,7 +148,6 @@ impl Shard {
                     .completion()
                     .map(|c| (c.user_data(), c.result(), c.flags())),
             );
-            last_batch = cqes.len();
             for &(data, res, flags) in &cqes {
                 self.complete(data, res, flags, now);
             }
