@@ -95,6 +95,9 @@ impl Shard {
             return;
         };
         let Some(c) = self.clients.get_mut(ci) else {
+            if let Some(b) = bid {
+                self.bufs.recycle(b); // never lose a ring buffer, whatever happened
+            }
             return;
         };
         let now_ = Now {
