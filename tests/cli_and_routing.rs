@@ -140,11 +140,16 @@ fn a_second_daemon_cannot_share_the_port() {
 
 #[test]
 fn readme_documents_the_embedded_default_config_verbatim() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let block = readme
         .split("```toml\n")
         .nth(1)
         .and_then(|rest| rest.split("```").next())
         .expect("a toml block in README.md");
-    assert_eq!(block, distilld::config::EMBEDDED_DEFAULT_TOML, "README's config block is out of date");
+    assert_eq!(
+        block,
+        distilld::config::EMBEDDED_DEFAULT_TOML,
+        "README's config block is out of date"
+    );
 }
