@@ -7,6 +7,7 @@ declare -A benches=(
   [load-vs-wrk]=load_vs_wrk.py
   [shard-balance]=shard_balance.py
   [uring-vs-epoll]=uring_vs_epoll.py
+  [cache-policy]=cache_policy.sh
 )
 name="${1:-}"
 if [ -z "$name" ] || [ -z "${benches[$name]:-}" ]; then
@@ -15,4 +16,7 @@ if [ -z "$name" ] || [ -z "${benches[$name]:-}" ]; then
   exit 2
 fi
 shift
-exec python3 "$here/${benches[$name]}" "$@"
+case "${benches[$name]}" in
+  *.py) exec python3 "$here/${benches[$name]}" "$@" ;;
+  *) exec bash "$here/${benches[$name]}" "$@" ;;
+esac

@@ -8,3 +8,4 @@ pub mod config;
 pub mod http;
 pub mod proxy;
 pub mod shard;
+pub mod zipf;

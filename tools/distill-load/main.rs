@@ -5,7 +5,6 @@
 mod plan;
 mod report;
 mod worker;
-mod zipf;
 
 use std::io::IsTerminal;
 use std::net::{SocketAddr, TcpStream};

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use distilld::http::target::{Authority, Target, parse_target};
 use thiserror::Error;
 
-use crate::zipf::{Rng, Zipf};
+use distilld::zipf::{Rng, Zipf};
 
 #[derive(Debug, Error)]
 pub enum PlanError {

@@ -1,4 +1,5 @@
-//! Seeded randomness for repeatable runs: SplitMix64, and a Zipf(s) sampler over ranks
+//! Seeded randomness for repeatable runs (load generation, cache simulations): SplitMix64,
+//! and a Zipf(s) sampler over ranks
 //! 0..n by inverse CDF (precomputed once, then a binary search per draw).
 
 /// SplitMix64: tiny, fast, and good enough to pick targets; the seed makes runs repeat.
