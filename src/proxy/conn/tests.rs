@@ -249,3 +249,81 @@ fn chunked_request_body_is_rechunked_and_bad_chunk_is_400() {
     assert!(h.sent_client().starts_with("HTTP/1.1 400 "));
     assert!(h.conn.is_finished());
 }
+
+mod no_panic_on_network_input {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Bytes that look enough like HTTP to get past the first line now and then.
+    fn http_ish() -> impl Strategy<Value = Vec<u8>> {
+        let pieces = prop_oneof![
+            Just(b"GET http://o.test/ HTTP/1.1\r\nHost: o.test\r\n".to_vec()),
+            Just(b"POST /x HTTP/1.0\r\n".to_vec()),
+            Just(b"Transfer-Encoding: chunked\r\n".to_vec()),
+            Just(b"Content-Length: 5\r\n".to_vec()),
+            Just(b"Expect: 100-continue\r\n".to_vec()),
+            Just(b"\r\n".to_vec()),
+            Just(b"5\r\nhello\r\n0\r\n\r\n".to_vec()),
+            Just(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc".to_vec()),
+            Just(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..40),
+        ];
+        proptest::collection::vec(pieces, 0..12).prop_map(|v| v.concat())
+    }
+
+    #[derive(Debug, Clone)]
+    enum Event {
+        Client(Vec<u8>),
+        ClientEof,
+        Ready(bool),
+        Failed,
+        Origin(Vec<u8>),
+        OriginClosed(bool),
+        Tick(u64),
+        Drain,
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            4 => http_ish().prop_map(Event::Client),
+            1 => Just(Event::ClientEof),
+            2 => any::<bool>().prop_map(Event::Ready),
+            1 => Just(Event::Failed),
+            4 => http_ish().prop_map(Event::Origin),
+            1 => any::<bool>().prop_map(Event::OriginClosed),
+            1 => (0u64..120_000).prop_map(Event::Tick),
+            2 => Just(Event::Drain),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+        #[test]
+        fn any_event_sequence_is_handled(events in proptest::collection::vec(event(), 1..40)) {
+            let mut h = Harness::new("[limits]\nheader_bytes_max = 1024\nrequest_body_bytes_max = 64\n");
+            for e in events {
+                let now = h.now();
+                match e {
+                    Event::Client(b) => h.conn.on_client_data(&b, now),
+                    Event::ClientEof => h.conn.on_client_eof(now),
+                    Event::Ready(reused) => h.conn.on_upstream_ready(reused, now),
+                    Event::Failed => h.conn.on_upstream_failed(
+                        UpstreamFailure::Connect { addr: "x".into(), reason: "refused".into() }, now),
+                    Event::Origin(b) => h.conn.on_upstream_data(&b, now),
+                    Event::OriginClosed(err) => h.conn.on_upstream_closed(err.then_some("reset"), now),
+                    Event::Tick(ms) => h.advance(Duration::from_millis(ms)),
+                    Event::Drain => {
+                        h.sent_client();
+                        h.sent_upstream();
+                        let now = h.now();
+                        h.conn.on_client_written(now);
+                        h.conn.on_upstream_written(now);
+                    }
+                }
+                h.actions();
+                // bounded: nothing grows without limit from hostile input
+                prop_assert!(h.conn.client_in_len() <= 64 * 1024 + 4096);
+            }
+        }
+    }
+}
