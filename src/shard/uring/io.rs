@@ -52,6 +52,9 @@ pub(super) struct Io {
     pub(super) generation: u32,
     pub(super) recv_armed: bool,
     pub(super) cancel_sent: bool,
+    /// Once a receive had to be stopped for backpressure, the socket receives one
+    /// buffer at a time: a multishot receive can deliver a whole ring in one batch.
+    pub(super) throttled: bool,
     pub(super) eof: bool,
     pub(super) failed: bool,
     pub(super) sending: Vec<u8>,
@@ -68,6 +71,7 @@ impl Io {
             generation,
             recv_armed: false,
             cancel_sent: false,
+            throttled: false,
             eof: false,
             failed: false,
             sending: Vec::new(),

@@ -201,6 +201,7 @@ impl Shard {
     }
 
     fn arm_recv(&mut self, op: Op, index: usize) {
+        let buf_bytes = self.bufs.buf_bytes() as u32;
         let io = match op {
             Op::ClientRecv => self.clients.get_mut(index).map(|c| &mut c.io),
             _ => self.upstreams.get_mut(index).map(|u| &mut u.io),
@@ -212,10 +213,16 @@ impl Shard {
         io.recv_armed = true;
         io.cancel_sent = false;
         io.ops += 1;
-        let e = opcode::RecvMulti::new(Fd(io.raw()), BUFFER_GROUP)
-            .build()
-            .user_data(token(op, index, io.generation));
-        self.push(e);
+        let generation = io.generation;
+        let e = if io.throttled {
+            opcode::Recv::new(Fd(io.raw()), std::ptr::null_mut(), buf_bytes)
+                .buf_group(BUFFER_GROUP)
+                .build()
+                .flags(squeue::Flags::BUFFER_SELECT)
+        } else {
+            opcode::RecvMulti::new(Fd(io.raw()), BUFFER_GROUP).build()
+        };
+        self.push(e.user_data(token(op, index, generation)));
     }
 
     fn cancel_recv(&mut self, op: Op, index: usize) {
@@ -228,6 +235,7 @@ impl Shard {
             return;
         }
         io.cancel_sent = true;
+        io.throttled = true;
         let e = opcode::AsyncCancel::new(token(op, index, io.generation))
             .build()
             .user_data(token(Op::Cancel, 0, 0));
