@@ -2,6 +2,8 @@
 
 use std::time::{Instant, SystemTime};
 
+use crate::proxy::Now;
+
 pub struct DateCache {
     text: String,
     refreshed: Option<Instant>,
@@ -29,5 +31,13 @@ impl DateCache {
 
     pub fn as_bytes(&self) -> &[u8] {
         self.text.as_bytes()
+    }
+
+    /// The `Now` a connection is given: `instant` and this Date value.
+    pub fn now(&self, instant: Instant) -> Now<'_> {
+        Now {
+            instant,
+            date: self.text.as_bytes(),
+        }
     }
 }

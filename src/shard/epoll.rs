@@ -15,7 +15,7 @@ use slab::Slab;
 use crate::config::Config;
 use crate::http::target::Authority;
 use crate::proxy::stats::Stats;
-use crate::proxy::{Conn, Now, UpstreamFailure};
+use crate::proxy::{Conn, UpstreamFailure};
 
 use super::REFUSED_RESPONSE;
 use super::date::DateCache;
@@ -202,10 +202,7 @@ impl Shard {
             self.cfg.clone(),
             self.stats.clone(),
             peer,
-            Now {
-                instant: now,
-                date: self.date.as_bytes(),
-            },
+            self.date.now(now),
         );
         entry.insert(Client {
             stream,
@@ -259,10 +256,7 @@ impl Shard {
         if !c.readable || !c.conn.wants_client_read() {
             return false;
         }
-        let now = Now {
-            instant: now,
-            date: self.date.as_bytes(),
-        };
+        let now = self.date.now(now);
         match c.stream.read(&mut self.read_buf) {
             Ok(0) => {
                 c.readable = false;
@@ -294,10 +288,7 @@ impl Shard {
         match c.stream.write(c.conn.client_out().pending()) {
             Ok(n) => {
                 c.conn.client_out().consume(n);
-                c.conn.on_client_written(Now {
-                    instant: now,
-                    date: self.date.as_bytes(),
-                });
+                c.conn.on_client_written(self.date.now(now));
                 true
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -325,10 +316,7 @@ impl Shard {
         if !up.connected || !up.readable || !c.conn.wants_upstream_read() {
             return false;
         }
-        let now = Now {
-            instant: now,
-            date: self.date.as_bytes(),
-        };
+        let now = self.date.now(now);
         match up.stream.read(&mut self.read_buf) {
             Ok(0) => {
                 up.readable = false;
@@ -364,10 +352,7 @@ impl Shard {
         if !up.connected || !up.writable || c.conn.upstream_out().is_empty() {
             return false;
         }
-        let now = Now {
-            instant: now,
-            date: self.date.as_bytes(),
-        };
+        let now = self.date.now(now);
         match up.stream.write(c.conn.upstream_out().pending()) {
             Ok(n) => {
                 c.conn.upstream_out().consume(n);
@@ -399,10 +384,7 @@ impl Shard {
         if up.connected || !up.writable {
             return;
         }
-        let now = Now {
-            instant: now,
-            date: self.date.as_bytes(),
-        };
+        let now = self.date.now(now);
         let failure = match up.stream.take_error() {
             Ok(Some(e)) | Err(e) => Some(e),
             Ok(None) => match up.stream.peer_addr() {
@@ -470,10 +452,7 @@ impl Shard {
                     addr: addr.to_string(),
                     reason: e.to_string(),
                 },
-                Now {
-                    instant: now,
-                    date: self.date.as_bytes(),
-                },
+                self.date.now(now),
             ),
         }
     }
@@ -555,10 +534,7 @@ impl Shard {
             let Some(c) = self.clients.get_mut(ci) else {
                 continue;
             };
-            c.conn.on_tick(Now {
-                instant: now,
-                date: self.date.as_bytes(),
-            });
+            c.conn.on_tick(self.date.now(now));
             if c.conn.has_actions() || c.conn.is_finished() || !c.conn.client_out().is_empty() {
                 self.pump(ci, now);
             }

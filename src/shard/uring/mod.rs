@@ -25,7 +25,7 @@ use socket2::{SockAddr, SockRef};
 use crate::config::Config;
 use crate::http::target::Authority;
 use crate::proxy::stats::Stats;
-use crate::proxy::{Conn, Now};
+use crate::proxy::Conn;
 
 use super::REFUSED_RESPONSE;
 use super::date::DateCache;
@@ -158,13 +158,6 @@ impl Shard {
                 self.tick(now);
             }
             self.flush_dirty();
-        }
-    }
-
-    fn now(&self, instant: Instant) -> Now<'_> {
-        Now {
-            instant,
-            date: self.date.as_bytes(),
         }
     }
 
@@ -355,7 +348,12 @@ impl Shard {
         self.stats.connections_accepted.incr();
         self.next_serial += 1;
         self.next_gen = self.next_gen.wrapping_add(1);
-        let conn = Conn::new(self.cfg.clone(), self.stats.clone(), peer, self.now(now));
+        let conn = Conn::new(
+            self.cfg.clone(),
+            self.stats.clone(),
+            peer,
+            self.date.now(now),
+        );
         let ci = self.clients.insert(Client {
             io: Io::new(fd, self.next_gen),
             conn,
@@ -384,10 +382,7 @@ impl Shard {
             c.io.recv_armed = false;
             c.io.ops -= 1;
         }
-        let now_ = Now {
-            instant: now,
-            date: self.date.as_bytes(),
-        };
+        let now_ = self.date.now(now);
         match (res, bid) {
             (n, Some(b)) if n > 0 => {
                 if !c.io.closing {
@@ -417,10 +412,7 @@ impl Shard {
         c.io.ops -= 1;
         if res > 0 {
             c.io.sent += res as usize;
-            c.conn.on_client_written(Now {
-                instant: now,
-                date: self.date.as_bytes(),
-            });
+            c.conn.on_client_written(self.date.now(now));
         } else if res < 0 {
             c.io.failed = true;
         }
@@ -568,10 +560,7 @@ impl Shard {
             let Some(c) = self.clients.get_mut(ci) else {
                 continue;
             };
-            c.conn.on_tick(Now {
-                instant: now,
-                date: self.date.as_bytes(),
-            });
+            c.conn.on_tick(self.date.now(now));
             if c.conn.has_actions() || c.conn.is_finished() || !c.conn.client_out().is_empty() {
                 self.service(ci, now);
             }

@@ -11,7 +11,7 @@ use io_uring::types::Fd;
 use socket2::{SockAddr, Socket};
 
 use crate::http::target::Authority;
-use crate::proxy::{Conn, Now, UpstreamFailure};
+use crate::proxy::{Conn, UpstreamFailure};
 use crate::shard::upstreams::{Driver, Link, Lookups};
 
 use super::io::{Io, Op, token};
@@ -34,10 +34,7 @@ impl Shard {
         let Some(c) = self.clients.get_mut(ci) else {
             return;
         };
-        let now_ = Now {
-            instant: now,
-            date: self.date.as_bytes(),
-        };
+        let now_ = self.date.now(now);
         if res == 0 {
             up.connected = true;
             c.conn.on_upstream_ready(false, now_);
@@ -100,10 +97,7 @@ impl Shard {
             }
             return;
         };
-        let now_ = Now {
-            instant: now,
-            date: self.date.as_bytes(),
-        };
+        let now_ = self.date.now(now);
         match (res, bid) {
             (n, Some(b)) if n > 0 => {
                 c.conn.on_upstream_data(self.bufs.data(b, n as usize), now_);
@@ -136,10 +130,7 @@ impl Shard {
         let Some(c) = self.clients.get_mut(ci) else {
             return;
         };
-        let now_ = Now {
-            instant: now,
-            date: self.date.as_bytes(),
-        };
+        let now_ = self.date.now(now);
         if res > 0 {
             up.io.sent += res as usize;
             c.conn.on_upstream_written(now_);
@@ -177,13 +168,7 @@ impl Shard {
                         addr: addr.to_string(),
                         reason: e.to_string(),
                     };
-                    c.conn.on_upstream_failed(
-                        failure,
-                        Now {
-                            instant: now,
-                            date: self.date.as_bytes(),
-                        },
-                    );
+                    c.conn.on_upstream_failed(failure, self.date.now(now));
                 }
                 return;
             }
