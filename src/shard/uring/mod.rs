@@ -24,8 +24,8 @@ use socket2::{SockAddr, SockRef};
 
 use crate::config::Config;
 use crate::http::target::Authority;
-use crate::proxy::stats::Stats;
 use crate::proxy::Conn;
+use crate::proxy::stats::Stats;
 
 use super::REFUSED_RESPONSE;
 use super::date::DateCache;
