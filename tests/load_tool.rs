@@ -20,6 +20,17 @@ fn load(args: &[&str]) -> (std::process::Output, Option<serde_json::Value>) {
     (out, report)
 }
 
+/// Runs distill-load, which must succeed, and returns its JSON report.
+fn load_ok(args: &[&str]) -> (std::process::Output, serde_json::Value) {
+    let (out, report) = load(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, report.expect("json report"))
+}
+
 fn statuses(r: &serde_json::Value) -> u64 {
     r["status"]
         .as_object()
@@ -30,13 +41,7 @@ fn statuses(r: &serde_json::Value) -> u64 {
 fn two_second_closed_loop_counts_add_up() {
     let origin = start_origin(&[]);
     let url = format!("http://{}/bytes/1000", origin.addr);
-    let (out, report) = load(&["-c", "8", "-t", "2", "-d", "2", &url]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = report.expect("json report");
+    let (out, r) = load_ok(&["-c", "8", "-t", "2", "-d", "2", &url]);
     let requests = r["requests"].as_u64().unwrap();
     assert!(requests > 100, "{r}");
     assert_eq!(statuses(&r), requests, "every counted request has a status");
@@ -71,7 +76,7 @@ fn open_loop_through_the_proxy_with_zipf_targets() {
         .collect();
     std::fs::write(&urls_file, list.join("\n")).unwrap();
     let proxy = s.proxy.addr.to_string();
-    let (out, report) = load(&[
+    let (_, r) = load_ok(&[
         "-c",
         "4",
         "-d",
@@ -89,12 +94,6 @@ fn open_loop_through_the_proxy_with_zipf_targets() {
         "-H",
         "Save-Data: on",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = report.expect("json report");
     let requests = r["requests"].as_u64().unwrap();
     assert!(
         (900..=1000).contains(&requests),
@@ -115,13 +114,7 @@ fn open_loop_through_the_proxy_with_zipf_targets() {
 fn request_count_mode_and_pipelining() {
     let origin = start_origin(&[]);
     let url = format!("http://{}/bytes/10", origin.addr);
-    let (out, report) = load(&["-c", "4", "-n", "2000", "--pipeline", "8", &url]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = report.unwrap();
+    let (_, r) = load_ok(&["-c", "4", "-n", "2000", "--pipeline", "8", &url]);
     assert_eq!(r["requests"].as_u64(), Some(2000));
     assert_eq!(origin_stats(origin.addr).1, 2000);
 }

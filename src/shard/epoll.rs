@@ -457,13 +457,7 @@ impl Shard {
         }
     }
 
-    fn release_upstream(&mut self, ci: usize, now: Instant) {
-        let Some(c) = self.clients.get_mut(ci) else {
-            return;
-        };
-        let Some(ui) = c.link.upstream.take() else {
-            return;
-        };
+    fn park_upstream(&mut self, ui: usize, now: Instant) {
         let Some(up) = self.upstreams.get_mut(ui) else {
             return;
         };
@@ -566,8 +560,8 @@ impl Driver for Shard {
         Shard::connect(self, ci, origin, addr, now)
     }
 
-    fn release(&mut self, ci: usize, now: Instant) {
-        self.release_upstream(ci, now)
+    fn park(&mut self, ui: usize, now: Instant) {
+        self.park_upstream(ui, now)
     }
 
     fn close_upstream(&mut self, ui: usize) {

@@ -65,7 +65,8 @@ pub trait Driver {
     /// An idle pooled connection to `origin` that is still usable, now owned by `ci`.
     fn take_pooled(&mut self, origin: &Authority, ci: usize) -> Option<usize>;
     fn connect(&mut self, ci: usize, origin: Authority, addr: SocketAddr, now: Instant);
-    fn release(&mut self, ci: usize, now: Instant);
+    /// Park upstream `ui`, no longer owned by any client, in the pool (or close it).
+    fn park(&mut self, ui: usize, now: Instant);
     fn close_upstream(&mut self, ui: usize);
     /// Move the client along after an event that arrived outside its own I/O.
     fn kick(&mut self, ci: usize, now: Instant);
@@ -82,7 +83,11 @@ pub fn apply_actions<D: Driver>(d: &mut D, ci: usize, now: Instant) {
         };
         match action {
             Action::Acquire { origin, pooled_ok } => acquire(d, ci, origin, pooled_ok, now),
-            Action::Release => d.release(ci, now),
+            Action::Release => {
+                if let Some(ui) = link.upstream.take() {
+                    d.park(ui, now);
+                }
+            }
             Action::CloseUpstream => {
                 link.awaiting_dns = None;
                 if let Some(ui) = link.upstream.take() {

@@ -196,13 +196,7 @@ impl Shard {
         );
     }
 
-    pub(super) fn release_upstream(&mut self, ci: usize, now: Instant) {
-        let Some(c) = self.clients.get_mut(ci) else {
-            return;
-        };
-        let Some(ui) = c.link.upstream.take() else {
-            return;
-        };
+    pub(super) fn park_upstream(&mut self, ui: usize, now: Instant) {
         let Some(up) = self.upstreams.get_mut(ui) else {
             return;
         };
@@ -270,8 +264,8 @@ impl Driver for Shard {
         Shard::connect(self, ci, origin, addr, now)
     }
 
-    fn release(&mut self, ci: usize, now: Instant) {
-        self.release_upstream(ci, now)
+    fn park(&mut self, ui: usize, now: Instant) {
+        self.park_upstream(ui, now)
     }
 
     fn close_upstream(&mut self, ui: usize) {
