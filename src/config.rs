@@ -37,6 +37,12 @@ pub const DEFAULT_URING_WAIT_BATCH: u32 = 16;
 pub const DEFAULT_URING_MIN_WAIT_US: u32 = 50;
 pub const DEFAULT_URING_BUFFERS: u16 = 256;
 pub const DEFAULT_URING_BUFFER_BYTES: usize = 16 * 1024;
+pub const DEFAULT_CACHE_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
+pub const DEFAULT_CACHE_OBJECT_BYTES_MAX: u64 = 8 * 1024 * 1024;
+pub const DEFAULT_CACHE_COLLAPSE_WAIT_MS: u64 = 10_000;
+pub const DEFAULT_CACHE_HEURISTIC_PERCENT: u64 = 10;
+pub const DEFAULT_CACHE_HEURISTIC_MAX_S: u64 = 24 * 3600;
+pub const DEFAULT_CACHE_PURGE_FROM: [&str; 2] = ["127.0.0.1", "::1"];
 
 /// The configuration compiled into the binary: what `distilld run` uses with no file.
 pub const EMBEDDED_DEFAULT_TOML: &str = include_str!("default.toml");
@@ -85,6 +91,8 @@ pub struct FileConfig {
     pub log: FileLog,
     #[serde(default)]
     pub uring: FileUring,
+    #[serde(default)]
+    pub cache: FileCache,
     #[serde(default, rename = "route")]
     pub routes: Vec<FileRoute>,
 }
@@ -110,6 +118,17 @@ pub struct FileUring {
     pub entries: Option<u32>,
     pub buffers: Option<u16>,
     pub buffer_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileCache {
+    pub memory_bytes: Option<u64>,
+    pub object_bytes_max: Option<u64>,
+    pub collapse_wait_ms: Option<u64>,
+    pub heuristic_percent: Option<u64>,
+    pub heuristic_max_s: Option<u64>,
+    pub purge_from: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -178,6 +197,28 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub io: IoChoice,
     pub uring: UringConfig,
+    pub cache: CacheConfig,
+}
+
+/// The shared response cache; `memory_bytes = 0` turns it off.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub memory_bytes: u64,
+    /// Larger responses are streamed through, never stored.
+    pub object_bytes_max: u64,
+    /// How long a request waits for another's fetch of the same object before fetching
+    /// it itself.
+    pub collapse_wait: Duration,
+    pub heuristic_percent: u64,
+    pub heuristic_max_s: u64,
+    /// Client addresses allowed to send PURGE.
+    pub purge_from: Vec<std::net::IpAddr>,
+}
+
+impl CacheConfig {
+    pub fn enabled(&self) -> bool {
+        self.memory_bytes > 0
+    }
 }
 
 /// Which network driver the shards run.
@@ -456,6 +497,7 @@ impl FileConfig {
             1024,
             1 << 20,
         );
+        let cache = self.cache.validate(&mut bad);
         let mut routes = Vec::new();
         for (i, r) in self.routes.iter().enumerate() {
             match OriginUrl::parse(&r.origin) {
@@ -497,6 +539,7 @@ impl FileConfig {
             routes,
             io,
             uring,
+            cache,
         };
         if config.workers > 1024 {
             errors.push(InvalidKey {
@@ -515,6 +558,62 @@ impl FileConfig {
         } else {
             Err(errors)
         }
+    }
+}
+
+impl FileCache {
+    fn validate(&self, bad: &mut impl FnMut(&str, String)) -> CacheConfig {
+        let purge_from = match &self.purge_from {
+            None => DEFAULT_CACHE_PURGE_FROM
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect(),
+            Some(list) => list
+                .iter()
+                .filter_map(|a| match a.parse() {
+                    Ok(ip) => Some(ip),
+                    Err(_) => {
+                        bad("cache.purge_from", format!("{a:?} is not an IP address"));
+                        None
+                    }
+                })
+                .collect(),
+        };
+        let cfg = CacheConfig {
+            memory_bytes: self.memory_bytes.unwrap_or(DEFAULT_CACHE_MEMORY_BYTES),
+            object_bytes_max: self
+                .object_bytes_max
+                .unwrap_or(DEFAULT_CACHE_OBJECT_BYTES_MAX),
+            collapse_wait: ms(
+                bad,
+                "cache.collapse_wait_ms",
+                self.collapse_wait_ms,
+                DEFAULT_CACHE_COLLAPSE_WAIT_MS,
+            ),
+            heuristic_percent: self
+                .heuristic_percent
+                .unwrap_or(DEFAULT_CACHE_HEURISTIC_PERCENT),
+            heuristic_max_s: self
+                .heuristic_max_s
+                .unwrap_or(DEFAULT_CACHE_HEURISTIC_MAX_S),
+            purge_from,
+        };
+        if cfg.heuristic_percent > 100 {
+            bad(
+                "cache.heuristic_percent",
+                format!("{} is more than 100", cfg.heuristic_percent),
+            );
+        }
+        if cfg.enabled() && cfg.object_bytes_max > cfg.memory_bytes {
+            bad(
+                "cache.object_bytes_max",
+                format!(
+                    "{} is more than cache.memory_bytes ({})",
+                    cfg.object_bytes_max, cfg.memory_bytes
+                ),
+            );
+        }
+        cfg
     }
 }
 

@@ -1,7 +1,14 @@
-//! The cache (RFC 9111, shared). So far: the sans-IO rules — Cache-Control parsing and
-//! the freshness arithmetic. The store, request collapsing and the wiring into the
-//! proxy pipeline come with the rest of the cache issue.
+//! The cache (RFC 9111, shared by all shards of a node): Cache-Control parsing and the
+//! freshness arithmetic (sans-IO), stored objects, the lock-free store with its S3-FIFO
+//! policy, and request collapsing. `proxy::conn` decides per request what to do with it.
 
 pub mod control;
+pub mod flight;
 pub mod freshness;
+pub mod key;
+pub mod object;
 pub mod s3fifo;
+pub mod store;
+
+pub use object::Object;
+pub use store::Store;

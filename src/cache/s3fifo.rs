@@ -13,6 +13,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Share of the byte budget the probationary queue gets.
 const SMALL_PERCENT: u64 = 10;
@@ -24,18 +26,50 @@ enum Queue {
     Main,
 }
 
+/// Where an object's use counter lives. The store keeps it in the object itself, so a
+/// reader records a hit with one relaxed atomic store and never touches the queues.
+pub trait Hits {
+    fn counter(&self) -> &AtomicU8;
+
+    /// A hit: the 2-bit counter goes up, saturating.
+    fn record_hit(&self) {
+        let c = self.counter();
+        let f = c.load(Ordering::Relaxed);
+        if f < FREQ_MAX {
+            // A lost increment under a race costs nothing: the counter is a hint.
+            c.store(f + 1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Hits for Arc<AtomicU8> {
+    fn counter(&self) -> &AtomicU8 {
+        self
+    }
+}
+
 #[derive(Debug)]
-struct Entry {
+struct Entry<H> {
     size: u64,
-    freq: u8,
+    hits: H,
     queue: Queue,
 }
 
-/// The policy state for keys of type `K`.
+impl<H: Hits> Entry<H> {
+    fn freq(&self) -> u8 {
+        self.hits.counter().load(Ordering::Relaxed)
+    }
+
+    fn set_freq(&self, f: u8) {
+        self.hits.counter().store(f, Ordering::Relaxed);
+    }
+}
+
+/// The policy state for keys of type `K`, whose hit counters are `H`.
 #[derive(Debug)]
-pub struct S3Fifo<K: Hash + Eq + Clone> {
+pub struct S3Fifo<K: Hash + Eq + Clone, H = Arc<AtomicU8>> {
     capacity: u64,
-    entries: HashMap<K, Entry>,
+    entries: HashMap<K, Entry<H>>,
     small: VecDeque<K>,
     main: VecDeque<K>,
     ghost: VecDeque<K>,
@@ -45,10 +79,10 @@ pub struct S3Fifo<K: Hash + Eq + Clone> {
     ghost_max: usize,
 }
 
-impl<K: Hash + Eq + Clone> S3Fifo<K> {
+impl<K: Hash + Eq + Clone, H: Hits> S3Fifo<K, H> {
     /// A policy for `capacity` bytes; the ghost queue remembers about as many keys as
     /// the main queue holds, estimated from a typical object size.
-    pub fn new(capacity: u64, typical_object_bytes: u64) -> S3Fifo<K> {
+    pub fn new(capacity: u64, typical_object_bytes: u64) -> S3Fifo<K, H> {
         let ghost_max = (capacity / typical_object_bytes.max(1)).max(16) as usize;
         S3Fifo {
             capacity,
@@ -79,11 +113,16 @@ impl<K: Hash + Eq + Clone> S3Fifo<K> {
         self.entries.is_empty()
     }
 
-    /// Records a hit; false when the key is not cached.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Records a hit; false when the key is not cached. (The store records hits on the
+    /// object's own counter instead, without this map.)
     pub fn touch(&mut self, key: &K) -> bool {
-        match self.entries.get_mut(key) {
+        match self.entries.get(key) {
             Some(e) => {
-                e.freq = (e.freq + 1).min(FREQ_MAX);
+                e.hits.record_hit();
                 true
             }
             None => false,
@@ -92,7 +131,7 @@ impl<K: Hash + Eq + Clone> S3Fifo<K> {
 
     /// Admits `key` of `size` bytes, evicting as needed. Returns the evicted keys (which
     /// may include `key` itself when it is larger than the whole budget).
-    pub fn insert(&mut self, key: K, size: u64) -> Vec<K> {
+    pub fn insert(&mut self, key: K, size: u64, hits: H) -> Vec<K> {
         let mut evicted = Vec::new();
         if size > self.capacity {
             evicted.push(key);
@@ -116,14 +155,8 @@ impl<K: Hash + Eq + Clone> S3Fifo<K> {
             self.small_bytes += size;
             Queue::Small
         };
-        self.entries.insert(
-            key,
-            Entry {
-                size,
-                freq: 0,
-                queue,
-            },
-        );
+        hits.counter().store(0, Ordering::Relaxed);
+        self.entries.insert(key, Entry { size, hits, queue });
         evicted
     }
 
@@ -170,9 +203,9 @@ impl<K: Hash + Eq + Clone> S3Fifo<K> {
             return Step::Moved; // stale slot of a removed or moved key
         };
         self.small_bytes -= e.size;
-        if e.freq > 0 {
+        if e.freq() > 0 {
             e.queue = Queue::Main;
-            e.freq = 0;
+            e.set_freq(0);
             self.main_bytes += e.size;
             self.main.push_front(key);
             return Step::Moved;
@@ -194,8 +227,9 @@ impl<K: Hash + Eq + Clone> S3Fifo<K> {
         else {
             return Step::Moved;
         };
-        if e.freq > 0 {
-            e.freq -= 1;
+        let f = e.freq();
+        if f > 0 {
+            e.set_freq(f - 1);
             self.main.push_front(key);
             return Step::Moved;
         }
@@ -285,7 +319,7 @@ pub fn simulate(
     let zipf = crate::zipf::Zipf::new(objects, s);
     let mut rng = crate::zipf::Rng::new(seed);
     let capacity = objects as u64 * object_bytes * budget_percent / 100;
-    let mut s3 = S3Fifo::new(capacity, object_bytes);
+    let mut s3: S3Fifo<u64> = S3Fifo::new(capacity, object_bytes);
     let mut lru = Lru::new(capacity);
     let (mut s3_hits, mut lru_hits) = (0u64, 0u64);
     for _ in 0..requests {
@@ -294,7 +328,7 @@ pub fn simulate(
         if s3.touch(&key) {
             s3_hits += 1;
         } else {
-            s3.insert(key, object_bytes);
+            s3.insert(key, object_bytes, Arc::default());
         }
         if lru.touch(&key) {
             lru_hits += 1;
@@ -315,11 +349,11 @@ mod tests {
 
     #[test]
     fn one_hit_wonders_leave_through_the_small_queue() {
-        let mut c = S3Fifo::new(100, 10);
-        c.insert("hot", 10);
+        let mut c: S3Fifo<_> = S3Fifo::new(100, 10);
+        c.insert("hot", 10, Arc::default());
         c.touch(&"hot");
         for i in 0..50 {
-            c.insert(format!("cold{i}").leak() as &str, 10);
+            c.insert(format!("cold{i}").leak() as &str, 10, Arc::default());
         }
         assert!(
             c.contains(&"hot"),
@@ -330,24 +364,24 @@ mod tests {
 
     #[test]
     fn a_ghost_hit_goes_straight_to_main() {
-        let mut c = S3Fifo::new(100, 10);
-        c.insert(1, 10);
+        let mut c: S3Fifo<_> = S3Fifo::new(100, 10);
+        c.insert(1, 10, Arc::default());
         for k in 2..20 {
-            c.insert(k, 10);
+            c.insert(k, 10, Arc::default());
         }
         assert!(!c.contains(&1));
-        c.insert(1, 10);
+        c.insert(1, 10, Arc::default());
         assert_eq!(c.entries.get(&1).map(|e| e.queue), Some(Queue::Main));
     }
 
     #[test]
     fn too_large_is_refused_and_remove_frees_bytes() {
-        let mut c = S3Fifo::new(100, 10);
-        assert_eq!(c.insert(1, 101), vec![1]);
-        c.insert(2, 60);
+        let mut c: S3Fifo<_> = S3Fifo::new(100, 10);
+        assert_eq!(c.insert(1, 101, Arc::default()), vec![1]);
+        c.insert(2, 60, Arc::default());
         assert!(c.remove(&2));
         assert_eq!(c.bytes(), 0);
-        c.insert(3, 100);
+        c.insert(3, 100, Arc::default());
         assert!(c.contains(&3));
     }
 
@@ -361,12 +395,12 @@ mod tests {
     proptest! {
         #[test]
         fn never_over_budget_and_accounting_holds(ops in proptest::collection::vec((0u32..50, 1u64..40, any::<bool>()), 1..400)) {
-            let mut c = S3Fifo::new(200, 10);
+            let mut c: S3Fifo<u32> = S3Fifo::new(200, 10);
             for (key, size, remove) in ops {
                 if remove {
                     c.remove(&key);
                 } else if !c.touch(&key) {
-                    c.insert(key, size);
+                    c.insert(key, size, Arc::default());
                 }
                 prop_assert!(c.bytes() <= 200);
                 let sum: u64 = c.entries.values().map(|e| e.size).sum();

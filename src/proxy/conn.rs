@@ -21,6 +21,7 @@ use crate::http::response::{ResponseHead, parse_response};
 use crate::http::target::Authority;
 
 use super::buf::Buf;
+use super::out::Out;
 use super::heads::{DownFraming, Identity, is_loop, write_client_response, write_upstream_request};
 use super::local::{HEALTH_BODY, LocalResponse, error_body};
 use super::route::{Decision, Destination, route};
@@ -96,7 +97,7 @@ pub struct Conn {
     /// The client address as written into X-Forwarded-For, formatted once.
     peer_ip: String,
     inbuf: Buf,
-    out: Buf,
+    out: Out,
     up_out: Buf,
     actions: VecDeque<Action>,
     ex: Option<Box<Exchange>>,
@@ -118,7 +119,7 @@ impl Conn {
             peer,
             peer_ip: peer.ip().to_string(),
             inbuf: Buf::with_capacity(cap),
-            out: Buf::with_capacity(cap),
+            out: Out::with_capacity(cap),
             up_out: Buf::default(),
             actions: VecDeque::new(),
             ex: None,
@@ -132,7 +133,7 @@ impl Conn {
 
     // ---- what the driver reads -------------------------------------------------------
 
-    pub fn client_out(&mut self) -> &mut Buf {
+    pub fn client_out(&mut self) -> &mut Out {
         &mut self.out
     }
 

@@ -7,6 +7,7 @@ pub mod buf;
 pub mod conn;
 pub mod heads;
 pub mod local;
+pub mod out;
 pub mod pool;
 pub mod route;
 pub mod stats;

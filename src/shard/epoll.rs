@@ -3,7 +3,7 @@
 //! edge-triggered, so each remembers whether it may still have data or room.
 
 use std::collections::VecDeque;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, IoSlice, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use slab::Slab;
 
 use crate::config::Config;
 use crate::http::target::Authority;
+use crate::proxy::out::IOV_MAX;
 use crate::proxy::stats::Stats;
 use crate::proxy::{Conn, UpstreamFailure};
 
@@ -285,7 +286,11 @@ impl Shard {
         if !c.writable || c.conn.client_out().is_empty() {
             return false;
         }
-        match c.stream.write(c.conn.client_out().pending()) {
+        let out = c.conn.client_out();
+        let mut runs = [&b""[..]; IOV_MAX];
+        let n = out.slices(&mut runs);
+        let iov: [IoSlice<'_>; IOV_MAX] = std::array::from_fn(|i| IoSlice::new(runs[i]));
+        match c.stream.write_vectored(&iov[..n]) {
             Ok(n) => {
                 c.conn.client_out().consume(n);
                 c.conn.on_client_written(self.date.now(now));

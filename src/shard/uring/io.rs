@@ -3,6 +3,7 @@
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+use crate::proxy::out::{IOV_MAX, Out};
 use crate::shard::dns::Wake;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,8 +58,12 @@ pub(super) struct Io {
     pub(super) throttled: bool,
     pub(super) eof: bool,
     pub(super) failed: bool,
-    pub(super) sending: Vec<u8>,
-    pub(super) sent: usize,
+    /// What was handed to the kernel, or is waiting to be (kept alive until sent).
+    pub(super) sending: Out,
+    /// The vector and message header of a vectored send in flight: the kernel reads
+    /// them when it processes the op, so they live here rather than on a stack.
+    pub(super) iov: Box<[libc::iovec; IOV_MAX]>,
+    pub(super) msg: Box<libc::msghdr>,
     pub(super) send_inflight: bool,
     pub(super) closing: bool,
     pub(super) ops: u32,
@@ -74,8 +79,15 @@ impl Io {
             throttled: false,
             eof: false,
             failed: false,
-            sending: Vec::new(),
-            sent: 0,
+            sending: Out::default(),
+            iov: Box::new(
+                [libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                }; IOV_MAX],
+            ),
+            // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+            msg: Box::new(unsafe { std::mem::zeroed() }),
             send_inflight: false,
             closing: false,
             ops: 0,
@@ -88,7 +100,30 @@ impl Io {
 
     /// Bytes handed to the kernel or waiting to be.
     pub(super) fn unsent(&self) -> usize {
-        self.sending.len() - self.sent
+        self.sending.len()
+    }
+
+    /// The send op for what is queued: a plain send for one run of bytes, a vectored
+    /// one when a cached object's segments follow a head.
+    pub(super) fn send_entry(&mut self) -> io_uring::squeue::Entry {
+        use io_uring::{opcode, types::Fd};
+        let mut runs = [&b""[..]; IOV_MAX];
+        let n = self.sending.slices(&mut runs);
+        if n <= 1 {
+            let p = self.sending.pending();
+            return opcode::Send::new(Fd(self.raw()), p.as_ptr(), p.len() as u32)
+                .flags(libc::MSG_NOSIGNAL)
+                .build();
+        }
+        for (v, r) in self.iov.iter_mut().zip(&runs[..n]) {
+            v.iov_base = r.as_ptr() as *mut libc::c_void;
+            v.iov_len = r.len();
+        }
+        self.msg.msg_iov = self.iov.as_mut_ptr();
+        self.msg.msg_iovlen = n;
+        opcode::SendMsg::new(Fd(self.raw()), &*self.msg)
+            .flags(libc::MSG_NOSIGNAL as u32)
+            .build()
     }
 }
 

@@ -35,6 +35,28 @@ use bufring::BufRing;
 use io::{EventFd, Io, Op, token, untoken};
 
 const BUFFER_GROUP: u16 = 0;
+
+/// A connection's queued output on one side.
+enum Queued<'a> {
+    Client(&'a mut crate::proxy::out::Out),
+    Upstream(&'a mut crate::proxy::buf::Buf),
+}
+
+impl Queued<'_> {
+    fn is_empty(&self) -> bool {
+        match self {
+            Queued::Client(o) => o.is_empty(),
+            Queued::Upstream(b) => b.is_empty(),
+        }
+    }
+
+    fn move_into(self, sending: &mut crate::proxy::out::Out) {
+        match self {
+            Queued::Client(o) => sending.take_from(o),
+            Queued::Upstream(b) => sending.take_from_buf(b),
+        }
+    }
+}
 const TICK: Duration = Duration::from_millis(100);
 
 struct Client {
@@ -250,7 +272,7 @@ impl Shard {
             return;
         };
         let (io, out) = match op {
-            Op::ClientSend => (&mut c.io, c.conn.client_out()),
+            Op::ClientSend => (&mut c.io, Queued::Client(c.conn.client_out())),
             _ => {
                 let Some(up) = c.link.upstream.and_then(|ui| self.upstreams.get_mut(ui)) else {
                     return;
@@ -258,27 +280,19 @@ impl Shard {
                 if !up.connected {
                     return;
                 }
-                (&mut up.io, c.conn.upstream_out())
+                (&mut up.io, Queued::Upstream(c.conn.upstream_out()))
             }
         };
         if io.send_inflight || io.failed || (io.unsent() == 0 && out.is_empty()) {
             return;
         }
-        if io.unsent() == 0 {
-            io.sending.clear();
-            io.sent = 0;
-        }
-        out.take_into(&mut io.sending);
+        out.move_into(&mut io.sending);
         let index = if op == Op::ClientSend {
             ci
         } else {
             c.link.upstream.unwrap_or(0)
         };
-        let pending = &io.sending[io.sent..];
-        let e = opcode::Send::new(Fd(io.raw()), pending.as_ptr(), pending.len() as u32)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(token(op, index, io.generation));
+        let e = io.send_entry().user_data(token(op, index, io.generation));
         io.send_inflight = true;
         io.ops += 1;
         self.push(e);
@@ -411,7 +425,7 @@ impl Shard {
         c.io.send_inflight = false;
         c.io.ops -= 1;
         if res > 0 {
-            c.io.sent += res as usize;
+            c.io.sending.consume(res as usize);
             c.conn.on_client_written(self.date.now(now));
         } else if res < 0 {
             c.io.failed = true;

@@ -132,7 +132,7 @@ impl Shard {
         };
         let now_ = self.date.now(now);
         if res > 0 {
-            up.io.sent += res as usize;
+            up.io.sending.consume(res as usize);
             c.conn.on_upstream_written(now_);
         } else if res < 0 {
             up.io.failed = true;

@@ -1,0 +1,280 @@
+//! A stored response: the head serialised once at store time (everything a hit repeats
+//! verbatim), the body as refcounted bytes, and what freshness needs, parsed once.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU8;
+
+use bytes::Bytes;
+
+use super::control::CacheControl;
+use super::freshness::{Heuristic, Times, current_age, lifetime};
+use super::s3fifo::Hits;
+use crate::http::headers::{list_items, trim, write_decimal, write_field};
+
+/// What a stored object costs beyond its bytes (the object, its map slot and its
+/// policy entry), so the budget counts memory rather than payload.
+pub const OBJECT_OVERHEAD_BYTES: u64 = 320;
+
+/// The fields of a response as stored: the ones that describe the representation,
+/// without those a proxy writes for each response (framing, connection).
+#[derive(Debug, Clone)]
+pub struct Fields {
+    pub status: u16,
+    pub reason: Vec<u8>,
+    pub list: Vec<(String, Vec<u8>)>,
+}
+
+impl Fields {
+    /// The storable fields of an origin response; `drops` names its hop-by-hop fields.
+    pub fn from_response<'a>(
+        status: u16,
+        reason: &[u8],
+        fields: impl Iterator<Item = (&'a str, &'a [u8])>,
+        drops: impl Fn(&str) -> bool,
+    ) -> Fields {
+        let list = fields
+            .filter(|(n, _)| !drops(n) && !is_written_per_response(n))
+            .map(|(n, v)| (n.to_string(), v.to_vec()))
+            .collect();
+        Fields {
+            status,
+            reason: reason.to_vec(),
+            list,
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.list.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// RFC 9111 §3.2: a 304 (or HEAD) response's fields replace the stored ones of the
+    /// same name; the stored status and body stay.
+    pub fn update_from(&mut self, newer: &Fields) {
+        for (name, _) in &newer.list {
+            self.list.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        }
+        self.list.extend(newer.list.iter().cloned());
+    }
+
+    /// The Vary field names, lower-cased; `Err` for `Vary: *` (never matches).
+    pub fn vary(&self) -> Result<Option<Box<[Box<str>]>>, VaryStar> {
+        let mut names: Vec<Box<str>> = Vec::new();
+        for (_, v) in self.iter().filter(|(n, _)| n.eq_ignore_ascii_case("vary")) {
+            for item in list_items(v) {
+                if item == b"*" {
+                    return Err(VaryStar);
+                }
+                let name = String::from_utf8_lossy(item).to_ascii_lowercase();
+                if !names.iter().any(|n| **n == *name) {
+                    names.push(name.into());
+                }
+            }
+        }
+        names.sort();
+        Ok((!names.is_empty()).then(|| names.into_boxed_slice()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VaryStar;
+
+/// Fields a proxy writes itself for every response it sends: not stored.
+fn is_written_per_response(name: &str) -> bool {
+    [
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "cache-status",
+    ]
+    .iter()
+    .any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// Stored (freshness needs them) but written fresh for each hit.
+fn is_per_hit(name: &str) -> bool {
+    name.eq_ignore_ascii_case("date") || name.eq_ignore_ascii_case("age")
+}
+
+/// Times read from a response's fields, with when its request went out and when it
+/// came back (UNIX seconds).
+pub fn read_times(fields: &Fields, request_time: u64, response_time: u64) -> Times {
+    let date_of = |name: &str| {
+        fields
+            .get(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|s| httpdate::parse_http_date(s.trim()).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+    };
+    Times {
+        request_time,
+        response_time,
+        date: date_of("date"),
+        age: fields
+            .get("age")
+            .and_then(|v| std::str::from_utf8(trim(v)).ok()?.parse().ok()),
+        expires: fields.get("expires").map(|_| date_of("expires")),
+        last_modified: date_of("last-modified"),
+    }
+}
+
+/// One stored response.
+#[derive(Debug)]
+pub struct Object {
+    pub fields: Fields,
+    /// Status line and stored fields, each line ending in CRLF, with Via and
+    /// Content-Length; a hit adds Date, Age, Cache-Status, Connection and the blank line.
+    pub head: Bytes,
+    pub body: Bytes,
+    pub times: Times,
+    /// Freshness lifetime, seconds.
+    pub lifetime: u64,
+    pub control: CacheControl,
+    pub vary: Option<Box<[Box<str>]>>,
+    hits: AtomicU8,
+}
+
+/// What building an object needs besides the response.
+#[derive(Debug, Clone, Copy)]
+pub struct Build<'a> {
+    pub via_name: &'a str,
+    pub heuristic: Heuristic,
+}
+
+impl Object {
+    /// `fields` must have passed `storable` and must not carry `Vary: *`.
+    pub fn new(fields: Fields, body: Bytes, times: Times, b: Build<'_>) -> Object {
+        let control = CacheControl::from_fields(fields.iter());
+        let life = lifetime(&control, &times, fields.status, b.heuristic);
+        let head = serialise(&fields, body.len() as u64, b.via_name);
+        let vary = fields.vary().ok().flatten();
+        Object {
+            fields,
+            head: Bytes::from(head),
+            body,
+            times,
+            lifetime: life,
+            control,
+            vary,
+            hits: AtomicU8::new(0),
+        }
+    }
+
+    /// Bytes charged against the budget.
+    pub fn cost(&self, key_len: usize) -> u64 {
+        (self.head.len() + self.body.len() + key_len) as u64 + OBJECT_OVERHEAD_BYTES
+    }
+
+    pub fn age(&self, now: u64) -> u64 {
+        current_age(&self.times, now)
+    }
+
+    pub fn status(&self) -> u16 {
+        self.fields.status
+    }
+
+    pub fn etag(&self) -> Option<&[u8]> {
+        self.fields.get("etag")
+    }
+
+    pub fn last_modified(&self) -> Option<&[u8]> {
+        self.fields.get("last-modified")
+    }
+}
+
+impl Hits for Arc<Object> {
+    fn counter(&self) -> &AtomicU8 {
+        &self.hits
+    }
+}
+
+fn serialise(fields: &Fields, body_len: u64, via_name: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + fields.list.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    write_decimal(&mut out, u64::from(fields.status));
+    out.push(b' ');
+    out.extend_from_slice(&fields.reason);
+    out.extend_from_slice(b"\r\n");
+    let mut via = Vec::new();
+    for (name, value) in fields.iter() {
+        if name.eq_ignore_ascii_case("via") {
+            for item in list_items(value) {
+                via.extend_from_slice(item);
+                via.extend_from_slice(b", ");
+            }
+        } else if !is_per_hit(name) {
+            write_field(&mut out, name.as_bytes(), value);
+        }
+    }
+    via.extend_from_slice(b"1.1 ");
+    via.extend_from_slice(via_name.as_bytes());
+    write_field(&mut out, b"Via", &via);
+    if !matches!(fields.status, 204 | 304) {
+        out.extend_from_slice(b"Content-Length: ");
+        write_decimal(&mut out, body_len);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(list: &[(&str, &str)]) -> Fields {
+        Fields::from_response(
+            200,
+            b"OK",
+            list.iter().map(|(n, v)| (*n, v.as_bytes())),
+            |n| n.eq_ignore_ascii_case("x-hop"),
+        )
+    }
+
+    #[test]
+    fn head_keeps_representation_fields_and_states_length() {
+        let f = fields(&[
+            ("Content-Type", "text/plain"),
+            ("Content-Length", "999"),
+            ("Date", "Sat, 28 Nov 2026 00:00:00 GMT"),
+            ("X-Hop", "1"),
+            ("Via", "1.0 upstream"),
+            ("Cache-Control", "max-age=60"),
+        ]);
+        let times = read_times(&f, 100, 101);
+        assert!(times.date.is_some());
+        let o = Object::new(
+            f,
+            Bytes::from_static(b"hello"),
+            times,
+            Build {
+                via_name: "distilld",
+                heuristic: Heuristic::default(),
+            },
+        );
+        let head = std::str::from_utf8(&o.head).unwrap_or_default();
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCache-Control: max-age=60\r\n\
+             Via: 1.0 upstream, 1.1 distilld\r\nContent-Length: 5\r\n"
+        );
+        assert_eq!(o.lifetime, 60);
+    }
+
+    #[test]
+    fn update_replaces_fields_by_name_and_vary_is_read() {
+        let mut f = fields(&[("ETag", "\"a\""), ("Vary", "Accept-Encoding, accept-language")]);
+        f.update_from(&fields(&[("etag", "\"b\""), ("Cache-Control", "max-age=5")]));
+        assert_eq!(f.get("ETag"), Some(&b"\"b\""[..]));
+        assert_eq!(f.get("cache-control"), Some(&b"max-age=5"[..]));
+        let names = f.vary().ok().flatten().unwrap_or_default();
+        assert_eq!(&*names, &["accept-encoding".into(), "accept-language".into()]);
+        assert_eq!(fields(&[("Vary", "*")]).vary(), Err(VaryStar));
+    }
+}
