@@ -26,7 +26,10 @@ pub fn variant<'a>(
         key.push('\n');
         key.push_str(name);
         let mut present = false;
-        for (_, v) in request.clone().filter(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        for (_, v) in request
+            .clone()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
             key.push(if present { ',' } else { '=' });
             present = true;
             for (i, item) in v.split(|&b| b == b',').enumerate() {
@@ -55,7 +58,10 @@ mod tests {
             k(&[("Accept-Encoding", "gzip, br")]),
             k(&[("accept-encoding", "gzip,br"), ("X-Other", "1")])
         );
-        assert_ne!(k(&[("Accept-Encoding", "gzip")]), k(&[("Accept-Encoding", "br")]));
+        assert_ne!(
+            k(&[("Accept-Encoding", "gzip")]),
+            k(&[("Accept-Encoding", "br")])
+        );
         assert_ne!(k(&[]), k(&[("Accept-Encoding", "")]));
         assert_eq!(
             k(&[("Accept-Encoding", "gzip"), ("Accept-Encoding", "br")]),

@@ -196,7 +196,13 @@ impl Hits for Arc<Object> {
 }
 
 fn serialise(fields: &Fields, body_len: u64, via_name: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + fields.list.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>());
+    let mut out = Vec::with_capacity(
+        64 + fields
+            .list
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 4)
+            .sum::<usize>(),
+    );
     out.extend_from_slice(b"HTTP/1.1 ");
     write_decimal(&mut out, u64::from(fields.status));
     out.push(b' ');
@@ -269,12 +275,21 @@ mod tests {
 
     #[test]
     fn update_replaces_fields_by_name_and_vary_is_read() {
-        let mut f = fields(&[("ETag", "\"a\""), ("Vary", "Accept-Encoding, accept-language")]);
-        f.update_from(&fields(&[("etag", "\"b\""), ("Cache-Control", "max-age=5")]));
+        let mut f = fields(&[
+            ("ETag", "\"a\""),
+            ("Vary", "Accept-Encoding, accept-language"),
+        ]);
+        f.update_from(&fields(&[
+            ("etag", "\"b\""),
+            ("Cache-Control", "max-age=5"),
+        ]));
         assert_eq!(f.get("ETag"), Some(&b"\"b\""[..]));
         assert_eq!(f.get("cache-control"), Some(&b"max-age=5"[..]));
         let names = f.vary().ok().flatten().unwrap_or_default();
-        assert_eq!(&*names, &["accept-encoding".into(), "accept-language".into()]);
+        assert_eq!(
+            &*names,
+            &["accept-encoding".into(), "accept-language".into()]
+        );
         assert_eq!(fields(&[("Vary", "*")]).vary(), Err(VaryStar));
     }
 }

@@ -54,7 +54,7 @@ impl RequestHead {
     }
 
     /// Name and value of every field, in order.
-    pub fn fields(&self) -> impl Iterator<Item = (&str, &[u8])> {
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &[u8])> + Clone {
         self.fields
             .iter()
             .map(|(n, v)| (self.str_at(n), &self.raw[v.clone()]))

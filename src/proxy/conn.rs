@@ -13,6 +13,8 @@ use std::time::Instant;
 
 use thiserror::Error;
 
+use crate::cache::Store;
+use crate::cache::flight::Flight;
 use crate::config::Config;
 use crate::http::HttpError;
 use crate::http::body::{BodyDecoder, BodyEncoder, Framing};
@@ -21,11 +23,15 @@ use crate::http::response::{ResponseHead, parse_response};
 use crate::http::target::Authority;
 
 use super::buf::Buf;
-use super::out::Out;
+use super::heads::Validators;
 use super::heads::{DownFraming, Identity, is_loop, write_client_response, write_upstream_request};
 use super::local::{HEALTH_BODY, LocalResponse, error_body};
+use super::out::Out;
 use super::route::{Decision, Destination, route};
 use super::stats::Stats;
+use caching::{CacheCtx, Consult, ResponsePlan};
+
+mod caching;
 
 /// The time of an event, as the driver read it once for a batch of events.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +39,8 @@ pub struct Now<'a> {
     pub instant: Instant,
     /// IMF-fixdate for Date fields, refreshed by the driver once a second.
     pub date: &'a [u8],
+    /// The same moment as UNIX seconds (cache ages and freshness).
+    pub unix_secs: u64,
 }
 
 /// What the connection asks of the driver about its upstream connection.
@@ -45,6 +53,27 @@ pub enum Action {
     Release,
     /// Close the upstream connection, or cancel its acquisition.
     CloseUpstream,
+    /// Another request is fetching what this one needs: call `on_flight_done` when its
+    /// flight ends.
+    AwaitFlight(FlightWait),
+}
+
+/// A flight to wait on (compared by identity).
+#[derive(Clone)]
+pub struct FlightWait(pub Arc<Flight>);
+
+impl PartialEq for FlightWait {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for FlightWait {}
+
+impl std::fmt::Debug for FlightWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FlightWait({} waiting)", self.0.waiters())
+    }
 }
 
 /// Why an upstream connection could not be had.
@@ -58,7 +87,13 @@ pub enum UpstreamFailure {
 
 #[derive(Debug)]
 enum Phase {
-    Acquiring { since: Instant },
+    /// Waiting on another request's fetch of the same URL (collapsed).
+    Waiting {
+        since: Instant,
+    },
+    Acquiring {
+        since: Instant,
+    },
     Attached,
 }
 
@@ -72,7 +107,11 @@ enum Response {
 #[derive(Debug)]
 struct Exchange {
     head: RequestHead,
+    dest: Destination,
     origin: Authority,
+    cache: Option<Box<CacheCtx>>,
+    /// The cache answered; the origin's body is read to keep the connection and dropped.
+    discard_body: bool,
     started: Instant,
     keep_alive: bool,
     up_head: Vec<u8>,
@@ -93,6 +132,7 @@ struct Exchange {
 pub struct Conn {
     cfg: Arc<Config>,
     stats: Arc<Stats>,
+    cache: Option<Arc<Store>>,
     peer: SocketAddr,
     /// The client address as written into X-Forwarded-For, formatted once.
     peer_ip: String,
@@ -111,11 +151,18 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(cfg: Arc<Config>, stats: Arc<Stats>, peer: SocketAddr, now: Now<'_>) -> Conn {
+    pub fn new(
+        cfg: Arc<Config>,
+        stats: Arc<Stats>,
+        cache: Option<Arc<Store>>,
+        peer: SocketAddr,
+        now: Now<'_>,
+    ) -> Conn {
         let cap = cfg.limits.io_buffer_bytes.min(16 * 1024);
         Conn {
             cfg,
             stats,
+            cache,
             peer,
             peer_ip: peer.ip().to_string(),
             inbuf: Buf::with_capacity(cap),
@@ -311,6 +358,21 @@ impl Conn {
         }
     }
 
+    /// The flight this connection waited on ended: look the URL up again.
+    pub fn on_flight_done(&mut self, now: Now<'_>) {
+        if !self
+            .ex
+            .as_ref()
+            .is_some_and(|ex| matches!(ex.phase, Phase::Waiting { .. }))
+        {
+            return;
+        }
+        if let Some(ex) = self.ex.take() {
+            self.resume_after_wait(*ex, now);
+            self.advance(now);
+        }
+    }
+
     // ---- time ------------------------------------------------------------------------
 
     pub fn on_tick(&mut self, now: Now<'_>) {
@@ -334,6 +396,15 @@ impl Conn {
             return;
         };
         match ex.phase {
+            Phase::Waiting { since } => {
+                if t.saturating_duration_since(since) >= self.cfg.cache.collapse_wait {
+                    // The fetch waited on is taking too long: fetch for ourselves.
+                    if let Some(ex) = self.ex.take() {
+                        self.resume_after_wait(*ex, now);
+                        self.advance(now);
+                    }
+                }
+            }
             Phase::Acquiring { since } => {
                 if t.saturating_duration_since(since) >= to.upstream_connect {
                     self.stats.upstream_timeouts.incr();
@@ -435,31 +506,91 @@ impl Conn {
             self.refuse_malformed(&HttpError::BodyTooLarge { limit: max }, now);
             return;
         }
+        if head.method() == "PURGE" {
+            self.purge(&head, &dest, now);
+            return;
+        }
+        match self.consult_cache(&head, &dest, false, now) {
+            Consult::Answered => {}
+            Consult::Fetch(ctx) => self.start_fetch(head, dest, ctx, now),
+            Consult::Wait(ctx, flight) => {
+                let mut ex = self.exchange(head, dest, Some(ctx), now);
+                ex.phase = Phase::Waiting { since: now.instant };
+                self.ex = Some(ex);
+                self.actions
+                    .push_back(Action::AwaitFlight(FlightWait(flight)));
+            }
+        }
+    }
+
+    /// After a wait on another request's fetch: answered from the cache now, or fetched
+    /// by this request (it does not wait twice).
+    fn resume_after_wait(&mut self, ex: Exchange, now: Now<'_>) {
+        let Exchange { head, dest, .. } = ex;
+        match self.consult_cache(&head, &dest, true, now) {
+            Consult::Answered => {}
+            Consult::Fetch(ctx) => self.start_fetch(head, dest, ctx, now),
+            Consult::Wait(ctx, _) => self.start_fetch(head, dest, Some(ctx), now),
+        }
+    }
+
+    /// Sends the request upstream (asks the driver for a connection).
+    fn start_fetch(
+        &mut self,
+        head: RequestHead,
+        dest: Destination,
+        cache: Option<Box<CacheCtx>>,
+        now: Now<'_>,
+    ) {
         if head.expect_continue && head.has_body() && head.minor_version == 1 {
             // The body is within limits, so ask for it; Expect is not forwarded.
             self.out.extend(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
-        let mut up_head = Vec::with_capacity(256 + head.fields().count() * 32);
+        let mut ex = self.exchange(head, dest, cache, now);
         let id = Identity {
             via_name: &self.cfg.via_name,
             x_forwarded_for: self.cfg.x_forwarded_for,
         };
-        write_upstream_request(&mut up_head, &head, &dest, &self.peer_ip, id);
+        let revalidate = Conn::revalidation(ex.cache.as_deref()).map(|o| Validators {
+            etag: o.etag(),
+            last_modified: o.last_modified(),
+        });
+        write_upstream_request(
+            &mut ex.up_head,
+            &ex.head,
+            &ex.dest,
+            &self.peer_ip,
+            id,
+            revalidate,
+        );
+        self.actions.push_back(Action::Acquire {
+            origin: ex.origin.clone(),
+            pooled_ok: true,
+        });
+        self.ex = Some(ex);
+    }
+
+    fn exchange(
+        &self,
+        head: RequestHead,
+        dest: Destination,
+        cache: Option<Box<CacheCtx>>,
+        now: Now<'_>,
+    ) -> Box<Exchange> {
         let (req_dec, req_enc) = match head.framing {
             RequestFraming::None => (BodyDecoder::new(Framing::None), BodyEncoder::Raw),
             RequestFraming::Length(n) => (BodyDecoder::new(Framing::Length(n)), BodyEncoder::Raw),
             RequestFraming::Chunked => (BodyDecoder::new(Framing::Chunked), BodyEncoder::Chunked),
         };
-        self.actions.push_back(Action::Acquire {
-            origin: dest.origin.clone(),
-            pooled_ok: true,
-        });
-        self.ex = Some(Box::new(Exchange {
+        Box::new(Exchange {
             keep_alive: head.wants_keep_alive(),
+            up_head: Vec::with_capacity(256 + head.fields().count() * 32),
             head,
-            origin: dest.origin,
+            origin: dest.origin.clone(),
+            dest,
+            cache,
+            discard_body: false,
             started: now.instant,
-            up_head,
             req_dec,
             req_enc,
             req_bytes: 0,
@@ -472,7 +603,7 @@ impl Conn {
             status: 0,
             resp_bytes: 0,
             last_upstream: now.instant,
-        }));
+        })
     }
 
     /// Moves request body bytes from the client's input to the origin's output, as far
@@ -535,7 +666,7 @@ impl Conn {
                 Ok(Some((resp, n))) => {
                     let rest = ex.resp_buf.split_off(n);
                     ex.resp_buf = Vec::new();
-                    self.start_response(&resp);
+                    self.start_response(&resp, now);
                     self.feed_body(&rest, now);
                     return;
                 }
@@ -543,10 +674,32 @@ impl Conn {
         }
     }
 
-    fn start_response(&mut self, resp: &ResponseHead) {
-        let Some(ex) = self.ex.as_mut() else { return };
+    fn start_response(&mut self, resp: &ResponseHead, now: Now<'_>) {
+        let Some(mut ex) = self.ex.take() else { return };
+        let plan = match ex.cache.take() {
+            Some(mut ctx) => {
+                let plan = self.on_cached_response(&mut ctx, &ex.head, resp, now);
+                ex.cache = Some(ctx);
+                plan
+            }
+            None => ResponsePlan::Stream(Vec::new()),
+        };
+        ex.status = resp.status;
+        ex.upstream_reusable = resp.origin_keeps_alive();
         let minor = ex.head.minor_version;
         let down = DownFraming::choose(resp.framing, minor);
+        let cache_status = match plan {
+            ResponsePlan::Served => {
+                ex.discard_body = true;
+                ex.resp = Response::Body {
+                    dec: BodyDecoder::new(resp.framing),
+                    enc: BodyEncoder::Raw,
+                };
+                self.ex = Some(ex);
+                return;
+            }
+            ResponsePlan::Stream(line) => line,
+        };
         ex.keep_alive = ex.keep_alive && down != DownFraming::Close && !self.client_eof;
         write_client_response(
             self.out.tail(),
@@ -555,9 +708,8 @@ impl Conn {
             ex.keep_alive,
             minor,
             &self.cfg.via_name,
+            &cache_status,
         );
-        ex.status = resp.status;
-        ex.upstream_reusable = resp.origin_keeps_alive();
         let enc = if down == DownFraming::Chunked {
             BodyEncoder::Chunked
         } else {
@@ -567,9 +719,11 @@ impl Conn {
             dec: BodyDecoder::new(resp.framing),
             enc,
         };
+        self.ex = Some(ex);
     }
 
     fn feed_body(&mut self, data: &[u8], now: Now<'_>) {
+        let max = self.cfg.cache.object_bytes_max;
         let Some(ex) = self.ex.as_mut() else { return };
         let Response::Body { dec, enc } = &mut ex.resp else {
             return;
@@ -578,8 +732,13 @@ impl Conn {
         while at < data.len() && !dec.is_done() {
             match dec.decode(&data[at..]) {
                 Ok((n, piece)) => {
-                    enc.encode(piece, self.out.tail());
-                    ex.resp_bytes += piece.len() as u64;
+                    if !ex.discard_body {
+                        enc.encode(piece, self.out.tail());
+                        ex.resp_bytes += piece.len() as u64;
+                    }
+                    if let Some(ctx) = ex.cache.as_mut() {
+                        ctx.capture_body(piece, max);
+                    }
                     at += n;
                 }
                 Err(e) => {
@@ -599,7 +758,12 @@ impl Conn {
     }
 
     fn complete_exchange(&mut self, now: Now<'_>) {
-        let Some(ex) = self.ex.take() else { return };
+        let Some(mut ex) = self.ex.take() else { return };
+        if let Some(ctx) = ex.cache.as_mut() {
+            // Stored before `ex` (and the flight it leads) is dropped below, so the
+            // requests that waited find it.
+            self.finish_capture(ctx, &ex.head);
+        }
         let request_done = ex.req_dec.is_done();
         if ex.upstream_reusable && request_done && self.up_out.is_empty() {
             self.actions.push_back(Action::Release);
@@ -610,14 +774,17 @@ impl Conn {
         if !request_done || !ex.keep_alive {
             self.no_more_requests = true;
         }
-        self.log_access(
-            &ex.head,
-            ex.status,
-            ex.resp_bytes,
-            ex.started,
-            now,
-            Some(&ex.origin),
-        );
+        if !ex.discard_body {
+            self.log_access(
+                &ex.head,
+                ex.status,
+                ex.resp_bytes,
+                ex.started,
+                now,
+                Some(&ex.origin),
+            );
+        }
+        drop(ex);
         self.advance(now);
     }
 
@@ -643,6 +810,16 @@ impl Conn {
         }
         self.actions.push_back(Action::CloseUpstream);
         self.up_out.clear();
+        if status >= 500
+            && let Some(ctx) = ex.cache.as_deref()
+            && self.serve_stale_on_error(ctx, &ex.head, now)
+        {
+            tracing::warn!(client = %self.peer, target = ex.head.target(),
+                "{status}: {detail}; served the stale stored response (stale-if-error)");
+            drop(ex);
+            self.advance(now);
+            return;
+        }
         tracing::warn!(client = %self.peer, target = ex.head.target(), "{status}: {detail}");
         let keep = ex.keep_alive && ex.req_dec.is_done() && !matches!(status, 400 | 413);
         let body = error_body(status, detail);

@@ -29,12 +29,21 @@ pub fn is_loop(head: &RequestHead, via_name: &str) -> bool {
         })
 }
 
+/// The validators of a stored response, sent to the origin in place of the client's
+/// own preconditions when the cache revalidates it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Validators<'a> {
+    pub etag: Option<&'a [u8]>,
+    pub last_modified: Option<&'a [u8]>,
+}
+
 pub fn write_upstream_request(
     out: &mut Vec<u8>,
     head: &RequestHead,
     dest: &Destination,
     client_ip: &str,
     id: Identity<'_>,
+    revalidate: Option<Validators<'_>>,
 ) {
     out.extend_from_slice(head.method().as_bytes());
     out.push(b' ');
@@ -48,8 +57,19 @@ pub fn write_upstream_request(
             append_list(&mut via, value);
         } else if id.x_forwarded_for && name.eq_ignore_ascii_case("x-forwarded-for") {
             append_list(&mut xff, value);
-        } else if !head.connection.drops(name) && !is_framing_or_local(name) {
+        } else if !head.connection.drops(name)
+            && !is_framing_or_local(name)
+            && (revalidate.is_none() || !is_precondition(name))
+        {
             write_field(out, name.as_bytes(), value);
+        }
+    }
+    if let Some(v) = revalidate {
+        if let Some(etag) = v.etag {
+            write_field(out, b"If-None-Match", etag);
+        }
+        if let Some(lm) = v.last_modified {
+            write_field(out, b"If-Modified-Since", lm);
         }
     }
     append_via(&mut via, head.minor_version, id.via_name);
@@ -94,6 +114,7 @@ impl DownFraming {
     }
 }
 
+/// `extra` is whole header lines (each ending in CRLF) the proxy adds, e.g. Cache-Status.
 pub fn write_client_response(
     out: &mut Vec<u8>,
     resp: &ResponseHead,
@@ -101,6 +122,7 @@ pub fn write_client_response(
     keep_alive: bool,
     client_minor: u8,
     via_name: &str,
+    extra: &[u8],
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
     write_decimal(out, u64::from(resp.status));
@@ -130,6 +152,7 @@ pub fn write_client_response(
         DownFraming::Chunked => write_field(out, b"Transfer-Encoding", b"chunked"),
         DownFraming::None | DownFraming::Close => {}
     }
+    out.extend_from_slice(extra);
     write_connection(out, keep_alive, client_minor);
     out.extend_from_slice(b"\r\n");
 }
@@ -141,6 +164,18 @@ pub fn write_connection(out: &mut Vec<u8>, keep_alive: bool, client_minor: u8) {
     } else if client_minor == 0 {
         write_field(out, b"Connection", b"keep-alive");
     }
+}
+
+fn is_precondition(name: &str) -> bool {
+    [
+        "if-none-match",
+        "if-modified-since",
+        "if-match",
+        "if-unmodified-since",
+        "if-range",
+    ]
+    .iter()
+    .any(|n| n.eq_ignore_ascii_case(name))
 }
 
 fn is_framing_or_local(name: &str) -> bool {
@@ -201,7 +236,7 @@ mod tests {
             host_field: "o.test".into(),
         };
         let mut out = Vec::new();
-        write_upstream_request(&mut out, &head, &dest, "127.0.0.1", ID);
+        write_upstream_request(&mut out, &head, &dest, "127.0.0.1", ID, None);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
@@ -215,7 +250,15 @@ mod tests {
         let raw = b"HTTP/1.1 200 OK\r\nConnection: X-A\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n";
         let (resp, _) = parse_response(raw, LIMITS, false).unwrap().unwrap();
         let mut out = Vec::new();
-        write_client_response(&mut out, &resp, DownFraming::Close, false, 0, "distilld");
+        write_client_response(
+            &mut out,
+            &resp,
+            DownFraming::Close,
+            false,
+            0,
+            "distilld",
+            b"",
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nVia: 1.1 distilld\r\nConnection: close\r\n\r\n"

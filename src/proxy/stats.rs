@@ -31,6 +31,13 @@ pub struct Stats {
     pub upstream_errors: Counter,
     pub upstream_timeouts: Counter,
     pub truncated_responses: Counter,
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    pub cache_stores: Counter,
+    pub cache_revalidated: Counter,
+    pub cache_collapsed: Counter,
+    pub cache_invalidations: Counter,
+    pub cache_purges: Counter,
 }
 
 impl Stats {

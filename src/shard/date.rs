@@ -6,16 +6,24 @@ use crate::proxy::Now;
 
 pub struct DateCache {
     text: String,
+    unix_secs: u64,
     refreshed: Option<Instant>,
 }
 
 impl Default for DateCache {
     fn default() -> Self {
+        let wall = SystemTime::now();
         DateCache {
-            text: httpdate::fmt_http_date(SystemTime::now()),
+            text: httpdate::fmt_http_date(wall),
+            unix_secs: unix_secs(wall),
             refreshed: None,
         }
     }
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl DateCache {
@@ -24,7 +32,9 @@ impl DateCache {
             .refreshed
             .is_none_or(|t| now.saturating_duration_since(t).as_millis() >= 500);
         if stale {
-            self.text = httpdate::fmt_http_date(SystemTime::now());
+            let wall = SystemTime::now();
+            self.text = httpdate::fmt_http_date(wall);
+            self.unix_secs = unix_secs(wall);
             self.refreshed = Some(now);
         }
     }
@@ -38,6 +48,7 @@ impl DateCache {
         Now {
             instant,
             date: self.text.as_bytes(),
+            unix_secs: self.unix_secs,
         }
     }
 }

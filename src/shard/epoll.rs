@@ -18,9 +18,9 @@ use crate::proxy::out::IOV_MAX;
 use crate::proxy::stats::Stats;
 use crate::proxy::{Conn, UpstreamFailure};
 
+use super::Node;
 use super::REFUSED_RESPONSE;
 use super::date::DateCache;
-use super::dns::Resolver;
 use super::upstreams::{self, Driver, Link, Lookups};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -74,7 +74,7 @@ impl Shard {
         cfg: Arc<Config>,
         stats: Arc<Stats>,
         listener: std::net::TcpListener,
-        resolver: Resolver,
+        node: Node,
     ) -> std::io::Result<Shard> {
         let mut listener = TcpListener::from_std(listener);
         let poll = Poll::new()?;
@@ -88,7 +88,7 @@ impl Shard {
             listener,
             clients: Slab::new(),
             upstreams: Slab::new(),
-            lookups: Lookups::new(&cfg, resolver, waker),
+            lookups: Lookups::new(&cfg, node, waker),
             read_buf: vec![0; cfg.limits.io_buffer_bytes],
             ready: VecDeque::new(),
             date: DateCache::default(),
@@ -136,7 +136,7 @@ impl Shard {
         let hup = event.is_read_closed() || event.is_error();
         match event.token() {
             LISTENER => self.accept_all(now),
-            WAKER => upstreams::take_dns_answers(self, now),
+            WAKER => upstreams::take_wakeups(self, now),
             Token(t) if t & UPSTREAM_BIT != 0 => {
                 let ui = t & !UPSTREAM_BIT;
                 let Some(up) = self.upstreams.get_mut(ui) else {
@@ -202,6 +202,7 @@ impl Shard {
         let conn = Conn::new(
             self.cfg.clone(),
             self.stats.clone(),
+            self.lookups.cache.clone(),
             peer,
             self.date.now(now),
         );
@@ -546,9 +547,9 @@ impl Driver for Shard {
         &mut self.lookups
     }
 
-    fn client(&mut self, ci: usize) -> Option<(&mut Conn, &mut Link, &[u8])> {
+    fn client(&mut self, ci: usize) -> Option<(&mut Conn, &mut Link, &DateCache)> {
         let c = self.clients.get_mut(ci)?;
-        Some((&mut c.conn, &mut c.link, self.date.as_bytes()))
+        Some((&mut c.conn, &mut c.link, &self.date))
     }
 
     fn take_pooled(&mut self, origin: &Authority, ci: usize) -> Option<usize> {

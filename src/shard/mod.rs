@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 
 use thiserror::Error;
 
+use crate::cache::Store;
 use crate::config::{Config, IoChoice};
 use crate::proxy::stats::Stats;
 
@@ -95,6 +96,14 @@ pub fn choose_driver(choice: IoChoice) -> Result<(Driver, String), ShardError> {
     }
 }
 
+/// What all shards of a node share besides the config: the resolver threads and the
+/// cache.
+#[derive(Clone)]
+pub struct Node {
+    pub resolver: dns::Resolver,
+    pub cache: Option<Arc<Store>>,
+}
+
 /// Binds the listeners and starts one shard per worker; returns once every shard is
 /// ready (or the first failed).
 pub fn start(config: Arc<Config>) -> Result<Running, ShardError> {
@@ -110,7 +119,15 @@ pub fn start(config: Arc<Config>) -> Result<Running, ShardError> {
         .first()
         .and_then(|l| l.local_addr().ok())
         .unwrap_or(config.listen);
-    let resolver = dns::Resolver::start(config.upstream.dns_threads);
+    let node = Node {
+        resolver: dns::Resolver::start(config.upstream.dns_threads),
+        cache: config.cache.enabled().then(|| {
+            Arc::new(Store::new(
+                config.cache.memory_bytes,
+                config.cache.object_bytes_max,
+            ))
+        }),
+    };
     let cores = if config.pin_workers {
         core_affinity::get_core_ids().unwrap_or_default()
     } else {
@@ -123,7 +140,7 @@ pub fn start(config: Arc<Config>) -> Result<Running, ShardError> {
         let shard_stats = Arc::new(Stats::default());
         stats.push(shard_stats.clone());
         let core = (!cores.is_empty()).then(|| cores[i % cores.len()]);
-        let (cfg, resolver, ready) = (config.clone(), resolver.clone(), ready_tx.clone());
+        let (cfg, node, ready) = (config.clone(), node.clone(), ready_tx.clone());
         let thread = std::thread::Builder::new()
             .name(format!("shard-{i}"))
             .spawn(move || {
@@ -132,7 +149,7 @@ pub fn start(config: Arc<Config>) -> Result<Running, ShardError> {
                 {
                     tracing::warn!(shard = i, core = core.id, "could not pin shard to core");
                 }
-                run_shard(driver, i, cfg, shard_stats, listener, resolver, ready);
+                run_shard(driver, i, cfg, shard_stats, listener, node, ready);
             })
             .map_err(|source| ShardError::Spawn { shard: i, source })?;
         threads.push(thread);
@@ -161,12 +178,12 @@ fn run_shard(
     cfg: Arc<Config>,
     stats: Arc<Stats>,
     listener: std::net::TcpListener,
-    resolver: dns::Resolver,
+    node: Node,
     ready: crossbeam_channel::Sender<Result<(), ShardError>>,
 ) {
     let failed = |source| ShardError::Poll { shard: i, source };
     match driver {
-        Driver::Epoll => match epoll::Shard::new(i, cfg, stats, listener, resolver) {
+        Driver::Epoll => match epoll::Shard::new(i, cfg, stats, listener, node) {
             Ok(shard) => {
                 let _ = ready.send(Ok(()));
                 shard.run();
@@ -175,7 +192,7 @@ fn run_shard(
                 let _ = ready.send(Err(failed(e)));
             }
         },
-        Driver::Uring => match uring::Shard::new(i, cfg, stats, listener, resolver) {
+        Driver::Uring => match uring::Shard::new(i, cfg, stats, listener, node) {
             Ok(shard) => {
                 let _ = ready.send(Ok(()));
                 shard.run();

@@ -12,9 +12,31 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::config::Config;
 use crate::http::target::Authority;
 use crate::proxy::pool::Pool;
-use crate::proxy::{Action, Conn, Now, UpstreamFailure};
+use crate::proxy::{Action, Conn, UpstreamFailure};
 
+use super::date::DateCache;
+
+use super::Node;
 use super::dns::{Answer, DnsCache, Job, Resolver, Waiters, Wake, literal};
+use crate::cache::Store;
+use crate::cache::flight::Notify;
+use crate::proxy::conn::FlightWait;
+
+/// Wakes a client of this shard, from whichever shard ended the flight it waited on.
+struct FlightWaiter {
+    tx: Sender<(usize, u64)>,
+    waker: Arc<dyn Wake>,
+    ci: usize,
+    serial: u64,
+}
+
+impl Notify for FlightWaiter {
+    fn notify(self: Box<Self>) {
+        if self.tx.send((self.ci, self.serial)).is_ok() {
+            self.waker.wake();
+        }
+    }
+}
 
 /// A client connection's tie to the upstream side.
 #[derive(Debug, Default)]
@@ -26,9 +48,13 @@ pub struct Link {
     pub awaiting_dns: Option<Authority>,
 }
 
-/// A shard's upstream bookkeeping: idle pool, name cache, lookups under way.
+/// A shard's upstream bookkeeping: idle pool, name cache, lookups under way, and the
+/// node's response cache with the flights its clients wait on.
 pub struct Lookups {
     pub pool: Pool,
+    pub cache: Option<Arc<Store>>,
+    flight_tx: Sender<(usize, u64)>,
+    flight_rx: Receiver<(usize, u64)>,
     dns: DnsCache,
     waiters: Waiters,
     resolver: Resolver,
@@ -38,10 +64,14 @@ pub struct Lookups {
 }
 
 impl Lookups {
-    pub fn new(cfg: &Config, resolver: Resolver, waker: Arc<dyn Wake>) -> Lookups {
+    pub fn new(cfg: &Config, node: Node, waker: Arc<dyn Wake>) -> Lookups {
         let up = cfg.upstream;
         let (tx, rx) = crossbeam_channel::unbounded();
+        let (flight_tx, flight_rx) = crossbeam_channel::unbounded();
         Lookups {
+            cache: node.cache,
+            flight_tx,
+            flight_rx,
             pool: Pool::new(
                 up.pool_idle_per_origin_max,
                 up.pool_idle_total_max,
@@ -49,7 +79,7 @@ impl Lookups {
             ),
             dns: DnsCache::new(up.dns_cache_ttl),
             waiters: Waiters::default(),
-            resolver,
+            resolver: node.resolver,
             tx,
             rx,
             waker,
@@ -61,7 +91,7 @@ impl Lookups {
 pub trait Driver {
     fn lookups(&mut self) -> &mut Lookups;
     /// The client in slot `ci`, its link, and the Date value for `Now`.
-    fn client(&mut self, ci: usize) -> Option<(&mut Conn, &mut Link, &[u8])>;
+    fn client(&mut self, ci: usize) -> Option<(&mut Conn, &mut Link, &DateCache)>;
     /// An idle pooled connection to `origin` that is still usable, now owned by `ci`.
     fn take_pooled(&mut self, origin: &Authority, ci: usize) -> Option<usize>;
     fn connect(&mut self, ci: usize, origin: Authority, addr: SocketAddr, now: Instant);
@@ -94,6 +124,16 @@ pub fn apply_actions<D: Driver>(d: &mut D, ci: usize, now: Instant) {
                     d.close_upstream(ui);
                 }
             }
+            Action::AwaitFlight(FlightWait(flight)) => {
+                let serial = link.serial;
+                let l = d.lookups();
+                flight.wait(Box::new(FlightWaiter {
+                    tx: l.flight_tx.clone(),
+                    waker: l.waker.clone(),
+                    ci,
+                    serial,
+                }));
+            }
         }
     }
 }
@@ -102,7 +142,7 @@ fn acquire<D: Driver>(d: &mut D, ci: usize, origin: Authority, pooled_ok: bool, 
     if pooled_ok && let Some(ui) = d.take_pooled(&origin, ci) {
         if let Some((conn, link, date)) = d.client(ci) {
             link.upstream = Some(ui);
-            conn.on_upstream_ready(true, Now { instant: now, date });
+            conn.on_upstream_ready(true, date.now(now));
         }
         return;
     }
@@ -139,13 +179,24 @@ fn resolve<D: Driver>(d: &mut D, ci: usize, origin: Authority, now: Instant) {
     }
 }
 
-/// Takes the resolver's answers (the driver calls this when its waker fires).
-pub fn take_dns_answers<D: Driver>(d: &mut D, now: Instant) {
+/// Takes what other threads sent this shard: resolver answers and ended flights (the
+/// driver calls this when its waker fires).
+pub fn take_wakeups<D: Driver>(d: &mut D, now: Instant) {
     while let Ok(answer) = d.lookups().rx.try_recv() {
         if let Ok(addr) = answer.result {
             d.lookups().dns.put(answer.origin.clone(), addr, now);
         }
         answer_waiters(d, answer, now);
+    }
+    while let Ok((ci, serial)) = d.lookups().flight_rx.try_recv() {
+        let Some((conn, link, date)) = d.client(ci) else {
+            continue;
+        };
+        if link.serial != serial {
+            continue; // that client is gone; the slot has a new one
+        }
+        conn.on_flight_done(date.now(now));
+        d.kick(ci, now);
     }
 }
 
@@ -165,7 +216,7 @@ fn answer_waiters<D: Driver>(d: &mut D, answer: Answer, now: Instant) {
                     host: answer.origin.host.clone(),
                     reason: reason.clone(),
                 },
-                Now { instant: now, date },
+                date.now(now),
             ),
         }
         d.kick(ci, now);

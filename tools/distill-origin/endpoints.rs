@@ -62,7 +62,10 @@ pub fn handle(
             )?;
             Ok(false)
         }
-        ("headers", None) => send_headers(s, query, keep_alive),
+        ("headers", None) => {
+            let served = counters.requests.load(Ordering::Relaxed);
+            send_headers(req, query, served, keep_alive)
+        }
         ("stats", None) => {
             let body = format!(
                 "{{\"connections\":{},\"requests\":{}}}\n",
@@ -206,15 +209,89 @@ fn send_truncated(s: &mut TcpStream, n: u64) -> std::io::Result<bool> {
     Ok(false)
 }
 
-/// `/headers?Name=value&...`: answers with those fields (for hop-by-hop tests).
-fn send_headers(s: &mut TcpStream, query: &str, keep_alive: bool) -> std::io::Result<bool> {
-    let fields: Vec<(&str, String)> = query
+/// `/headers?Name=value&...`: answers with those fields (hop-by-hop and cache tests).
+/// Keys starting with `_` steer the answer: `_status=CODE`, `_delay_ms=MS` (before
+/// answering), `_echo=Field` (the body is that request field's value), `_truncate=1`
+/// (the body is cut short and the connection closed). The answer
+/// carries `X-Origin-Request: N` (requests served so far) so a test can tell a cached
+/// copy from a fresh one, and is a 304 when the request's If-None-Match names the
+/// `ETag` given (or If-Modified-Since is not older than the `Last-Modified` given).
+fn send_headers(
+    req: &mut Request<'_>,
+    query: &str,
+    served: u64,
+    keep_alive: bool,
+) -> std::io::Result<bool> {
+    let pairs: Vec<(&str, String)> = query
         .split('&')
         .filter_map(|kv| kv.split_once('='))
-        .filter(|(k, _)| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .filter(|(k, _)| !k.is_empty())
         .map(|(k, v)| (k, percent_decode(v)))
         .collect();
-    send(s, 200, &fields, b"headers\n", keep_alive)
+    let control = |key: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    if let Some(ms) = control("_delay_ms").and_then(|v| v.parse::<u64>().ok()) {
+        std::thread::sleep(Duration::from_millis(ms.min(60_000)));
+    }
+    let mut fields: Vec<(&str, String)> = pairs
+        .iter()
+        .filter(|(k, _)| !k.starts_with('_'))
+        .filter(|(k, _)| k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .map(|(k, v)| (*k, v.clone()))
+        .collect();
+    fields.push(("X-Origin-Request", served.to_string()));
+    let field = |name: &str| {
+        req.head
+            .fields()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    };
+    let given = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let not_modified = match (field("if-none-match"), given("etag")) {
+        (Some(inm), Some(etag)) => inm.split(',').any(|t| t.trim() == etag),
+        (Some(_), None) => false,
+        (None, _) => match (field("if-modified-since"), given("last-modified")) {
+            (Some(ims), Some(lm)) => matches!(
+                (httpdate::parse_http_date(&ims), httpdate::parse_http_date(&lm)),
+                (Ok(since), Ok(modified)) if modified <= since
+            ),
+            _ => false,
+        },
+    };
+    let status = if not_modified {
+        304
+    } else {
+        control("_status")
+            .and_then(|v| v.parse().ok())
+            .filter(|c| (200..=599).contains(c))
+            .unwrap_or(200)
+    };
+    let body = match control("_echo") {
+        Some(name) => field(name).unwrap_or_default() + "\n",
+        None => format!("headers {served}\n"),
+    };
+    let body = if req.head.is_head() {
+        String::new()
+    } else {
+        body
+    };
+    if control("_truncate").is_some() {
+        // Promises more than it sends, then closes: a body cut short.
+        fields.push(("Content-Length", (body.len() + 100).to_string()));
+        write_head(req.stream(), status, &fields, false)?;
+        req.stream().write_all(body.as_bytes())?;
+        return Ok(false);
+    }
+    send(req.stream(), status, &fields, body.as_bytes(), keep_alive)
 }
 
 fn percent_decode(v: &str) -> String {

@@ -16,7 +16,12 @@ const B: Build<'static> = Build {
 };
 
 fn object(list: &[(&str, &str)], body: &'static [u8]) -> Object {
-    let f = Fields::from_response(200, b"OK", list.iter().map(|(n, v)| (*n, v.as_bytes())), |_| false);
+    let f = Fields::from_response(
+        200,
+        b"OK",
+        list.iter().map(|(n, v)| (*n, v.as_bytes())),
+        |_| false,
+    );
     let t = read_times(&f, 0, 0);
     Object::new(f, Bytes::from_static(body), t, B)
 }
@@ -30,7 +35,11 @@ fn insert_lookup_remove() {
     let s = Store::new(1 << 20, 1 << 20);
     let k: Arc<str> = "o|h/a".into();
     assert!(s.lookup(&k, none()).is_none());
-    assert!(s.insert(&k, object(&[("Cache-Control", "max-age=9")], b"body"), none()));
+    assert!(s.insert(
+        &k,
+        object(&[("Cache-Control", "max-age=9")], b"body"),
+        none()
+    ));
     let found = s.lookup(&k, none()).map(|f| f.object.body.clone());
     assert_eq!(found.as_deref(), Some(&b"body"[..]));
     assert!(s.remove(&k));
@@ -48,7 +57,8 @@ fn variants_are_selected_by_request_fields_and_purged_together() {
     s.insert(&k, object(&vary, b"gzip-body"), gz.iter().copied());
     s.insert(&k, object(&vary, b"br-body"), br.iter().copied());
     let body = |req: &[(&'static str, &'static [u8])]| {
-        s.lookup(&k, req.iter().copied()).map(|f| f.object.body.clone())
+        s.lookup(&k, req.iter().copied())
+            .map(|f| f.object.body.clone())
     };
     assert_eq!(body(&gz).as_deref(), Some(&b"gzip-body"[..]));
     assert_eq!(body(&br).as_deref(), Some(&b"br-body"[..]));

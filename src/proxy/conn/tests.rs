@@ -6,9 +6,12 @@ use std::time::{Duration, Instant};
 use super::*;
 
 const DATE: &[u8] = b"Sat, 28 Nov 2026 00:00:00 GMT";
+/// DATE as UNIX seconds: the fake clock's wall time at its start.
+const DATE_SECS: u64 = 1_795_824_000;
 
 struct Harness {
     conn: Conn,
+    start: Instant,
     t: Instant,
 }
 
@@ -21,12 +24,15 @@ impl Harness {
             conn: Conn::new(
                 cfg,
                 Arc::new(Stats::default()),
+                None,
                 peer,
                 Now {
                     instant: t,
                     date: DATE,
+                    unix_secs: DATE_SECS,
                 },
             ),
+            start: t,
             t,
         }
     }
@@ -35,6 +41,7 @@ impl Harness {
         Now {
             instant: self.t,
             date: DATE,
+            unix_secs: DATE_SECS + (self.t - self.start).as_secs(),
         }
     }
 
@@ -65,10 +72,14 @@ impl Harness {
     }
 
     fn sent_client(&mut self) -> String {
-        let s = String::from_utf8_lossy(self.conn.client_out().pending()).into_owned();
-        let n = self.conn.client_out().len();
-        self.conn.client_out().consume(n);
-        s
+        let out = self.conn.client_out();
+        let mut all = Vec::new();
+        while !out.is_empty() {
+            let run = out.pending().to_vec();
+            out.consume(run.len());
+            all.extend_from_slice(&run);
+        }
+        String::from_utf8_lossy(&all).into_owned()
     }
 
     fn advance(&mut self, d: Duration) {

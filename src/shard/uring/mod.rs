@@ -27,9 +27,9 @@ use crate::http::target::Authority;
 use crate::proxy::Conn;
 use crate::proxy::stats::Stats;
 
+use super::Node;
 use super::REFUSED_RESPONSE;
 use super::date::DateCache;
-use super::dns::Resolver;
 use super::upstreams::{self, Link, Lookups};
 use bufring::BufRing;
 use io::{EventFd, Io, Op, token, untoken};
@@ -105,7 +105,7 @@ impl Shard {
         cfg: Arc<Config>,
         stats: Arc<Stats>,
         listener: std::net::TcpListener,
-        resolver: Resolver,
+        node: Node,
     ) -> std::io::Result<Shard> {
         let ring = probe::build_ring(cfg.uring.entries)?;
         let bufs = BufRing::new(
@@ -132,7 +132,7 @@ impl Shard {
             wake_buf: Box::new([0; 8]),
             clients: Slab::new(),
             upstreams: Slab::new(),
-            lookups: Lookups::new(&cfg, resolver, wake),
+            lookups: Lookups::new(&cfg, node, wake),
             date: DateCache::default(),
             stats_logged: Instant::now(),
             cqes: Vec::with_capacity(1024),
@@ -307,7 +307,7 @@ impl Shard {
         match op {
             Op::Accept => self.on_accept(res, flags, now),
             Op::Wake => {
-                upstreams::take_dns_answers(self, now);
+                upstreams::take_wakeups(self, now);
                 self.arm_wake();
             }
             Op::Cancel => {}
@@ -365,6 +365,7 @@ impl Shard {
         let conn = Conn::new(
             self.cfg.clone(),
             self.stats.clone(),
+            self.lookups.cache.clone(),
             peer,
             self.date.now(now),
         );

@@ -12,6 +12,7 @@ use socket2::{SockAddr, Socket};
 
 use crate::http::target::Authority;
 use crate::proxy::{Conn, UpstreamFailure};
+use crate::shard::date::DateCache;
 use crate::shard::upstreams::{Driver, Link, Lookups};
 
 use super::io::{Io, Op, token};
@@ -244,9 +245,9 @@ impl Driver for Shard {
         &mut self.lookups
     }
 
-    fn client(&mut self, ci: usize) -> Option<(&mut Conn, &mut Link, &[u8])> {
+    fn client(&mut self, ci: usize) -> Option<(&mut Conn, &mut Link, &DateCache)> {
         let c = self.clients.get_mut(ci)?;
-        Some((&mut c.conn, &mut c.link, self.date.as_bytes()))
+        Some((&mut c.conn, &mut c.link, &self.date))
     }
 
     fn take_pooled(&mut self, origin: &Authority, ci: usize) -> Option<usize> {
