@@ -38,6 +38,16 @@ def ensure(packages=("nginx", "wrk")):
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bins"], cwd=ROOT, check=True)
 
 
+def ensure_packages(binaries):
+    """Installs Debian packages for missing binaries: {binary: package}."""
+    missing = [pkg for binary, pkg in binaries.items() if not shutil.which(binary)]
+    if missing:
+        print(f"installing {' '.join(missing)} from Debian's packages", file=sys.stderr)
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
 def cpu_ticks(pids):
     """user+sys clock ticks of whole processes (all their threads)."""
     total = 0
@@ -103,14 +113,21 @@ class Servers:
         p = self.start(argv, port, core, stderr=open(log, "w") if log else None)
         return [p.pid]
 
-    def nginx(self, port, origin_port=None, workers=1, core=SERVER_CORE):
+    def nginx(self, port, origin_port=None, workers=1, core=SERVER_CORE, cache=False):
         conf = os.path.join(self.tmp, f"nginx-{port}.conf")
         upstream = f"upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 64; }}" if origin_port else ""
-        proxy = """location / {
+        if cache:
+            # In memory like the others: the cache files live on tmpfs (/dev/shm).
+            cache_dir = tempfile.mkdtemp(prefix="nginx-cache-", dir="/dev/shm")
+            upstream += (f"\n  proxy_cache_path {cache_dir} levels=1:2 keys_zone=c:64m max_size=1g "
+                         "inactive=1h use_temp_path=off;")
+        caching = "proxy_cache c; proxy_cache_valid 200 1h;" if cache else ""
+        proxy = f"""location / {{
       proxy_pass http://origin;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-    }""" if origin_port else ""
+      {caching}
+    }}""" if origin_port else ""
         affinity = "" if workers > 1 else f"worker_cpu_affinity {1 << int(core):b};"
         with open(conf, "w") as f:
             f.write(f"""
@@ -135,6 +152,18 @@ http {{
         time.sleep(0.2)
         kids = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
         return [p.pid, *map(int, kids)]
+
+
+    def varnish(self, port, origin_port, workers=1, core=SERVER_CORE, memory="256m"):
+        """varnishd in the foreground with malloc storage; one thread pool per worker."""
+        workdir = os.path.join(self.tmp, f"varnish-{port}")
+        argv = ["varnishd", "-F", "-n", workdir, "-a", f"127.0.0.1:{port}",
+                "-b", f"127.0.0.1:{origin_port}", "-s", f"malloc,{memory}",
+                "-p", f"thread_pools={workers}", "-p", "thread_pool_min=50"]
+        p = self.start(argv, port, core)
+        time.sleep(0.5)
+        out = subprocess.run(["pgrep", "-f", f"varnish-{port}"], capture_output=True, text=True).stdout.split()
+        return sorted({p.pid, *map(int, out)})
 
 
 def _ms(s):

@@ -8,6 +8,8 @@ declare -A benches=(
   [shard-balance]=shard_balance.py
   [uring-vs-epoll]=uring_vs_epoll.py
   [cache-policy]=cache_policy.sh
+  [cache-hits]=cache_hits.py
+  [cache-memory]=cache_memory.py
 )
 name="${1:-}"
 if [ -z "$name" ] || [ -z "${benches[$name]:-}" ]; then

@@ -2,6 +2,7 @@
 //! freshness arithmetic (sans-IO), stored objects, the lock-free store with its S3-FIFO
 //! policy, and request collapsing. `proxy::conn` decides per request what to do with it.
 
+pub mod body;
 pub mod control;
 pub mod flight;
 pub mod freshness;

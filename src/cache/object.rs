@@ -16,12 +16,13 @@ use crate::http::headers::{list_items, trim, write_decimal, write_field};
 pub const OBJECT_OVERHEAD_BYTES: u64 = 320;
 
 /// The fields of a response as stored: the ones that describe the representation,
-/// without those a proxy writes for each response (framing, connection).
+/// without those a proxy writes for each response (framing, connection). Kept as one
+/// block of `Name: value\r\n` lines (one allocation per object, not two per field).
 #[derive(Debug, Clone)]
 pub struct Fields {
     pub status: u16,
-    pub reason: Vec<u8>,
-    pub list: Vec<(String, Vec<u8>)>,
+    pub reason: Box<[u8]>,
+    raw: Box<[u8]>,
 }
 
 impl Fields {
@@ -32,19 +33,21 @@ impl Fields {
         fields: impl Iterator<Item = (&'a str, &'a [u8])>,
         drops: impl Fn(&str) -> bool,
     ) -> Fields {
-        let list = fields
-            .filter(|(n, _)| !drops(n) && !is_written_per_response(n))
-            .map(|(n, v)| (n.to_string(), v.to_vec()))
-            .collect();
+        let mut raw = Vec::with_capacity(256);
+        for (n, v) in fields.filter(|(n, _)| !drops(n) && !is_written_per_response(n)) {
+            write_field(&mut raw, n.as_bytes(), v);
+        }
         Fields {
             status,
-            reason: reason.to_vec(),
-            list,
+            reason: reason.into(),
+            raw: raw.into_boxed_slice(),
         }
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.list.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+    /// Name and value of each field, in order. (The block holds only lines written by
+    /// `write_field` from parsed fields, so every line has a colon and no CR or LF.)
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + Clone {
+        lines(&self.raw)
     }
 
     pub fn get(&self, name: &str) -> Option<&[u8]> {
@@ -56,10 +59,18 @@ impl Fields {
     /// RFC 9111 §3.2: a 304 (or HEAD) response's fields replace the stored ones of the
     /// same name; the stored status and body stay.
     pub fn update_from(&mut self, newer: &Fields) {
-        for (name, _) in &newer.list {
-            self.list.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        let mut raw = Vec::with_capacity(self.raw.len() + newer.raw.len());
+        for (n, v) in self.iter() {
+            if newer.get(n).is_none() {
+                write_field(&mut raw, n.as_bytes(), v);
+            }
         }
-        self.list.extend(newer.list.iter().cloned());
+        raw.extend_from_slice(&newer.raw);
+        self.raw = raw.into_boxed_slice();
+    }
+
+    fn len(&self) -> usize {
+        self.raw.len() + self.reason.len()
     }
 
     /// The Vary field names, lower-cased; `Err` for `Vary: *` (never matches).
@@ -83,6 +94,19 @@ impl Fields {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VaryStar;
+
+/// `Name: value\r\n` lines, as `write_field` writes them.
+fn lines(block: &[u8]) -> impl Iterator<Item = (&str, &[u8])> + Clone {
+    block
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .filter_map(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let colon = line.iter().position(|&b| b == b':')?;
+            let name = std::str::from_utf8(&line[..colon]).ok()?;
+            Some((name, trim(&line[colon + 1..])))
+        })
+}
 
 /// Fields a proxy writes itself for every response it sends: not stored.
 fn is_written_per_response(name: &str) -> bool {
@@ -128,7 +152,7 @@ pub fn read_times(fields: &Fields, request_time: u64, response_time: u64) -> Tim
 /// One stored response.
 #[derive(Debug)]
 pub struct Object {
-    pub fields: Fields,
+    status: u16,
     /// Status line and stored fields, each line ending in CRLF, with Via and
     /// Content-Length; a hit adds Date, Age, Cache-Status, Connection and the blank line.
     pub head: Bytes,
@@ -156,8 +180,8 @@ impl Object {
         let head = serialise(&fields, body.len() as u64, b.via_name);
         let vary = fields.vary().ok().flatten();
         Object {
-            fields,
-            head: Bytes::from(head),
+            status: fields.status,
+            head: Bytes::from(head.into_boxed_slice()),
             body,
             times,
             lifetime: life,
@@ -177,15 +201,67 @@ impl Object {
     }
 
     pub fn status(&self) -> u16 {
-        self.fields.status
+        self.status
     }
 
     pub fn etag(&self) -> Option<&[u8]> {
-        self.fields.get("etag")
+        self.field("etag")
     }
 
     pub fn last_modified(&self) -> Option<&[u8]> {
-        self.fields.get("last-modified")
+        self.field("last-modified")
+    }
+
+    /// The stored fields, read back from the head (the head is the only copy kept: a
+    /// second one per object would cost more memory than the rare reads of it save).
+    /// Without Content-Length, which a hit restates, and without this proxy's own Via
+    /// entry, which serialising adds again.
+    pub fn fields(&self, via_name: &str) -> Fields {
+        let own_via = format!("1.1 {via_name}");
+        let mut raw = Vec::with_capacity(self.head.len());
+        for (name, value) in self.head_fields() {
+            if name.eq_ignore_ascii_case("content-length") {
+                continue;
+            }
+            if name.eq_ignore_ascii_case("via") {
+                let kept: Vec<&[u8]> = list_items(value)
+                    .filter(|item| *item != own_via.as_bytes())
+                    .collect();
+                if !kept.is_empty() {
+                    write_field(&mut raw, b"Via", &kept.join(&b", "[..]));
+                }
+                continue;
+            }
+            write_field(&mut raw, name.as_bytes(), value);
+        }
+        let reason = self
+            .head
+            .split(|&b| b == b'\r')
+            .next()
+            .and_then(|line| line.splitn(3, |&b| b == b' ').nth(2))
+            .unwrap_or(b"");
+        Fields {
+            status: self.status,
+            reason: reason.into(),
+            raw: raw.into_boxed_slice(),
+        }
+    }
+
+    /// A field of the stored head.
+    pub fn field(&self, name: &str) -> Option<&[u8]> {
+        self.head_fields()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The head's fields (after the status line).
+    pub fn head_fields(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        let first = self
+            .head
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        lines(&self.head[first..])
     }
 }
 
@@ -196,13 +272,7 @@ impl Hits for Arc<Object> {
 }
 
 fn serialise(fields: &Fields, body_len: u64, via_name: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(
-        64 + fields
-            .list
-            .iter()
-            .map(|(n, v)| n.len() + v.len() + 4)
-            .sum::<usize>(),
-    );
+    let mut out = Vec::with_capacity(96 + fields.len());
     out.extend_from_slice(b"HTTP/1.1 ");
     write_decimal(&mut out, u64::from(fields.status));
     out.push(b' ');
@@ -271,6 +341,13 @@ mod tests {
              Via: 1.0 upstream, 1.1 distilld\r\nContent-Length: 5\r\n"
         );
         assert_eq!(o.lifetime, 60);
+        // Read back: the origin's fields without framing or this proxy's Via entry.
+        let back = o.fields("distilld");
+        assert_eq!(back.get("via"), Some(&b"1.0 upstream"[..]));
+        assert_eq!(back.get("content-length"), None);
+        assert_eq!(back.reason.as_ref(), b"OK");
+        assert_eq!(o.etag(), None);
+        assert_eq!(o.field("content-type"), Some(&b"text/plain"[..]));
     }
 
     #[test]

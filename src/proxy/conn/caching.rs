@@ -7,8 +7,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use crate::cache::Object;
 use crate::cache::control::CacheControl;
 use crate::cache::flight::{Flight, FlightGuard};
@@ -302,7 +300,9 @@ impl Conn {
         let (Some(store), Some(cap)) = (self.cache.as_ref(), ctx.capture.take()) else {
             return;
         };
-        let object = Object::new(cap.fields, Bytes::from(cap.body), cap.times, self.build());
+        let body = crate::cache::body::stored(&cap.body);
+        drop(cap.body);
+        let object = Object::new(cap.fields, body, cap.times, self.build());
         if store.insert(&ctx.primary, object, head.fields()) {
             self.stats.cache_stores.incr();
         }
@@ -491,7 +491,7 @@ fn refreshed(
     now: Now<'_>,
     b: Build<'_>,
 ) -> Object {
-    let mut fields = old.fields.clone();
+    let mut fields = old.fields(b.via_name);
     fields.update_from(newer);
     let times = read_times(&fields, request_time, now.unix_secs);
     Object::new(fields, old.body.clone(), times, b)
@@ -530,7 +530,7 @@ fn client_validators_match(head: &RequestHead, o: &Object) -> bool {
 /// repeats (without the blank line; Date, Age and the rest follow).
 fn write_not_modified_head(out: &mut Vec<u8>, o: &Object) {
     out.extend_from_slice(b"HTTP/1.1 304 Not Modified\r\n");
-    for (name, value) in o.fields.iter() {
+    for (name, value) in o.head_fields() {
         let repeated = [
             "etag",
             "cache-control",
