@@ -21,6 +21,7 @@ in_both_modes!(
     incomplete_body_is_never_stored,
     errors_are_stored_only_when_explicit_and_never_request_errors,
     stale_if_error_when_the_origin_is_gone,
+    stale_while_revalidate_serves_the_stale_copy_during_the_refresh,
     large_objects_stream_through,
 );
 
@@ -305,6 +306,36 @@ fn stale_if_error_when_the_origin_is_gone(mode: Mode) {
     assert_eq!((r.status, &r.body), (200, &first.body));
     assert!(cache_status(&r).contains("stale-if-error"), "{r:?}");
     assert_eq!(get(&s, &strict, &[]).status, 502);
+}
+
+fn stale_while_revalidate_serves_the_stale_copy_during_the_refresh(mode: Mode) {
+    let s = Setup::new(mode);
+    // The origin takes 1 s to answer, so the refresh is still under way when the
+    // second request arrives.
+    let u = url("Cache-Control=max-age%3D1%2C%20stale-while-revalidate%3D600&ETag=%22s%22&_delay_ms=1000&n=swr");
+    let first = get(&s, &u, &[]);
+    std::thread::sleep(Duration::from_millis(2100));
+    let (proxy, req) = (s.proxy.addr, s.head("GET", &u, &[]));
+    let refresher = std::thread::spawn(move || {
+        let mut c = Client::connect(proxy);
+        c.send(req.as_bytes());
+        c.response(false)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let during = get(&s, &u, &[]);
+    assert!(
+        started.elapsed() < Duration::from_millis(700),
+        "served without waiting for the origin"
+    );
+    assert_eq!(during.body, first.body);
+    assert!(
+        cache_status(&during).contains("detail=stale-while-revalidate"),
+        "{during:?}"
+    );
+    let refreshed = refresher.join().expect("refresher");
+    assert!(cache_status(&refreshed).contains("fwd=stale; fwd-status=304"), "{refreshed:?}");
+    assert_eq!(refreshed.body, first.body);
 }
 
 fn large_objects_stream_through(mode: Mode) {
