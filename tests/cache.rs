@@ -312,7 +312,9 @@ fn stale_while_revalidate_serves_the_stale_copy_during_the_refresh(mode: Mode) {
     let s = Setup::new(mode);
     // The origin takes 1 s to answer, so the refresh is still under way when the
     // second request arrives.
-    let u = url("Cache-Control=max-age%3D1%2C%20stale-while-revalidate%3D600&ETag=%22s%22&_delay_ms=1000&n=swr");
+    let u = url(
+        "Cache-Control=max-age%3D1%2C%20stale-while-revalidate%3D600&ETag=%22s%22&_delay_ms=1000&n=swr",
+    );
     let first = get(&s, &u, &[]);
     std::thread::sleep(Duration::from_millis(2100));
     let (proxy, req) = (s.proxy.addr, s.head("GET", &u, &[]));
@@ -334,7 +336,10 @@ fn stale_while_revalidate_serves_the_stale_copy_during_the_refresh(mode: Mode) {
         "{during:?}"
     );
     let refreshed = refresher.join().expect("refresher");
-    assert!(cache_status(&refreshed).contains("fwd=stale; fwd-status=304"), "{refreshed:?}");
+    assert!(
+        cache_status(&refreshed).contains("fwd=stale; fwd-status=304"),
+        "{refreshed:?}"
+    );
     assert_eq!(refreshed.body, first.body);
 }
 
