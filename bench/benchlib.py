@@ -228,6 +228,21 @@ def measured(run, pids, client_pid_hint=None):
     return r
 
 
+def take_turns(servers, path, args, label):
+    """Rounds of A B C ... with wrk: each server {name: (port, pids)} gets a 1 s warm-up
+    and a measured run of `args.seconds` per round. Returns {name: [results]}."""
+    runs = {name: [] for name in servers}
+    for i in range(args.rounds):
+        for name, (port, pids) in servers.items():
+            url = f"http://127.0.0.1:{port}{path}"
+            wrk(url, 1, args.connections)  # warm-up (and, for caches, the fill)
+            r = measured(lambda: wrk(url, args.seconds, args.connections), pids)
+            runs[name].append(r)
+            print(f"  {label} round {i + 1} {name}: {r['rps']:.0f} rps, "
+                  f"{r['rps_per_cpu']:.0f}/cpu-s, p99 {r['p99_ms']:.2f} ms", file=sys.stderr)
+    return runs
+
+
 def alternate(rounds, a, b, label=""):
     """A B A B: returns the two lists of results."""
     a_runs, b_runs = [], []

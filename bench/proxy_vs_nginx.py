@@ -51,15 +51,7 @@ def main(argv):
                 sys.exit(f"unknown server {name}")
         for scenario in args.scenarios.split(","):
             path = SCENARIOS[scenario]
-            runs = {name: [] for name in servers}
-            for i in range(args.rounds):
-                for name, (port, pids) in servers.items():
-                    url = f"http://127.0.0.1:{port}{path}"
-                    b.wrk(url, 1, args.connections)  # warm-up
-                    r = b.measured(lambda: b.wrk(url, args.seconds, args.connections), pids)
-                    runs[name].append(r)
-                    print(f"  {scenario} round {i + 1} {name}: {r['rps']:.0f} rps, "
-                          f"{r['rps_per_cpu']:.0f}/cpu-s, p99 {r['p99_ms']:.2f} ms", file=sys.stderr)
+            runs = b.take_turns(servers, path, args, scenario)
             names = list(servers)
             results[scenario] = {}
             for x in range(len(names)):
