@@ -43,6 +43,19 @@ pub const DEFAULT_CACHE_COLLAPSE_WAIT_MS: u64 = 10_000;
 pub const DEFAULT_CACHE_HEURISTIC_PERCENT: u64 = 10;
 pub const DEFAULT_CACHE_HEURISTIC_MAX_S: u64 = 24 * 3600;
 pub const DEFAULT_CACHE_PURGE_FROM: [&str; 2] = ["127.0.0.1", "::1"];
+pub const DEFAULT_DISTILL_PROFILE: &str = "off";
+pub const DEFAULT_DISTILL_SAVE_DATA_PROFILE: &str = "medium";
+pub const DEFAULT_DISTILL_SLOW_LINK_PROFILE: &str = "aggressive";
+pub const DEFAULT_DISTILL_MEDIUM_LINK_PROFILE: &str = "medium";
+pub const DEFAULT_DISTILL_INPUT_BYTES_MAX: u64 = 16 * 1024 * 1024;
+pub const DEFAULT_DISTILL_PIXELS_MAX: u64 = 50_000_000;
+pub const DEFAULT_DISTILL_MEMORY_BYTES_MAX: u64 = 512 * 1024 * 1024;
+pub const DEFAULT_DISTILL_JPEG_SCANS_MAX: usize = 256;
+pub const DEFAULT_DISTILL_JOB_TIME_MS: u64 = 5_000;
+pub const DEFAULT_DISTILL_INLINE_BYTES_MAX: u64 = 16 * 1024;
+pub const DEFAULT_DISTILL_POOL_THREADS: usize = 1;
+pub const DEFAULT_DISTILL_POOL_QUEUE_MAX: usize = 256;
+pub const DEFAULT_DISTILL_TEXT_BYTES_MIN: u64 = 512;
 
 /// The configuration compiled into the binary: what `distilld run` uses with no file.
 pub const EMBEDDED_DEFAULT_TOML: &str = include_str!("default.toml");
@@ -93,6 +106,8 @@ pub struct FileConfig {
     pub uring: FileUring,
     #[serde(default)]
     pub cache: FileCache,
+    #[serde(default)]
+    pub distill: FileDistill,
     #[serde(default, rename = "route")]
     pub routes: Vec<FileRoute>,
 }
@@ -118,6 +133,47 @@ pub struct FileUring {
     pub entries: Option<u32>,
     pub buffers: Option<u16>,
     pub buffer_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileDistill {
+    pub default_profile: Option<String>,
+    pub save_data_profile: Option<String>,
+    pub slow_link_profile: Option<String>,
+    pub medium_link_profile: Option<String>,
+    pub input_bytes_max: Option<u64>,
+    pub pixels_max: Option<u64>,
+    pub memory_bytes_max: Option<u64>,
+    pub jpeg_scans_max: Option<usize>,
+    pub job_time_ms: Option<u64>,
+    pub inline_bytes_max: Option<u64>,
+    pub pool_threads: Option<usize>,
+    pub pool_queue_max: Option<usize>,
+    pub text_bytes_min: Option<u64>,
+    #[serde(default, rename = "profile")]
+    pub profiles: Vec<FileProfile>,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<FileRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileProfile {
+    pub name: String,
+    pub max_edge: Option<u32>,
+    pub quality: Option<u8>,
+    pub grayscale: Option<bool>,
+    pub flatten_animation: Option<bool>,
+    pub compress_text: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRule {
+    pub client: Option<String>,
+    pub user_agent: Option<String>,
+    pub profile: String,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -198,6 +254,20 @@ pub struct Config {
     pub io: IoChoice,
     pub uring: UringConfig,
     pub cache: CacheConfig,
+    pub distill: DistillConfig,
+}
+
+/// Distillation: profiles, how one is chosen, and the limits of a job.
+#[derive(Debug, Clone)]
+pub struct DistillConfig {
+    pub choice: crate::distill::profile::Choice,
+    pub limits: crate::distill::image::Limits,
+    /// Inputs up to this size are distilled inline on the shard; larger ones on the pool.
+    pub inline_bytes_max: u64,
+    pub pool_threads: usize,
+    pub pool_queue_max: usize,
+    /// Text smaller than this is not worth compressing.
+    pub text_bytes_min: u64,
 }
 
 /// The shared response cache; `memory_bytes = 0` turns it off.
@@ -498,6 +568,7 @@ impl FileConfig {
             1 << 20,
         );
         let cache = self.cache.validate(&mut bad);
+        let distill = self.distill.validate(&mut bad);
         let mut routes = Vec::new();
         for (i, r) in self.routes.iter().enumerate() {
             match OriginUrl::parse(&r.origin) {
@@ -540,6 +611,7 @@ impl FileConfig {
             io,
             uring,
             cache,
+            distill,
         };
         if config.workers > 1024 {
             errors.push(InvalidKey {
@@ -557,6 +629,102 @@ impl FileConfig {
             Ok(config)
         } else {
             Err(errors)
+        }
+    }
+}
+
+impl FileDistill {
+    fn validate(&self, bad: &mut impl FnMut(&str, String)) -> DistillConfig {
+        use crate::distill::profile::{Choice, Profile, Rule, builtin, parse_prefix};
+        let mut profiles = builtin();
+        for (i, p) in self.profiles.iter().enumerate() {
+            let base = profiles.iter().find(|b| b.name == p.name).cloned();
+            let base = base.unwrap_or_else(|| Profile {
+                name: p.name.clone(),
+                ..builtin()[2].clone()
+            });
+            let q = p.quality.unwrap_or(base.quality);
+            if !(1..=100).contains(&q) {
+                bad(&format!("distill.profile[{i}].quality"), format!("{q} is outside 1..=100"));
+            }
+            let merged = Profile {
+                max_edge: p.max_edge.unwrap_or(base.max_edge),
+                quality: q.clamp(1, 100),
+                grayscale: p.grayscale.unwrap_or(base.grayscale),
+                flatten_animation: p.flatten_animation.unwrap_or(base.flatten_animation),
+                compress_text: p.compress_text.unwrap_or(base.compress_text),
+                ..base
+            };
+            match profiles.iter_mut().find(|b| b.name == merged.name) {
+                Some(slot) => *slot = merged,
+                None => profiles.push(merged),
+            }
+        }
+        let mut name = |key: &str, v: &Option<String>, default: &str| {
+            let n = v.clone().unwrap_or_else(|| default.to_string());
+            if !profiles.iter().any(|p| p.name == n) {
+                bad(key, format!("{n:?} is not a profile"));
+            }
+            n
+        };
+        let default = name("distill.default_profile", &self.default_profile, DEFAULT_DISTILL_PROFILE);
+        let save_data = name(
+            "distill.save_data_profile",
+            &self.save_data_profile,
+            DEFAULT_DISTILL_SAVE_DATA_PROFILE,
+        );
+        let slow_link = name(
+            "distill.slow_link_profile",
+            &self.slow_link_profile,
+            DEFAULT_DISTILL_SLOW_LINK_PROFILE,
+        );
+        let medium_link = name(
+            "distill.medium_link_profile",
+            &self.medium_link_profile,
+            DEFAULT_DISTILL_MEDIUM_LINK_PROFILE,
+        );
+        let mut rules = Vec::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            let client = match r.client.as_deref().map(|c| (c, parse_prefix(c))) {
+                None => None,
+                Some((_, Some(p))) => Some(p),
+                Some((c, None)) => {
+                    bad(&format!("distill.rule[{i}].client"), format!("{c:?} is not an address or prefix"));
+                    None
+                }
+            };
+            if !profiles.iter().any(|p| p.name == r.profile) {
+                bad(&format!("distill.rule[{i}].profile"), format!("{:?} is not a profile", r.profile));
+            }
+            rules.push(Rule {
+                client,
+                user_agent: r.user_agent.clone(),
+                profile: r.profile.clone(),
+            });
+        }
+        let limits = crate::distill::image::Limits {
+            input_bytes_max: self.input_bytes_max.unwrap_or(DEFAULT_DISTILL_INPUT_BYTES_MAX),
+            pixels_max: self.pixels_max.unwrap_or(DEFAULT_DISTILL_PIXELS_MAX),
+            memory_bytes_max: self.memory_bytes_max.unwrap_or(DEFAULT_DISTILL_MEMORY_BYTES_MAX),
+            jpeg_scans_max: self.jpeg_scans_max.unwrap_or(DEFAULT_DISTILL_JPEG_SCANS_MAX),
+            time_max: ms(bad, "distill.job_time_ms", self.job_time_ms, DEFAULT_DISTILL_JOB_TIME_MS),
+        };
+        let pool_threads = self.pool_threads.unwrap_or(DEFAULT_DISTILL_POOL_THREADS);
+        check_range(bad, "distill.pool_threads", pool_threads, 1, 256);
+        DistillConfig {
+            choice: Choice {
+                profiles,
+                rules,
+                default,
+                save_data,
+                slow_link,
+                medium_link,
+            },
+            limits,
+            inline_bytes_max: self.inline_bytes_max.unwrap_or(DEFAULT_DISTILL_INLINE_BYTES_MAX),
+            pool_threads,
+            pool_queue_max: self.pool_queue_max.unwrap_or(DEFAULT_DISTILL_POOL_QUEUE_MAX),
+            text_bytes_min: self.text_bytes_min.unwrap_or(DEFAULT_DISTILL_TEXT_BYTES_MIN),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod distill;
 pub mod http;
 pub mod proxy;
 pub mod shard;

@@ -1,0 +1,222 @@
+//! Decoding JPEG, PNG and GIF into 8-bit pixels, after checking the header against the
+//! limits, so a decompression bomb is refused before any pixel buffer is allocated.
+
+use std::io::Cursor;
+
+use zune_jpeg::zune_core::bytestream::ZCursor;
+use zune_jpeg::zune_core::colorspace::ColorSpace;
+use zune_jpeg::zune_core::options::DecoderOptions;
+use zune_jpeg::JpegDecoder;
+
+use super::{ImageError, Limits, Pixels};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Jpeg,
+    Png,
+    Gif,
+}
+
+impl Format {
+    /// By magic bytes, not by what the origin claims.
+    pub fn sniff(data: &[u8]) -> Option<Format> {
+        if data.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            Some(Format::Jpeg)
+        } else if data.starts_with(b"\x89PNG\r\n\x1a\n") {
+            Some(Format::Png)
+        } else if data.starts_with(b"GIF87a") || data.starts_with(b"GIF89a") {
+            Some(Format::Gif)
+        } else {
+            None
+        }
+    }
+}
+
+/// A decoded still image with what the encoder must honour.
+#[derive(Debug)]
+pub struct Decoded {
+    pub pixels: Pixels,
+    /// EXIF orientation (1..=8), 1 when absent.
+    pub orientation: u8,
+    /// The ICC profile, when the image carries one that is not sRGB.
+    pub icc: Option<Vec<u8>>,
+    /// More than one frame (GIF); only the first was decoded.
+    pub animated: bool,
+}
+
+/// Width and height from the header, and refuses what the limits forbid.
+fn check_size(width: u32, height: u32, channels: u64, limits: &Limits) -> Result<(), ImageError> {
+    let pixels = u64::from(width) * u64::from(height);
+    if width == 0 || height == 0 {
+        return Err(ImageError::Corrupt("zero-sized image".into()));
+    }
+    if pixels > limits.pixels_max {
+        return Err(ImageError::TooManyPixels { width, height, max: limits.pixels_max });
+    }
+    // Decoded buffer, resize destination and encoder output, generously.
+    let memory = pixels * channels * 2 + limits.input_bytes_max;
+    if memory > limits.memory_bytes_max {
+        return Err(ImageError::TooMuchMemory { needed: memory, max: limits.memory_bytes_max });
+    }
+    Ok(())
+}
+
+pub fn decode(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
+    match Format::sniff(data) {
+        Some(Format::Jpeg) => jpeg(data, limits),
+        Some(Format::Png) => png(data, limits),
+        Some(Format::Gif) => gif(data, limits),
+        None => Err(ImageError::Unsupported),
+    }
+}
+
+fn jpeg(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
+    let side = limits.pixels_max.min(u64::from(u16::MAX)) as usize;
+    let options = DecoderOptions::new_fast()
+        .set_max_width(side)
+        .set_max_height(side)
+        .jpeg_set_max_scans(limits.jpeg_scans_max);
+    let mut dec = JpegDecoder::new_with_options(ZCursor::new(data), options);
+    dec.decode_headers().map_err(|e| ImageError::Corrupt(e.to_string()))?;
+    let info = dec.info().ok_or_else(|| ImageError::Corrupt("no JPEG header".into()))?;
+    let gray = matches!(dec.input_colorspace(), Some(ColorSpace::Luma));
+    let channels = if gray { 1 } else { 3 };
+    check_size(u32::from(info.width), u32::from(info.height), channels, limits)?;
+    let out = if gray { ColorSpace::Luma } else { ColorSpace::RGB };
+    let options = options.jpeg_set_out_colorspace(out);
+    let mut dec = JpegDecoder::new_with_options(ZCursor::new(data), options);
+    let pixels = dec.decode().map_err(|e| ImageError::Corrupt(e.to_string()))?;
+    let orientation = dec.exif().map_or(1, |e| exif_orientation(e));
+    let icc = dec.icc_profile().filter(|p| !is_srgb(p));
+    let expected = usize::from(info.width) * usize::from(info.height) * channels as usize;
+    if pixels.len() < expected {
+        return Err(ImageError::Corrupt("short JPEG pixel data".into()));
+    }
+    Ok(Decoded {
+        pixels: Pixels {
+            width: u32::from(info.width),
+            height: u32::from(info.height),
+            channels: channels as u8,
+            data: pixels,
+        },
+        orientation,
+        icc,
+        animated: false,
+    })
+}
+
+fn png(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
+    let budget = png::Limits {
+        bytes: limits.memory_bytes_max as usize,
+    };
+    let mut dec = png::Decoder::new_with_limits(Cursor::new(data), budget);
+    // Palette and tRNS expanded, 16-bit stripped: 8-bit gray, gray+alpha, RGB or RGBA.
+    dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let header = dec.read_header_info().map_err(png_error)?;
+    let (width, height) = (header.width, header.height);
+    check_size(width, height, 4, limits)?;
+    let animated = header.animation_control.is_some_and(|a| a.num_frames > 1);
+    let mut reader = dec.read_info().map_err(png_error)?;
+    let icc = reader
+        .info()
+        .icc_profile
+        .as_ref()
+        .map(|p| p.to_vec())
+        .filter(|p| !is_srgb(p));
+    let size = reader
+        .output_buffer_size()
+        .ok_or_else(|| ImageError::Corrupt("PNG too large".into()))?;
+    let mut buf = vec![0; size];
+    let frame = reader.next_frame(&mut buf).map_err(png_error)?;
+    let channels = frame.color_type.samples() as u8;
+    buf.truncate(frame.buffer_size());
+    Ok(Decoded {
+        pixels: Pixels {
+            width: frame.width,
+            height: frame.height,
+            channels,
+            data: buf,
+        },
+        orientation: 1,
+        icc,
+        animated,
+    })
+}
+
+fn png_error(e: png::DecodingError) -> ImageError {
+    match e {
+        png::DecodingError::LimitsExceeded => ImageError::TooMuchMemory {
+            needed: 0,
+            max: 0,
+        },
+        other => ImageError::Corrupt(other.to_string()),
+    }
+}
+
+fn gif(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
+    let mut options = gif::DecodeOptions::new();
+    options.set_color_output(gif::ColorOutput::RGBA);
+    options.set_memory_limit(gif::MemoryLimit::Bytes(
+        std::num::NonZeroU64::new(limits.memory_bytes_max).unwrap_or(std::num::NonZeroU64::MIN),
+    ));
+    let mut dec = options.read_info(Cursor::new(data)).map_err(gif_error)?;
+    let (width, height) = (u32::from(dec.width()), u32::from(dec.height()));
+    check_size(width, height, 4, limits)?;
+    let mut canvas = vec![0u8; width as usize * height as usize * 4];
+    let frame = dec
+        .read_next_frame()
+        .map_err(gif_error)?
+        .ok_or_else(|| ImageError::Corrupt("GIF without a frame".into()))?;
+    blit(&mut canvas, width, frame);
+    // Is there a second frame? Only its header is read.
+    let animated = dec.next_frame_info().map_err(gif_error)?.is_some();
+    Ok(Decoded {
+        pixels: Pixels {
+            width,
+            height,
+            channels: 4,
+            data: canvas,
+        },
+        orientation: 1,
+        icc: None,
+        animated,
+    })
+}
+
+/// Places a frame (a sub-rectangle of the logical screen) on the canvas; parts outside
+/// the screen are dropped.
+fn blit(canvas: &mut [u8], width: u32, frame: &gif::Frame<'_>) {
+    let (fw, fh) = (usize::from(frame.width), usize::from(frame.height));
+    let (left, top) = (usize::from(frame.left), usize::from(frame.top));
+    let width = width as usize;
+    let height = canvas.len() / (width * 4).max(1);
+    for y in 0..fh.min(height.saturating_sub(top)) {
+        let src = &frame.buffer[y * fw * 4..];
+        let n = fw.min(width.saturating_sub(left)) * 4;
+        let at = ((top + y) * width + left) * 4;
+        if src.len() >= n && canvas.len() >= at + n {
+            canvas[at..at + n].copy_from_slice(&src[..n]);
+        }
+    }
+}
+
+fn gif_error(e: gif::DecodingError) -> ImageError {
+    ImageError::Corrupt(e.to_string())
+}
+
+/// EXIF orientation (tag 0x0112) from an APP1 payload, 1 when absent or unreadable.
+fn exif_orientation(raw: &[u8]) -> u8 {
+    let data = raw.strip_prefix(b"Exif\0\0").unwrap_or(raw).to_vec();
+    let Ok(exif) = exif::Reader::new().read_raw(data) else {
+        return 1;
+    };
+    exif.get_field(exif::Tag::Orientation, exif::In::PRIMARY)
+        .and_then(|f| f.value.get_uint(0))
+        .filter(|o| (1..=8).contains(o))
+        .map_or(1, |o| o as u8)
+}
+
+/// An ICC profile that describes sRGB needs no conversion.
+fn is_srgb(icc: &[u8]) -> bool {
+    qcms::Profile::new_from_slice(icc, false).is_some_and(|p| p.is_sRGB())
+}

@@ -1,0 +1,206 @@
+//! Image distillation: decode (JPEG, PNG, GIF), turn upright, convert to sRGB, drop an
+//! alpha channel that is opaque in fact, downscale to the profile's long edge (SIMD,
+//! `fast_image_resize`), and re-encode: JPEG for opaque images, PNG when transparency
+//! must survive. Every limit is checked before the work it bounds starts.
+
+pub mod decode;
+pub use decode::Format;
+mod encode;
+mod orient;
+
+use std::time::{Duration, Instant};
+
+use fast_image_resize::images::Image;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use thiserror::Error;
+
+use super::profile::Profile;
+
+/// 8-bit pixels, `channels` per pixel: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA.
+#[derive(Debug, Clone)]
+pub struct Pixels {
+    pub width: u32,
+    pub height: u32,
+    pub channels: u8,
+    pub data: Vec<u8>,
+}
+
+/// What a job may use (config `[distill]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub input_bytes_max: u64,
+    pub pixels_max: u64,
+    pub memory_bytes_max: u64,
+    pub jpeg_scans_max: usize,
+    pub time_max: Duration,
+}
+
+/// Why an image is sent as it came. None of these is an error for the client.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ImageError {
+    #[error("not a JPEG, PNG or GIF")]
+    Unsupported,
+    #[error("corrupt image: {0}")]
+    Corrupt(String),
+    #[error("{width}x{height} is more than {max} pixels")]
+    TooManyPixels { width: u32, height: u32, max: u64 },
+    #[error("would need {needed} bytes of memory, limit {max}")]
+    TooMuchMemory { needed: u64, max: u64 },
+    #[error("input of {bytes} bytes is over the limit of {max}")]
+    TooLarge { bytes: u64, max: u64 },
+    #[error("animated, and the profile keeps animations")]
+    Animated,
+    #[error("took longer than {0:?}")]
+    TooSlow(Duration),
+    #[error("cannot encode: {0}")]
+    Encode(String),
+    #[error("cannot resize: {0}")]
+    Resize(String),
+}
+
+/// A distilled image.
+#[derive(Debug)]
+pub struct Distilled {
+    pub bytes: Vec<u8>,
+    pub content_type: &'static str,
+    pub width: u32,
+    pub height: u32,
+}
+
+pub fn transcode(input: &[u8], profile: &Profile, limits: &Limits) -> Result<Distilled, ImageError> {
+    let started = Instant::now();
+    if input.len() as u64 > limits.input_bytes_max {
+        return Err(ImageError::TooLarge {
+            bytes: input.len() as u64,
+            max: limits.input_bytes_max,
+        });
+    }
+    let decoded = decode::decode(input, limits)?;
+    if decoded.animated && !profile.flatten_animation {
+        return Err(ImageError::Animated);
+    }
+    in_time(started, limits)?;
+    let mut pixels = decoded.pixels;
+    if let Some(icc) = &decoded.icc {
+        to_srgb(&mut pixels, icc);
+    }
+    let mut pixels = orient::upright(pixels, decoded.orientation);
+    let transparent = has_transparency(&pixels);
+    if !transparent {
+        pixels = drop_alpha(pixels);
+    }
+    if profile.grayscale {
+        pixels = to_gray(pixels);
+    }
+    let pixels = fit(pixels, profile.max_edge)?;
+    in_time(started, limits)?;
+    let (bytes, content_type) = if transparent {
+        (encode::png(&pixels)?, "image/png")
+    } else {
+        (encode::jpeg(&pixels, profile.quality)?, "image/jpeg")
+    };
+    in_time(started, limits)?;
+    Ok(Distilled {
+        bytes,
+        content_type,
+        width: pixels.width,
+        height: pixels.height,
+    })
+}
+
+fn in_time(started: Instant, limits: &Limits) -> Result<(), ImageError> {
+    if started.elapsed() > limits.time_max {
+        return Err(ImageError::TooSlow(limits.time_max));
+    }
+    Ok(())
+}
+
+/// Converts pixels described by an ICC profile to sRGB (RGB and RGBA; gray and CMYK
+/// images were already turned into display values by their decoder).
+fn to_srgb(p: &mut Pixels, icc: &[u8]) {
+    let ty = match p.channels {
+        3 => qcms::DataType::RGB8,
+        4 => qcms::DataType::RGBA8,
+        _ => return,
+    };
+    let Some(input) = qcms::Profile::new_from_slice(icc, false) else {
+        return; // unreadable profile: the pixels are taken as sRGB
+    };
+    let srgb = qcms::Profile::new_sRGB();
+    if let Some(t) = qcms::Transform::new(&input, &srgb, ty, qcms::Intent::Perceptual) {
+        t.apply(&mut p.data);
+    }
+}
+
+/// True when some pixel is not fully opaque.
+fn has_transparency(p: &Pixels) -> bool {
+    match p.channels {
+        2 => p.data.chunks_exact(2).any(|px| px[1] != 255),
+        4 => p.data.chunks_exact(4).any(|px| px[3] != 255),
+        _ => false,
+    }
+}
+
+fn drop_alpha(p: Pixels) -> Pixels {
+    let keep = match p.channels {
+        2 => 1,
+        4 => 3,
+        _ => return p,
+    };
+    let step = p.channels as usize;
+    let data = p.data.chunks_exact(step).flat_map(|px| px[..keep].iter().copied()).collect();
+    Pixels { channels: keep as u8, data, ..p }
+}
+
+fn to_gray(p: Pixels) -> Pixels {
+    let luma = |px: &[u8]| {
+        ((u32::from(px[0]) * 299 + u32::from(px[1]) * 587 + u32::from(px[2]) * 114) / 1000) as u8
+    };
+    match p.channels {
+        3 => Pixels {
+            channels: 1,
+            data: p.data.chunks_exact(3).map(luma).collect(),
+            ..p
+        },
+        4 => Pixels {
+            channels: 2,
+            data: p.data.chunks_exact(4).flat_map(|px| [luma(px), px[3]]).collect(),
+            ..p
+        },
+        _ => p,
+    }
+}
+
+/// Downscales so the long edge is at most `max_edge` (never upscales).
+fn fit(p: Pixels, max_edge: u32) -> Result<Pixels, ImageError> {
+    let long = p.width.max(p.height);
+    if long <= max_edge || max_edge == 0 {
+        return Ok(p);
+    }
+    let scale = f64::from(max_edge) / f64::from(long);
+    let w = ((f64::from(p.width) * scale).round() as u32).max(1);
+    let h = ((f64::from(p.height) * scale).round() as u32).max(1);
+    let ty = match p.channels {
+        1 => PixelType::U8,
+        2 => PixelType::U8x2,
+        3 => PixelType::U8x3,
+        _ => PixelType::U8x4,
+    };
+    let channels = p.channels;
+    let src = Image::from_vec_u8(p.width, p.height, p.data, ty)
+        .map_err(|e| ImageError::Resize(e.to_string()))?;
+    let mut dst = Image::new(w, h, ty);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+    Resizer::new()
+        .resize(&src, &mut dst, &options)
+        .map_err(|e| ImageError::Resize(e.to_string()))?;
+    Ok(Pixels {
+        width: w,
+        height: h,
+        channels,
+        data: dst.into_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

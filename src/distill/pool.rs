@@ -1,0 +1,64 @@
+//! The job pool: distillation jobs too large to run inline on a shard go here, so one
+//! big photo does not stall the other connections of its shard. Bounded: when the queue
+//! is full a job is refused and the original is sent.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::cache::flight::Notify;
+
+type Work = Box<dyn FnOnce() + Send>;
+
+/// A job and whom to wake when it is done.
+struct Job {
+    work: Work,
+    done: Box<dyn Notify>,
+}
+
+#[derive(Clone)]
+pub struct Pool {
+    tx: Sender<Job>,
+}
+
+impl Pool {
+    pub fn start(threads: usize, queue: usize) -> Pool {
+        let (tx, rx) = crossbeam_channel::bounded::<Job>(queue.max(1));
+        for i in 0..threads.max(1) {
+            let rx: Receiver<Job> = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("distill-{i}"))
+                .spawn(move || {
+                    for job in rx {
+                        (job.work)();
+                        job.done.notify();
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!("cannot start distillation thread {i}: {e}");
+            }
+        }
+        Pool { tx }
+    }
+
+    /// Queues `work`; `done` is woken after it ran, or at once if the queue is full
+    /// (then `work` never runs, and its result slot stays empty).
+    pub fn submit(&self, work: Work, done: Box<dyn Notify>) {
+        match self.tx.try_send(Job { work, done }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => job.done.notify(),
+        }
+    }
+}
+
+/// Where a job leaves its result for the connection that waits on it.
+pub type Slot<T> = Arc<Mutex<Option<T>>>;
+
+pub fn take<T>(slot: &Slot<T>) -> Option<T> {
+    slot.lock().unwrap_or_else(|p| p.into_inner()).take()
+}
+
+pub fn put<T>(slot: &Slot<T>, value: T) {
+    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
+}

@@ -1,0 +1,284 @@
+//! Distillation profiles and how one is chosen for a request: refinement (the original,
+//! asked for explicitly) first, then the user's own preference (cookie), then the
+//! operator's rules (client address, User-Agent), then what the client says of its link
+//! (`Save-Data`, `ECT`, `Downlink`), then the default.
+
+use std::net::IpAddr;
+
+use crate::http::headers::{list_items, trim};
+
+/// How hard to distill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    /// Longest edge of an image after distillation, pixels.
+    pub max_edge: u32,
+    /// JPEG quality, 1..=100.
+    pub quality: u8,
+    pub grayscale: bool,
+    /// Animated GIFs become their first frame (else they pass unchanged).
+    pub flatten_animation: bool,
+    /// Compress text (zstd / br / gzip, by Accept-Encoding).
+    pub compress_text: bool,
+}
+
+impl Profile {
+    pub fn is_off(&self) -> bool {
+        self.name == "off"
+    }
+}
+
+/// The built-in profiles; config may redefine any of them or add more.
+pub fn builtin() -> Vec<Profile> {
+    let p = |name: &str, max_edge, quality, grayscale, flatten_animation, compress_text| Profile {
+        name: name.into(),
+        max_edge,
+        quality,
+        grayscale,
+        flatten_animation,
+        compress_text,
+    };
+    vec![
+        p("off", 0, 100, false, false, false),
+        p("light", 1920, 80, false, false, true),
+        p("medium", 1024, 65, false, false, true),
+        p("aggressive", 640, 45, false, true, true),
+    ]
+}
+
+/// An operator's rule: clients matching every given condition get `profile`.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub client: Option<(IpAddr, u8)>,
+    pub user_agent: Option<String>,
+    pub profile: String,
+}
+
+impl Rule {
+    fn matches(&self, peer: IpAddr, user_agent: Option<&str>) -> bool {
+        let addr_ok = self.client.is_none_or(|(net, bits)| in_prefix(peer, net, bits));
+        let ua_ok = self
+            .user_agent
+            .as_ref()
+            .is_none_or(|want| user_agent.is_some_and(|ua| ua.contains(want.as_str())));
+        addr_ok && ua_ok
+    }
+}
+
+/// Parses `10.0.0.0/8` (or a bare address) into a network and prefix length.
+pub fn parse_prefix(s: &str) -> Option<(IpAddr, u8)> {
+    let (addr, bits) = match s.split_once('/') {
+        Some((a, b)) => (a, b.parse().ok()?),
+        None => (s, if s.contains(':') { 128 } else { 32 }),
+    };
+    let addr: IpAddr = addr.parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    (bits <= max).then_some((addr, bits))
+}
+
+fn in_prefix(peer: IpAddr, net: IpAddr, bits: u8) -> bool {
+    match (peer, net) {
+        (IpAddr::V4(p), IpAddr::V4(n)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+            u32::from(p) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(p), IpAddr::V6(n)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+            u128::from(p) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// The name of the cookie the preference page sets.
+pub const COOKIE: &str = "distilld_profile";
+/// A request header asking for the original (refinement), like the URL marker.
+pub const ORIGINAL_HEADER: &str = "x-distill-original";
+
+/// What the request says about itself, read once.
+#[derive(Debug, Default)]
+pub struct Signals<'a> {
+    pub original: bool,
+    pub cookie: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub save_data: bool,
+    /// Effective connection type (`ECT`): slow-2g, 2g, 3g, 4g.
+    pub ect: Option<&'a [u8]>,
+    /// `Downlink`, Mbit/s.
+    pub downlink: Option<f64>,
+}
+
+impl<'a> Signals<'a> {
+    pub fn read(fields: impl Iterator<Item = (&'a str, &'a [u8])>) -> Signals<'a> {
+        let mut s = Signals::default();
+        for (name, value) in fields {
+            let v = trim(value);
+            if name.eq_ignore_ascii_case("save-data") {
+                s.save_data = v.eq_ignore_ascii_case(b"on");
+            } else if name.eq_ignore_ascii_case("ect") {
+                s.ect = Some(v);
+            } else if name.eq_ignore_ascii_case("downlink") {
+                s.downlink = std::str::from_utf8(v).ok().and_then(|d| d.parse().ok());
+            } else if name.eq_ignore_ascii_case("user-agent") {
+                s.user_agent = std::str::from_utf8(v).ok();
+            } else if name.eq_ignore_ascii_case(ORIGINAL_HEADER) {
+                s.original = !v.is_empty() && v != b"0";
+            } else if name.eq_ignore_ascii_case("cookie") {
+                s.cookie = s.cookie.or_else(|| cookie_value(v));
+            }
+        }
+        s
+    }
+}
+
+/// `distilld_profile=NAME` among `a=b; c=d` pairs.
+fn cookie_value(header: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(header).ok()?;
+    text.split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.trim())
+}
+
+/// The profile settings the chooser reads (from `[distill]`).
+#[derive(Debug, Clone)]
+pub struct Choice {
+    pub profiles: Vec<Profile>,
+    pub rules: Vec<Rule>,
+    pub default: String,
+    pub save_data: String,
+    /// For `ECT: slow-2g / 2g`, or a Downlink under 1 Mbit/s.
+    pub slow_link: String,
+    /// For `ECT: 3g`, or a Downlink under 5 Mbit/s.
+    pub medium_link: String,
+}
+
+impl Choice {
+    pub fn find(&self, name: &str) -> Option<&Profile> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+
+    /// The profile for a request, and why it was chosen (for the X-Distill header).
+    pub fn choose(&self, s: &Signals<'_>, peer: IpAddr) -> (&Profile, &'static str) {
+        let off = || self.find("off");
+        if s.original
+            && let Some(p) = off()
+        {
+            return (p, "original");
+        }
+        if let Some(p) = s.cookie.and_then(|name| self.find(name)) {
+            return (p, "preference");
+        }
+        if let Some(r) = self.rules.iter().find(|r| r.matches(peer, s.user_agent))
+            && let Some(p) = self.find(&r.profile)
+        {
+            return (p, "rule");
+        }
+        let by_link = match (s.ect, s.downlink) {
+            (Some(e), _) if e.eq_ignore_ascii_case(b"slow-2g") || e.eq_ignore_ascii_case(b"2g") => {
+                Some(&self.slow_link)
+            }
+            (Some(e), _) if e.eq_ignore_ascii_case(b"3g") => Some(&self.medium_link),
+            (_, Some(d)) if d < 1.0 => Some(&self.slow_link),
+            (_, Some(d)) if d < 5.0 => Some(&self.medium_link),
+            _ => None,
+        };
+        if let Some(p) = by_link.and_then(|n| self.find(n)) {
+            return (p, "client-hints");
+        }
+        if s.save_data
+            && let Some(p) = self.find(&self.save_data)
+        {
+            return (p, "save-data");
+        }
+        match self.find(&self.default) {
+            Some(p) => (p, "default"),
+            None => (&self.profiles[0], "default"),
+        }
+    }
+}
+
+/// Which of zstd, br, gzip the client accepts (q > 0), in that order of preference.
+pub fn accepted_encoding<'a>(fields: impl Iterator<Item = (&'a str, &'a [u8])>) -> Option<&'static str> {
+    let mut ok = [false; 3];
+    for (_, v) in fields.filter(|(n, _)| n.eq_ignore_ascii_case("accept-encoding")) {
+        for item in list_items(v) {
+            let mut parts = item.split(|&b| b == b';');
+            let coding = trim(parts.next().unwrap_or(b""));
+            let q_zero = parts.any(|p| {
+                let p = trim(p);
+                p.len() >= 2
+                    && p[..2].eq_ignore_ascii_case(b"q=")
+                    && std::str::from_utf8(&p[2..]).ok().and_then(|q| q.trim().parse::<f32>().ok()) == Some(0.0)
+            });
+            if q_zero {
+                continue;
+            }
+            for (i, name) in ["zstd", "br", "gzip"].iter().enumerate() {
+                if coding.eq_ignore_ascii_case(name.as_bytes()) {
+                    ok[i] = true;
+                }
+            }
+        }
+    }
+    ["zstd", "br", "gzip"].into_iter().zip(ok).find(|(_, y)| *y).map(|(n, _)| n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn choice() -> Choice {
+        Choice {
+            profiles: builtin(),
+            rules: vec![Rule {
+                client: parse_prefix("10.0.0.0/8"),
+                user_agent: Some("Opera Mini".into()),
+                profile: "aggressive".into(),
+            }],
+            default: "off".into(),
+            save_data: "medium".into(),
+            slow_link: "aggressive".into(),
+            medium_link: "medium".into(),
+        }
+    }
+
+    fn pick(fields: &[(&'static str, &'static str)], peer: &str) -> (String, &'static str) {
+        let c = choice();
+        let s = Signals::read(fields.iter().map(|(n, v)| (*n, v.as_bytes())));
+        let (p, why) = c.choose(&s, peer.parse().unwrap());
+        (p.name.clone(), why)
+    }
+
+    #[test]
+    fn precedence() {
+        let lan = "127.0.0.1";
+        assert_eq!(pick(&[], lan), ("off".into(), "default"));
+        assert_eq!(pick(&[("Save-Data", "on")], lan), ("medium".into(), "save-data"));
+        assert_eq!(pick(&[("ECT", "2g"), ("Save-Data", "on")], lan).0, "aggressive");
+        assert_eq!(pick(&[("Downlink", "3.5")], lan).0, "medium");
+        assert_eq!(
+            pick(&[("User-Agent", "Opera Mini/9"), ("Save-Data", "on")], "10.1.2.3"),
+            ("aggressive".into(), "rule")
+        );
+        assert_eq!(pick(&[("User-Agent", "Opera Mini/9")], lan).0, "off");
+        assert_eq!(
+            pick(&[("Cookie", "a=b; distilld_profile=light"), ("Save-Data", "on")], lan),
+            ("light".into(), "preference")
+        );
+        assert_eq!(
+            pick(&[("Cookie", "distilld_profile=light"), ("X-Distill-Original", "1")], lan),
+            ("off".into(), "original")
+        );
+        assert_eq!(pick(&[("Cookie", "distilld_profile=bogus")], lan).0, "off");
+    }
+
+    #[test]
+    fn encodings_by_our_preference_and_q_zero_refused() {
+        let enc = |v: &'static str| accepted_encoding([("Accept-Encoding", v.as_bytes())].into_iter());
+        assert_eq!(enc("gzip, deflate, br, zstd"), Some("zstd"));
+        assert_eq!(enc("gzip, br;q=0.5"), Some("br"));
+        assert_eq!(enc("gzip;q=1.0, zstd;q=0"), Some("gzip"));
+        assert_eq!(enc("identity"), None);
+    }
+}

@@ -1,0 +1,115 @@
+//! Text compression for clients by their Accept-Encoding: zstd, then br, then gzip.
+//! Levels are the ones measured best for speed against size on the corpus's text
+//! (bench/run.sh text-compression): past them each step costs far more time than it
+//! saves bytes.
+
+use std::io::Write;
+
+use thiserror::Error;
+
+pub const ZSTD_LEVEL: i32 = 6;
+pub const BROTLI_QUALITY: u32 = 5;
+pub const GZIP_LEVEL: u32 = 6;
+/// Brotli's window, log2 bytes (the format's default).
+const BROTLI_WINDOW: u32 = 22;
+
+#[derive(Debug, Error)]
+#[error("cannot compress with {coding}: {source}")]
+pub struct CompressError {
+    coding: &'static str,
+    source: std::io::Error,
+}
+
+/// Media types worth compressing when the origin sent them uncompressed.
+pub fn is_compressible(content_type: &[u8]) -> bool {
+    let essence = content_type
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or(b"")
+        .trim_ascii()
+        .to_ascii_lowercase();
+    let Ok(t) = std::str::from_utf8(&essence) else {
+        return false;
+    };
+    t.starts_with("text/")
+        || matches!(
+            t,
+            "application/javascript"
+                | "application/x-javascript"
+                | "application/ecmascript"
+                | "application/json"
+                | "application/manifest+json"
+                | "application/ld+json"
+                | "application/xml"
+                | "application/xhtml+xml"
+                | "application/rss+xml"
+                | "application/atom+xml"
+                | "image/svg+xml"
+        )
+        || t.ends_with("+json")
+        || t.ends_with("+xml")
+}
+
+/// `data` compressed with `coding` ("zstd", "br" or "gzip").
+pub fn compress(data: &[u8], coding: &'static str) -> Result<Vec<u8>, CompressError> {
+    let err = |source| CompressError { coding, source };
+    let mut out = Vec::with_capacity(data.len() / 3);
+    match coding {
+        "zstd" => {
+            let mut enc = zstd::Encoder::new(&mut out, ZSTD_LEVEL).map_err(err)?;
+            enc.include_contentsize(true).map_err(err)?;
+            enc.set_pledged_src_size(Some(data.len() as u64)).map_err(err)?;
+            enc.write_all(data).map_err(err)?;
+            enc.finish().map_err(err)?;
+        }
+        "br" => {
+            let mut enc = brotli::CompressorWriter::new(&mut out, 64 * 1024, BROTLI_QUALITY, BROTLI_WINDOW);
+            enc.write_all(data).map_err(err)?;
+            enc.flush().map_err(err)?;
+            drop(enc);
+        }
+        _ => {
+            let mut enc = flate2::write::GzEncoder::new(&mut out, flate2::Compression::new(GZIP_LEVEL));
+            enc.write_all(data).map_err(err)?;
+            enc.finish().map_err(err)?;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    #[test]
+    fn round_trips_in_each_coding() {
+        let text = "distilld compresses text. ".repeat(400);
+        for coding in ["zstd", "br", "gzip"] {
+            let packed = compress(text.as_bytes(), coding).unwrap_or_default();
+            assert!(packed.len() < text.len() / 10, "{coding}: {}", packed.len());
+            let mut back = Vec::new();
+            match coding {
+                "zstd" => back = zstd::decode_all(&packed[..]).unwrap_or_default(),
+                "br" => {
+                    brotli::Decompressor::new(&packed[..], 4096).read_to_end(&mut back).ok();
+                }
+                _ => {
+                    flate2::read::GzDecoder::new(&packed[..]).read_to_end(&mut back).ok();
+                }
+            }
+            assert_eq!(back, text.as_bytes(), "{coding}");
+        }
+    }
+
+    #[test]
+    fn types() {
+        assert!(is_compressible(b"text/html; charset=utf-8"));
+        assert!(is_compressible(b"application/javascript"));
+        assert!(is_compressible(b"image/svg+xml"));
+        assert!(is_compressible(b"application/vnd.api+json"));
+        assert!(!is_compressible(b"image/png"));
+        assert!(!is_compressible(b"application/octet-stream"));
+    }
+}
