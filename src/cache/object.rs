@@ -191,6 +191,13 @@ impl Object {
         }
     }
 
+    /// Stored under a key that already names its variant (distilled objects): its Vary
+    /// is for caches downstream, not for selecting it here.
+    pub fn without_vary(mut self) -> Object {
+        self.vary = None;
+        self
+    }
+
     /// Bytes charged against the budget.
     pub fn cost(&self, key_len: usize) -> u64 {
         (self.head.len() + self.body.len() + key_len) as u64 + OBJECT_OVERHEAD_BYTES

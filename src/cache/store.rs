@@ -144,6 +144,25 @@ impl Store {
         true
     }
 
+    /// Stores `object` under exactly `key` (a variant key made by the caller; the
+    /// object's own Vary is not consulted).
+    pub fn insert_shared(&self, key: &Arc<str>, object: Arc<Object>) -> bool {
+        let cost = object.cost(key.len());
+        if object.body.len() as u64 > self.object_bytes_max {
+            return false;
+        }
+        let mut policy = self.lock_policy();
+        let map = self.map.pin();
+        for gone in policy.insert(key.clone(), cost, object.clone()) {
+            map.remove(&gone);
+        }
+        if !policy.contains(key) {
+            return false;
+        }
+        map.insert(key.clone(), Slot::Object(object));
+        true
+    }
+
     /// Replaces the object under `key` (after revalidation) if it is still stored.
     pub fn replace(&self, key: &Arc<str>, object: Object) -> Arc<Object> {
         let object = Arc::new(object);

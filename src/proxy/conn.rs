@@ -30,8 +30,11 @@ use super::out::Out;
 use super::route::{Decision, Destination, route};
 use super::stats::Stats;
 use caching::{CacheCtx, Consult, ResponsePlan};
+use distilling::{DistillCtx, Held, Running, Source};
+pub use distilling::Job;
 
 mod caching;
+mod distilling;
 
 /// The time of an event, as the driver read it once for a batch of events.
 #[derive(Debug, Clone, Copy)]
@@ -44,7 +47,7 @@ pub struct Now<'a> {
 }
 
 /// What the connection asks of the driver about its upstream connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Action {
     /// Attach a connection to `origin`: from the pool when `pooled_ok`, else fresh.
     /// Answered by `on_upstream_ready` or `on_upstream_failed`.
@@ -56,6 +59,8 @@ pub enum Action {
     /// Another request is fetching what this one needs: call `on_flight_done` when its
     /// flight ends.
     AwaitFlight(FlightWait),
+    /// Run this distillation job on the pool, then call `on_flight_done`.
+    RunJob(Job),
 }
 
 /// A flight to wait on (compared by identity).
@@ -91,6 +96,10 @@ enum Phase {
     Waiting {
         since: Instant,
     },
+    /// The response is being distilled on the job pool; `input` is the body.
+    Distilling {
+        input: bytes::Bytes,
+    },
     Acquiring {
         since: Instant,
     },
@@ -110,6 +119,10 @@ struct Exchange {
     dest: Destination,
     origin: Authority,
     cache: Option<Box<CacheCtx>>,
+    distill: Option<Box<DistillCtx>>,
+    /// The response body held for a distillation job instead of streamed.
+    held: Option<Box<Held>>,
+    running: Option<Box<Running>>,
     /// The cache answered; the origin's body is read to keep the connection and dropped.
     discard_body: bool,
     started: Instant,
@@ -358,18 +371,17 @@ impl Conn {
         }
     }
 
-    /// The flight this connection waited on ended: look the URL up again.
+    /// What this connection waited for is done: the flight it waited on ended (look the
+    /// URL up again), or its distillation job finished.
     pub fn on_flight_done(&mut self, now: Now<'_>) {
-        if !self
-            .ex
-            .as_ref()
-            .is_some_and(|ex| matches!(ex.phase, Phase::Waiting { .. }))
-        {
-            return;
-        }
-        if let Some(ex) = self.ex.take() {
-            self.resume_after_wait(*ex, now);
-            self.advance(now);
+        let Some(ex) = self.ex.take() else { return };
+        match ex.phase {
+            Phase::Waiting { .. } => {
+                self.resume_after_wait(*ex, now);
+                self.advance(now);
+            }
+            Phase::Distilling { .. } => self.on_job_done(ex, now),
+            _ => self.ex = Some(ex),
         }
     }
 
@@ -405,6 +417,7 @@ impl Conn {
                     }
                 }
             }
+            Phase::Distilling { .. } => {} // bounded by the job's own time limit
             Phase::Acquiring { since } => {
                 if t.saturating_duration_since(since) >= to.upstream_connect {
                     self.stats.upstream_timeouts.incr();
@@ -510,15 +523,34 @@ impl Conn {
             self.purge(&head, &dest, now);
             return;
         }
-        match self.consult_cache(&head, &dest, false, now) {
+        let distill = self.distill_ctx(&head);
+        let consult = self.consult_cache(&head, &dest, distill.as_deref(), false, now);
+        self.act_on(consult, head, dest, distill, now);
+    }
+
+    fn act_on(
+        &mut self,
+        consult: Consult,
+        head: RequestHead,
+        dest: Destination,
+        distill: Option<Box<DistillCtx>>,
+        now: Now<'_>,
+    ) {
+        match consult {
             Consult::Answered => {}
-            Consult::Fetch(ctx) => self.start_fetch(head, dest, ctx, now),
+            Consult::Fetch(ctx) => self.start_fetch(head, dest, ctx, distill, now),
             Consult::Wait(ctx, flight) => {
                 let mut ex = self.exchange(head, dest, Some(ctx), now);
+                ex.distill = distill;
                 ex.phase = Phase::Waiting { since: now.instant };
                 self.ex = Some(ex);
                 self.actions
                     .push_back(Action::AwaitFlight(FlightWait(flight)));
+            }
+            Consult::DistillStored(object, work) => {
+                let mut ex = self.exchange(head, dest, None, now);
+                ex.distill = distill;
+                self.start_job(ex, Source::Stored { object, work }, now);
             }
         }
     }
@@ -526,11 +558,12 @@ impl Conn {
     /// After a wait on another request's fetch: answered from the cache now, or fetched
     /// by this request (it does not wait twice).
     fn resume_after_wait(&mut self, ex: Exchange, now: Now<'_>) {
-        let Exchange { head, dest, .. } = ex;
-        match self.consult_cache(&head, &dest, true, now) {
-            Consult::Answered => {}
-            Consult::Fetch(ctx) => self.start_fetch(head, dest, ctx, now),
-            Consult::Wait(ctx, _) => self.start_fetch(head, dest, Some(ctx), now),
+        let Exchange {
+            head, dest, distill, ..
+        } = ex;
+        match self.consult_cache(&head, &dest, distill.as_deref(), true, now) {
+            Consult::Wait(ctx, _) => self.start_fetch(head, dest, Some(ctx), distill, now),
+            other => self.act_on(other, head, dest, distill, now),
         }
     }
 
@@ -540,6 +573,7 @@ impl Conn {
         head: RequestHead,
         dest: Destination,
         cache: Option<Box<CacheCtx>>,
+        distill: Option<Box<DistillCtx>>,
         now: Now<'_>,
     ) {
         if head.expect_continue && head.has_body() && head.minor_version == 1 {
@@ -547,6 +581,7 @@ impl Conn {
             self.out.extend(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
         let mut ex = self.exchange(head, dest, cache, now);
+        ex.distill = distill;
         let id = Identity {
             via_name: &self.cfg.via_name,
             x_forwarded_for: self.cfg.x_forwarded_for,
@@ -589,6 +624,9 @@ impl Conn {
             origin: dest.origin.clone(),
             dest,
             cache,
+            distill: None,
+            held: None,
+            running: None,
             discard_body: false,
             started: now.instant,
             req_dec,
@@ -701,15 +739,33 @@ impl Conn {
             ResponsePlan::Stream(line) => line,
         };
         ex.keep_alive = ex.keep_alive && down != DownFraming::Close && !self.client_eof;
-        write_client_response(
-            self.out.tail(),
-            resp,
-            down,
-            ex.keep_alive,
-            minor,
-            &self.cfg.via_name,
-            &cache_status,
-        );
+        if ex.distill.is_some() {
+            let mut client_head = Vec::with_capacity(512);
+            write_client_response(
+                &mut client_head,
+                resp,
+                down,
+                ex.keep_alive,
+                minor,
+                &self.cfg.via_name,
+                &cache_status,
+            );
+            let stored = cache_status.windows(6).any(|w| w == b"stored");
+            ex.held = self.hold(&ex, resp, &client_head, stored, now);
+            if ex.held.is_none() {
+                self.out.extend(&client_head);
+            }
+        } else {
+            write_client_response(
+                self.out.tail(),
+                resp,
+                down,
+                ex.keep_alive,
+                minor,
+                &self.cfg.via_name,
+                &cache_status,
+            );
+        }
         let enc = if down == DownFraming::Chunked {
             BodyEncoder::Chunked
         } else {
@@ -724,6 +780,7 @@ impl Conn {
 
     fn feed_body(&mut self, data: &[u8], now: Now<'_>) {
         let max = self.cfg.cache.object_bytes_max;
+        let hold_limit = self.cfg.distill.limits.input_bytes_max;
         let Some(ex) = self.ex.as_mut() else { return };
         let Response::Body { dec, enc } = &mut ex.resp else {
             return;
@@ -732,7 +789,18 @@ impl Conn {
         while at < data.len() && !dec.is_done() {
             match dec.decode(&data[at..]) {
                 Ok((n, piece)) => {
-                    if !ex.discard_body {
+                    if let Some(held) = ex.held.as_mut()
+                        && !held.add(piece, hold_limit)
+                    {
+                        // Too large to distil after all: stream what was held, and on.
+                        if let Some(held) = ex.held.take() {
+                            let (head, body) = held.into_streamed();
+                            self.out.extend(&head);
+                            enc.encode(&body, self.out.tail());
+                            ex.resp_bytes += body.len() as u64;
+                        }
+                    }
+                    if ex.held.is_none() && !ex.discard_body {
                         enc.encode(piece, self.out.tail());
                         ex.resp_bytes += piece.len() as u64;
                     }
@@ -752,8 +820,40 @@ impl Conn {
             if at < data.len() {
                 ex.upstream_reusable = false; // bytes past the end: the stream is unsound
             }
+            if ex.held.is_some() {
+                self.finish_held(now);
+                return;
+            }
             enc.finish(self.out.tail());
             self.complete_exchange(now);
+        }
+    }
+
+    /// The held body is complete: the origin connection goes back, the original is
+    /// stored if it may be, and the job starts.
+    fn finish_held(&mut self, now: Now<'_>) {
+        let Some(mut ex) = self.ex.take() else { return };
+        self.release_upstream(&mut ex);
+        if let Some(ctx) = ex.cache.as_mut() {
+            self.finish_capture(ctx, &ex.head);
+        }
+        // The flight (if this request led one) ends here: waiters find the original.
+        ex.cache = None;
+        let Some(held) = ex.held.take() else { return };
+        self.start_job(ex, Source::Fetched(held), now);
+    }
+
+    /// Gives the origin connection back to the pool, or closes it.
+    fn release_upstream(&mut self, ex: &mut Exchange) {
+        let request_done = ex.req_dec.is_done();
+        if ex.upstream_reusable && request_done && self.up_out.is_empty() {
+            self.actions.push_back(Action::Release);
+        } else {
+            self.actions.push_back(Action::CloseUpstream);
+        }
+        self.up_out.clear();
+        if !request_done {
+            self.no_more_requests = true;
         }
     }
 
@@ -764,14 +864,8 @@ impl Conn {
             // requests that waited find it.
             self.finish_capture(ctx, &ex.head);
         }
-        let request_done = ex.req_dec.is_done();
-        if ex.upstream_reusable && request_done && self.up_out.is_empty() {
-            self.actions.push_back(Action::Release);
-        } else {
-            self.actions.push_back(Action::CloseUpstream);
-        }
-        self.up_out.clear();
-        if !request_done || !ex.keep_alive {
+        self.release_upstream(&mut ex);
+        if !ex.keep_alive {
             self.no_more_requests = true;
         }
         if !ex.discard_body {

@@ -38,6 +38,8 @@ pub struct Stats {
     pub cache_collapsed: Counter,
     pub cache_invalidations: Counter,
     pub cache_purges: Counter,
+    pub distilled: Counter,
+    pub distill_passed: Counter,
 }
 
 impl Stats {

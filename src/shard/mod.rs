@@ -96,12 +96,14 @@ pub fn choose_driver(choice: IoChoice) -> Result<(Driver, String), ShardError> {
     }
 }
 
-/// What all shards of a node share besides the config: the resolver threads and the
-/// cache.
+/// What all shards of a node share besides the config: the resolver threads, the
+/// cache and the distillation pool.
 #[derive(Clone)]
 pub struct Node {
     pub resolver: dns::Resolver,
     pub cache: Option<Arc<Store>>,
+    /// Threads for distillation jobs too large to run on a shard.
+    pub jobs: crate::distill::pool::Pool,
 }
 
 /// Binds the listeners and starts one shard per worker; returns once every shard is
@@ -127,6 +129,10 @@ pub fn start(config: Arc<Config>) -> Result<Running, ShardError> {
                 config.cache.object_bytes_max,
             ))
         }),
+        jobs: crate::distill::pool::Pool::start(
+            config.distill.pool_threads,
+            config.distill.pool_queue_max,
+        ),
     };
     let cores = if config.pin_workers {
         core_affinity::get_core_ids().unwrap_or_default()

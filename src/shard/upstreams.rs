@@ -20,7 +20,8 @@ use super::Node;
 use super::dns::{Answer, DnsCache, Job, Resolver, Waiters, Wake, literal};
 use crate::cache::Store;
 use crate::cache::flight::Notify;
-use crate::proxy::conn::FlightWait;
+use crate::distill::pool::Pool as JobPool;
+use crate::proxy::conn::{FlightWait, Job as DistillJob};
 
 /// Wakes a client of this shard, from whichever shard ended the flight it waited on.
 struct FlightWaiter {
@@ -53,6 +54,7 @@ pub struct Link {
 pub struct Lookups {
     pub pool: Pool,
     pub cache: Option<Arc<Store>>,
+    jobs: JobPool,
     flight_tx: Sender<(usize, u64)>,
     flight_rx: Receiver<(usize, u64)>,
     dns: DnsCache,
@@ -70,6 +72,7 @@ impl Lookups {
         let (flight_tx, flight_rx) = crossbeam_channel::unbounded();
         Lookups {
             cache: node.cache,
+            jobs: node.jobs,
             flight_tx,
             flight_rx,
             pool: Pool::new(
@@ -84,6 +87,18 @@ impl Lookups {
             rx,
             waker,
         }
+    }
+}
+
+impl Lookups {
+    /// Wakes client `ci` (if it is still the one with `serial`) on this shard.
+    fn waiter(&self, ci: usize, serial: u64) -> Box<FlightWaiter> {
+        Box::new(FlightWaiter {
+            tx: self.flight_tx.clone(),
+            waker: self.waker.clone(),
+            ci,
+            serial,
+        })
     }
 }
 
@@ -126,13 +141,14 @@ pub fn apply_actions<D: Driver>(d: &mut D, ci: usize, now: Instant) {
             }
             Action::AwaitFlight(FlightWait(flight)) => {
                 let serial = link.serial;
+                let waiter = d.lookups().waiter(ci, serial);
+                flight.wait(waiter);
+            }
+            Action::RunJob(DistillJob(work)) => {
+                let serial = link.serial;
                 let l = d.lookups();
-                flight.wait(Box::new(FlightWaiter {
-                    tx: l.flight_tx.clone(),
-                    waker: l.waker.clone(),
-                    ci,
-                    serial,
-                }));
+                let waiter = l.waiter(ci, serial);
+                l.jobs.submit(work, waiter);
             }
         }
     }

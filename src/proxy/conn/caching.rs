@@ -21,6 +21,7 @@ use crate::http::response::ResponseHead;
 
 use super::super::heads::write_connection;
 use super::super::route::Destination;
+use super::distilling::DistillCtx;
 use super::{Conn, Now};
 
 /// A request's dealings with the cache while it is forwarded.
@@ -54,6 +55,8 @@ pub(super) enum Consult {
     Fetch(Option<Box<CacheCtx>>),
     /// Another request is fetching this URL: wait on its flight.
     Wait(Box<CacheCtx>, Arc<Flight>),
+    /// A fresh stored original to distil for this request.
+    DistillStored(Arc<Object>, crate::distill::Work),
 }
 
 impl std::fmt::Debug for Found {
@@ -64,8 +67,10 @@ impl std::fmt::Debug for Found {
 
 /// How a response from the cache is described in Cache-Status.
 #[derive(Clone, Copy)]
-enum Served {
+pub(super) enum Served {
     Hit,
+    /// Made here from what the origin (`fwd`) sent: a distilled response.
+    Made { fwd: &'static str, stored: bool },
     /// Stale, served while another request revalidates it (RFC 5861).
     StaleWhileRevalidate,
     /// Revalidated with the origin just now (it answered 304).
@@ -95,6 +100,7 @@ impl Conn {
         &mut self,
         head: &RequestHead,
         dest: &Destination,
+        distill: Option<&DistillCtx>,
         waited: bool,
         now: Now<'_>,
     ) -> Consult {
@@ -112,12 +118,28 @@ impl Conn {
             ctx.fwd = "bypass";
             return Consult::Fetch(Some(ctx));
         }
+        if let Some(d) = distill
+            && let Some(found) = store.lookup(&d.variant_key(&ctx.primary), head.fields())
+        {
+            let o = &found.object;
+            let fresh = verdict(&ctx.req_cc, &o.control, o.lifetime, o.age(now.unix_secs));
+            if matches!(fresh, Verdict::Fresh | Verdict::StaleAccepted) {
+                self.stats.cache_hits.incr();
+                self.serve_stored(head, o, Served::Hit, now);
+                return Consult::Answered;
+            }
+            // A stale distilled variant is made again from the original (which is
+            // what gets revalidated).
+        }
         let found = store.lookup(&ctx.primary, head.fields());
         if let Some(found) = found {
             let o = &found.object;
             let age = o.age(now.unix_secs);
             match verdict(&ctx.req_cc, &o.control, o.lifetime, age) {
                 Verdict::Fresh | Verdict::StaleAccepted => {
+                    if let Some(work) = distill.and_then(|d| self.work_on_stored(d, o)) {
+                        return Consult::DistillStored(found.object.clone(), work);
+                    }
                     self.stats.cache_hits.incr();
                     self.serve_stored(head, &found.object, Served::Hit, now);
                     return Consult::Answered;
@@ -384,7 +406,13 @@ impl Conn {
 
     /// Writes a stored response for `head`: the stored head and body as shared segments,
     /// the per-response fields fresh; a 304 when the client's own validators match.
-    fn serve_stored(&mut self, head: &RequestHead, o: &Arc<Object>, how: Served, now: Now<'_>) {
+    pub(super) fn serve_stored(
+        &mut self,
+        head: &RequestHead,
+        o: &Arc<Object>,
+        how: Served,
+        now: Now<'_>,
+    ) {
         let age = o.age(now.unix_secs);
         let ttl = o.lifetime as i64 - age as i64;
         let keep = head.wants_keep_alive() && !self.client_eof;
@@ -406,6 +434,7 @@ impl Conn {
                 l
             }
             Served::Revalidated => cache_status_line("stale", Some(304), false, Some(ttl)),
+            Served::Made { fwd, stored } => cache_status_line(fwd, Some(200), stored, Some(ttl)),
             Served::StaleIfError => {
                 let mut l = cache_status_line("", None, false, Some(ttl));
                 l.truncate(l.len() - 2);

@@ -1,0 +1,349 @@
+//! What a connection does to distil a response: choose the profile for the request,
+//! hold a distillable response's body instead of streaming it, run the job (inline when
+//! small, on the pool when large), and answer with the distilled representation, or with
+//! the original when the job declined. Distilled variants are stored in the cache under
+//! their own key (URL + profile + accepted coding), so each is computed once.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::cache::Object;
+use crate::cache::control::CacheControl;
+use crate::cache::freshness::Times;
+use crate::cache::object::{Build, Fields};
+use crate::distill::pool::{self, Slot};
+use crate::distill::profile::{Profile, Signals, accepted_encoding};
+use crate::distill::text::is_compressible;
+use crate::distill::{self, Made, Passed, Work};
+use crate::http::body::Framing;
+use crate::http::headers::list_items;
+use crate::http::request::RequestHead;
+use crate::http::response::ResponseHead;
+
+use super::caching::Served;
+use super::{Action, Conn, Exchange, Now, Phase};
+
+/// The request's profile and what it accepts.
+#[derive(Debug, Clone)]
+pub(super) struct DistillCtx {
+    profile: Profile,
+    why: &'static str,
+    coding: Option<&'static str>,
+}
+
+impl DistillCtx {
+    /// The key of this client's variant of `primary`.
+    pub(super) fn variant_key(&self, primary: &str) -> Arc<str> {
+        format!(
+            "{primary}\u{1}distill={};coding={}",
+            self.profile.name,
+            self.coding.unwrap_or("identity")
+        )
+        .into()
+    }
+}
+
+/// A response body being collected for a job.
+#[derive(Debug)]
+pub(super) struct Held {
+    work: Work,
+    fields: Fields,
+    times: Times,
+    /// The client head as it would have been streamed: written if the body outgrows the
+    /// input limit and the response has to stream after all.
+    head: Vec<u8>,
+    body: Vec<u8>,
+    stored_original: bool,
+}
+
+/// Where a job's input came from.
+#[derive(Debug)]
+pub(super) enum Source {
+    Fetched(Box<Held>),
+    Stored { object: Arc<Object>, work: Work },
+}
+
+/// A job under way on the pool.
+#[derive(Debug)]
+pub(super) struct Running {
+    source: Source,
+    slot: Slot<Result<Made, Passed>>,
+}
+
+/// A job for the driver to hand to the pool: `work` fills the slot.
+pub struct Job(pub Box<dyn FnOnce() + Send>);
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
+}
+
+impl PartialEq for Job {
+    fn eq(&self, _: &Self) -> bool {
+        false
+    }
+}
+
+impl Eq for Job {}
+
+impl Conn {
+    /// The distillation context of a GET, or None when nothing would be changed.
+    pub(super) fn distill_ctx(&self, head: &RequestHead) -> Option<Box<DistillCtx>> {
+        if head.method() != "GET" || request_forbids_transform(head) {
+            return None;
+        }
+        let choice = &self.cfg.distill.choice;
+        let signals = Signals::read(head.fields());
+        let (profile, why) = choice.choose(&signals, self.peer.ip());
+        let coding = accepted_encoding(head.fields()).filter(|_| profile.compress_text);
+        if profile.is_off() && coding.is_none() {
+            return None;
+        }
+        Some(Box::new(DistillCtx {
+            profile: profile.clone(),
+            why,
+            coding,
+        }))
+    }
+
+    /// What job, if any, a response with these fields gets for this request.
+    fn work_for(&self, ctx: &DistillCtx, status: u16, fields: &Fields) -> Option<Work> {
+        if status != 200 || response_forbids_transform(fields) {
+            return None;
+        }
+        let encoded = fields
+            .get("content-encoding")
+            .is_some_and(|e| !e.eq_ignore_ascii_case(b"identity"));
+        let ctype = fields.get("content-type").unwrap_or(b"");
+        let essence = ctype.split(|&b| b == b';').next().unwrap_or(b"").trim_ascii();
+        let is_image = [&b"image/jpeg"[..], b"image/png", b"image/gif", b"image/pjpeg"]
+            .iter()
+            .any(|t| essence.eq_ignore_ascii_case(t));
+        if encoded {
+            return None;
+        }
+        if is_image && !ctx.profile.is_off() {
+            return Some(Work::Image {
+                profile: ctx.profile.clone(),
+                limits: self.cfg.distill.limits,
+            });
+        }
+        match ctx.coding {
+            Some(coding) if is_compressible(ctype) => Some(Work::Text { coding }),
+            _ => None,
+        }
+    }
+
+    /// At the response head: hold the body for a job instead of streaming it? Returns
+    /// the held state, given the head that streaming would have written.
+    pub(super) fn hold(
+        &self,
+        ex: &Exchange,
+        resp: &ResponseHead,
+        client_head: &[u8],
+        stored_original: bool,
+        now: Now<'_>,
+    ) -> Option<Box<Held>> {
+        let ctx = ex.distill.as_deref()?;
+        let fields = Fields::from_response(resp.status, resp.reason(), resp.fields(), |n| {
+            resp.connection.drops(n)
+        });
+        let work = self.work_for(ctx, resp.status, &fields)?;
+        let limit = self.cfg.distill.limits.input_bytes_max;
+        let min = match work {
+            Work::Text { .. } => self.cfg.distill.text_bytes_min,
+            Work::Image { .. } => 1,
+        };
+        let expected = match resp.framing {
+            Framing::Length(n) if (min..=limit).contains(&n) => n as usize,
+            Framing::Chunked => 0,
+            _ => return None,
+        };
+        let times = crate::cache::object::read_times(&fields, now.unix_secs, now.unix_secs);
+        Some(Box::new(Held {
+            work,
+            fields,
+            times,
+            head: client_head.to_vec(),
+            body: Vec::with_capacity(expected),
+            stored_original,
+        }))
+    }
+
+    /// A fresh stored original that this request wants distilled: the job to run on it.
+    pub(super) fn work_on_stored(&self, ctx: &DistillCtx, o: &Object) -> Option<Work> {
+        let fields = o.fields(&self.cfg.via_name);
+        self.work_for(ctx, o.status(), &fields)
+    }
+
+    /// Runs the job inline when its input is small, else hands it to the pool and parks
+    /// the exchange until the driver wakes it (`on_wakeup`).
+    pub(super) fn start_job(&mut self, mut ex: Box<Exchange>, mut source: Source, now: Now<'_>) {
+        let (work, input) = match &mut source {
+            Source::Fetched(h) => (h.work.clone(), Bytes::from(std::mem::take(&mut h.body))),
+            Source::Stored { object, work } => (work.clone(), object.body.clone()),
+        };
+        if input.len() as u64 <= self.cfg.distill.inline_bytes_max {
+            let made = distill::run(&work, &input);
+            self.answer_with(ex, source, input, made, now);
+            return;
+        }
+        let slot: Slot<Result<Made, Passed>> = Arc::default();
+        let filled = slot.clone();
+        let job_input = input.clone();
+        let work_fn = Box::new(move || pool::put(&filled, distill::run(&work, &job_input)));
+        ex.phase = Phase::Distilling { input };
+        ex.running = Some(Box::new(Running { source, slot }));
+        self.ex = Some(ex);
+        self.actions.push_back(Action::RunJob(Job(work_fn)));
+    }
+
+    /// The pool finished (or refused) this connection's job.
+    pub(super) fn on_job_done(&mut self, mut ex: Box<Exchange>, now: Now<'_>) {
+        let Phase::Distilling { input } = std::mem::replace(&mut ex.phase, Phase::Attached) else {
+            self.ex = Some(ex);
+            return;
+        };
+        let Some(running) = ex.running.take() else {
+            return;
+        };
+        let made = pool::take(&running.slot).unwrap_or(Err(Passed::PoolFull));
+        self.answer_with(ex, running.source, input, made, now);
+    }
+
+    /// Writes the distilled response, or the original when the job declined; stores the
+    /// distilled variant when the original was storable.
+    fn answer_with(
+        &mut self,
+        ex: Box<Exchange>,
+        source: Source,
+        input: Bytes,
+        made: Result<Made, Passed>,
+        now: Now<'_>,
+    ) {
+        let Some(ctx) = ex.distill.as_deref() else {
+            return;
+        };
+        let build = Build {
+            via_name: &self.cfg.via_name,
+            heuristic: crate::cache::freshness::Heuristic {
+                percent: self.cfg.cache.heuristic_percent,
+                max_secs: self.cfg.cache.heuristic_max_s,
+            },
+        };
+        let (fields, times, storable, fwd) = match &source {
+            Source::Fetched(h) => (h.fields.clone(), h.times, h.stored_original, "miss"),
+            Source::Stored { object, .. } => {
+                (object.fields(&self.cfg.via_name), object.times, true, "")
+            }
+        };
+        let object = match made {
+            Ok(made) => {
+                self.stats.distilled.incr();
+                let fields = distilled_fields(&fields, &made, input.len(), ctx);
+                let body = crate::cache::body::stored(made.bytes());
+                Arc::new(Object::new(fields, body, times, build).without_vary())
+            }
+            Err(why) => {
+                self.stats.distill_passed.incr();
+                tracing::debug!(target = ex.head.target(), "sent the original: {why}");
+                match &source {
+                    Source::Stored { object, .. } => object.clone(),
+                    Source::Fetched(_) => Arc::new(Object::new(fields, input, times, build)),
+                }
+            }
+        };
+        let stored = storable
+            && self.cache.as_ref().is_some_and(|store| {
+                let primary = crate::cache::key::primary(&ex.dest);
+                store.insert_shared(&ctx.variant_key(&primary), object.clone())
+            });
+        let how = if fwd.is_empty() {
+            Served::Hit
+        } else {
+            Served::Made { fwd, stored }
+        };
+        self.serve_stored(&ex.head, &object, how, now);
+        if !ex.keep_alive {
+            self.no_more_requests = true;
+        }
+        drop(ex);
+        self.advance(now);
+    }
+
+}
+
+impl Held {
+    /// Adds a piece of the body; false when it would outgrow `limit` (the hold is then
+    /// abandoned by the caller, which streams the head, the body so far and the rest).
+    pub(super) fn add(&mut self, piece: &[u8], limit: u64) -> bool {
+        if (self.body.len() + piece.len()) as u64 > limit {
+            return false;
+        }
+        self.body.extend_from_slice(piece);
+        true
+    }
+
+    pub(super) fn into_streamed(self) -> (Vec<u8>, Vec<u8>) {
+        (self.head, self.body)
+    }
+}
+
+fn request_forbids_transform(head: &RequestHead) -> bool {
+    CacheControl::from_fields(head.fields()).no_transform
+}
+
+fn response_forbids_transform(fields: &Fields) -> bool {
+    CacheControl::from_fields(fields.iter()).no_transform
+}
+
+/// The fields of the distilled representation: the original's, with its type, coding,
+/// length and validators restated, Vary extended, and what was done in X-Distill.
+fn distilled_fields(orig: &Fields, made: &Made, original_bytes: usize, ctx: &DistillCtx) -> Fields {
+    let mut list: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut vary: Vec<Vec<u8>> = Vec::new();
+    for (name, value) in orig.iter() {
+        let lower = name.to_ascii_lowercase();
+        match lower.as_str() {
+            "vary" => vary.extend(list_items(value).map(<[u8]>::to_vec)),
+            "etag" => {
+                // Another representation: a weak validator of its own.
+                let tag = value.strip_prefix(b"W/").unwrap_or(value);
+                let inner = tag.strip_prefix(b"\"").and_then(|t| t.strip_suffix(b"\"")).unwrap_or(tag);
+                let mut v = b"W/\"".to_vec();
+                v.extend_from_slice(inner);
+                v.extend_from_slice(format!("-d-{}\"", ctx.profile.name).as_bytes());
+                list.push((name.to_string(), v));
+            }
+            "content-type" if matches!(made, Made::Image(_)) => {}
+            "content-md5" | "digest" | "content-digest" | "repr-digest" => {}
+            _ => list.push((name.to_string(), value.to_vec())),
+        }
+    }
+    let mut note = format!("original-bytes={original_bytes}; profile={}; reason={}", ctx.profile.name, ctx.why);
+    match made {
+        Made::Image(d) => {
+            list.push(("Content-Type".into(), d.content_type.as_bytes().to_vec()));
+            note.push_str(&format!("; size={}x{}", d.width, d.height));
+            for hint in ["Save-Data", "ECT", "Downlink"] {
+                vary.push(hint.as_bytes().to_vec());
+            }
+        }
+        Made::Text { coding, .. } => {
+            list.push(("Content-Encoding".into(), coding.as_bytes().to_vec()));
+            vary.push(b"Accept-Encoding".to_vec());
+        }
+    }
+    if !vary.is_empty() {
+        list.push(("Vary".into(), vary.join(&b", "[..])));
+    }
+    list.push(("X-Distill".into(), note.into_bytes()));
+    Fields::from_response(
+        orig.status,
+        &orig.reason,
+        list.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
+        |_| false,
+    )
+}
