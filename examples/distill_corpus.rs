@@ -37,7 +37,10 @@ fn main() {
         let t = Instant::now();
         let r = transcode(&data, &profile, &limits);
         let ms = t.elapsed().as_secs_f64() * 1000.0;
-        let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let file = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
         match r {
             Ok(o) => println!(
                 "{file:45} {:>9} -> {:>8} ({:>5.1}%) {}x{} {} {ms:.1} ms",

@@ -645,7 +645,10 @@ impl FileDistill {
             });
             let q = p.quality.unwrap_or(base.quality);
             if !(1..=100).contains(&q) {
-                bad(&format!("distill.profile[{i}].quality"), format!("{q} is outside 1..=100"));
+                bad(
+                    &format!("distill.profile[{i}].quality"),
+                    format!("{q} is outside 1..=100"),
+                );
             }
             let merged = Profile {
                 max_edge: p.max_edge.unwrap_or(base.max_edge),
@@ -667,7 +670,11 @@ impl FileDistill {
             }
             n
         };
-        let default = name("distill.default_profile", &self.default_profile, DEFAULT_DISTILL_PROFILE);
+        let default = name(
+            "distill.default_profile",
+            &self.default_profile,
+            DEFAULT_DISTILL_PROFILE,
+        );
         let save_data = name(
             "distill.save_data_profile",
             &self.save_data_profile,
@@ -689,12 +696,18 @@ impl FileDistill {
                 None => None,
                 Some((_, Some(p))) => Some(p),
                 Some((c, None)) => {
-                    bad(&format!("distill.rule[{i}].client"), format!("{c:?} is not an address or prefix"));
+                    bad(
+                        &format!("distill.rule[{i}].client"),
+                        format!("{c:?} is not an address or prefix"),
+                    );
                     None
                 }
             };
             if !profiles.iter().any(|p| p.name == r.profile) {
-                bad(&format!("distill.rule[{i}].profile"), format!("{:?} is not a profile", r.profile));
+                bad(
+                    &format!("distill.rule[{i}].profile"),
+                    format!("{:?} is not a profile", r.profile),
+                );
             }
             rules.push(Rule {
                 client,
@@ -703,11 +716,22 @@ impl FileDistill {
             });
         }
         let limits = crate::distill::image::Limits {
-            input_bytes_max: self.input_bytes_max.unwrap_or(DEFAULT_DISTILL_INPUT_BYTES_MAX),
+            input_bytes_max: self
+                .input_bytes_max
+                .unwrap_or(DEFAULT_DISTILL_INPUT_BYTES_MAX),
             pixels_max: self.pixels_max.unwrap_or(DEFAULT_DISTILL_PIXELS_MAX),
-            memory_bytes_max: self.memory_bytes_max.unwrap_or(DEFAULT_DISTILL_MEMORY_BYTES_MAX),
-            jpeg_scans_max: self.jpeg_scans_max.unwrap_or(DEFAULT_DISTILL_JPEG_SCANS_MAX),
-            time_max: ms(bad, "distill.job_time_ms", self.job_time_ms, DEFAULT_DISTILL_JOB_TIME_MS),
+            memory_bytes_max: self
+                .memory_bytes_max
+                .unwrap_or(DEFAULT_DISTILL_MEMORY_BYTES_MAX),
+            jpeg_scans_max: self
+                .jpeg_scans_max
+                .unwrap_or(DEFAULT_DISTILL_JPEG_SCANS_MAX),
+            time_max: ms(
+                bad,
+                "distill.job_time_ms",
+                self.job_time_ms,
+                DEFAULT_DISTILL_JOB_TIME_MS,
+            ),
         };
         let pool_threads = self.pool_threads.unwrap_or(DEFAULT_DISTILL_POOL_THREADS);
         check_range(bad, "distill.pool_threads", pool_threads, 1, 256);
@@ -721,10 +745,16 @@ impl FileDistill {
                 medium_link,
             },
             limits,
-            inline_bytes_max: self.inline_bytes_max.unwrap_or(DEFAULT_DISTILL_INLINE_BYTES_MAX),
+            inline_bytes_max: self
+                .inline_bytes_max
+                .unwrap_or(DEFAULT_DISTILL_INLINE_BYTES_MAX),
             pool_threads,
-            pool_queue_max: self.pool_queue_max.unwrap_or(DEFAULT_DISTILL_POOL_QUEUE_MAX),
-            text_bytes_min: self.text_bytes_min.unwrap_or(DEFAULT_DISTILL_TEXT_BYTES_MIN),
+            pool_queue_max: self
+                .pool_queue_max
+                .unwrap_or(DEFAULT_DISTILL_POOL_QUEUE_MAX),
+            text_bytes_min: self
+                .text_bytes_min
+                .unwrap_or(DEFAULT_DISTILL_TEXT_BYTES_MIN),
         }
     }
 }

@@ -17,16 +17,24 @@ use text::CompressError;
 /// One distillation job: what to do with a body.
 #[derive(Debug, Clone)]
 pub enum Work {
-    Image { profile: Profile, limits: Limits },
+    Image {
+        profile: Profile,
+        limits: Limits,
+    },
     /// Compress with this coding ("zstd", "br", "gzip").
-    Text { coding: &'static str },
+    Text {
+        coding: &'static str,
+    },
 }
 
 /// A job's product.
 #[derive(Debug)]
 pub enum Made {
     Image(Distilled),
-    Text { coding: &'static str, bytes: Vec<u8> },
+    Text {
+        coding: &'static str,
+        bytes: Vec<u8>,
+    },
 }
 
 impl Made {

@@ -39,7 +39,7 @@ pub fn builtin() -> Vec<Profile> {
         compress_text,
     };
     vec![
-        p("off", 0, 100, false, false, false),
+        p("off", 0, 100, false, false, true), // lossless compression only
         p("light", 1920, 80, false, false, true),
         p("medium", 1024, 65, false, false, true),
         p("aggressive", 640, 45, false, true, true),
@@ -56,7 +56,9 @@ pub struct Rule {
 
 impl Rule {
     fn matches(&self, peer: IpAddr, user_agent: Option<&str>) -> bool {
-        let addr_ok = self.client.is_none_or(|(net, bits)| in_prefix(peer, net, bits));
+        let addr_ok = self
+            .client
+            .is_none_or(|(net, bits)| in_prefix(peer, net, bits));
         let ua_ok = self
             .user_agent
             .as_ref()
@@ -199,7 +201,9 @@ impl Choice {
 }
 
 /// Which of zstd, br, gzip the client accepts (q > 0), in that order of preference.
-pub fn accepted_encoding<'a>(fields: impl Iterator<Item = (&'a str, &'a [u8])>) -> Option<&'static str> {
+pub fn accepted_encoding<'a>(
+    fields: impl Iterator<Item = (&'a str, &'a [u8])>,
+) -> Option<&'static str> {
     let mut ok = [false; 3];
     for (_, v) in fields.filter(|(n, _)| n.eq_ignore_ascii_case("accept-encoding")) {
         for item in list_items(v) {
@@ -209,7 +213,10 @@ pub fn accepted_encoding<'a>(fields: impl Iterator<Item = (&'a str, &'a [u8])>) 
                 let p = trim(p);
                 p.len() >= 2
                     && p[..2].eq_ignore_ascii_case(b"q=")
-                    && std::str::from_utf8(&p[2..]).ok().and_then(|q| q.trim().parse::<f32>().ok()) == Some(0.0)
+                    && std::str::from_utf8(&p[2..])
+                        .ok()
+                        .and_then(|q| q.trim().parse::<f32>().ok())
+                        == Some(0.0)
             });
             if q_zero {
                 continue;
@@ -221,7 +228,11 @@ pub fn accepted_encoding<'a>(fields: impl Iterator<Item = (&'a str, &'a [u8])>) 
             }
         }
     }
-    ["zstd", "br", "gzip"].into_iter().zip(ok).find(|(_, y)| *y).map(|(n, _)| n)
+    ["zstd", "br", "gzip"]
+        .into_iter()
+        .zip(ok)
+        .find(|(_, y)| *y)
+        .map(|(n, _)| n)
 }
 
 #[cfg(test)]
@@ -254,20 +265,41 @@ mod tests {
     fn precedence() {
         let lan = "127.0.0.1";
         assert_eq!(pick(&[], lan), ("off".into(), "default"));
-        assert_eq!(pick(&[("Save-Data", "on")], lan), ("medium".into(), "save-data"));
-        assert_eq!(pick(&[("ECT", "2g"), ("Save-Data", "on")], lan).0, "aggressive");
+        assert_eq!(
+            pick(&[("Save-Data", "on")], lan),
+            ("medium".into(), "save-data")
+        );
+        assert_eq!(
+            pick(&[("ECT", "2g"), ("Save-Data", "on")], lan).0,
+            "aggressive"
+        );
         assert_eq!(pick(&[("Downlink", "3.5")], lan).0, "medium");
         assert_eq!(
-            pick(&[("User-Agent", "Opera Mini/9"), ("Save-Data", "on")], "10.1.2.3"),
+            pick(
+                &[("User-Agent", "Opera Mini/9"), ("Save-Data", "on")],
+                "10.1.2.3"
+            ),
             ("aggressive".into(), "rule")
         );
         assert_eq!(pick(&[("User-Agent", "Opera Mini/9")], lan).0, "off");
         assert_eq!(
-            pick(&[("Cookie", "a=b; distilld_profile=light"), ("Save-Data", "on")], lan),
+            pick(
+                &[
+                    ("Cookie", "a=b; distilld_profile=light"),
+                    ("Save-Data", "on")
+                ],
+                lan
+            ),
             ("light".into(), "preference")
         );
         assert_eq!(
-            pick(&[("Cookie", "distilld_profile=light"), ("X-Distill-Original", "1")], lan),
+            pick(
+                &[
+                    ("Cookie", "distilld_profile=light"),
+                    ("X-Distill-Original", "1")
+                ],
+                lan
+            ),
             ("off".into(), "original")
         );
         assert_eq!(pick(&[("Cookie", "distilld_profile=bogus")], lan).0, "off");
@@ -275,7 +307,8 @@ mod tests {
 
     #[test]
     fn encodings_by_our_preference_and_q_zero_refused() {
-        let enc = |v: &'static str| accepted_encoding([("Accept-Encoding", v.as_bytes())].into_iter());
+        let enc =
+            |v: &'static str| accepted_encoding([("Accept-Encoding", v.as_bytes())].into_iter());
         assert_eq!(enc("gzip, deflate, br, zstd"), Some("zstd"));
         assert_eq!(enc("gzip, br;q=0.5"), Some("br"));
         assert_eq!(enc("gzip;q=1.0, zstd;q=0"), Some("gzip"));

@@ -58,18 +58,21 @@ pub fn compress(data: &[u8], coding: &'static str) -> Result<Vec<u8>, CompressEr
         "zstd" => {
             let mut enc = zstd::Encoder::new(&mut out, ZSTD_LEVEL).map_err(err)?;
             enc.include_contentsize(true).map_err(err)?;
-            enc.set_pledged_src_size(Some(data.len() as u64)).map_err(err)?;
+            enc.set_pledged_src_size(Some(data.len() as u64))
+                .map_err(err)?;
             enc.write_all(data).map_err(err)?;
             enc.finish().map_err(err)?;
         }
         "br" => {
-            let mut enc = brotli::CompressorWriter::new(&mut out, 64 * 1024, BROTLI_QUALITY, BROTLI_WINDOW);
+            let mut enc =
+                brotli::CompressorWriter::new(&mut out, 64 * 1024, BROTLI_QUALITY, BROTLI_WINDOW);
             enc.write_all(data).map_err(err)?;
             enc.flush().map_err(err)?;
             drop(enc);
         }
         _ => {
-            let mut enc = flate2::write::GzEncoder::new(&mut out, flate2::Compression::new(GZIP_LEVEL));
+            let mut enc =
+                flate2::write::GzEncoder::new(&mut out, flate2::Compression::new(GZIP_LEVEL));
             enc.write_all(data).map_err(err)?;
             enc.finish().map_err(err)?;
         }
@@ -93,10 +96,14 @@ mod tests {
             match coding {
                 "zstd" => back = zstd::decode_all(&packed[..]).unwrap_or_default(),
                 "br" => {
-                    brotli::Decompressor::new(&packed[..], 4096).read_to_end(&mut back).ok();
+                    brotli::Decompressor::new(&packed[..], 4096)
+                        .read_to_end(&mut back)
+                        .ok();
                 }
                 _ => {
-                    flate2::read::GzDecoder::new(&packed[..]).read_to_end(&mut back).ok();
+                    flate2::read::GzDecoder::new(&packed[..])
+                        .read_to_end(&mut back)
+                        .ok();
                 }
             }
             assert_eq!(back, text.as_bytes(), "{coding}");

@@ -25,13 +25,13 @@ use crate::http::target::Authority;
 use super::buf::Buf;
 use super::heads::Validators;
 use super::heads::{DownFraming, Identity, is_loop, write_client_response, write_upstream_request};
-use super::local::{HEALTH_BODY, LocalResponse, error_body};
+use super::local::{HEALTH_BODY, LocalResponse, TEXT_PLAIN, error_body};
 use super::out::Out;
 use super::route::{Decision, Destination, route};
 use super::stats::Stats;
 use caching::{CacheCtx, Consult, ResponsePlan};
-use distilling::{DistillCtx, Held, Running, Source};
 pub use distilling::Job;
+use distilling::{DistillCtx, Held, Running, Source};
 
 mod caching;
 mod distilling;
@@ -509,6 +509,7 @@ impl Conn {
                 self.answer_local(&head, refusal.status, &body, now);
             }
             Ok(Decision::Health) => self.answer_local(&head, 200, HEALTH_BODY, now),
+            Ok(Decision::Preferences(query)) => self.answer_preferences(&head, &query, now),
             Ok(Decision::Proxy(dest)) => self.begin_proxy(head, dest, now),
         }
     }
@@ -559,7 +560,10 @@ impl Conn {
     /// by this request (it does not wait twice).
     fn resume_after_wait(&mut self, ex: Exchange, now: Now<'_>) {
         let Exchange {
-            head, dest, distill, ..
+            head,
+            dest,
+            distill,
+            ..
         } = ex;
         match self.consult_cache(&head, &dest, distill.as_deref(), true, now) {
             Consult::Wait(ctx, _) => self.start_fetch(head, dest, Some(ctx), distill, now),
@@ -946,6 +950,31 @@ impl Conn {
         self.log_access(head, status, body.len() as u64, now.instant, now, None);
     }
 
+    /// The profile preference page (`proxy::prefs`).
+    fn answer_preferences(&mut self, head: &RequestHead, query: &str, now: Now<'_>) {
+        self.stats.local_responses.incr();
+        let signals = crate::distill::profile::Signals::read(head.fields());
+        let (status, extra, body) =
+            super::prefs::answer(&self.cfg.distill.choice, query, signals.cookie);
+        let keep = head.wants_keep_alive() && !head.has_body() && !self.client_eof;
+        LocalResponse {
+            status,
+            body: body.as_bytes(),
+            head_only: head.is_head(),
+            keep_alive: keep,
+            client_minor: head.minor_version,
+            date: now.date,
+            via_name: &self.cfg.via_name,
+            content_type: b"text/html; charset=utf-8",
+            extra: &extra,
+        }
+        .write(self.out.tail());
+        if !keep {
+            self.no_more_requests = true;
+        }
+        self.log_access(head, status, body.len() as u64, now.instant, now, None);
+    }
+
     /// A request that cannot be parsed or accepted: answer, then close.
     fn refuse_malformed(&mut self, e: &HttpError, now: Now<'_>) {
         tracing::info!(client = %self.peer, "refused request: {e}");
@@ -980,6 +1009,8 @@ impl Conn {
             client_minor: minor,
             date: now.date,
             via_name: &self.cfg.via_name,
+            content_type: TEXT_PLAIN,
+            extra: b"",
         }
         .write(self.out.tail());
         if !keep_alive {

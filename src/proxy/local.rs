@@ -6,11 +6,13 @@ use crate::http::headers::{write_decimal, write_field};
 use super::heads::write_connection;
 
 pub const HEALTH_BODY: &[u8] = b"ok\n";
+pub const TEXT_PLAIN: &[u8] = b"text/plain; charset=utf-8";
 
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         200 => "OK",
+        303 => "See Other",
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",
@@ -37,6 +39,9 @@ pub struct LocalResponse<'a> {
     pub client_minor: u8,
     pub date: &'a [u8],
     pub via_name: &'a str,
+    pub content_type: &'a [u8],
+    /// Whole header lines (each ending in CRLF) added as they are.
+    pub extra: &'a [u8],
 }
 
 impl LocalResponse<'_> {
@@ -48,7 +53,8 @@ impl LocalResponse<'_> {
         out.extend_from_slice(b"\r\n");
         write_field(out, b"Date", self.date);
         write_field(out, b"Server", self.via_name.as_bytes());
-        write_field(out, b"Content-Type", b"text/plain; charset=utf-8");
+        write_field(out, b"Content-Type", self.content_type);
+        out.extend_from_slice(self.extra);
         write_field(out, b"Cache-Control", b"no-store");
         out.extend_from_slice(b"Content-Length: ");
         write_decimal(out, self.body.len() as u64);

@@ -9,6 +9,7 @@ pub mod heads;
 pub mod local;
 pub mod out;
 pub mod pool;
+pub mod prefs;
 pub mod route;
 pub mod stats;
 

@@ -57,9 +57,15 @@ pub struct Destination {
     pub host_field: String,
 }
 
+/// Where the page that lets a user choose a distillation profile lives, on every host
+/// (so the cookie it sets is sent with that host's requests).
+pub const PREFERENCES_PATH: &str = "/.distilld/profile";
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision {
     Health,
+    /// The profile preference page; the query (after `?`) is kept.
+    Preferences(String),
     Proxy(Destination),
 }
 
@@ -81,6 +87,15 @@ fn refuse(status: u16, reason: impl Into<String>) -> Refusal {
 pub fn route(config: &Config, head: &RequestHead) -> Result<Decision, Refusal> {
     let target =
         parse_target(head.target(), head.method()).map_err(|e| refuse(400, e.to_string()))?;
+    if let Target::Origin(path) | Target::Absolute { path, .. } = &target
+        && let Some(rest) = path.strip_prefix(PREFERENCES_PATH)
+        && (rest.is_empty() || rest.starts_with('?'))
+        && matches!(head.method(), "GET" | "HEAD")
+    {
+        return Ok(Decision::Preferences(
+            rest.trim_start_matches('?').to_string(),
+        ));
+    }
     match target {
         Target::Origin(path) => route_origin_form(config, head, path),
         Target::Absolute {

@@ -106,8 +106,13 @@ pub fn temp_path(name: &str) -> PathBuf {
 }
 
 pub fn start_origin(extra: &[&str]) -> Process {
+    start_origin_at(&corpus_dir(), extra)
+}
+
+/// An origin serving the files under `root`.
+pub fn start_origin_at(root: &std::path::Path, extra: &[&str]) -> Process {
     let mut args: Vec<String> = vec!["--listen".into(), "127.0.0.1:0".into(), "--root".into()];
-    args.push(corpus_dir().display().to_string());
+    args.push(root.display().to_string());
     args.extend(extra.iter().map(|s| s.to_string()));
     spawn(env!("CARGO_BIN_EXE_distill-origin"), &args, "origin.log")
 }
@@ -147,7 +152,17 @@ impl Setup {
     }
 
     pub fn with(mode: Mode, config: &str, origin_args: &[&str]) -> Setup {
-        let origin = start_origin(origin_args);
+        Setup::with_root(mode, config, &corpus_dir(), origin_args)
+    }
+
+    /// Like `with`, the origin serving files from `root`.
+    pub fn with_root(
+        mode: Mode,
+        config: &str,
+        root: &std::path::Path,
+        origin_args: &[&str],
+    ) -> Setup {
+        let origin = start_origin_at(root, origin_args);
         let proxy = start_proxy(mode, origin.addr, config, 2);
         Setup {
             mode,

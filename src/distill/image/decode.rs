@@ -3,10 +3,10 @@
 
 use std::io::Cursor;
 
+use zune_jpeg::JpegDecoder;
 use zune_jpeg::zune_core::bytestream::ZCursor;
 use zune_jpeg::zune_core::colorspace::ColorSpace;
 use zune_jpeg::zune_core::options::DecoderOptions;
-use zune_jpeg::JpegDecoder;
 
 use super::{ImageError, Limits, Pixels};
 
@@ -51,12 +51,19 @@ fn check_size(width: u32, height: u32, channels: u64, limits: &Limits) -> Result
         return Err(ImageError::Corrupt("zero-sized image".into()));
     }
     if pixels > limits.pixels_max {
-        return Err(ImageError::TooManyPixels { width, height, max: limits.pixels_max });
+        return Err(ImageError::TooManyPixels {
+            width,
+            height,
+            max: limits.pixels_max,
+        });
     }
     // Decoded buffer, resize destination and encoder output, generously.
     let memory = pixels * channels * 2 + limits.input_bytes_max;
     if memory > limits.memory_bytes_max {
-        return Err(ImageError::TooMuchMemory { needed: memory, max: limits.memory_bytes_max });
+        return Err(ImageError::TooMuchMemory {
+            needed: memory,
+            max: limits.memory_bytes_max,
+        });
     }
     Ok(())
 }
@@ -77,15 +84,29 @@ fn jpeg(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
         .set_max_height(side)
         .jpeg_set_max_scans(limits.jpeg_scans_max);
     let mut dec = JpegDecoder::new_with_options(ZCursor::new(data), options);
-    dec.decode_headers().map_err(|e| ImageError::Corrupt(e.to_string()))?;
-    let info = dec.info().ok_or_else(|| ImageError::Corrupt("no JPEG header".into()))?;
+    dec.decode_headers()
+        .map_err(|e| ImageError::Corrupt(e.to_string()))?;
+    let info = dec
+        .info()
+        .ok_or_else(|| ImageError::Corrupt("no JPEG header".into()))?;
     let gray = matches!(dec.input_colorspace(), Some(ColorSpace::Luma));
     let channels = if gray { 1 } else { 3 };
-    check_size(u32::from(info.width), u32::from(info.height), channels, limits)?;
-    let out = if gray { ColorSpace::Luma } else { ColorSpace::RGB };
+    check_size(
+        u32::from(info.width),
+        u32::from(info.height),
+        channels,
+        limits,
+    )?;
+    let out = if gray {
+        ColorSpace::Luma
+    } else {
+        ColorSpace::RGB
+    };
     let options = options.jpeg_set_out_colorspace(out);
     let mut dec = JpegDecoder::new_with_options(ZCursor::new(data), options);
-    let pixels = dec.decode().map_err(|e| ImageError::Corrupt(e.to_string()))?;
+    let pixels = dec
+        .decode()
+        .map_err(|e| ImageError::Corrupt(e.to_string()))?;
     let orientation = dec.exif().map_or(1, |e| exif_orientation(e));
     let icc = dec.icc_profile().filter(|p| !is_srgb(p));
     let expected = usize::from(info.width) * usize::from(info.height) * channels as usize;
@@ -145,10 +166,7 @@ fn png(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
 
 fn png_error(e: png::DecodingError) -> ImageError {
     match e {
-        png::DecodingError::LimitsExceeded => ImageError::TooMuchMemory {
-            needed: 0,
-            max: 0,
-        },
+        png::DecodingError::LimitsExceeded => ImageError::TooMuchMemory { needed: 0, max: 0 },
         other => ImageError::Corrupt(other.to_string()),
     }
 }

@@ -67,7 +67,11 @@ pub struct Distilled {
     pub height: u32,
 }
 
-pub fn transcode(input: &[u8], profile: &Profile, limits: &Limits) -> Result<Distilled, ImageError> {
+pub fn transcode(
+    input: &[u8],
+    profile: &Profile,
+    limits: &Limits,
+) -> Result<Distilled, ImageError> {
     let started = Instant::now();
     if input.len() as u64 > limits.input_bytes_max {
         return Err(ImageError::TooLarge {
@@ -148,8 +152,16 @@ fn drop_alpha(p: Pixels) -> Pixels {
         _ => return p,
     };
     let step = p.channels as usize;
-    let data = p.data.chunks_exact(step).flat_map(|px| px[..keep].iter().copied()).collect();
-    Pixels { channels: keep as u8, data, ..p }
+    let data = p
+        .data
+        .chunks_exact(step)
+        .flat_map(|px| px[..keep].iter().copied())
+        .collect();
+    Pixels {
+        channels: keep as u8,
+        data,
+        ..p
+    }
 }
 
 fn to_gray(p: Pixels) -> Pixels {
@@ -164,7 +176,11 @@ fn to_gray(p: Pixels) -> Pixels {
         },
         4 => Pixels {
             channels: 2,
-            data: p.data.chunks_exact(4).flat_map(|px| [luma(px), px[3]]).collect(),
+            data: p
+                .data
+                .chunks_exact(4)
+                .flat_map(|px| [luma(px), px[3]])
+                .collect(),
             ..p
         },
         _ => p,

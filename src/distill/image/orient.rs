@@ -62,7 +62,11 @@ mod tests {
         ];
         for (o, width, want) in cases {
             let p = upright(img(), o);
-            assert_eq!((p.width, p.data.as_slice()), (width, want), "orientation {o}");
+            assert_eq!(
+                (p.width, p.data.as_slice()),
+                (width, want),
+                "orientation {o}"
+            );
         }
         assert_eq!(upright(img(), 1).data, img().data);
     }

@@ -21,7 +21,10 @@ fn limits() -> Limits {
 }
 
 fn medium() -> Profile {
-    builtin().into_iter().find(|p| p.name == "medium").unwrap_or_else(|| builtin()[0].clone())
+    builtin()
+        .into_iter()
+        .find(|p| p.name == "medium")
+        .unwrap_or_else(|| builtin()[0].clone())
 }
 
 fn images() -> Vec<(String, Vec<u8>)> {
@@ -53,7 +56,10 @@ fn every_corpus_image_distills_or_passes_for_a_stated_reason() {
         match transcode(data, &medium(), &limits()) {
             Ok(out) => {
                 assert!(out.width.max(out.height) <= 1024, "{name}");
-                assert!(Format::sniff(&out.bytes).is_some(), "{name}: output is an image");
+                assert!(
+                    Format::sniff(&out.bytes).is_some(),
+                    "{name}: output is an image"
+                );
                 if out.bytes.len() * 10 <= data.len() * 9 {
                     smaller += 1;
                 }
@@ -64,18 +70,25 @@ fn every_corpus_image_distills_or_passes_for_a_stated_reason() {
     }
     // The medium profile makes most stills at least 10% smaller (the target is
     // 80%; see the closing note for where it stands).
-    assert!(smaller * 10 >= stills * 7, "{smaller} of {stills} stills smaller");
+    assert!(
+        smaller * 10 >= stills * 7,
+        "{smaller} of {stills} stills smaller"
+    );
 }
 
 #[test]
 fn transparency_is_kept_and_opaque_alpha_dropped() {
     for (name, data) in images() {
-        let Ok(decoded) = decode::decode(&data, &limits()) else { continue };
+        let Ok(decoded) = decode::decode(&data, &limits()) else {
+            continue;
+        };
         if decoded.animated {
             continue;
         }
         let transparent = has_transparency(&decoded.pixels);
-        let Ok(out) = transcode(&data, &medium(), &limits()) else { continue };
+        let Ok(out) = transcode(&data, &medium(), &limits()) else {
+            continue;
+        };
         let back = decode::decode(&out.bytes, &limits()).map(|d| has_transparency(&d.pixels));
         assert_eq!(back, Ok(transparent), "{name}: transparency {transparent}");
         assert_eq!(out.content_type == "image/png", transparent, "{name}");
@@ -90,9 +103,14 @@ fn exif_orientation_is_applied_and_not_carried() {
     let mut p = medium();
     p.max_edge = 64;
     let out = transcode(&data, &p, &limits()).map(|o| (o.width, o.height, o.bytes));
-    let Ok((w, h, bytes)) = out else { panic!("{out:?}") };
+    let Ok((w, h, bytes)) = out else {
+        panic!("{out:?}")
+    };
     assert_eq!((w, h), (64, 64));
-    assert_eq!(decode::decode(&bytes, &limits()).map(|d| d.orientation), Ok(1));
+    assert_eq!(
+        decode::decode(&bytes, &limits()).map(|d| d.orientation),
+        Ok(1)
+    );
 }
 
 #[test]
@@ -112,7 +130,10 @@ fn animation_is_kept_unless_the_profile_flattens_it() {
     if animated != Ok(true) {
         return; // not animated after all: nothing to check here
     }
-    assert_eq!(transcode(&data, &medium(), &limits()).err(), Some(ImageError::Animated));
+    assert_eq!(
+        transcode(&data, &medium(), &limits()).err(),
+        Some(ImageError::Animated)
+    );
     let mut flat = medium();
     flat.flatten_animation = true;
     assert!(transcode(&data, &flat, &limits()).is_ok());
@@ -137,7 +158,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         c ^= u32::from(b);
         for _ in 0..8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -175,7 +200,9 @@ fn hostile_files_end_in_a_clean_error_or_an_image() {
                 stack.push(path);
                 continue;
             }
-            let Ok(data) = std::fs::read(&path) else { continue };
+            let Ok(data) = std::fs::read(&path) else {
+                continue;
+            };
             if Format::sniff(&data).is_none() {
                 continue;
             }

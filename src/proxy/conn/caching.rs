@@ -70,7 +70,10 @@ impl std::fmt::Debug for Found {
 pub(super) enum Served {
     Hit,
     /// Made here from what the origin (`fwd`) sent: a distilled response.
-    Made { fwd: &'static str, stored: bool },
+    Made {
+        fwd: &'static str,
+        stored: bool,
+    },
     /// Stale, served while another request revalidates it (RFC 5861).
     StaleWhileRevalidate,
     /// Revalidated with the origin just now (it answered 304).

@@ -117,10 +117,19 @@ impl Conn {
             .get("content-encoding")
             .is_some_and(|e| !e.eq_ignore_ascii_case(b"identity"));
         let ctype = fields.get("content-type").unwrap_or(b"");
-        let essence = ctype.split(|&b| b == b';').next().unwrap_or(b"").trim_ascii();
-        let is_image = [&b"image/jpeg"[..], b"image/png", b"image/gif", b"image/pjpeg"]
-            .iter()
-            .any(|t| essence.eq_ignore_ascii_case(t));
+        let essence = ctype
+            .split(|&b| b == b';')
+            .next()
+            .unwrap_or(b"")
+            .trim_ascii();
+        let is_image = [
+            &b"image/jpeg"[..],
+            b"image/png",
+            b"image/gif",
+            b"image/pjpeg",
+        ]
+        .iter()
+        .any(|t| essence.eq_ignore_ascii_case(t));
         if encoded {
             return None;
         }
@@ -272,7 +281,6 @@ impl Conn {
         drop(ex);
         self.advance(now);
     }
-
 }
 
 impl Held {
@@ -311,7 +319,10 @@ fn distilled_fields(orig: &Fields, made: &Made, original_bytes: usize, ctx: &Dis
             "etag" => {
                 // Another representation: a weak validator of its own.
                 let tag = value.strip_prefix(b"W/").unwrap_or(value);
-                let inner = tag.strip_prefix(b"\"").and_then(|t| t.strip_suffix(b"\"")).unwrap_or(tag);
+                let inner = tag
+                    .strip_prefix(b"\"")
+                    .and_then(|t| t.strip_suffix(b"\""))
+                    .unwrap_or(tag);
                 let mut v = b"W/\"".to_vec();
                 v.extend_from_slice(inner);
                 v.extend_from_slice(format!("-d-{}\"", ctx.profile.name).as_bytes());
@@ -322,7 +333,10 @@ fn distilled_fields(orig: &Fields, made: &Made, original_bytes: usize, ctx: &Dis
             _ => list.push((name.to_string(), value.to_vec())),
         }
     }
-    let mut note = format!("original-bytes={original_bytes}; profile={}; reason={}", ctx.profile.name, ctx.why);
+    let mut note = format!(
+        "original-bytes={original_bytes}; profile={}; reason={}",
+        ctx.profile.name, ctx.why
+    );
     match made {
         Made::Image(d) => {
             list.push(("Content-Type".into(), d.content_type.as_bytes().to_vec()));
