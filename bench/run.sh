@@ -10,6 +10,7 @@ declare -A benches=(
   [cache-policy]=cache_policy.sh
   [cache-hits]=cache_hits.py
   [cache-memory]=cache_memory.py
+  [distill-vs-vips]=distill_vs_vips.py
 )
 name="${1:-}"
 if [ -z "$name" ] || [ -z "${benches[$name]:-}" ]; then

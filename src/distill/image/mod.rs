@@ -131,7 +131,7 @@ fn to_srgb(p: &mut Pixels, icc: &[u8]) {
         return; // unreadable profile: the pixels are taken as sRGB
     };
     let srgb = qcms::Profile::new_sRGB();
-    if let Some(t) = qcms::Transform::new(&input, &srgb, ty, qcms::Intent::Perceptual) {
+    if let Some(t) = qcms::Transform::new(&input, &srgb, ty, qcms::Intent::RelativeColorimetric) {
         t.apply(&mut p.data);
     }
 }
@@ -206,7 +206,7 @@ fn fit(p: Pixels, max_edge: u32) -> Result<Pixels, ImageError> {
     let src = Image::from_vec_u8(p.width, p.height, p.data, ty)
         .map_err(|e| ImageError::Resize(e.to_string()))?;
     let mut dst = Image::new(w, h, ty);
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
     Resizer::new()
         .resize(&src, &mut dst, &options)
         .map_err(|e| ImageError::Resize(e.to_string()))?;

@@ -1,0 +1,78 @@
+//! distilld's image path on files, for bench/run.sh distill-vs-vips: for each file,
+//! distils it `--iters` times with the given long edge and JPEG quality and prints one
+//! JSON line (input pixels, best and median time, output bytes and size); with `--out
+//! DIR` the output is written there for the quality comparison.
+
+use std::time::{Duration, Instant};
+
+use distilld::distill::image::decode::decode;
+use distilld::distill::image::{Limits, transcode};
+use distilld::distill::profile::builtin;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (mut max_edge, mut quality, mut iters, mut out) = (1024u32, 65u8, 5usize, None);
+    let mut files = Vec::new();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--max-edge" => max_edge = args.next().and_then(|v| v.parse().ok()).unwrap_or(max_edge),
+            "--quality" => quality = args.next().and_then(|v| v.parse().ok()).unwrap_or(quality),
+            "--iters" => iters = args.next().and_then(|v| v.parse().ok()).unwrap_or(iters),
+            "--out" => out = args.next(),
+            _ => files.push(a),
+        }
+    }
+    let mut profile = builtin()[2].clone();
+    profile.max_edge = max_edge;
+    profile.quality = quality;
+    let limits = Limits {
+        input_bytes_max: 256 << 20,
+        pixels_max: 100_000_000,
+        memory_bytes_max: 2 << 30,
+        jpeg_scans_max: 1000,
+        time_max: Duration::from_secs(120),
+    };
+    for path in files {
+        let data = std::fs::read(&path).unwrap_or_default();
+        let name = std::path::Path::new(&path)
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let input_pixels = decode(&data, &limits)
+            .map(|d| u64::from(d.pixels.width) * u64::from(d.pixels.height))
+            .unwrap_or(0);
+        let mut times = Vec::new();
+        let mut last = None;
+        for _ in 0..iters.max(1) {
+            let t = Instant::now();
+            let r = transcode(&data, &profile, &limits);
+            times.push(t.elapsed().as_secs_f64());
+            last = Some(r);
+        }
+        times.sort_by(f64::total_cmp);
+        match last {
+            Some(Ok(o)) => {
+                if let Some(dir) = &out {
+                    let ext = if o.content_type == "image/png" {
+                        "png"
+                    } else {
+                        "jpg"
+                    };
+                    let _ = std::fs::write(format!("{dir}/{name}.distilld.{ext}"), &o.bytes);
+                }
+                println!(
+                    "{{\"file\":\"{name}\",\"input_bytes\":{},\"input_pixels\":{input_pixels},\"best_s\":{},\"median_s\":{},\"output_bytes\":{},\"width\":{},\"height\":{},\"type\":\"{}\"}}",
+                    data.len(),
+                    times[0],
+                    times[times.len() / 2],
+                    o.bytes.len(),
+                    o.width,
+                    o.height,
+                    o.content_type
+                );
+            }
+            Some(Err(e)) => println!("{{\"file\":\"{name}\",\"error\":\"{e}\"}}"),
+            None => {}
+        }
+    }
+}
