@@ -11,6 +11,8 @@ declare -A benches=(
   [cache-hits]=cache_hits.py
   [cache-memory]=cache_memory.py
   [distill-vs-vips]=distill_vs_vips.py
+  [distill-latency]=distill_latency.py
+  [text-compression]=text_compression.py
 )
 name="${1:-}"
 if [ -z "$name" ] || [ -z "${benches[$name]:-}" ]; then

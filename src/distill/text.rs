@@ -50,13 +50,27 @@ pub fn is_compressible(content_type: &[u8]) -> bool {
         || t.ends_with("+xml")
 }
 
-/// `data` compressed with `coding` ("zstd", "br" or "gzip").
+/// `data` compressed with `coding` ("zstd", "br" or "gzip") at the chosen level.
 pub fn compress(data: &[u8], coding: &'static str) -> Result<Vec<u8>, CompressError> {
+    let level = match coding {
+        "zstd" => ZSTD_LEVEL,
+        "br" => BROTLI_QUALITY as i32,
+        _ => GZIP_LEVEL as i32,
+    };
+    compress_at(data, coding, level)
+}
+
+/// `data` compressed with `coding` at `level` (the benchmark tries several).
+pub fn compress_at(
+    data: &[u8],
+    coding: &'static str,
+    level: i32,
+) -> Result<Vec<u8>, CompressError> {
     let err = |source| CompressError { coding, source };
     let mut out = Vec::with_capacity(data.len() / 3);
     match coding {
         "zstd" => {
-            let mut enc = zstd::Encoder::new(&mut out, ZSTD_LEVEL).map_err(err)?;
+            let mut enc = zstd::Encoder::new(&mut out, level).map_err(err)?;
             enc.include_contentsize(true).map_err(err)?;
             enc.set_pledged_src_size(Some(data.len() as u64))
                 .map_err(err)?;
@@ -64,15 +78,16 @@ pub fn compress(data: &[u8], coding: &'static str) -> Result<Vec<u8>, CompressEr
             enc.finish().map_err(err)?;
         }
         "br" => {
+            let quality = level.clamp(0, 11) as u32;
             let mut enc =
-                brotli::CompressorWriter::new(&mut out, 64 * 1024, BROTLI_QUALITY, BROTLI_WINDOW);
+                brotli::CompressorWriter::new(&mut out, 64 * 1024, quality, BROTLI_WINDOW);
             enc.write_all(data).map_err(err)?;
             enc.flush().map_err(err)?;
             drop(enc);
         }
         _ => {
-            let mut enc =
-                flate2::write::GzEncoder::new(&mut out, flate2::Compression::new(GZIP_LEVEL));
+            let gz = flate2::Compression::new(level.clamp(0, 9) as u32);
+            let mut enc = flate2::write::GzEncoder::new(&mut out, gz);
             enc.write_all(data).map_err(err)?;
             enc.finish().map_err(err)?;
         }
