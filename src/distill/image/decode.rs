@@ -69,15 +69,40 @@ fn check_size(width: u32, height: u32, channels: u64, limits: &Limits) -> Result
 }
 
 pub fn decode(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
+    decode_for(data, limits, None)
+}
+
+/// Decodes, at a reduced size when the result will be downscaled to `target_edge` anyway
+/// and the format can scale while decoding (JPEG: 1/2, 1/4 or 1/8 in the DCT domain).
+pub fn decode_for(
+    data: &[u8],
+    limits: &Limits,
+    target_edge: Option<u32>,
+) -> Result<Decoded, ImageError> {
     match Format::sniff(data) {
-        Some(Format::Jpeg) => jpeg(data, limits),
+        Some(Format::Jpeg) => jpeg(data, limits, target_edge),
         Some(Format::Png) => png(data, limits),
         Some(Format::Gif) => gif(data, limits),
         None => Err(ImageError::Unsupported),
     }
 }
 
-fn jpeg(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
+/// Start-of-scan markers in a JPEG stream (entropy-coded data stuffs every 0xFF with a
+/// zero byte, so 0xFF 0xDA is always a marker).
+fn count_scans(data: &[u8]) -> usize {
+    data.windows(2)
+        .filter(|w| w[0] == 0xFF && w[1] == 0xDA)
+        .count()
+}
+
+fn jpeg(data: &[u8], limits: &Limits, target_edge: Option<u32>) -> Result<Decoded, ImageError> {
+    let scans = count_scans(data);
+    if scans > limits.jpeg_scans_max {
+        return Err(ImageError::Corrupt(format!(
+            "{scans} scans, more than the limit of {}",
+            limits.jpeg_scans_max
+        )));
+    }
     let side = limits.pixels_max.min(u64::from(u16::MAX)) as usize;
     let options = DecoderOptions::new_fast()
         .set_max_width(side)
@@ -97,6 +122,19 @@ fn jpeg(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
         channels,
         limits,
     )?;
+    let ycc_or_gray = matches!(
+        dec.input_colorspace(),
+        Some(ColorSpace::YCbCr | ColorSpace::Luma)
+    );
+    let long = u32::from(info.width.max(info.height));
+    if let Some(t) = target_edge
+        && ycc_or_gray
+        && t > 0
+        && long >= 2 * t
+        && let Some(d) = jpeg_scaled(data, limits, t)
+    {
+        return Ok(d);
+    }
     let out = if gray {
         ColorSpace::Luma
     } else {
@@ -122,6 +160,41 @@ fn jpeg(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
         },
         orientation,
         icc,
+        animated: false,
+    })
+}
+
+/// Decodes at the smallest DCT scale that still gives at least `target` pixels on the
+/// long edge (jpeg-decoder; zune-jpeg has no scaled decoding). None: use the full decode.
+fn jpeg_scaled(data: &[u8], limits: &Limits, target: u32) -> Option<Decoded> {
+    let mut dec = jpeg_decoder::Decoder::new(data);
+    dec.set_max_decoding_buffer_size(limits.memory_bytes_max as usize);
+    dec.read_info().ok()?;
+    let info = dec.info()?;
+    let (w, h) = (u32::from(info.width), u32::from(info.height));
+    let long = w.max(h);
+    let want = |side: u32| (u64::from(side) * u64::from(target)).div_ceil(u64::from(long)) as u16;
+    dec.scale(want(w), want(h)).ok()?;
+    let pixels = dec.decode().ok()?;
+    let info = dec.info()?;
+    let channels = match info.pixel_format {
+        jpeg_decoder::PixelFormat::L8 => 1,
+        jpeg_decoder::PixelFormat::RGB24 => 3,
+        _ => return None,
+    };
+    let (width, height) = (u32::from(info.width), u32::from(info.height));
+    if pixels.len() < (width * height * channels) as usize {
+        return None;
+    }
+    Some(Decoded {
+        pixels: Pixels {
+            width,
+            height,
+            channels: channels as u8,
+            data: pixels,
+        },
+        orientation: dec.exif_data().map_or(1, exif_orientation),
+        icc: dec.icc_profile().filter(|p| !is_srgb(p)),
         animated: false,
     })
 }

@@ -79,16 +79,12 @@ pub fn transcode(
             max: limits.input_bytes_max,
         });
     }
-    let decoded = decode::decode(input, limits)?;
+    let decoded = decode::decode_for(input, limits, Some(profile.max_edge))?;
     if decoded.animated && !profile.flatten_animation {
         return Err(ImageError::Animated);
     }
     in_time(started, limits)?;
-    let mut pixels = decoded.pixels;
-    if let Some(icc) = &decoded.icc {
-        to_srgb(&mut pixels, icc);
-    }
-    let mut pixels = orient::upright(pixels, decoded.orientation);
+    let mut pixels = orient::upright(decoded.pixels, decoded.orientation);
     let transparent = has_transparency(&pixels);
     if !transparent {
         pixels = drop_alpha(pixels);
@@ -96,7 +92,12 @@ pub fn transcode(
     if profile.grayscale {
         pixels = to_gray(pixels);
     }
-    let pixels = fit(pixels, profile.max_edge)?;
+    let mut pixels = fit(pixels, profile.max_edge)?;
+    if let Some(icc) = &decoded.icc {
+        // After the downscale, as libvips's thumbnail does: the colour transform is the
+        // costliest step per pixel, so it runs on the fewest pixels.
+        to_srgb(&mut pixels, icc);
+    }
     in_time(started, limits)?;
     let (bytes, content_type) = if transparent {
         (encode::png(&pixels)?, "image/png")
@@ -127,13 +128,46 @@ fn to_srgb(p: &mut Pixels, icc: &[u8]) {
         4 => qcms::DataType::RGBA8,
         _ => return,
     };
-    let Some(input) = qcms::Profile::new_from_slice(icc, false) else {
-        return; // unreadable profile: the pixels are taken as sRGB
-    };
-    let srgb = qcms::Profile::new_sRGB();
-    if let Some(t) = qcms::Transform::new(&input, &srgb, ty, qcms::Intent::RelativeColorimetric) {
-        t.apply(&mut p.data);
+    with_transform(icc, ty, |t| t.apply(&mut p.data));
+}
+
+/// Transforms to sRGB, built once per profile and pixel layout and kept per thread:
+/// building one (reading the profile, filling its tables) costs more than applying it
+/// to a small image, and the same few camera and display profiles come back again and
+/// again. `None` for a profile qcms cannot read: the pixels are then taken as sRGB.
+fn with_transform(icc: &[u8], ty: qcms::DataType, apply: impl FnOnce(&qcms::Transform)) {
+    use std::collections::HashMap;
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    const KEPT: usize = 16;
+    thread_local! {
+        static SRGB: Box<qcms::Profile> = {
+            let mut p = qcms::Profile::new_sRGB();
+            // 8-bit output tables: the fast path of the transform.
+            p.precache_output_transform();
+            p
+        };
+        static TRANSFORMS: std::cell::RefCell<HashMap<(u64, u8), Option<qcms::Transform>>> =
+            std::cell::RefCell::default();
     }
+    let mut h = DefaultHasher::new();
+    icc.hash(&mut h);
+    let key = (h.finish(), ty as u8);
+    TRANSFORMS.with_borrow_mut(|cache| {
+        if !cache.contains_key(&key) {
+            if cache.len() >= KEPT {
+                cache.clear();
+            }
+            let t = qcms::Profile::new_from_slice(icc, false).and_then(|input| {
+                SRGB.with(|srgb| {
+                    qcms::Transform::new(&input, srgb, ty, qcms::Intent::RelativeColorimetric)
+                })
+            });
+            cache.insert(key, t);
+        }
+        if let Some(Some(t)) = cache.get(&key) {
+            apply(t);
+        }
+    });
 }
 
 /// True when some pixel is not fully opaque.
