@@ -42,6 +42,7 @@ pub struct Decoded {
     pub icc: Option<Vec<u8>>,
     /// More than one frame (GIF); only the first was decoded.
     pub animated: bool,
+    pub format: Format,
 }
 
 /// Width and height from the header, and refuses what the limits forbid.
@@ -161,6 +162,7 @@ fn jpeg(data: &[u8], limits: &Limits, target_edge: Option<u32>) -> Result<Decode
         orientation,
         icc,
         animated: false,
+        format: Format::Jpeg,
     })
 }
 
@@ -196,6 +198,7 @@ fn jpeg_scaled(data: &[u8], limits: &Limits, target: u32) -> Option<Decoded> {
         orientation: dec.exif_data().map_or(1, exif_orientation),
         icc: dec.icc_profile().filter(|p| !is_srgb(p)),
         animated: false,
+        format: Format::Jpeg,
     })
 }
 
@@ -234,6 +237,7 @@ fn png(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
         orientation: 1,
         icc,
         animated,
+        format: Format::Png,
     })
 }
 
@@ -271,6 +275,7 @@ fn gif(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
         orientation: 1,
         icc: None,
         animated,
+        format: Format::Gif,
     })
 }
 

@@ -99,17 +99,38 @@ pub fn transcode(
         to_srgb(&mut pixels, icc);
     }
     in_time(started, limits)?;
-    let (bytes, content_type) = if transparent {
-        (encode::png(&pixels)?, "image/png")
-    } else {
-        (encode::jpeg(&pixels, profile.quality)?, "image/jpeg")
-    };
+    let (bytes, content_type) = smallest(&pixels, transparent, decoded.format, profile.quality)?;
     in_time(started, limits)?;
     Ok(Distilled {
         bytes,
         content_type,
         width: pixels.width,
         height: pixels.height,
+    })
+}
+
+/// The smallest encoding that keeps what must be kept: JPEG for opaque images; for
+/// graphics (PNG and GIF sources with at most 256 colours) also a lossless indexed PNG,
+/// which beats JPEG on flat colour; for transparent images indexed or full PNG.
+fn smallest(
+    p: &Pixels,
+    transparent: bool,
+    source: Format,
+    quality: u8,
+) -> Result<(Vec<u8>, &'static str), ImageError> {
+    let indexed = if transparent || source != Format::Jpeg {
+        encode::png_indexed(p)?
+    } else {
+        None
+    };
+    let other = if transparent {
+        (encode::png(p)?, "image/png")
+    } else {
+        (encode::jpeg(p, quality)?, "image/jpeg")
+    };
+    Ok(match indexed {
+        Some(png) if png.len() < other.0.len() => (png, "image/png"),
+        _ => other,
     })
 }
 
