@@ -524,7 +524,8 @@ impl Conn {
             self.purge(&head, &dest, now);
             return;
         }
-        let distill = self.distill_ctx(&head);
+        let mut dest = dest;
+        let distill = self.distill_ctx(&head, &mut dest);
         let consult = self.consult_cache(&head, &dest, distill.as_deref(), false, now);
         self.act_on(consult, head, dest, distill, now);
     }

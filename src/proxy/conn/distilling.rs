@@ -21,6 +21,7 @@ use crate::http::headers::list_items;
 use crate::http::request::RequestHead;
 use crate::http::response::ResponseHead;
 
+use super::super::route::Destination;
 use super::caching::Served;
 use super::{Action, Conn, Exchange, Now, Phase};
 
@@ -90,12 +91,20 @@ impl Eq for Job {}
 
 impl Conn {
     /// The distillation context of a GET, or None when nothing would be changed.
-    pub(super) fn distill_ctx(&self, head: &RequestHead) -> Option<Box<DistillCtx>> {
+    /// `dest` loses the refinement marker, if its query has one (the origin never sees
+    /// it), and the request then gets the original.
+    pub(super) fn distill_ctx(
+        &self,
+        head: &RequestHead,
+        dest: &mut Destination,
+    ) -> Option<Box<DistillCtx>> {
+        let marked = strip_original_marker(&mut dest.path);
         if head.method() != "GET" || request_forbids_transform(head) {
             return None;
         }
         let choice = &self.cfg.distill.choice;
-        let signals = Signals::read(head.fields());
+        let mut signals = Signals::read(head.fields());
+        signals.original |= marked;
         let (profile, why) = choice.choose(&signals, self.peer.ip());
         let coding = accepted_encoding(head.fields()).filter(|_| profile.compress_text);
         if profile.is_off() && coding.is_none() {
@@ -299,6 +308,27 @@ impl Held {
     }
 }
 
+/// The query parameter that asks for the original (refinement), like the
+/// `X-Distill-Original` header: `?distilld=original`.
+pub const ORIGINAL_MARKER: &str = "distilld=original";
+
+/// Removes the marker from a path's query; true if it was there.
+fn strip_original_marker(path: &mut String) -> bool {
+    let Some((base, query)) = path.split_once('?') else {
+        return false;
+    };
+    let kept: Vec<&str> = query.split('&').filter(|p| *p != ORIGINAL_MARKER).collect();
+    if kept.len() == query.split('&').count() {
+        return false;
+    }
+    *path = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    true
+}
+
 fn request_forbids_transform(head: &RequestHead) -> bool {
     CacheControl::from_fields(head.fields()).no_transform
 }
@@ -360,4 +390,24 @@ fn distilled_fields(orig: &Fields, made: &Made, original_bytes: usize, ctx: &Dis
         list.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
         |_| false,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_original_marker;
+
+    #[test]
+    fn the_marker_is_stripped_and_only_it() {
+        let strip = |p: &str| {
+            let mut s = p.to_string();
+            (strip_original_marker(&mut s), s)
+        };
+        assert_eq!(strip("/a.jpg?distilld=original"), (true, "/a.jpg".into()));
+        assert_eq!(
+            strip("/a.jpg?x=1&distilld=original&y=2"),
+            (true, "/a.jpg?x=1&y=2".into())
+        );
+        assert_eq!(strip("/a.jpg?x=1"), (false, "/a.jpg?x=1".into()));
+        assert_eq!(strip("/a.jpg"), (false, "/a.jpg".into()));
+    }
 }
