@@ -247,3 +247,27 @@ fn indexed_png_output_is_lossless() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn every_valid_pngsuite_image_decodes_and_every_broken_one_is_refused() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/image-attacks-public/pngsuite");
+    let mut checked = 0;
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".png") {
+            continue;
+        }
+        let data = std::fs::read(e.path()).unwrap_or_default();
+        let r = decode::decode(&data, &limits());
+        // PngSuite names its corrupt files x*.png.
+        if name.starts_with('x') {
+            assert!(r.is_err(), "{name} is corrupt but decoded");
+        } else {
+            let Ok(d) = r else { panic!("{name}: {r:?}") };
+            let px = d.pixels;
+            assert_eq!(px.data.len(), (px.width * px.height) as usize * px.channels as usize, "{name}");
+        }
+        checked += 1;
+    }
+    assert!(checked > 20, "{checked}");
+}
