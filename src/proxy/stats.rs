@@ -60,6 +60,15 @@ impl Stats {
             upstream_errors = self.upstream_errors.get(),
             upstream_timeouts = self.upstream_timeouts.get(),
             truncated = self.truncated_responses.get(),
+            cache_hits = self.cache_hits.get(),
+            cache_misses = self.cache_misses.get(),
+            cache_stores = self.cache_stores.get(),
+            cache_revalidated = self.cache_revalidated.get(),
+            cache_collapsed = self.cache_collapsed.get(),
+            cache_invalidations = self.cache_invalidations.get(),
+            cache_purges = self.cache_purges.get(),
+            distilled = self.distilled.get(),
+            distill_passed = self.distill_passed.get(),
             "shard stats"
         );
     }

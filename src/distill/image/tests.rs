@@ -250,7 +250,8 @@ fn indexed_png_output_is_lossless() {
 
 #[test]
 fn every_valid_pngsuite_image_decodes_and_every_broken_one_is_refused() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/image-attacks-public/pngsuite");
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/image-attacks-public/pngsuite");
     let mut checked = 0;
     for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -265,7 +266,11 @@ fn every_valid_pngsuite_image_decodes_and_every_broken_one_is_refused() {
         } else {
             let Ok(d) = r else { panic!("{name}: {r:?}") };
             let px = d.pixels;
-            assert_eq!(px.data.len(), (px.width * px.height) as usize * px.channels as usize, "{name}");
+            assert_eq!(
+                px.data.len(),
+                (px.width * px.height) as usize * px.channels as usize,
+                "{name}"
+            );
         }
         checked += 1;
     }

@@ -141,6 +141,7 @@ impl Conn {
             match verdict(&ctx.req_cc, &o.control, o.lifetime, age) {
                 Verdict::Fresh | Verdict::StaleAccepted => {
                     if let Some(work) = distill.and_then(|d| self.work_on_stored(d, o)) {
+                        self.stats.cache_hits.incr();
                         return Consult::DistillStored(found.object.clone(), work);
                     }
                     self.stats.cache_hits.incr();
