@@ -57,10 +57,35 @@ pub enum Passed {
     NotSmaller { original: usize, made: usize },
     #[error("the job pool is full")]
     PoolFull,
+    #[error("the job waited too long")]
+    Overdue,
+    #[error("the job failed: {0}")]
+    Crashed(String),
 }
 
-/// Runs `work` on `body`; the result is kept only when at least 10% smaller.
+/// Runs `work` on `body`; the result is kept only when at least 10% smaller. A panic in
+/// a codec (hostile input finding a bug) is caught here and ends as the original, so it
+/// can take down neither a shard nor a pool thread.
 pub fn run(work: &Work, body: &[u8]) -> Result<Made, Passed> {
+    guarded(|| run_unguarded(work, body))
+}
+
+fn guarded(f: impl FnOnce() -> Result<Made, Passed>) -> Result<Made, Passed> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            tracing::error!("distillation job panicked: {what}");
+            Err(Passed::Crashed(what))
+        }
+    }
+}
+
+fn run_unguarded(work: &Work, body: &[u8]) -> Result<Made, Passed> {
     let made = match work {
         Work::Image { profile, limits } => Made::Image(image::transcode(body, profile, limits)?),
         Work::Text { coding } => Made::Text {
@@ -76,4 +101,25 @@ pub fn run(work: &Work, body: &[u8]) -> Result<Made, Passed> {
         });
     }
     Ok(made)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_job_ends_as_the_original() {
+        let r = guarded(|| panic!("codec bug"));
+        assert!(
+            matches!(&r, Err(Passed::Crashed(w)) if w == "codec bug"),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn results_not_ten_percent_smaller_are_declined() {
+        let text = b"no repetition here: abcdefghijklmnopqrstuvwxyz0123456789".to_vec();
+        let r = run(&Work::Text { coding: "gzip" }, &text);
+        assert!(matches!(r, Err(Passed::NotSmaller { .. })), "{r:?}");
+    }
 }

@@ -31,7 +31,11 @@ impl Pool {
                 .name(format!("distill-{i}"))
                 .spawn(move || {
                     for job in rx {
-                        (job.work)();
+                        // The waiter is woken whatever happens to the work.
+                        let work = std::panic::AssertUnwindSafe(job.work);
+                        if std::panic::catch_unwind(work).is_err() {
+                            tracing::error!("a distillation job panicked");
+                        }
                         job.done.notify();
                     }
                 });

@@ -99,6 +99,7 @@ enum Phase {
     /// The response is being distilled on the job pool; `input` is the body.
     Distilling {
         input: bytes::Bytes,
+        since: Instant,
     },
     Acquiring {
         since: Instant,
@@ -417,7 +418,16 @@ impl Conn {
                     }
                 }
             }
-            Phase::Distilling { .. } => {} // bounded by the job's own time limit
+            Phase::Distilling { since, .. } => {
+                // A job is bounded by its own time limit once it runs; this bounds the
+                // wait in the pool's queue too.
+                let deadline = self.cfg.distill.limits.time_max * 2;
+                if t.saturating_duration_since(since) >= deadline
+                    && let Some(ex) = self.ex.take()
+                {
+                    self.on_job_overdue(ex, now);
+                }
+            }
             Phase::Acquiring { since } => {
                 if t.saturating_duration_since(since) >= to.upstream_connect {
                     self.stats.upstream_timeouts.incr();

@@ -212,22 +212,41 @@ impl Conn {
         let filled = slot.clone();
         let job_input = input.clone();
         let work_fn = Box::new(move || pool::put(&filled, distill::run(&work, &job_input)));
-        ex.phase = Phase::Distilling { input };
+        ex.phase = Phase::Distilling {
+            input,
+            since: now.instant,
+        };
         ex.running = Some(Box::new(Running { source, slot }));
         self.ex = Some(ex);
         self.actions.push_back(Action::RunJob(Job(work_fn)));
     }
 
     /// The pool finished (or refused) this connection's job.
-    pub(super) fn on_job_done(&mut self, mut ex: Box<Exchange>, now: Now<'_>) {
-        let Phase::Distilling { input } = std::mem::replace(&mut ex.phase, Phase::Attached) else {
+    pub(super) fn on_job_done(&mut self, ex: Box<Exchange>, now: Now<'_>) {
+        self.end_job(ex, Passed::PoolFull, now);
+    }
+
+    /// The job has waited past its deadline (queued behind others, or lost): the
+    /// original is sent; a result arriving later is dropped.
+    pub(super) fn on_job_overdue(&mut self, ex: Box<Exchange>, now: Now<'_>) {
+        tracing::warn!(
+            target = ex.head.target(),
+            "distillation overdue: sending the original"
+        );
+        self.end_job(ex, Passed::Overdue, now);
+    }
+
+    /// Answers with the job's result, or with `missing` when it left none.
+    fn end_job(&mut self, mut ex: Box<Exchange>, missing: Passed, now: Now<'_>) {
+        let Phase::Distilling { input, .. } = std::mem::replace(&mut ex.phase, Phase::Attached)
+        else {
             self.ex = Some(ex);
             return;
         };
         let Some(running) = ex.running.take() else {
             return;
         };
-        let made = pool::take(&running.slot).unwrap_or(Err(Passed::PoolFull));
+        let made = pool::take(&running.slot).unwrap_or(Err(missing));
         self.answer_with(ex, running.source, input, made, now);
     }
 

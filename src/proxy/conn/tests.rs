@@ -338,3 +338,71 @@ mod no_panic_on_network_input {
         }
     }
 }
+
+/// A corpus photo larger than the inline limit, so its job goes to the pool.
+fn photo() -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/flower.jpg");
+    std::fs::read(path).unwrap_or_default()
+}
+
+fn origin_sends_photo(h: &mut Harness, body: &[u8]) {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let now = h.now();
+    h.conn.on_upstream_data(head.as_bytes(), now);
+    // In pieces, as the network would deliver it.
+    for piece in body.chunks(7000) {
+        let now = h.now();
+        h.conn.on_upstream_data(piece, now);
+    }
+}
+
+#[test]
+fn a_large_image_is_held_sent_to_the_pool_and_answered_when_the_job_ends() {
+    let mut h = Harness::new("");
+    let body = photo();
+    assert!(body.len() > 16 * 1024);
+    h.client("GET http://o.test/p.jpg HTTP/1.1\r\nHost: o.test\r\nSave-Data: on\r\n\r\n");
+    h.actions();
+    h.ready(false);
+    origin_sends_photo(&mut h, &body);
+    assert_eq!(h.sent_client(), "", "held, not streamed");
+    let job = h.actions().into_iter().find_map(|a| match a {
+        Action::RunJob(Job(work)) => Some(work),
+        _ => None,
+    });
+    let Some(work) = job else {
+        panic!("no job queued")
+    };
+    work(); // what the pool thread does
+    let now = h.now();
+    h.conn.on_flight_done(now);
+    let out = h.sent_client();
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(out.contains("X-Distill: original-bytes="), "{out}");
+    assert!(!h.conn.is_finished(), "keep-alive after a distilled answer");
+}
+
+#[test]
+fn a_job_that_never_returns_ends_as_the_original() {
+    let mut h = Harness::new("[distill]\njob_time_ms = 1000\n");
+    let body = photo();
+    h.client("GET http://o.test/p.jpg HTTP/1.1\r\nHost: o.test\r\nSave-Data: on\r\n\r\n");
+    h.actions();
+    h.ready(false);
+    origin_sends_photo(&mut h, &body);
+    assert!(h.actions().iter().any(|a| matches!(a, Action::RunJob(_))));
+    h.advance(Duration::from_millis(1500));
+    assert_eq!(h.sent_client(), "", "still within the deadline");
+    h.advance(Duration::from_millis(600));
+    let out = h.sent_client();
+    let head_end = out.find("\r\n\r\n").map_or(0, |i| i + 4);
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out:.200}");
+    assert_eq!(
+        out.len() - head_end,
+        String::from_utf8_lossy(&body).len(),
+        "the original body"
+    );
+}
