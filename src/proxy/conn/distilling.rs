@@ -45,6 +45,14 @@ impl DistillCtx {
     }
 }
 
+/// What decides whether a response can be distilled.
+struct Representation<'a> {
+    status: u16,
+    no_transform: bool,
+    content_type: Option<&'a [u8]>,
+    content_encoding: Option<&'a [u8]>,
+}
+
 /// A response body being collected for a job.
 #[derive(Debug)]
 pub(super) struct Held {
@@ -119,13 +127,24 @@ impl Conn {
 
     /// What job, if any, a response with these fields gets for this request.
     fn work_for(&self, ctx: &DistillCtx, status: u16, fields: &Fields) -> Option<Work> {
-        if status != 200 || response_forbids_transform(fields) {
+        let no_transform = response_forbids_transform(fields);
+        let about = Representation {
+            status,
+            no_transform,
+            content_type: fields.get("content-type"),
+            content_encoding: fields.get("content-encoding"),
+        };
+        self.work_on(ctx, &about)
+    }
+
+    fn work_on(&self, ctx: &DistillCtx, r: &Representation<'_>) -> Option<Work> {
+        if r.status != 200 || r.no_transform {
             return None;
         }
-        let encoded = fields
-            .get("content-encoding")
+        let encoded = r
+            .content_encoding
             .is_some_and(|e| !e.eq_ignore_ascii_case(b"identity"));
-        let ctype = fields.get("content-type").unwrap_or(b"");
+        let ctype = r.content_type.unwrap_or(b"");
         let essence = ctype
             .split(|&b| b == b';')
             .next()
@@ -192,8 +211,15 @@ impl Conn {
 
     /// A fresh stored original that this request wants distilled: the job to run on it.
     pub(super) fn work_on_stored(&self, ctx: &DistillCtx, o: &Object) -> Option<Work> {
-        let fields = o.fields(&self.cfg.via_name);
-        self.work_for(ctx, o.status(), &fields)
+        // Read straight from the stored head and the parsed Cache-Control: this runs on
+        // every hit of a client with a profile or an Accept-Encoding.
+        let about = Representation {
+            status: o.status(),
+            no_transform: o.control.no_transform,
+            content_type: o.field("content-type"),
+            content_encoding: o.field("content-encoding"),
+        };
+        self.work_on(ctx, &about)
     }
 
     /// Runs the job inline when its input is small, else hands it to the pool and parks
