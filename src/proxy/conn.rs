@@ -754,32 +754,24 @@ impl Conn {
             ResponsePlan::Stream(line) => line,
         };
         ex.keep_alive = ex.keep_alive && down != DownFraming::Close && !self.client_eof;
+        let mark = self.out.tail().len();
+        write_client_response(
+            self.out.tail(),
+            resp,
+            down,
+            ex.keep_alive,
+            minor,
+            &self.cfg.via_name,
+            &cache_status,
+        );
         if ex.distill.is_some() {
-            let mut client_head = Vec::with_capacity(512);
-            write_client_response(
-                &mut client_head,
-                resp,
-                down,
-                ex.keep_alive,
-                minor,
-                &self.cfg.via_name,
-                &cache_status,
-            );
+            // Taken back if the body is held for a job (written later if it streams).
+            let client_head = self.out.tail().split_off(mark);
             let stored = cache_status.windows(6).any(|w| w == b"stored");
             ex.held = self.hold(&ex, resp, &client_head, stored, now);
             if ex.held.is_none() {
                 self.out.extend(&client_head);
             }
-        } else {
-            write_client_response(
-                self.out.tail(),
-                resp,
-                down,
-                ex.keep_alive,
-                minor,
-                &self.cfg.via_name,
-                &cache_status,
-            );
         }
         let enc = if down == DownFraming::Chunked {
             BodyEncoder::Chunked
