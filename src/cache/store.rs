@@ -64,10 +64,6 @@ impl Store {
         }
     }
 
-    pub fn object_bytes_max(&self) -> u64 {
-        self.object_bytes_max
-    }
-
     /// The object stored for `primary`, selecting the variant by the request's fields.
     pub fn lookup<'a>(
         &self,
