@@ -17,6 +17,7 @@ in_both_modes!(
     transparency_and_animation_survive,
     corrupt_and_oversized_images_pass_unchanged,
     preference_page_sets_a_cookie_profile,
+    a_revalidated_original_is_distilled,
 );
 
 fn limits() -> Limits {
@@ -274,4 +275,17 @@ fn preference_page_sets_a_cookie_profile(mode: Mode) {
     let p = pixels(&r.body);
     assert!(p.width.max(p.height) <= 640);
     assert_eq!(get(&s, "/.distilld/profile?set=nonsense", &[]).status, 400);
+}
+
+fn a_revalidated_original_is_distilled(mode: Mode) {
+    let s = Setup::with(mode, "", &["--cache-control", "public, max-age=1"]);
+    let original = corpus("rocket.jpg");
+    assert_eq!(get(&s, "/rocket.jpg", &[]).body, original);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    // Stale now: the origin answers the revalidation with 304, and the refreshed stored
+    // original is distilled for this client.
+    let r = get(&s, "/rocket.jpg", &["Save-Data: on"]);
+    assert!(x_distill(&r).contains("profile=medium"), "{r:?}");
+    assert!(r.body.len() < original.len());
+    assert_eq!(Format::sniff(&r.body), Some(Format::Jpeg));
 }

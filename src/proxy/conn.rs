@@ -124,6 +124,8 @@ struct Exchange {
     /// The response body held for a distillation job instead of streamed.
     held: Option<Box<Held>>,
     running: Option<Box<Running>>,
+    /// A stored object to distil once the origin's body is drained (after a 304).
+    pending_job: Option<(Arc<crate::cache::Object>, crate::distill::Work)>,
     /// The cache answered; the origin's body is read to keep the connection and dropped.
     discard_body: bool,
     started: Instant,
@@ -642,6 +644,7 @@ impl Conn {
             distill: None,
             held: None,
             running: None,
+            pending_job: None,
             discard_body: false,
             started: now.instant,
             req_dec,
@@ -742,7 +745,17 @@ impl Conn {
         let minor = ex.head.minor_version;
         let down = DownFraming::choose(resp.framing, minor);
         let cache_status = match plan {
-            ResponsePlan::Served => {
+            ResponsePlan::FromStore(object, how) => {
+                // Distilled from the stored object once the origin's (empty or error)
+                // body is drained, when this request has a profile that applies.
+                match ex
+                    .distill
+                    .as_deref()
+                    .and_then(|d| self.work_on_stored(d, &object))
+                {
+                    Some(work) => ex.pending_job = Some((object, work)),
+                    None => self.serve_stored(&ex.head, &object, how, now),
+                }
                 ex.discard_body = true;
                 ex.resp = Response::Body {
                     dec: BodyDecoder::new(resp.framing),
@@ -874,6 +887,11 @@ impl Conn {
         self.release_upstream(&mut ex);
         if !ex.keep_alive {
             self.no_more_requests = true;
+        }
+        if let Some((object, work)) = ex.pending_job.take() {
+            ex.cache = None; // the flight ends: the refreshed original is stored
+            self.start_job(ex, Source::Stored { object, work }, now);
+            return;
         }
         if !ex.discard_body {
             self.log_access(

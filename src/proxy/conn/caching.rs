@@ -255,15 +255,13 @@ impl Conn {
                 let object = refreshed(&stale.object, &fields, ctx.request_time, now, self.build());
                 let object = store.replace(&stale.key, object);
                 self.stats.cache_revalidated.incr();
-                self.serve_stored(head, &object, Served::Revalidated, now);
-                return ResponsePlan::Served;
+                return ResponsePlan::FromStore(object, Served::Revalidated);
             }
             let o = &stale.object;
             let age = o.age(now.unix_secs);
             if resp.status >= 500 && usable_on_error(&ctx.req_cc, &o.control, o.lifetime, age) {
                 self.stats.cache_hits.incr();
-                self.serve_stored(head, o, Served::StaleIfError, now);
-                return ResponsePlan::Served;
+                return ResponsePlan::FromStore(o.clone(), Served::StaleIfError);
             }
         }
         let times = read_times(&fields, ctx.request_time, now.unix_secs);
@@ -470,8 +468,9 @@ impl Conn {
 
 /// What the response path does after the cache looked at a response head.
 pub(super) enum ResponsePlan {
-    /// The cache answered; the origin's body is read and dropped.
-    Served,
+    /// Answer from this stored object (revalidated, or stale-if-error); the origin's
+    /// body is read and dropped.
+    FromStore(Arc<Object>, Served),
     /// Stream the response on, with this Cache-Status line.
     Stream(Vec<u8>),
 }
