@@ -261,7 +261,8 @@ fn fit(p: Pixels, max_edge: u32) -> Result<Pixels, ImageError> {
     let src = Image::from_vec_u8(p.width, p.height, p.data, ty)
         .map_err(|e| ImageError::Resize(e.to_string()))?;
     let mut dst = Image::new(w, h, ty);
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
+    // Lanczos3, as libvips: Catmull-Rom measured 1% smaller but up to 0.006 SSIM lower.
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
     Resizer::new()
         .resize(&src, &mut dst, &options)
         .map_err(|e| ImageError::Resize(e.to_string()))?;
