@@ -126,17 +126,6 @@ impl Conn {
     }
 
     /// What job, if any, a response with these fields gets for this request.
-    fn work_for(&self, ctx: &DistillCtx, status: u16, fields: &Fields) -> Option<Work> {
-        let no_transform = response_forbids_transform(fields);
-        let about = Representation {
-            status,
-            no_transform,
-            content_type: fields.get("content-type"),
-            content_encoding: fields.get("content-encoding"),
-        };
-        self.work_on(ctx, &about)
-    }
-
     fn work_on(&self, ctx: &DistillCtx, r: &Representation<'_>) -> Option<Work> {
         if r.status != 200 || r.no_transform {
             return None;
@@ -184,10 +173,19 @@ impl Conn {
         now: Now<'_>,
     ) -> Option<Box<Held>> {
         let ctx = ex.distill.as_deref()?;
-        let fields = Fields::from_response(resp.status, resp.reason(), resp.fields(), |n| {
-            resp.connection.drops(n)
-        });
-        let work = self.work_for(ctx, resp.status, &fields)?;
+        // Decided from the head as received; the stored fields are built only for a job.
+        let field = |name: &str| {
+            resp.fields()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        };
+        let about = Representation {
+            status: resp.status,
+            no_transform: CacheControl::from_fields(resp.fields()).no_transform,
+            content_type: field("content-type"),
+            content_encoding: field("content-encoding"),
+        };
+        let work = self.work_on(ctx, &about)?;
         let limit = self.cfg.distill.limits.input_bytes_max;
         let min = match work {
             Work::Text { .. } => self.cfg.distill.text_bytes_min,
@@ -198,6 +196,9 @@ impl Conn {
             Framing::Chunked => 0,
             _ => return None,
         };
+        let fields = Fields::from_response(resp.status, resp.reason(), resp.fields(), |n| {
+            resp.connection.drops(n)
+        });
         let times = crate::cache::object::read_times(&fields, now.unix_secs, now.unix_secs);
         Some(Box::new(Held {
             work,
@@ -376,10 +377,6 @@ fn strip_original_marker(path: &mut String) -> bool {
 
 fn request_forbids_transform(head: &RequestHead) -> bool {
     CacheControl::from_fields(head.fields()).no_transform
-}
-
-fn response_forbids_transform(fields: &Fields) -> bool {
-    CacheControl::from_fields(fields.iter()).no_transform
 }
 
 /// The fields of the distilled representation: the original's, with its type, coding,
