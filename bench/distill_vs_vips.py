@@ -4,14 +4,19 @@
 For every image (default: the corpus's JPEGs), both produce a JPEG whose long edge is at
 most --max-edge at JPEG quality --quality: distilld through its own pipeline
 (examples/distill_bench.rs: decode, orient, resize with fast_image_resize, jpeg-encoder),
-libvips through pyvips `thumbnail_buffer` (shrink-on-load, autorotate) and `jpegsave`
-(optimized Huffman tables, progressive, metadata stripped), with VIPS_CONCURRENCY=1.
+libvips through pyvips `thumbnail_buffer` (shrink-on-load, autorotate, an embedded profile
+converted to sRGB) and `jpegsave` (optimized Huffman tables, progressive, metadata
+stripped), with VIPS_CONCURRENCY=1.
 Both are pinned to core 1 and take turns, round by round (A B A B); each image's best
 time per side is kept. Startup costs are outside the timed region on both sides.
 
 Printed per image and in total: input megapixels per second per core, output bytes, and
 SSIM (luma, 11x11 Gaussian) of each output against the original resized with Lanczos3
-to that output's size.
+to that output's size, in the colours a colour-managed browser shows: an embedded profile
+applied with its perceptual (AToB0) table, as Firefox's and Chrome's engines do (Little
+CMS's relative intent falls back to no conversion for profiles that carry only that
+table), and a CMYK JPEG without a profile by the plain formula R = (1-C)(1-K) browsers
+use. `--cmyk-reference press` takes libvips's own fallback press profile instead.
 """
 
 import argparse
@@ -42,10 +47,14 @@ max_edge, quality, iters, out_dir = int(sys.argv[1]), int(sys.argv[2]), int(sys.
 for path in sys.argv[5:]:
     data = open(path, "rb").read()
     name = os.path.basename(path)
+    # An embedded profile is applied (as distilld does), not stripped with the pixels
+    # left in its space; images without one are left as they are on both sides.
+    tagged = pyvips.Image.new_from_buffer(data, "").get_typeof("icc-profile-data") != 0
+    convert = {"export_profile": "srgb", "intent": "perceptual"} if tagged else {}
     times = []
     for _ in range(iters):
         t = time.perf_counter()
-        img = pyvips.Image.thumbnail_buffer(data, max_edge, height=max_edge, size="down")
+        img = pyvips.Image.thumbnail_buffer(data, max_edge, height=max_edge, size="down", **convert)
         if img.hasalpha():
             img = img.flatten(background=255)
         out = img.jpegsave_buffer(Q=quality, optimize_coding=True, interlace=True, strip=True)
@@ -65,11 +74,18 @@ def vips_round(files, max_edge, quality, iters, out_dir):
     return {r["file"]: r for r in map(json.loads, lines)}
 
 
-def luma(pyvips, image):
+def luma(pyvips, image, cmyk_reference="browser"):
     if image.hasalpha():
         image = image.flatten(background=255)
     if image.interpretation == "cmyk":
-        image = image.icc_transform("srgb") if image.get_typeof("icc-profile-data") else image.colourspace("srgb")
+        if image.get_typeof("icc-profile-data"):
+            image = image.icc_transform("srgb", embedded=True, intent="perceptual")
+        elif cmyk_reference == "press":
+            image = image.colourspace("srgb")
+        else:
+            # libvips loads ink amounts (0 = none); browsers show (1-C)(1-K) per channel.
+            ink = image.cast("double") / 255
+            image = ((1 - ink[0:3]) * (1 - ink[3]) * 255).copy(interpretation="srgb")
     return image.colourspace("b-w")[0].cast("double")
 
 
@@ -92,17 +108,17 @@ def ssim(np, a, b_):
     return float(s.mean())
 
 
-def quality_of(original_path, output_path):
+def quality_of(original_path, output_path, cmyk_reference="browser"):
     import numpy as np
     import pyvips
     out = pyvips.Image.new_from_file(output_path)
     ref = pyvips.Image.new_from_file(original_path).autorot()
     if ref.get_typeof("icc-profile-data") and ref.interpretation != "cmyk":
-        ref = ref.icc_transform("srgb")
+        ref = ref.icc_transform("srgb", intent="perceptual")
     ref = ref.resize(out.width / ref.width, vscale=out.height / ref.height, kernel="lanczos3")
     to_np = lambda im: np.ndarray(buffer=im.write_to_memory(), dtype=np.float64,
                                   shape=[im.height, im.width])
-    a, c = to_np(luma(pyvips, out)), to_np(luma(pyvips, ref))
+    a, c = to_np(luma(pyvips, out)), to_np(luma(pyvips, ref, cmyk_reference))
     h, w = min(a.shape[0], c.shape[0]), min(a.shape[1], c.shape[1])
     return ssim(np, a[:h, :w], c[:h, :w])
 
@@ -114,6 +130,8 @@ def main(argv):
     ap.add_argument("--max-edge", type=int, default=1024)
     ap.add_argument("--quality", type=int, default=65)
     ap.add_argument("--files", default="*.jpg", help="glob under the corpus")
+    ap.add_argument("--cmyk-reference", choices=["browser", "press"], default="browser",
+                    help="how the reference shows a CMYK JPEG without a profile")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     b.ensure_packages({"vips": "libvips-tools"})
@@ -146,8 +164,8 @@ def main(argv):
             continue
         mp = d["input_pixels"] / 1e6
         ext = "png" if d["type"] == "image/png" else "jpg"
-        sd = quality_of(path, os.path.join(out_dir, f"{name}.distilld.{ext}"))
-        sv = quality_of(path, os.path.join(out_dir, f"{name}.vips.jpg"))
+        sd = quality_of(path, os.path.join(out_dir, f"{name}.distilld.{ext}"), args.cmyk_reference)
+        sv = quality_of(path, os.path.join(out_dir, f"{name}.vips.jpg"), args.cmyk_reference)
         row = {"file": name, "mp": mp, "d_s": d["best_s"], "v_s": v["best_s"], "d_bytes": d["output_bytes"],
                "v_bytes": v["output_bytes"], "d_ssim": sd, "v_ssim": sv, "d_size": [d["width"], d["height"]],
                "v_size": [v["width"], v["height"]]}

@@ -8,7 +8,7 @@ use zune_jpeg::zune_core::bytestream::ZCursor;
 use zune_jpeg::zune_core::colorspace::ColorSpace;
 use zune_jpeg::zune_core::options::DecoderOptions;
 
-use super::{ImageError, Limits, Pixels};
+use super::{ImageError, Limits, Pixels, colour};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -117,10 +117,14 @@ fn jpeg(data: &[u8], limits: &Limits, target_edge: Option<u32>) -> Result<Decode
         .ok_or_else(|| ImageError::Corrupt("no JPEG header".into()))?;
     let gray = matches!(dec.input_colorspace(), Some(ColorSpace::Luma));
     let channels = if gray { 1 } else { 3 };
+    let four = matches!(
+        dec.input_colorspace(),
+        Some(ColorSpace::CMYK | ColorSpace::YCCK)
+    );
     check_size(
         u32::from(info.width),
         u32::from(info.height),
-        channels,
+        if four { 4 } else { channels },
         limits,
     )?;
     let ycc_or_gray = matches!(
@@ -136,6 +140,12 @@ fn jpeg(data: &[u8], limits: &Limits, target_edge: Option<u32>) -> Result<Decode
     {
         return Ok(d);
     }
+    if four
+        && let Some(icc) = dec.icc_profile().filter(|p| colour::is_cmyk_profile(p))
+        && let Some(space) = dec.input_colorspace()
+    {
+        return jpeg_cmyk(data, options, space, &icc);
+    }
     let out = if gray {
         ColorSpace::Luma
     } else {
@@ -147,7 +157,9 @@ fn jpeg(data: &[u8], limits: &Limits, target_edge: Option<u32>) -> Result<Decode
         .decode()
         .map_err(|e| ImageError::Corrupt(e.to_string()))?;
     let orientation = dec.exif().map_or(1, |e| exif_orientation(e));
-    let icc = dec.icc_profile().filter(|p| !is_srgb(p));
+    // A CMYK image without a usable CMYK profile: the decoder's plain conversion, as
+    // browsers show such images; its profile (if any) does not describe RGB pixels.
+    let icc = dec.icc_profile().filter(|p| !four && !is_srgb(p));
     let expected = usize::from(info.width) * usize::from(info.height) * channels as usize;
     if pixels.len() < expected {
         return Err(ImageError::Corrupt("short JPEG pixel data".into()));
@@ -164,6 +176,92 @@ fn jpeg(data: &[u8], limits: &Limits, target_edge: Option<u32>) -> Result<Decode
         animated: false,
         format: Format::Jpeg,
     })
+}
+
+/// A CMYK or YCCK JPEG with a CMYK profile: decoded to its four channels, turned into
+/// ink amounts and converted to sRGB through the profile at full size (such images are
+/// rare; they skip the scaled decode).
+fn jpeg_cmyk(
+    data: &[u8],
+    options: DecoderOptions,
+    space: ColorSpace,
+    icc: &[u8],
+) -> Result<Decoded, ImageError> {
+    let mut dec =
+        JpegDecoder::new_with_options(ZCursor::new(data), options.jpeg_set_out_colorspace(space));
+    let mut raw = dec
+        .decode()
+        .map_err(|e| ImageError::Corrupt(e.to_string()))?;
+    let (width, height) = dec
+        .dimensions()
+        .map(|(w, h)| (w as u32, h as u32))
+        .ok_or_else(|| ImageError::Corrupt("no JPEG header".into()))?;
+    if raw.len() < width as usize * height as usize * 4 {
+        return Err(ImageError::Corrupt("short JPEG pixel data".into()));
+    }
+    to_ink(&mut raw, space == ColorSpace::YCCK, adobe_marker(data));
+    let rgb = colour::cmyk_to_srgb(&raw, icc)
+        .ok_or_else(|| ImageError::Corrupt("unusable CMYK profile".into()))?;
+    Ok(Decoded {
+        pixels: Pixels {
+            width,
+            height,
+            channels: 3,
+            data: rgb,
+        },
+        orientation: dec.exif().map_or(1, |e| exif_orientation(e)),
+        icc: None,
+        animated: false,
+        format: Format::Jpeg,
+    })
+}
+
+/// Stored samples to ink amounts (0 = no ink). YCCK holds the complement of C, M and Y as
+/// YCbCr (JFIF coefficients); Adobe's writers store every channel complemented.
+pub(super) fn to_ink(px: &mut [u8], ycck: bool, adobe: bool) {
+    for p in px.chunks_exact_mut(4) {
+        if ycck {
+            let (y, cb, cr) = (
+                f32::from(p[0]),
+                f32::from(p[1]) - 128.0,
+                f32::from(p[2]) - 128.0,
+            );
+            let rgb = [
+                y + 1.402 * cr,
+                y - 0.344_136 * cb - 0.714_136 * cr,
+                y + 1.772 * cb,
+            ];
+            for (c, v) in p.iter_mut().zip(rgb) {
+                *c = 255 - v.round().clamp(0.0, 255.0) as u8;
+            }
+        }
+        if adobe {
+            for c in p.iter_mut() {
+                *c = 255 - *c;
+            }
+        }
+    }
+}
+
+/// Whether an APP14 "Adobe" segment comes before the first scan.
+fn adobe_marker(data: &[u8]) -> bool {
+    let mut i = 2;
+    while i + 4 <= data.len() && data[i] == 0xFF {
+        let marker = data[i + 1];
+        if marker == 0xFF {
+            i += 1;
+            continue;
+        }
+        if marker == 0xDA {
+            break;
+        }
+        let len = usize::from(u16::from_be_bytes([data[i + 2], data[i + 3]]));
+        if marker == 0xEE && data.get(i + 4..i + 9) == Some(b"Adobe") {
+            return true;
+        }
+        i += 2 + len;
+    }
+    false
 }
 
 /// Decodes at the smallest DCT scale that still gives at least `target` pixels on the

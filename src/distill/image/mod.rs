@@ -3,6 +3,7 @@
 //! `fast_image_resize`), and re-encode: JPEG for opaque images, PNG when transparency
 //! must survive. Every limit is checked before the work it bounds starts.
 
+mod colour;
 pub mod decode;
 pub use decode::Format;
 mod encode;
@@ -96,7 +97,7 @@ pub fn transcode(
     if let Some(icc) = &decoded.icc {
         // After the downscale, as libvips's thumbnail does: the colour transform is the
         // costliest step per pixel, so it runs on the fewest pixels.
-        to_srgb(&mut pixels, icc);
+        colour::rgb_to_srgb(&mut pixels.data, pixels.channels, icc);
     }
     in_time(started, limits)?;
     let (bytes, content_type) = smallest(&pixels, transparent, decoded.format, profile.quality)?;
@@ -139,56 +140,6 @@ fn in_time(started: Instant, limits: &Limits) -> Result<(), ImageError> {
         return Err(ImageError::TooSlow(limits.time_max));
     }
     Ok(())
-}
-
-/// Converts pixels described by an ICC profile to sRGB (RGB and RGBA; gray and CMYK
-/// images were already turned into display values by their decoder).
-fn to_srgb(p: &mut Pixels, icc: &[u8]) {
-    let ty = match p.channels {
-        3 => qcms::DataType::RGB8,
-        4 => qcms::DataType::RGBA8,
-        _ => return,
-    };
-    with_transform(icc, ty, |t| t.apply(&mut p.data));
-}
-
-/// Transforms to sRGB, built once per profile and pixel layout and kept per thread:
-/// building one (reading the profile, filling its tables) costs more than applying it
-/// to a small image, and the same few camera and display profiles come back again and
-/// again. `None` for a profile qcms cannot read: the pixels are then taken as sRGB.
-fn with_transform(icc: &[u8], ty: qcms::DataType, apply: impl FnOnce(&qcms::Transform)) {
-    use std::collections::HashMap;
-    use std::hash::{DefaultHasher, Hash, Hasher};
-    const KEPT: usize = 16;
-    thread_local! {
-        static SRGB: Box<qcms::Profile> = {
-            let mut p = qcms::Profile::new_sRGB();
-            // 8-bit output tables: the fast path of the transform.
-            p.precache_output_transform();
-            p
-        };
-        static TRANSFORMS: std::cell::RefCell<HashMap<(u64, u8), Option<qcms::Transform>>> =
-            std::cell::RefCell::default();
-    }
-    let mut h = DefaultHasher::new();
-    icc.hash(&mut h);
-    let key = (h.finish(), ty as u8);
-    TRANSFORMS.with_borrow_mut(|cache| {
-        if !cache.contains_key(&key) {
-            if cache.len() >= KEPT {
-                cache.clear();
-            }
-            let t = qcms::Profile::new_from_slice(icc, false).and_then(|input| {
-                SRGB.with(|srgb| {
-                    qcms::Transform::new(&input, srgb, ty, qcms::Intent::RelativeColorimetric)
-                })
-            });
-            cache.insert(key, t);
-        }
-        if let Some(Some(t)) = cache.get(&key) {
-            apply(t);
-        }
-    });
 }
 
 /// True when some pixel is not fully opaque.

@@ -125,6 +125,72 @@ fn cmyk_and_gray_jpegs_come_out_as_plausible_rgb_and_gray() {
     assert!(matches!(&d, Ok(d) if d.pixels.channels == 1), "{d:?}");
 }
 
+fn fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
+    std::fs::read(path).unwrap_or_default()
+}
+
+/// Mean absolute difference per sample of two RGB buffers of the same size.
+fn mean_error(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let sum: u64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| u64::from(x.abs_diff(*y)))
+        .sum();
+    sum as f64 / a.len().max(1) as f64
+}
+
+#[test]
+fn a_cmyk_jpeg_with_a_profile_is_converted_through_it() {
+    // tests/data/make_cmyk_fixture.py: an Adobe CMYK JPEG with an embedded press profile
+    // and the sRGB that Little CMS makes of it.
+    let jpeg = fixture("flower_cmyk_icc.jpg");
+    let reference = decode::decode(&fixture("flower_cmyk_icc.ref.png"), &limits());
+    let Ok(reference) = reference else {
+        panic!("reference: {reference:?}");
+    };
+    let ours = decode::decode(&jpeg, &limits());
+    let Ok(ours) = ours else {
+        panic!("{ours:?}");
+    };
+    assert_eq!(ours.pixels.channels, 3);
+    assert!(ours.icc.is_none(), "already converted");
+    let managed = mean_error(&ours.pixels.data, &reference.pixels.data);
+    // What the plain formula (the decoder's own RGB output) makes of the same pixels.
+    let mut plain =
+        zune_jpeg::JpegDecoder::new(zune_jpeg::zune_core::bytestream::ZCursor::new(&jpeg));
+    let plain = plain.decode().unwrap_or_default();
+    let unmanaged = mean_error(&plain, &reference.pixels.data);
+    eprintln!("managed error {managed:.2}, plain {unmanaged:.2}");
+    assert!(
+        managed < 1.5,
+        "managed error {managed:.2}, plain {unmanaged:.2}"
+    );
+    assert!(
+        unmanaged > 3.0 * managed,
+        "managed {managed:.2}, plain {unmanaged:.2}"
+    );
+}
+
+#[test]
+fn ycck_samples_become_ink_amounts() {
+    // Red on paper is magenta + yellow ink (0, 255, 255, 0). Adobe stores the complement
+    // (255, 0, 0, 255), and YCCK codes the complement of that CMY, (0, 255, 255), as
+    // Y/Cb/Cr (179, 171, 0).
+    let mut px = [179u8, 171, 0, 255];
+    decode::to_ink(&mut px, true, true);
+    assert!(
+        px[0] < 3 && px[1] > 252 && px[2] > 252 && px[3] == 0,
+        "{px:?}"
+    );
+    let mut plain = [10u8, 20, 30, 40];
+    decode::to_ink(&mut plain, false, true);
+    assert_eq!(plain, [245, 235, 225, 215]);
+}
+
 #[test]
 fn animation_is_kept_unless_the_profile_flattens_it() {
     let data = std::fs::read(corpus().join("iss634.gif")).unwrap_or_default();
