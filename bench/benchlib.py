@@ -72,6 +72,19 @@ def wait_port(port, timeout=10.0):
     raise RuntimeError(f"nothing listening on 127.0.0.1:{port}")
 
 
+# distilld proxying every request: the origin's /bytes responses are cacheable
+# (max-age=60), and with its cache on distilld would answer them from memory while a
+# peer without a cache configured proxies each one.
+NO_CACHE = """[server]
+pin_workers = false
+[log]
+access_log = false
+level = "warn"
+[cache]
+memory_bytes = 0
+"""
+
+
 class Servers:
     """Processes started for one benchmark, stopped together."""
 

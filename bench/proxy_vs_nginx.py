@@ -6,7 +6,7 @@ Scenarios:
   fixed      a small fixed response with no upstream: distilld's /healthz vs nginx
              `return 200`
   proxy-1k   GET /bytes/1024 proxied to the same distill-origin (nginx: proxy_pass with
-             upstream keepalive; distilld: reverse proxy with its pool)
+             upstream keepalive; distilld: reverse proxy with its pool); neither caches
   proxy-100k GET /bytes/102400, likewise
 
 With 1 worker the server is pinned to core 1 and wrk (and the origin) to core 0; with 2
@@ -19,7 +19,7 @@ import sys
 
 import benchlib as b
 
-ORIGIN, URING, EPOLL, NGINX = 18181, 18182, 18184, 18183
+ORIGIN, URING, EPOLL, NGINX, URING_FD = 18181, 18182, 18184, 18183, 18185
 SCENARIOS = {"fixed": "/healthz", "proxy-1k": "/bytes/1024", "proxy-100k": "/bytes/102400"}
 
 
@@ -31,7 +31,8 @@ def main(argv):
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--scenarios", default="fixed,proxy-1k,proxy-100k")
     ap.add_argument("--servers", default="uring,epoll,nginx",
-                    help="comma list of uring, epoll, nginx (compared in this order)")
+                    help="comma list of uring, epoll, nginx, uring-fd (io_uring naming sockets by "
+                         "descriptor instead of registered files), compared in this order")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     b.ensure(("nginx", "wrk"))
@@ -45,8 +46,12 @@ def main(argv):
                 servers[name] = (NGINX, s.nginx(NGINX, ORIGIN, workers=args.workers, core=core))
             elif name in ("uring", "epoll"):
                 port = URING if name == "uring" else EPOLL
-                pids = s.distilld(port, ORIGIN, workers=args.workers, core=core, io=name)
+                pids = s.distilld(port, ORIGIN, workers=args.workers, core=core, io=name, config=b.NO_CACHE)
                 servers[name] = (port, pids)
+            elif name == "uring-fd":
+                config = b.NO_CACHE + "[uring]\nfixed_files = 0\n"
+                servers[name] = (URING_FD, s.distilld(URING_FD, ORIGIN, workers=args.workers, core=core,
+                                                      io="uring", config=config))
             else:
                 sys.exit(f"unknown server {name}")
         for scenario in args.scenarios.split(","):

@@ -32,8 +32,8 @@ def main(argv):
     results = {"benchmark": "uring-vs-epoll", "args": vars(args)}
     with b.Servers() as s:
         s.origin(ORIGIN)
-        upids = s.distilld(URING, ORIGIN, io="uring")
-        epids = s.distilld(EPOLL, ORIGIN, io="epoll")
+        upids = s.distilld(URING, ORIGIN, io="uring", config=b.NO_CACHE)
+        epids = s.distilld(EPOLL, ORIGIN, io="epoll", config=b.NO_CACHE)
         for name in args.scenarios.split(","):
             path, extra = SCENARIOS[name]
 

@@ -37,6 +37,7 @@ pub const DEFAULT_URING_WAIT_BATCH: u32 = 16;
 pub const DEFAULT_URING_MIN_WAIT_US: u32 = 50;
 pub const DEFAULT_URING_BUFFERS: u16 = 256;
 pub const DEFAULT_URING_BUFFER_BYTES: usize = 16 * 1024;
+pub const DEFAULT_URING_FIXED_FILES: u32 = 4096;
 pub const DEFAULT_CACHE_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
 pub const DEFAULT_CACHE_OBJECT_BYTES_MAX: u64 = 8 * 1024 * 1024;
 pub const DEFAULT_CACHE_COLLAPSE_WAIT_MS: u64 = 10_000;
@@ -133,6 +134,7 @@ pub struct FileUring {
     pub entries: Option<u32>,
     pub buffers: Option<u16>,
     pub buffer_bytes: Option<usize>,
+    pub fixed_files: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -322,6 +324,8 @@ pub struct UringConfig {
     /// Provided receive buffers per shard (a power of two).
     pub buffers: u16,
     pub buffer_bytes: usize,
+    /// Registered-file slots per shard ring (sockets beyond them use descriptors).
+    pub fixed_files: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -547,6 +551,7 @@ impl FileConfig {
             entries: ur.entries.unwrap_or(DEFAULT_URING_ENTRIES),
             buffers: ur.buffers.unwrap_or(DEFAULT_URING_BUFFERS),
             buffer_bytes: ur.buffer_bytes.unwrap_or(DEFAULT_URING_BUFFER_BYTES),
+            fixed_files: ur.fixed_files.unwrap_or(DEFAULT_URING_FIXED_FILES),
         };
         if !(64..=32768).contains(&uring.entries) || !uring.entries.is_power_of_two() {
             bad(
@@ -566,6 +571,13 @@ impl FileConfig {
             uring.buffer_bytes,
             1024,
             1 << 20,
+        );
+        check_range(
+            &mut bad,
+            "uring.fixed_files",
+            uring.fixed_files as usize,
+            0,
+            65536,
         );
         let cache = self.cache.validate(&mut bad);
         let distill = self.distill.validate(&mut bad);

@@ -151,3 +151,40 @@ fn unknown_driver_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--io"));
 }
+
+/// Sockets in the ring's registered-file table: more connections than slots (the rest use
+/// descriptors), slots reused after a close, and a socket closed by the proxy really
+/// closes (a slot left registered would keep it open and the client would never see EOF).
+#[test]
+fn registered_files_are_reused_and_release_their_sockets() {
+    common::with_io(common::Io::Uring, || {
+        let config = "[uring]\nfixed_files = 2\n[cache]\nmemory_bytes = 0\n";
+        let setup = common::Setup::with(common::Mode::Reverse, config, &[]);
+        for round in 0..3 {
+            let mut clients: Vec<Client> = (0..6).map(|_| setup.client()).collect();
+            for (i, c) in clients.iter_mut().enumerate() {
+                for _ in 0..2 {
+                    c.send(
+                        setup
+                            .head("GET", &format!("/bytes/{}", 100 + i), &[])
+                            .as_bytes(),
+                    );
+                    let r = c.response(false);
+                    assert_eq!((r.status, r.body.len()), (200, 100 + i), "round {round}");
+                }
+            }
+            for c in &mut clients {
+                c.send(
+                    setup
+                        .head("GET", "/bytes/10", &["Connection: close"])
+                        .as_bytes(),
+                );
+                assert_eq!(c.response(false).status, 200);
+                assert!(
+                    c.is_closed(std::time::Duration::from_secs(5)),
+                    "round {round}"
+                );
+            }
+        }
+    });
+}

@@ -3,6 +3,7 @@
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+use super::files::on_socket;
 use crate::proxy::out::{IOV_MAX, Out};
 use crate::shard::dns::Wake;
 
@@ -50,6 +51,8 @@ pub(super) fn untoken(t: u64) -> Option<(Op, usize, u32)> {
 /// One socket's operations in flight and its send buffer.
 pub(super) struct Io {
     pub(super) fd: OwnedFd,
+    /// Its slot in the ring's registered files, if it has one.
+    pub(super) slot: Option<u32>,
     pub(super) generation: u32,
     pub(super) recv_armed: bool,
     pub(super) cancel_sent: bool,
@@ -73,6 +76,7 @@ impl Io {
     pub(super) fn new(fd: OwnedFd, generation: u32) -> Io {
         Io {
             fd,
+            slot: None,
             generation,
             recv_armed: false,
             cancel_sent: false,
@@ -106,14 +110,15 @@ impl Io {
     /// The send op for what is queued: a plain send for one run of bytes, a vectored
     /// one when a cached object's segments follow a head.
     pub(super) fn send_entry(&mut self) -> io_uring::squeue::Entry {
-        use io_uring::{opcode, types::Fd};
+        use io_uring::opcode;
         let mut runs = [&b""[..]; IOV_MAX];
         let n = self.sending.slices(&mut runs);
         if n <= 1 {
             let p = self.sending.pending();
-            return opcode::Send::new(Fd(self.raw()), p.as_ptr(), p.len() as u32)
+            let (ptr, len) = (p.as_ptr(), p.len() as u32);
+            return on_socket!(self, |t| opcode::Send::new(t, ptr, len)
                 .flags(libc::MSG_NOSIGNAL)
-                .build();
+                .build());
         }
         for (v, r) in self.iov.iter_mut().zip(&runs[..n]) {
             v.iov_base = r.as_ptr() as *mut libc::c_void;
@@ -121,9 +126,10 @@ impl Io {
         }
         self.msg.msg_iov = self.iov.as_mut_ptr();
         self.msg.msg_iovlen = n;
-        opcode::SendMsg::new(Fd(self.raw()), &*self.msg)
+        let msg: *const libc::msghdr = &*self.msg;
+        on_socket!(self, |t| opcode::SendMsg::new(t, msg)
             .flags(libc::MSG_NOSIGNAL as u32)
-            .build()
+            .build())
     }
 }
 

@@ -9,6 +9,7 @@
 //! is freed only when its last operation has completed.
 
 pub mod bufring;
+mod files;
 mod io;
 pub mod probe;
 mod upstream;
@@ -32,6 +33,7 @@ use super::REFUSED_RESPONSE;
 use super::date::DateCache;
 use super::upstreams::{self, Link, Lookups};
 use bufring::BufRing;
+use files::{FixedFiles, on_socket};
 use io::{EventFd, Io, Op, token, untoken};
 
 const BUFFER_GROUP: u16 = 0;
@@ -80,6 +82,7 @@ pub struct Shard {
     // The ring is declared first so it is torn down before the memory it used.
     ring: IoUring,
     bufs: BufRing,
+    files: FixedFiles,
     id: usize,
     cfg: Arc<Config>,
     stats: Arc<Stats>,
@@ -114,6 +117,7 @@ impl Shard {
             cfg.uring.buffer_bytes,
             BUFFER_GROUP,
         )?;
+        let files = FixedFiles::new(&ring, cfg.uring.fixed_files);
         // SAFETY: eventfd returns a new descriptor or -1.
         let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if efd < 0 {
@@ -124,6 +128,7 @@ impl Shard {
         Ok(Shard {
             ring,
             bufs,
+            files,
             id,
             stats,
             listener,
@@ -230,12 +235,16 @@ impl Shard {
         io.ops += 1;
         let generation = io.generation;
         let e = if io.throttled {
-            opcode::Recv::new(Fd(io.raw()), std::ptr::null_mut(), buf_bytes)
-                .buf_group(BUFFER_GROUP)
-                .build()
-                .flags(squeue::Flags::BUFFER_SELECT)
+            on_socket!(io, |t| opcode::Recv::new(
+                t,
+                std::ptr::null_mut(),
+                buf_bytes
+            )
+            .buf_group(BUFFER_GROUP)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT))
         } else {
-            opcode::RecvMulti::new(Fd(io.raw()), BUFFER_GROUP).build()
+            on_socket!(io, |t| opcode::RecvMulti::new(t, BUFFER_GROUP).build())
         };
         self.push(e.user_data(token(op, index, generation)));
     }
@@ -257,10 +266,10 @@ impl Shard {
         self.push(e);
     }
 
-    /// Cancels every operation on `fd` (a receive armed, a send stuck on a peer that
+    /// Cancels every operation on a socket (a receive armed, a send stuck on a peer that
     /// stopped reading, a connect), so its slot can be freed when they have completed.
-    fn cancel_all(&mut self, fd: RawFd) {
-        let e = opcode::AsyncCancel2::new(types::CancelBuilder::fd(Fd(fd)).all())
+    fn cancel_all(&mut self, target: types::CancelBuilder) {
+        let e = opcode::AsyncCancel2::new(target.all())
             .build()
             .user_data(token(Op::Cancel, 0, 0));
         self.push(e);
@@ -369,8 +378,10 @@ impl Shard {
             peer,
             self.date.now(now),
         );
+        let mut io = Io::new(fd, self.next_gen);
+        io.slot = self.files.register(&self.ring, io.raw());
         let ci = self.clients.insert(Client {
-            io: Io::new(fd, self.next_gen),
+            io,
             conn,
             link: Link {
                 serial: self.next_serial,
@@ -530,8 +541,8 @@ impl Shard {
         if let Some(ui) = c.link.upstream.take() {
             self.close_upstream(ui);
         }
-        let fd = self.clients[ci].io.raw();
-        self.cancel_all(fd);
+        let target = on_socket!(self.clients[ci].io, |t| types::CancelBuilder::fd(t));
+        self.cancel_all(target);
         self.maybe_free_client(ci);
     }
 
@@ -541,7 +552,10 @@ impl Shard {
             .get(ci)
             .is_some_and(|c| c.io.closing && c.io.ops == 0)
         {
-            self.clients.remove(ci);
+            let c = self.clients.remove(ci);
+            if let Some(slot) = c.io.slot {
+                self.files.release(&self.ring, slot);
+            }
         }
     }
 

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use io_uring::cqueue;
 use io_uring::opcode;
-use io_uring::types::Fd;
+use io_uring::types;
+
+use super::files::on_socket;
 use socket2::{SockAddr, Socket};
 
 use crate::http::target::Authority;
@@ -178,7 +180,9 @@ impl Shard {
         let sockaddr = Box::new(SockAddr::from(addr));
         let mut io = Io::new(OwnedFd::from(socket), self.next_gen);
         io.ops = 1;
-        let entry = opcode::Connect::new(Fd(io.raw()), sockaddr.as_ptr().cast(), sockaddr.len());
+        io.slot = self.files.register(&self.ring, io.raw());
+        let (ptr, len) = (sockaddr.as_ptr().cast(), sockaddr.len());
+        let entry = on_socket!(io, |t| opcode::Connect::new(t, ptr, len));
         let generation = io.generation;
         let ui = self.upstreams.insert(Upstream {
             io,
@@ -223,8 +227,8 @@ impl Shard {
         }
         up.io.closing = true;
         up.owner = None;
-        let fd = up.io.raw();
-        self.cancel_all(fd);
+        let target = on_socket!(up.io, |t| types::CancelBuilder::fd(t));
+        self.cancel_all(target);
         self.lookups.pool.remove(ui);
         self.maybe_free_upstream(ui);
     }
@@ -235,7 +239,10 @@ impl Shard {
             .get(ui)
             .is_some_and(|u| u.io.closing && u.io.ops == 0)
         {
-            self.upstreams.remove(ui); // drops the descriptor: closed
+            let up = self.upstreams.remove(ui); // drops the descriptor: closed
+            if let Some(slot) = up.io.slot {
+                self.files.release(&self.ring, slot);
+            }
         }
     }
 }
