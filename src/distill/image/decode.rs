@@ -143,8 +143,9 @@ fn jpeg(data: &[u8], limits: &Limits, target_edge: Option<u32>) -> Result<Decode
     if four
         && let Some(icc) = dec.icc_profile().filter(|p| colour::is_cmyk_profile(p))
         && let Some(space) = dec.input_colorspace()
+        && let Some(d) = jpeg_cmyk(data, options, space, &icc)?
     {
-        return jpeg_cmyk(data, options, space, &icc);
+        return Ok(d);
     }
     let out = if gray {
         ColorSpace::Luma
@@ -180,13 +181,14 @@ fn jpeg(data: &[u8], limits: &Limits, target_edge: Option<u32>) -> Result<Decode
 
 /// A CMYK or YCCK JPEG with a CMYK profile: decoded to its four channels, turned into
 /// ink amounts and converted to sRGB through the profile at full size (such images are
-/// rare; they skip the scaled decode).
+/// rare; they skip the scaled decode). None when qcms cannot use the profile: the plain
+/// formula then applies.
 fn jpeg_cmyk(
     data: &[u8],
     options: DecoderOptions,
     space: ColorSpace,
     icc: &[u8],
-) -> Result<Decoded, ImageError> {
+) -> Result<Option<Decoded>, ImageError> {
     let mut dec =
         JpegDecoder::new_with_options(ZCursor::new(data), options.jpeg_set_out_colorspace(space));
     let mut raw = dec
@@ -200,9 +202,10 @@ fn jpeg_cmyk(
         return Err(ImageError::Corrupt("short JPEG pixel data".into()));
     }
     to_ink(&mut raw, space == ColorSpace::YCCK, adobe_marker(data));
-    let rgb = colour::cmyk_to_srgb(&raw, icc)
-        .ok_or_else(|| ImageError::Corrupt("unusable CMYK profile".into()))?;
-    Ok(Decoded {
+    let Some(rgb) = colour::cmyk_to_srgb(&raw, icc) else {
+        return Ok(None);
+    };
+    Ok(Some(Decoded {
         pixels: Pixels {
             width,
             height,
@@ -213,7 +216,7 @@ fn jpeg_cmyk(
         icc: None,
         animated: false,
         format: Format::Jpeg,
-    })
+    }))
 }
 
 /// Stored samples to ink amounts (0 = no ink). YCCK holds the complement of C, M and Y as
