@@ -284,6 +284,11 @@ def summarize(title, a_runs, b_runs, a_name, b_name, metrics=("rps", "rps_per_cp
     return {"a": a_name, "b": b_name, "runs_a": a_runs, "runs_b": b_runs, "summary": rows}
 
 
+def summarize_pairs(title, runs, pairs):
+    """summarize() for each (a, b) name pair of `runs`; returns {"a/b": rows}."""
+    return {f"{a}/{c}": summarize(title, runs[a], runs[c], a, c) for a, c in pairs}
+
+
 def write_json(path, results):
     if path:
         results = {"kernel": os.uname().release, "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"),

@@ -62,12 +62,9 @@ def main(argv):
             path = SCENARIOS[scenario]
             runs = b.take_turns(servers, path, args, scenario)
             names = list(servers)
-            results[scenario] = {}
-            for y in names[1:]:
-                a = names[0]
-                results[scenario][f"{a}/{y}"] = b.summarize(
-                    f"{scenario} ({args.workers} worker{'s' if args.workers > 1 else ''})",
-                    runs[a], runs[y], a, y)
+            results[scenario] = b.summarize_pairs(
+                f"{scenario} ({args.workers} worker{'s' if args.workers > 1 else ''})", runs,
+                [(names[0], c) for c in names[1:]])
     b.write_json(args.json, results)
 
 

@@ -58,13 +58,9 @@ def main(argv):
             path = SCENARIOS[scenario]
             runs = b.take_turns(servers, path, args, scenario)
             names = list(servers)
-            results[scenario] = {}
-            for x in range(len(names)):
-                for y in range(x + 1, len(names)):
-                    a, c = names[x], names[y]
-                    results[scenario][f"{a}/{c}"] = b.summarize(
-                        f"{scenario} ({args.workers} worker{'s' if args.workers > 1 else ''})",
-                        runs[a], runs[c], a, c)
+            pairs = [(a, c) for x, a in enumerate(names) for c in names[x + 1:]]
+            results[scenario] = b.summarize_pairs(
+                f"{scenario} ({args.workers} worker{'s' if args.workers > 1 else ''})", runs, pairs)
     b.write_json(args.json, results)
 
 
