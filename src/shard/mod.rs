@@ -198,7 +198,7 @@ fn run_shard(
                 let _ = ready.send(Err(failed(e)));
             }
         },
-        Driver::Uring => match uring::Shard::new(i, cfg, stats, listener, node) {
+        Driver::Uring => match uring::Shard::new(i, cfg, stats, listener, node, 0) {
             Ok(shard) => {
                 let _ = ready.send(Ok(()));
                 shard.run();

@@ -36,16 +36,38 @@ impl Op {
     }
 }
 
+/// A token has room for 24 bits of a socket's generation (8 for the op, 32 for the
+/// slot index), so generations are counted in 24 bits: a socket's own generation is
+/// then exactly what its tokens carry, before and after the counter wraps.
+const GENERATION_MASK: u32 = 0x00ff_ffff;
+
 pub(super) fn token(op: Op, index: usize, generation: u32) -> u64 {
-    u64::from(op as u8) | (u64::from(generation & 0x00ff_ffff) << 8) | ((index as u64) << 32)
+    u64::from(op as u8) | (u64::from(generation & GENERATION_MASK) << 8) | ((index as u64) << 32)
 }
 
 pub(super) fn untoken(t: u64) -> Option<(Op, usize, u32)> {
     Some((
         Op::from_u8((t & 0xff) as u8)?,
         (t >> 32) as usize,
-        ((t >> 8) & 0x00ff_ffff) as u32,
+        ((t >> 8) as u32) & GENERATION_MASK,
     ))
+}
+
+/// The generation counter of a shard's sockets (client and origin alike): a completion
+/// whose token names an older generation of a reused slot is stale.
+pub(super) struct Generations(u32);
+
+impl Generations {
+    /// The counter's first value; tests start it just below the wrap.
+    pub(super) fn starting_at(first: u32) -> Generations {
+        Generations(first & GENERATION_MASK)
+    }
+
+    /// The next socket's generation, wrapping within what a token carries.
+    pub(super) fn next(&mut self) -> u32 {
+        self.0 = self.0.wrapping_add(1) & GENERATION_MASK;
+        self.0
+    }
 }
 
 /// One socket's operations in flight and its send buffer.

@@ -34,7 +34,7 @@ use super::date::DateCache;
 use super::upstreams::{self, Link, Lookups};
 use bufring::BufRing;
 use files::{FixedFiles, on_socket};
-use io::{EventFd, Io, Op, token, untoken};
+use io::{EventFd, Generations, Io, Op, token, untoken};
 
 const BUFFER_GROUP: u16 = 0;
 
@@ -97,18 +97,21 @@ pub struct Shard {
     stats_logged: Instant,
     cqes: Vec<(u64, i32, u32)>,
     dirty: Vec<usize>,
-    next_gen: u32,
+    generations: Generations,
     next_serial: u64,
 }
 
 impl Shard {
     /// Builds the ring on the calling thread: a single-issuer ring belongs to it.
+    /// `first_generation` starts the sockets' generation counter (0 in service; tests
+    /// start it just below the wrap).
     pub fn new(
         id: usize,
         cfg: Arc<Config>,
         stats: Arc<Stats>,
         listener: std::net::TcpListener,
         node: Node,
+        first_generation: u32,
     ) -> std::io::Result<Shard> {
         let ring = probe::build_ring(cfg.uring.entries)?;
         let bufs = BufRing::new(
@@ -142,7 +145,7 @@ impl Shard {
             stats_logged: Instant::now(),
             cqes: Vec::with_capacity(1024),
             dirty: Vec::with_capacity(1024),
-            next_gen: 0,
+            generations: Generations::starting_at(first_generation),
             next_serial: 0,
             cfg,
         })
@@ -380,7 +383,7 @@ impl Shard {
         }
         self.stats.connections_accepted.incr();
         self.next_serial += 1;
-        self.next_gen = self.next_gen.wrapping_add(1);
+        let generation = self.generations.next();
         let conn = Conn::new(
             self.cfg.clone(),
             self.stats.clone(),
@@ -388,7 +391,7 @@ impl Shard {
             peer,
             self.date.now(now),
         );
-        let mut io = Io::new(fd, self.next_gen);
+        let mut io = Io::new(fd, generation);
         io.slot = self.files.register(&self.ring, io.raw());
         let ci = self.clients.insert(Client {
             io,
@@ -606,3 +609,6 @@ impl Shard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

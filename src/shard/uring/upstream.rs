@@ -176,9 +176,9 @@ impl Shard {
                 return;
             }
         };
-        self.next_gen = self.next_gen.wrapping_add(1);
+        let generation = self.generations.next();
         let sockaddr = Box::new(SockAddr::from(addr));
-        let mut io = Io::new(OwnedFd::from(socket), self.next_gen);
+        let mut io = Io::new(OwnedFd::from(socket), generation);
         io.ops = 1;
         io.slot = self.files.register(&self.ring, io.raw());
         let (ptr, len) = (sockaddr.as_ptr().cast(), sockaddr.len());
