@@ -15,6 +15,7 @@ in_both_modes!(
     stale_entry_is_revalidated_and_updated_on_304,
     client_conditional_is_answered_from_the_cache,
     vary_keeps_one_entry_per_variant,
+    a_distilled_variant_keeps_the_originals_vary,
     head_is_answered_from_a_stored_get,
     unsafe_method_invalidates_target_and_location,
     purge_removes_a_url,
@@ -199,6 +200,27 @@ fn vary_keeps_one_entry_per_variant(mode: Mode) {
     assert!(cache_status(&en2).contains("hit") && cache_status(&fr2).contains("hit"));
     let none = get(&s, &u, &[]);
     assert!(!cache_status(&none).contains("hit"), "{none:?}");
+}
+
+/// The page varies on Cookie; both clients take gzip, so each gets a distilled variant
+/// (or the original stored as one): B must never get A's.
+fn a_distilled_variant_keeps_the_originals_vary(mode: Mode) {
+    let s = Setup::with(mode, "[distill]\ntext_bytes_min = 1\n", &[]);
+    let u =
+        url("Cache-Control=public,max-age%3D60&Vary=Cookie&Content-Type=text/plain&_echo=Cookie");
+    let page = |cookie: &str| {
+        let c = format!("Cookie: {cookie}");
+        let r = get(&s, &u, &[&c, "Accept-Encoding: gzip"]);
+        assert_eq!(r.status, 200, "{r:?}");
+        r
+    };
+    let a = page("a");
+    let a2 = page("a");
+    assert!(cache_status(&a2).contains("hit"), "{a2:?}");
+    assert_eq!(a2.body, a.body);
+    let b = page("b");
+    assert!(!cache_status(&b).contains("hit"), "{b:?}");
+    assert_eq!(b.text(), "b\n");
 }
 
 fn head_is_answered_from_a_stored_get(mode: Mode) {

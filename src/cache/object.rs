@@ -191,10 +191,12 @@ impl Object {
         }
     }
 
-    /// Stored under a key that already names its variant (distilled objects): its Vary
-    /// is for caches downstream, not for selecting it here.
-    pub fn without_vary(mut self) -> Object {
-        self.vary = None;
+    /// Selected by `names` rather than by its own Vary. A distilled object is stored
+    /// under a key that already names its profile and coding, so the fields its Vary
+    /// adds for caches downstream (client hints, Accept-Encoding) select nothing here;
+    /// the original's Vary still does: it may only be served where the original could.
+    pub fn selected_by(mut self, names: Option<Box<[Box<str>]>>) -> Object {
+        self.vary = names;
         self
     }
 

@@ -90,10 +90,9 @@ impl Store {
     pub fn insert<'a>(
         &self,
         primary: &Arc<str>,
-        object: Object,
+        object: Arc<Object>,
         request: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
     ) -> bool {
-        let object = Arc::new(object);
         let mut policy = self.lock_policy();
         let map = self.map.pin();
         let key = match &object.vary {
@@ -137,25 +136,6 @@ impl Store {
             map.remove(&gone);
         }
         map.insert(key, Slot::Object(object));
-        true
-    }
-
-    /// Stores `object` under exactly `key` (a variant key made by the caller; the
-    /// object's own Vary is not consulted).
-    pub fn insert_shared(&self, key: &Arc<str>, object: Arc<Object>) -> bool {
-        let cost = object.cost(key.len());
-        if object.body.len() as u64 > self.object_bytes_max {
-            return false;
-        }
-        let mut policy = self.lock_policy();
-        let map = self.map.pin();
-        for gone in policy.insert(key.clone(), cost, object.clone()) {
-            map.remove(&gone);
-        }
-        if !policy.contains(key) {
-            return false;
-        }
-        map.insert(key.clone(), Slot::Object(object));
         true
     }
 

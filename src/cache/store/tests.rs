@@ -15,7 +15,7 @@ const B: Build<'static> = Build {
     },
 };
 
-fn object(list: &[(&str, &str)], body: &'static [u8]) -> Object {
+fn object(list: &[(&str, &str)], body: &'static [u8]) -> Arc<Object> {
     let f = Fields::from_response(
         200,
         b"OK",
@@ -23,7 +23,7 @@ fn object(list: &[(&str, &str)], body: &'static [u8]) -> Object {
         |_| false,
     );
     let t = read_times(&f, 0, 0);
-    Object::new(f, Bytes::from_static(body), t, B)
+    Arc::new(Object::new(f, Bytes::from_static(body), t, B))
 }
 
 fn none() -> std::iter::Empty<(&'static str, &'static [u8])> {

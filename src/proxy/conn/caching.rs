@@ -326,7 +326,7 @@ impl Conn {
         };
         let body = crate::cache::body::stored(&cap.body);
         drop(cap.body);
-        let object = Object::new(cap.fields, body, cap.times, self.build());
+        let object = Arc::new(Object::new(cap.fields, body, cap.times, self.build()));
         if store.insert(&ctx.primary, object, head.fields()) {
             self.stats.cache_stores.incr();
         }

@@ -303,12 +303,16 @@ impl Conn {
                 (object.fields(&self.cfg.via_name), object.times, true, "")
             }
         };
+        // The variant is selected by the original's Vary too; `Vary: *` is never stored.
+        let original_vary = fields.vary();
+        let storable = storable && original_vary.is_ok();
         let object = match made {
             Ok(made) => {
                 self.stats.distilled.incr();
-                let fields = distilled_fields(&fields, &made, input.len(), ctx);
+                let distilled = distilled_fields(&fields, &made, input.len(), ctx);
                 let body = crate::cache::body::stored(made.bytes());
-                Arc::new(Object::new(fields, body, times, build).without_vary())
+                let object = Object::new(distilled, body, times, build);
+                Arc::new(object.selected_by(original_vary.unwrap_or_default()))
             }
             Err(why) => {
                 self.stats.distill_passed.incr();
@@ -322,7 +326,7 @@ impl Conn {
         let stored = storable
             && self.cache.as_ref().is_some_and(|store| {
                 let primary = crate::cache::key::primary(&ex.dest);
-                store.insert_shared(&ctx.variant_key(&primary), object.clone())
+                store.insert(&ctx.variant_key(&primary), object.clone(), ex.head.fields())
             });
         let how = if fwd.is_empty() {
             Served::Hit

@@ -17,6 +17,11 @@ struct Harness {
 
 impl Harness {
     fn new(toml: &str) -> Harness {
+        Harness::with_cache(toml, None)
+    }
+
+    /// A connection whose requests use `cache` (shared with other harnesses).
+    fn with_cache(toml: &str, cache: Option<Arc<Store>>) -> Harness {
         let cfg = Arc::new(Config::from_toml_str(toml, "test").expect("valid config"));
         let t = Instant::now();
         let peer = "127.0.0.9:5000".parse().unwrap();
@@ -24,7 +29,7 @@ impl Harness {
             conn: Conn::new(
                 cfg,
                 Arc::new(Stats::default()),
-                None,
+                cache,
                 peer,
                 Now {
                     instant: t,
@@ -406,3 +411,5 @@ fn a_job_that_never_returns_ends_as_the_original() {
         "the original body"
     );
 }
+
+mod vary;
