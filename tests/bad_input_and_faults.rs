@@ -51,12 +51,22 @@ fn malformed_heads_get_400_and_reach_no_origin(mode: Mode) {
         format!("POST  {target} HTTP/1.1\r\nHost: {host}\r\n\r\n"),
         format!("P@ST {target} HTTP/1.1\r\nHost: {host}\r\n\r\n"),
         format!("{line}\r\nHost: {host}\r\nTransfer-Encoding: chunked, identity\r\n\r\n"),
+        // Hosts that are not an authority (RFC 3986): they would smuggle a path into
+        // the cache key or confuse route matching.
+        format!("{line}\r\nHost: {host}/x\r\n\r\n"),
+        format!("{line}\r\nHost: a:80/x\r\n\r\n"),
+        format!("{line}\r\nHost: a:b:80\r\n\r\n"),
+        format!("{line}\r\nHost: user@{host}\r\n\r\n"),
+        format!("{line}\r\nHost: [::1\r\n\r\n"),
     ];
     for raw in &cases {
         let (status, closed) = refused(&s, raw);
         assert_eq!(status, 400, "{raw:?}");
         assert!(closed, "connection left open after {raw:?}");
     }
+    // An absolute-form target whose authority is not one (a port after a port).
+    let (status, _) = refused(&s, "GET http://a:80:1/x HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(status, 400);
     assert_eq!(s.origin_stats(), (0, 0), "the origin received something");
 }
 

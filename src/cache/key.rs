@@ -8,8 +8,26 @@ use crate::http::headers::trim;
 use crate::proxy::route::Destination;
 
 /// The origin connected to, the Host it was sent and the target: what the origin saw.
+/// A space separates them: it cannot occur in any of the three (an authority and a
+/// request target have none), so two different requests never share a key.
 pub fn primary(dest: &Destination) -> Arc<str> {
-    format!("{}|{}{}", dest.origin, dest.host_field, dest.path).into()
+    format!("{}{SEP}{}{SEP}{}", dest.origin, dest.host_field, dest.path).into()
+}
+
+const SEP: char = ' ';
+
+/// The Host part of a primary key.
+pub fn host_of(primary: &str) -> &str {
+    primary.split(SEP).nth(1).unwrap_or("")
+}
+
+/// The primary key of another target (origin-form `path`) on the same origin and Host.
+pub fn with_path(primary: &str, path: &str) -> Option<String> {
+    if !path.starts_with('/') || path.contains(SEP) {
+        return None;
+    }
+    let end = primary.rfind(SEP)?;
+    Some(format!("{}{path}", &primary[..=end]))
 }
 
 /// The key of the variant selected by a request's values of `names` (lower-cased).
@@ -46,6 +64,27 @@ pub fn variant<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::target::Authority;
+
+    #[test]
+    fn primary_keys_of_different_requests_differ() {
+        let key = |host_field: &str, path: &str| {
+            primary(&Destination {
+                origin: Authority {
+                    host: "o".into(),
+                    port: 80,
+                },
+                host_field: host_field.into(),
+                path: path.into(),
+            })
+        };
+        assert_ne!(key("a:80/x", "/y"), key("a:80", "/x/y"));
+        assert_ne!(key("a", "?q"), key("a?q", ""));
+        let k = key("a:8080", "/x?y");
+        assert_eq!(host_of(&k), "a:8080");
+        assert_eq!(with_path(&k, "/z").as_deref(), Some(&*key("a:8080", "/z")));
+        assert_eq!(with_path(&k, "z"), None);
+    }
 
     fn k(fields: &[(&'static str, &'static str)]) -> Arc<str> {
         let names: Vec<Box<str>> = vec!["accept-encoding".into(), "accept-language".into()];

@@ -147,6 +147,22 @@ pub fn parse_request(
     Ok(Some((parsed, consumed)))
 }
 
+/// RFC 9112 §3.2: a Host field that is not a valid authority is answered 400. An empty
+/// one is what a client sends for a target without an authority, and stays allowed.
+fn check_host(value: &[u8]) -> Result<(), HttpError> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    let valid = std::str::from_utf8(value)
+        .ok()
+        .is_some_and(|v| crate::http::target::Authority::parse(v, 80).is_ok());
+    if valid {
+        Ok(())
+    } else {
+        Err(HttpError::Malformed("invalid Host"))
+    }
+}
+
 /// httparse tolerates a lone CR inside a field value; RFC 9112 §2.2 says reject it.
 fn reject_bare_cr(head: &[u8]) -> Result<(), HttpError> {
     let mut i = 0;
@@ -169,6 +185,7 @@ fn check_fields(head: &mut RequestHead) -> Result<(), HttpError> {
         let v = &head.raw[value.clone()];
         if n.eq_ignore_ascii_case(b"host") {
             hosts += 1;
+            check_host(v)?;
             head.host = Some(value);
         } else if n.eq_ignore_ascii_case(b"content-length") {
             content_length = merge_content_length(content_length, v)
@@ -305,6 +322,11 @@ mod tests {
         assert_eq!(status("GET / HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n"), 400);
         assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), 400);
         assert_eq!(status("GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n"), 400);
+        for host in ["a:80/x", "a/x", "a:b", "u@a", "[::1", "a:0", "a b"] {
+            let req = format!("GET /y HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            assert_eq!(status(&req), 400, "Host: {host}");
+        }
+        assert!(parse("GET /y HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n").is_ok());
         assert_eq!(status("GET / HTTP/1.1\r\nHost : x\r\n\r\n"), 400);
         assert_eq!(status("GET  / HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
     }

@@ -27,11 +27,10 @@ pub struct Authority {
 }
 
 impl Authority {
-    /// Parses `host[:port]`, the port defaulting to `default_port`.
+    /// Parses `host[:port]` (RFC 3986 §3.2.2: a reg-name, an IPv4 address, or an IPv6
+    /// literal in brackets; RFC 9110 §4.2.1: an optional non-zero port), the port
+    /// defaulting to `default_port`. Anything else, userinfo included, is refused.
     pub fn parse(s: &str, default_port: u16) -> Result<Authority, HttpError> {
-        if s.is_empty() || s.contains('@') {
-            return Err(HttpError::Malformed("invalid authority"));
-        }
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
             let end = rest
                 .find(']')
@@ -41,23 +40,22 @@ impl Authority {
                 .map_err(|_| HttpError::Malformed("invalid IPv6 literal"))?;
             (host, &rest[end + 1..])
         } else {
-            match s.rfind(':') {
-                Some(i) => (&s[..i], &s[i..]),
-                None => (s, ""),
+            let end = s.find(':').unwrap_or(s.len());
+            let host = &s[..end];
+            if !is_reg_name(host) {
+                return Err(HttpError::Malformed("invalid host"));
             }
+            (host, &s[end..])
         };
         let port = match port {
             "" => default_port,
             p => p
                 .strip_prefix(':')
-                .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+                .filter(|d| !d.is_empty() && d.len() <= 5 && d.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|d| d.parse::<u16>().ok())
                 .filter(|&p| p != 0)
                 .ok_or(HttpError::Malformed("invalid port"))?,
         };
-        if host.is_empty() || !host.bytes().all(is_host_byte) {
-            return Err(HttpError::Malformed("invalid host"));
-        }
         Ok(Authority {
             host: host.to_ascii_lowercase(),
             port,
@@ -89,8 +87,25 @@ impl std::fmt::Display for Authority {
     }
 }
 
-fn is_host_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:".contains(&b)
+/// RFC 3986 reg-name (which an IPv4 address also is): unreserved characters,
+/// sub-delims and `%HH`; never empty here (an authority names a host).
+fn is_reg_name(host: &str) -> bool {
+    let b = host.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b.get(i + 1..i + 3);
+                if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                    return false;
+                }
+                i += 3;
+            }
+            c if c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&c) => i += 1,
+            _ => return false,
+        }
+    }
+    !b.is_empty()
 }
 
 pub fn parse_target<'a>(target: &'a str, method: &str) -> Result<Target<'a>, HttpError> {
@@ -175,6 +190,44 @@ mod tests {
             "http://h:x/",
         ] {
             assert!(parse_target(t, "GET").is_err(), "{t}");
+        }
+    }
+
+    #[test]
+    fn authorities_are_reg_names_ipv4_or_bracketed_ipv6_with_a_port() {
+        let ok = |s: &str| Authority::parse(s, 80).map(|a| a.to_string());
+        assert_eq!(ok("Example.TEST").as_deref(), Ok("example.test:80"));
+        assert_eq!(ok("a-b_c~d.e:8080").as_deref(), Ok("a-b_c~d.e:8080"));
+        assert_eq!(ok("127.0.0.1:81").as_deref(), Ok("127.0.0.1:81"));
+        assert_eq!(ok("[::1]").as_deref(), Ok("[::1]:80"));
+        assert_eq!(ok("[2001:db8::2]:443").as_deref(), Ok("[2001:db8::2]:443"));
+        assert_eq!(ok("caf%C3%A9.test").as_deref(), Ok("caf%c3%a9.test:80"));
+        for bad in [
+            "",
+            ":80",
+            "a:80/x",
+            "a/x",
+            "a:b:80",
+            "a:",
+            "a:0",
+            "a:65536",
+            "a:000080",
+            "u@h",
+            "a b",
+            "a\tb",
+            "a%2",
+            "a%zz",
+            "[::1",
+            "[::1]x",
+            "[::1]:",
+            "[v1.x]",
+            "[1.2.3.4]",
+            "a?b",
+            "a#b",
+            "h:80:80",
+            "[::1]:80:1",
+        ] {
+            assert!(Authority::parse(bad, 80).is_err(), "{bad:?} was accepted");
         }
     }
 

@@ -135,11 +135,16 @@ fn route_origin_form(config: &Config, head: &RequestHead, path: &str) -> Result<
             return Ok(Decision::Health);
         }
     }
-    let host = head.host().map(host_without_port).unwrap_or_default();
+    // The Host field was checked when the head was parsed; empty matches no host.
+    let host = head
+        .host()
+        .and_then(|h| Authority::parse(h, 80).ok())
+        .map(|a| a.host)
+        .unwrap_or_default();
     let found = config.routes.iter().find(|r| {
         r.host
             .as_deref()
-            .is_none_or(|h| h.eq_ignore_ascii_case(host))
+            .is_none_or(|h| h.eq_ignore_ascii_case(&host))
             && path.starts_with(&r.path_prefix)
     });
     match found {
@@ -157,13 +162,6 @@ fn route_origin_form(config: &Config, head: &RequestHead, path: &str) -> Result<
         )),
         None => Err(refuse(404, "no route matches this host and path")),
     }
-}
-
-fn host_without_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split(']').next().map_or(host, |h| &h[1..]);
-    }
-    host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
 #[cfg(test)]
@@ -237,6 +235,10 @@ mod tests {
         assert_eq!(
             port("GET /api/x HTTP/1.1\r\nHost: w.test\r\n\r\n"),
             (9002, "w.test".into())
+        );
+        assert_eq!(
+            port("GET /a HTTP/1.1\r\nHost: img.test:8080\r\n\r\n"),
+            (9001, "127.0.0.1:9001".into())
         );
         assert_eq!(
             route(&c, &head("GET /b HTTP/1.1\r\nHost: w.test\r\n\r\n"))

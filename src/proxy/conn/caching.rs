@@ -372,8 +372,7 @@ impl Conn {
     /// Location / Content-Location URIs of the same origin.
     fn invalidate(&self, store: &crate::cache::Store, ctx: &CacheCtx, resp: &ResponseHead) {
         store.remove(&ctx.primary);
-        let base = &ctx.primary[..ctx.primary.find('/').unwrap_or(ctx.primary.len())];
-        let host_part = base.split('|').nth(1).unwrap_or("");
+        let host = key::host_of(&ctx.primary);
         for (name, value) in resp.fields() {
             if !(name.eq_ignore_ascii_case("location")
                 || name.eq_ignore_ascii_case("content-location"))
@@ -385,13 +384,14 @@ impl Conn {
             };
             let path = match v.strip_prefix("http://") {
                 Some(rest) => match rest.find('/') {
-                    Some(i) if rest[..i].eq_ignore_ascii_case(host_part) => &rest[i..],
+                    Some(i) if rest[..i].eq_ignore_ascii_case(host) => &rest[i..],
                     _ => continue, // another origin: not ours to invalidate
                 },
-                None if v.starts_with('/') => v,
-                None => continue,
+                None => v,
             };
-            store.remove(&format!("{base}{path}"));
+            if let Some(k) = key::with_path(&ctx.primary, path) {
+                store.remove(&k);
+            }
         }
         self.stats.cache_invalidations.incr();
     }
