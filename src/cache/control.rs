@@ -122,8 +122,14 @@ fn unquote(v: &[u8]) -> &[u8] {
 }
 
 fn parse_delta(v: &[u8]) -> Delta {
+    delta_seconds(v).map_or(Delta::Invalid, Delta::Seconds)
+}
+
+/// RFC 9111 §1.2.2 delta-seconds (Cache-Control arguments, Age): digits only, a value
+/// past 2^31 (however long) read as 2^31, so later arithmetic cannot overflow.
+pub fn delta_seconds(v: &[u8]) -> Option<u64> {
     if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
-        return Delta::Invalid;
+        return None;
     }
     let n = v
         .iter()
@@ -131,7 +137,7 @@ fn parse_delta(v: &[u8]) -> Delta {
             acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
         })
         .unwrap_or(u64::MAX);
-    Delta::Seconds(n.min(DELTA_SECONDS_MAX))
+    Some(n.min(DELTA_SECONDS_MAX))
 }
 
 fn merge(slot: &mut Option<Delta>, arg: Option<&[u8]>) {
@@ -180,6 +186,13 @@ mod tests {
             cc("max-age=99999999999999999999").max_age,
             Some(Delta::Seconds(DELTA_SECONDS_MAX))
         );
+        assert_eq!(
+            delta_seconds(b"9223372036854775808"),
+            Some(DELTA_SECONDS_MAX)
+        );
+        assert_eq!(delta_seconds(b"+5"), None);
+        assert_eq!(delta_seconds(b""), None);
+        assert_eq!(delta_seconds(b"42"), Some(42));
     }
 
     #[test]

@@ -109,10 +109,17 @@ pub fn lifetime(response: &CacheControl, times: &Times, status: u16, heuristic: 
     match times.last_modified {
         Some(lm) if HEURISTICALLY_CACHEABLE.contains(&status) => {
             let date = times.date.unwrap_or(times.response_time);
-            (date.saturating_sub(lm) * heuristic.percent / 100).min(heuristic.max_secs)
+            let since = date.saturating_sub(lm);
+            (since.saturating_mul(heuristic.percent) / 100).min(heuristic.max_secs)
         }
         _ => 0,
     }
+}
+
+/// Seconds of freshness left (negative once stale), for Cache-Status `ttl`.
+pub fn ttl(lifetime: u64, age: u64) -> i64 {
+    let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    signed(lifetime).saturating_sub(signed(age))
 }
 
 /// The response's current age at `now`, in seconds (§4.2.3).
@@ -198,6 +205,24 @@ pub fn usable_on_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ttl_and_heuristics_saturate_at_the_extremes() {
+        assert_eq!(ttl(u64::MAX, 0), i64::MAX);
+        assert_eq!(ttl(0, u64::MAX), -i64::MAX);
+        assert_eq!(ttl(60, 100), -40);
+        let mut t = Times::default();
+        t.response_time = u64::MAX;
+        t.last_modified = Some(0);
+        let h = Heuristic {
+            percent: 100,
+            max_secs: u64::MAX,
+        };
+        assert_eq!(
+            lifetime(&CacheControl::default(), &t, 200, h),
+            u64::MAX / 100
+        );
+    }
     use proptest::prelude::*;
 
     fn cc(v: &str) -> CacheControl {

@@ -143,7 +143,7 @@ pub fn read_times(fields: &Fields, request_time: u64, response_time: u64) -> Tim
         date: date_of("date"),
         age: fields
             .get("age")
-            .and_then(|v| std::str::from_utf8(trim(v)).ok()?.parse().ok()),
+            .and_then(|v| super::control::delta_seconds(trim(v))),
         expires: fields.get("expires").map(|_| date_of("expires")),
         last_modified: date_of("last-modified"),
     }

@@ -276,6 +276,10 @@ fn jpeg_scaled(data: &[u8], limits: &Limits, target: u32) -> Option<Decoded> {
     let info = dec.info()?;
     let (w, h) = (u32::from(info.width), u32::from(info.height));
     let long = w.max(h);
+    if long == 0 || target >= long {
+        return None;
+    }
+    // At most `side` (target < long), so it fits the u16 a JPEG dimension is.
     let want = |side: u32| (u64::from(side) * u64::from(target)).div_ceil(u64::from(long)) as u16;
     dec.scale(want(w), want(h)).ok()?;
     let pixels = dec.decode().ok()?;
@@ -286,7 +290,7 @@ fn jpeg_scaled(data: &[u8], limits: &Limits, target: u32) -> Option<Decoded> {
         _ => return None,
     };
     let (width, height) = (u32::from(info.width), u32::from(info.height));
-    if pixels.len() < (width * height * channels) as usize {
+    if pixels.len() < width as usize * height as usize * channels {
         return None;
     }
     Some(Decoded {

@@ -73,7 +73,7 @@ pub fn png_indexed(p: &Pixels) -> Result<Option<Vec<u8>>, ImageError> {
     };
     let mut palette: Vec<[u8; 4]> = Vec::new();
     let mut index: std::collections::HashMap<[u8; 4], u8> = std::collections::HashMap::new();
-    let mut indices = Vec::with_capacity((p.width * p.height) as usize);
+    let mut indices = Vec::with_capacity(p.width as usize * p.height as usize);
     for px in p.data.chunks_exact(c) {
         let color = rgba(px);
         let i = match index.get(&color) {

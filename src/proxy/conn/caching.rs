@@ -416,7 +416,7 @@ impl Conn {
         now: Now<'_>,
     ) {
         let age = o.age(now.unix_secs);
-        let ttl = o.lifetime as i64 - age as i64;
+        let ttl = crate::cache::freshness::ttl(o.lifetime, age);
         let keep = head.wants_keep_alive() && !self.client_eof;
         let not_modified = o.status() == 200 && client_validators_match(head, o);
         let mut fresh = Vec::with_capacity(160);

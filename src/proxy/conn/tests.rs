@@ -346,8 +346,9 @@ mod no_panic_on_network_input {
 
 /// A corpus photo larger than the inline limit, so its job goes to the pool.
 fn photo() -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/flower.jpg");
-    std::fs::read(path).unwrap_or_default()
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/corpus/flower.jpg");
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }
 
 fn origin_sends_photo(h: &mut Harness, body: &[u8]) {
@@ -413,3 +414,4 @@ fn a_job_that_never_returns_ends_as_the_original() {
 }
 
 mod vary;
+mod extremes;
