@@ -57,6 +57,9 @@ pub const DEFAULT_DISTILL_MEMORY_BYTES_MAX: u64 = 512 * 1024 * 1024;
 pub const DEFAULT_DISTILL_JPEG_SCANS_MAX: usize = 256;
 pub const DEFAULT_DISTILL_JOB_TIME_MS: u64 = 5_000;
 pub const DEFAULT_DISTILL_INLINE_BYTES_MAX: u64 = 16 * 1024;
+// 512 x 512: decoded, resized and encoded in a few milliseconds, short enough to run
+// on a shard between other requests.
+pub const DEFAULT_DISTILL_INLINE_PIXELS_MAX: u64 = 512 * 512;
 pub const DEFAULT_DISTILL_POOL_THREADS: usize = 1;
 pub const DEFAULT_DISTILL_POOL_QUEUE_MAX: usize = 256;
 pub const DEFAULT_DISTILL_TEXT_BYTES_MIN: u64 = 512;
@@ -153,6 +156,7 @@ pub struct FileDistill {
     pub jpeg_scans_max: Option<usize>,
     pub job_time_ms: Option<u64>,
     pub inline_bytes_max: Option<u64>,
+    pub inline_pixels_max: Option<u64>,
     pub pool_threads: Option<usize>,
     pub pool_queue_max: Option<usize>,
     pub text_bytes_min: Option<u64>,
@@ -269,6 +273,8 @@ pub struct DistillConfig {
     pub limits: crate::distill::image::Limits,
     /// Inputs up to this size are distilled inline on the shard; larger ones on the pool.
     pub inline_bytes_max: u64,
+    /// ... and images only when they declare at most this many pixels.
+    pub inline_pixels_max: u64,
     pub pool_threads: usize,
     pub pool_queue_max: usize,
     /// Text smaller than this is not worth compressing.
@@ -764,6 +770,9 @@ impl FileDistill {
             inline_bytes_max: self
                 .inline_bytes_max
                 .unwrap_or(DEFAULT_DISTILL_INLINE_BYTES_MAX),
+            inline_pixels_max: self
+                .inline_pixels_max
+                .unwrap_or(DEFAULT_DISTILL_INLINE_PIXELS_MAX),
             pool_threads,
             pool_queue_max: self
                 .pool_queue_max

@@ -7,6 +7,8 @@ pub mod cache;
 pub mod config;
 pub mod distill;
 pub mod http;
+#[cfg(test)]
+pub(crate) mod peak_alloc;
 pub mod proxy;
 pub mod shard;
 pub mod zipf;

@@ -63,6 +63,19 @@ pub enum Passed {
     Crashed(String),
 }
 
+/// Where a job runs: inline on the shard only when both its input and the pixels it
+/// will decode are small (a 40-byte GIF can declare a 7000x7000 screen: bytes alone
+/// do not say how long the job takes).
+pub fn is_small(work: &Work, body: &[u8], bytes_max: u64, pixels_max: u64) -> bool {
+    if body.len() as u64 > bytes_max {
+        return false;
+    }
+    match work {
+        Work::Text { .. } => true,
+        Work::Image { .. } => image::decode::work_pixels(body).is_some_and(|p| p <= pixels_max),
+    }
+}
+
 /// Runs `work` on `body`; the result is kept only when at least 10% smaller. A panic in
 /// a codec (hostile input finding a bug) is caught here and ends as the original, so it
 /// can take down neither a shard nor a pool thread.

@@ -32,6 +32,53 @@ impl Format {
     }
 }
 
+/// The largest ICC profile used, as browsers cap them: real profiles are a few KiB to
+/// a few hundred; a larger one (or one that inflates past this) is ignored unread.
+pub const ICC_BYTES_MAX: usize = 4 << 20;
+
+/// A GIF's logical screen may be larger than what its first frame draws (the rest is
+/// transparent), but not by more than this factor once it is over `SPARSE_FLOOR` pixels:
+/// a 40-byte GIF declaring a 7000x7000 screen is sent as it came, not painted.
+const SPARSE_FACTOR: u64 = 4;
+const SPARSE_FLOOR: u64 = 1 << 20;
+
+/// The pixels decoding `data` will produce (from its header alone), or None when the
+/// header cannot be read.
+pub fn work_pixels(data: &[u8]) -> Option<u64> {
+    let area = |w: u32, h: u32| u64::from(w) * u64::from(h);
+    match Format::sniff(data)? {
+        Format::Png => {
+            // IHDR is the first chunk: width and height at bytes 16..24.
+            let be = |r: std::ops::Range<usize>| {
+                data.get(r)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u32::from_be_bytes)
+            };
+            Some(area(be(16..20)?, be(20..24)?))
+        }
+        Format::Jpeg => {
+            let mut dec = JpegDecoder::new(ZCursor::new(data));
+            dec.decode_headers().ok()?;
+            let info = dec.info()?;
+            Some(area(u32::from(info.width), u32::from(info.height)))
+        }
+        Format::Gif => {
+            // The canvas, or the first frame if larger: an interlaced frame may be read
+            // whole to find the rows that fall on the screen.
+            let mut dec = gif::DecodeOptions::new()
+                .read_info(Cursor::new(data))
+                .ok()?;
+            let screen = area(u32::from(dec.width()), u32::from(dec.height()));
+            let frame = dec
+                .next_frame_info()
+                .ok()
+                .flatten()
+                .map_or(0, |f| area(u32::from(f.width), u32::from(f.height)));
+            Some(screen.max(frame))
+        }
+    }
+}
+
 /// A decoded still image with what the encoder must honour.
 #[derive(Debug)]
 pub struct Decoded {
@@ -141,7 +188,9 @@ fn jpeg(data: &[u8], limits: &Limits, target_edge: Option<u32>) -> Result<Decode
         return Ok(d);
     }
     if four
-        && let Some(icc) = dec.icc_profile().filter(|p| colour::is_cmyk_profile(p))
+        && let Some(icc) = dec
+            .icc_profile()
+            .filter(|p| p.len() <= ICC_BYTES_MAX && colour::is_cmyk_profile(p))
         && let Some(space) = dec.input_colorspace()
         && let Some(d) = jpeg_cmyk(data, options, space, &icc)?
     {
@@ -160,7 +209,7 @@ fn jpeg(data: &[u8], limits: &Limits, target_edge: Option<u32>) -> Result<Decode
     let orientation = dec.exif().map_or(1, |e| exif_orientation(e));
     // A CMYK image without a usable CMYK profile: the decoder's plain conversion, as
     // browsers show such images; its profile (if any) does not describe RGB pixels.
-    let icc = dec.icc_profile().filter(|p| !four && !is_srgb(p));
+    let icc = dec.icc_profile().filter(|p| !four && usable_icc(p));
     let expected = usize::from(info.width) * usize::from(info.height) * channels as usize;
     if pixels.len() < expected {
         return Err(ImageError::Corrupt("short JPEG pixel data".into()));
@@ -301,7 +350,7 @@ fn jpeg_scaled(data: &[u8], limits: &Limits, target: u32) -> Option<Decoded> {
             data: pixels,
         },
         orientation: dec.exif_data().map_or(1, exif_orientation),
-        icc: dec.icc_profile().filter(|p| !is_srgb(p)),
+        icc: dec.icc_profile().filter(|p| usable_icc(p)),
         animated: false,
         format: Format::Jpeg,
     })
@@ -312,6 +361,10 @@ fn png(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
         bytes: limits.memory_bytes_max as usize,
     };
     let mut dec = png::Decoder::new_with_limits(Cursor::new(data), budget);
+    // Metadata is never inflated by the decoder (it would inflate an iCCP chunk up to
+    // the whole memory limit): text is not needed, the profile is read below, bounded.
+    dec.set_ignore_text_chunk(true);
+    dec.set_ignore_iccp_chunk(true);
     // Palette and tRNS expanded, 16-bit stripped: 8-bit gray, gray+alpha, RGB or RGBA.
     dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let header = dec.read_header_info().map_err(png_error)?;
@@ -319,12 +372,7 @@ fn png(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
     check_size(width, height, 4, limits)?;
     let animated = header.animation_control.is_some_and(|a| a.num_frames > 1);
     let mut reader = dec.read_info().map_err(png_error)?;
-    let icc = reader
-        .info()
-        .icc_profile
-        .as_ref()
-        .map(|p| p.to_vec())
-        .filter(|p| !is_srgb(p));
+    let icc = png_icc(data).filter(|p| usable_icc(p));
     let size = reader
         .output_buffer_size()
         .ok_or_else(|| ImageError::Corrupt("PNG too large".into()))?;
@@ -346,6 +394,35 @@ fn png(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
     })
 }
 
+/// The profile of a PNG's iCCP chunk, inflated to at most `ICC_BYTES_MAX` (None past
+/// that, when absent, or when it does not inflate).
+fn png_icc(data: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut at = 8;
+    loop {
+        let len = u32::from_be_bytes(data.get(at..at + 4)?.try_into().ok()?) as usize;
+        let kind = data.get(at + 4..at + 8)?;
+        if kind == b"IDAT" {
+            return None; // iCCP comes before the image data or not at all
+        }
+        let body = data.get(at + 8..(at + 8).checked_add(len)?)?;
+        if kind == b"iCCP" {
+            // Name (1-79 bytes), NUL, compression method 0, then a zlib stream.
+            let nul = body.iter().take(80).position(|&b| b == 0)?;
+            let stream = body
+                .get(nul + 2..)
+                .filter(|_| body.get(nul + 1) == Some(&0))?;
+            let mut profile = Vec::new();
+            flate2::read::ZlibDecoder::new(stream)
+                .take(ICC_BYTES_MAX as u64 + 1)
+                .read_to_end(&mut profile)
+                .ok()?;
+            return (profile.len() <= ICC_BYTES_MAX).then_some(profile);
+        }
+        at = at.checked_add(len)?.checked_add(12)?;
+    }
+}
+
 fn png_error(e: png::DecodingError) -> ImageError {
     match e {
         png::DecodingError::LimitsExceeded => ImageError::TooMuchMemory { needed: 0, max: 0 },
@@ -362,12 +439,30 @@ fn gif(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
     let mut dec = options.read_info(Cursor::new(data)).map_err(gif_error)?;
     let (width, height) = (u32::from(dec.width()), u32::from(dec.height()));
     check_size(width, height, 4, limits)?;
-    let mut canvas = vec![0u8; width as usize * height as usize * 4];
+    // The first frame's header, before any pixel buffer: the screen is painted only if
+    // that frame covers a fair part of it, and only the rows and columns of the frame
+    // that fall on the screen are decoded (a frame may declare 65535x65535).
     let frame = dec
-        .read_next_frame()
+        .next_frame_info()
         .map_err(gif_error)?
         .ok_or_else(|| ImageError::Corrupt("GIF without a frame".into()))?;
-    blit(&mut canvas, width, frame);
+    let rect = Rect {
+        left: u32::from(frame.left),
+        top: u32::from(frame.top),
+        width: u32::from(frame.width),
+        height: u32::from(frame.height),
+        interlaced: frame.interlaced,
+    };
+    check_size(rect.width, rect.height, 4, limits)?;
+    let (vis_w, vis_h) = rect.visible(width, height);
+    let (drawn, screen) = (vis_w * vis_h, u64::from(width) * u64::from(height));
+    if screen > SPARSE_FLOOR && screen > drawn.saturating_mul(SPARSE_FACTOR) {
+        return Err(ImageError::MostlyEmpty { screen, drawn });
+    }
+    let mut canvas = vec![0u8; width as usize * height as usize * 4];
+    if drawn > 0 {
+        paint(&mut dec, &rect, width, vis_h, &mut canvas)?;
+    }
     // Is there a second frame? Only its header is read.
     let animated = dec.next_frame_info().map_err(gif_error)?.is_some();
     Ok(Decoded {
@@ -384,21 +479,67 @@ fn gif(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
     })
 }
 
-/// Places a frame (a sub-rectangle of the logical screen) on the canvas; parts outside
-/// the screen are dropped.
-fn blit(canvas: &mut [u8], width: u32, frame: &gif::Frame<'_>) {
-    let (fw, fh) = (usize::from(frame.width), usize::from(frame.height));
-    let (left, top) = (usize::from(frame.left), usize::from(frame.top));
+/// Where a GIF frame lies on the logical screen.
+struct Rect {
+    left: u32,
+    top: u32,
+    width: u32,
+    height: u32,
+    interlaced: bool,
+}
+
+impl Rect {
+    /// Columns and rows of the frame that fall on a `width` x `height` screen.
+    fn visible(&self, width: u32, height: u32) -> (u64, u64) {
+        let w = self.width.min(width.saturating_sub(self.left));
+        let h = self.height.min(height.saturating_sub(self.top));
+        (u64::from(w), u64::from(h))
+    }
+
+    /// The frame rows in the order the file holds them (interlaced: four passes).
+    fn row_order(&self) -> Box<dyn Iterator<Item = u32>> {
+        let h = self.height;
+        if !self.interlaced {
+            return Box::new(0..h);
+        }
+        Box::new(
+            (0..h)
+                .step_by(8)
+                .chain((4..h).step_by(8))
+                .chain((2..h).step_by(4))
+                .chain((1..h).step_by(2)),
+        )
+    }
+}
+
+/// Decodes the frame row by row onto the canvas, stopping once its `visible_rows` rows
+/// on the screen are painted; parts outside the screen are dropped unkept.
+fn paint(
+    dec: &mut gif::Decoder<Cursor<&[u8]>>,
+    rect: &Rect,
+    width: u32,
+    visible_rows: u64,
+    canvas: &mut [u8],
+) -> Result<(), ImageError> {
+    let (fw, left, top) = (rect.width as usize, rect.left as usize, rect.top as usize);
     let width = width as usize;
-    let height = canvas.len() / (width * 4).max(1);
-    for y in 0..fh.min(height.saturating_sub(top)) {
-        let src = &frame.buffer[y * fw * 4..];
-        let n = fw.min(width.saturating_sub(left)) * 4;
-        let at = ((top + y) * width + left) * 4;
-        if src.len() >= n && canvas.len() >= at + n {
-            canvas[at..at + n].copy_from_slice(&src[..n]);
+    let n = fw.min(width.saturating_sub(left)) * 4;
+    let mut row = vec![0u8; fw * 4];
+    let mut painted = 0;
+    for y in rect.row_order() {
+        if painted >= visible_rows {
+            break;
+        }
+        if !dec.fill_buffer(&mut row).map_err(gif_error)? {
+            break; // the data ended early: what was painted stays
+        }
+        let at = ((top + y as usize) * width + left) * 4;
+        if let Some(dst) = canvas.get_mut(at..at + n) {
+            dst.copy_from_slice(&row[..n]);
+            painted += 1;
         }
     }
+    Ok(())
 }
 
 fn gif_error(e: gif::DecodingError) -> ImageError {
@@ -417,7 +558,15 @@ fn exif_orientation(raw: &[u8]) -> u8 {
         .map_or(1, |o| o as u8)
 }
 
+/// A profile worth converting from: not oversized, and not sRGB already.
+fn usable_icc(icc: &[u8]) -> bool {
+    icc.len() <= ICC_BYTES_MAX && !is_srgb(icc)
+}
+
 /// An ICC profile that describes sRGB needs no conversion.
 fn is_srgb(icc: &[u8]) -> bool {
     qcms::Profile::new_from_slice(icc, false).is_some_and(|p| p.is_sRGB())
 }
+
+#[cfg(test)]
+mod tests;

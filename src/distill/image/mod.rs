@@ -49,6 +49,8 @@ pub enum ImageError {
     TooMuchMemory { needed: u64, max: u64 },
     #[error("input of {bytes} bytes is over the limit of {max}")]
     TooLarge { bytes: u64, max: u64 },
+    #[error("a {screen}-pixel GIF screen of which the first frame draws {drawn}")]
+    MostlyEmpty { screen: u64, drawn: u64 },
     #[error("animated, and the profile keeps animations")]
     Animated,
     #[error("took longer than {0:?}")]

@@ -224,13 +224,14 @@ impl Conn {
     }
 
     /// Runs the job inline when its input is small, else hands it to the pool and parks
-    /// the exchange until the driver wakes it (`on_wakeup`).
+    /// the exchange until the driver wakes it (`on_flight_done`).
     pub(super) fn start_job(&mut self, mut ex: Box<Exchange>, mut source: Source, now: Now<'_>) {
         let (work, input) = match &mut source {
             Source::Fetched(h) => (h.work.clone(), Bytes::from(std::mem::take(&mut h.body))),
             Source::Stored { object, work } => (work.clone(), object.body.clone()),
         };
-        if input.len() as u64 <= self.cfg.distill.inline_bytes_max {
+        let d = &self.cfg.distill;
+        if distill::is_small(&work, &input, d.inline_bytes_max, d.inline_pixels_max) {
             let made = distill::run(&work, &input);
             self.answer_with(ex, source, input, made, now);
             return;
