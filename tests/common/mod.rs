@@ -47,8 +47,12 @@ pub fn current_io() -> Io {
     IO.with(|c| c.get())
 }
 
+/// The files distill-origin serves in these tests: the fixtures of `tests/data/corpus`
+/// (sources and licences in `tests/data/MANIFEST.tsv`).
 pub fn corpus_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/corpus");
+    assert!(dir.is_dir(), "missing test corpus {}", dir.display());
+    dir
 }
 
 /// A child process killed when dropped.

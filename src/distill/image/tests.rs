@@ -1,13 +1,40 @@
-//! The pipeline on every image of the shared corpus and on hostile inputs.
+//! The pipeline on every corpus image and on hostile inputs. The files are the fixtures
+//! under `tests/data` (listed in `tests/data/MANIFEST.tsv`); the whole shared corpus and
+//! attack set beside the repository are checked too when they are there.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
 use crate::distill::profile::builtin;
 
+fn data() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+}
+
 fn corpus() -> PathBuf {
+    data().join("corpus")
+}
+
+/// The full corpus beside the repository (optional: not in a plain clone).
+fn shared_corpus() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
+}
+
+/// A fixture's bytes; a missing fixture fails the test (it must never pass for want of
+/// its input).
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// The entries of a fixture directory, which must exist.
+fn entries(dir: &Path) -> Vec<std::fs::DirEntry> {
+    let list = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut out: Vec<_> = list
+        .map(|e| e.unwrap_or_else(|e| panic!("{}: {e}", dir.display())))
+        .collect();
+    out.sort_by_key(|e| e.file_name());
+    out
 }
 
 fn limits() -> Limits {
@@ -27,22 +54,47 @@ fn medium() -> Profile {
         .unwrap_or_else(|| builtin()[0].clone())
 }
 
-fn images() -> Vec<(String, Vec<u8>)> {
+/// The JPEG, PNG and GIF files in `dir`, which must exist.
+fn images_in(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(corpus()).into_iter().flatten().flatten() {
+    for e in entries(dir) {
         let name = e.file_name().to_string_lossy().into_owned();
         if [".jpg", ".png", ".gif"].iter().any(|x| name.ends_with(x)) {
-            out.push((name, std::fs::read(e.path()).unwrap_or_default()));
+            out.push((name, read(&e.path())));
         }
     }
-    out.sort();
     out
+}
+
+/// The fixture images (at least 28 of them), and the shared corpus's when it is there.
+fn images() -> Vec<(String, Vec<u8>)> {
+    let mut all = images_in(&corpus());
+    assert!(
+        all.len() >= 28,
+        "tests/data/corpus has {} images",
+        all.len()
+    );
+    let shared = shared_corpus();
+    if shared.is_dir() {
+        let more = images_in(&shared);
+        assert!(
+            more.len() >= 30,
+            "../shared/corpus has {} images",
+            more.len()
+        );
+        all.extend(more.into_iter().map(|(n, d)| (format!("shared/{n}"), d)));
+    } else {
+        eprintln!(
+            "{} is absent: checking the fixture images only",
+            shared.display()
+        );
+    }
+    all
 }
 
 #[test]
 fn every_corpus_image_distills_or_passes_for_a_stated_reason() {
     let all = images();
-    assert!(all.len() >= 30, "corpus has {} images", all.len());
     let (mut smaller, mut stills) = (0, 0);
     for (name, data) in &all {
         let decoded = decode::decode(data, &limits());
@@ -99,7 +151,7 @@ fn transparency_is_kept_and_opaque_alpha_dropped() {
 
 #[test]
 fn exif_orientation_is_applied_and_not_carried() {
-    let data = std::fs::read(corpus().join("hopper_orientation_6.jpg")).unwrap_or_default();
+    let data = read(&corpus().join("hopper_orientation_6.jpg"));
     let d = decode::decode(&data, &limits()).map(|d| d.orientation);
     assert_eq!(d, Ok(6));
     let mut p = medium();
@@ -117,19 +169,16 @@ fn exif_orientation_is_applied_and_not_carried() {
 
 #[test]
 fn cmyk_and_gray_jpegs_come_out_as_plausible_rgb_and_gray() {
-    let data = std::fs::read(corpus().join("pil_sample_cmyk.jpg")).unwrap_or_default();
+    let data = read(&corpus().join("pil_sample_cmyk.jpg"));
     let d = decode::decode(&data, &limits());
     assert!(matches!(&d, Ok(d) if d.pixels.channels == 3), "{d:?}");
-    let data = std::fs::read(corpus().join("piexif-02-gray.jpg")).unwrap_or_default();
+    let data = read(&corpus().join("piexif-02-gray.jpg"));
     let d = decode::decode(&data, &limits());
     assert!(matches!(&d, Ok(d) if d.pixels.channels == 1), "{d:?}");
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name);
-    std::fs::read(path).unwrap_or_default()
+    read(&data().join(name))
 }
 
 /// Mean absolute difference per sample of two RGB buffers of the same size.
@@ -193,11 +242,9 @@ fn ycck_samples_become_ink_amounts() {
 
 #[test]
 fn animation_is_kept_unless_the_profile_flattens_it() {
-    let data = std::fs::read(corpus().join("iss634.gif")).unwrap_or_default();
+    let data = read(&corpus().join("iss634.gif"));
     let animated = decode::decode(&data, &limits()).map(|d| d.animated);
-    if animated != Ok(true) {
-        return; // not animated after all: nothing to check here
-    }
+    assert_eq!(animated, Ok(true), "iss634.gif has 42 frames");
     assert_eq!(
         transcode(&data, &medium(), &limits()).err(),
         Some(ImageError::Animated)
@@ -256,21 +303,19 @@ fn bombs_are_refused_before_decoding() {
     assert!(matches!(r, Err(ImageError::TooLarge { .. })), "{r:?}");
 }
 
-#[test]
-fn hostile_files_end_in_a_clean_error_or_an_image() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/image-attacks-public");
+/// Runs every image file under `root` (which must exist) through the pipeline; returns
+/// how many there were.
+fn hostile_files_under(root: PathBuf) -> usize {
     let mut seen = 0;
     let mut stack = vec![root];
     while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        for e in entries(&dir) {
             let path = e.path();
             if path.is_dir() {
                 stack.push(path);
                 continue;
             }
-            let Ok(data) = std::fs::read(&path) else {
-                continue;
-            };
+            let data = read(&path);
             if Format::sniff(&data).is_none() {
                 continue;
             }
@@ -283,12 +328,33 @@ fn hostile_files_end_in_a_clean_error_or_an_image() {
             }
         }
     }
-    assert!(seen > 50, "only {seen} hostile files found");
+    seen
+}
+
+#[test]
+fn hostile_files_end_in_a_clean_error_or_an_image() {
+    let seen = hostile_files_under(data().join("image-attacks"));
+    assert!(
+        seen >= 180,
+        "only {seen} hostile files in tests/data/image-attacks"
+    );
+    // The whole public set (with the imagetestsuite JPEGs, which state no licence and so
+    // are not carried here), when it is beside the repository.
+    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/image-attacks-public");
+    if shared.is_dir() {
+        let seen = hostile_files_under(shared);
+        assert!(
+            seen > 50,
+            "only {seen} hostile files in ../shared/image-attacks-public"
+        );
+    } else {
+        eprintln!("{} is absent: checking the fixtures only", shared.display());
+    }
 }
 
 #[test]
 fn indexed_png_output_is_lossless() {
-    let data = std::fs::read(corpus().join("ui-icons_222222_256x240.png")).unwrap_or_default();
+    let data = read(&corpus().join("ui-icons_222222_256x240.png"));
     let before = decode::decode(&data, &limits()).map(|d| d.pixels);
     let out = transcode(&data, &medium(), &limits());
     let Ok(out) = out else { panic!("{out:?}") };
@@ -316,15 +382,14 @@ fn indexed_png_output_is_lossless() {
 
 #[test]
 fn every_valid_pngsuite_image_decodes_and_every_broken_one_is_refused() {
-    let dir =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/image-attacks-public/pngsuite");
+    let dir = data().join("image-attacks/pngsuite");
     let mut checked = 0;
-    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+    for e in entries(&dir) {
         let name = e.file_name().to_string_lossy().into_owned();
         if !name.ends_with(".png") {
             continue;
         }
-        let data = std::fs::read(e.path()).unwrap_or_default();
+        let data = read(&e.path());
         let r = decode::decode(&data, &limits());
         // PngSuite names its corrupt files x*.png.
         if name.starts_with('x') {
@@ -340,5 +405,6 @@ fn every_valid_pngsuite_image_decodes_and_every_broken_one_is_refused() {
         }
         checked += 1;
     }
-    assert!(checked > 20, "{checked}");
+    // The 15 valid and 14 corrupt files of tests/data/image-attacks/pngsuite.
+    assert!(checked >= 29, "{checked}");
 }
