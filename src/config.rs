@@ -41,6 +41,10 @@ pub const DEFAULT_URING_BUFFERS: u16 = 128;
 // with 1,000 connections (bench README, uring-vs-epoll). 4 MiB per shard either way.
 pub const DEFAULT_URING_BUFFER_BYTES: usize = 32 * 1024;
 pub const DEFAULT_URING_FIXED_FILES: u32 = 4096;
+// Response bodies held in memory at once across the node (for distillation jobs and
+// cache capture); per connection they are bounded by distill.input_bytes_max and
+// cache.object_bytes_max.
+pub const DEFAULT_HELD_BYTES_MAX: u64 = 256 * 1024 * 1024;
 pub const DEFAULT_CACHE_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
 pub const DEFAULT_CACHE_OBJECT_BYTES_MAX: u64 = 8 * 1024 * 1024;
 pub const DEFAULT_CACHE_COLLAPSE_WAIT_MS: u64 = 10_000;
@@ -52,8 +56,10 @@ pub const DEFAULT_DISTILL_SAVE_DATA_PROFILE: &str = "medium";
 pub const DEFAULT_DISTILL_SLOW_LINK_PROFILE: &str = "aggressive";
 pub const DEFAULT_DISTILL_MEDIUM_LINK_PROFILE: &str = "medium";
 pub const DEFAULT_DISTILL_INPUT_BYTES_MAX: u64 = 16 * 1024 * 1024;
-pub const DEFAULT_DISTILL_PIXELS_MAX: u64 = 50_000_000;
-pub const DEFAULT_DISTILL_MEMORY_BYTES_MAX: u64 = 512 * 1024 * 1024;
+// Together: a 40 MP RGB image's decode, resize and encode fit the job's memory, and
+// the node's peak while distilling stays under 512 MiB (see default.toml).
+pub const DEFAULT_DISTILL_PIXELS_MAX: u64 = 40_000_000;
+pub const DEFAULT_DISTILL_MEMORY_BYTES_MAX: u64 = 256 * 1024 * 1024;
 pub const DEFAULT_DISTILL_JPEG_SCANS_MAX: usize = 256;
 pub const DEFAULT_DISTILL_JOB_TIME_MS: u64 = 5_000;
 pub const DEFAULT_DISTILL_INLINE_BYTES_MAX: u64 = 16 * 1024;
@@ -125,6 +131,7 @@ pub struct FileServer {
     pub listen: Option<String>,
     pub workers: Option<usize>,
     pub pin_workers: Option<bool>,
+    pub transparent_huge_pages: Option<bool>,
     pub forward_proxy: Option<bool>,
     pub healthz_path: Option<String>,
     pub via_name: Option<String>,
@@ -204,6 +211,7 @@ pub struct FileLimits {
     pub request_body_bytes_max: Option<u64>,
     pub connections_per_shard_max: Option<usize>,
     pub io_buffer_bytes: Option<usize>,
+    pub held_bytes_max: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -248,6 +256,9 @@ pub struct Config {
     pub listen: SocketAddr,
     pub workers: usize,
     pub pin_workers: bool,
+    /// Let the heap be backed by transparent huge pages (off: resident memory follows
+    /// what is in use).
+    pub transparent_huge_pages: bool,
     pub forward_proxy: bool,
     pub healthz_path: Option<String>,
     pub via_name: String,
@@ -345,6 +356,8 @@ pub struct Limits {
     pub request_body_bytes_max: u64,
     pub connections_per_shard_max: usize,
     pub io_buffer_bytes: usize,
+    /// Response bodies held in memory, all connections together.
+    pub held_bytes_max: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -456,6 +469,7 @@ impl FileConfig {
                 .connections_per_shard_max
                 .unwrap_or(DEFAULT_CONNECTIONS_PER_SHARD_MAX),
             io_buffer_bytes: l.io_buffer_bytes.unwrap_or(DEFAULT_IO_BUFFER_BYTES),
+            held_bytes_max: l.held_bytes_max.unwrap_or(DEFAULT_HELD_BYTES_MAX),
         };
         check_range(
             &mut bad,
@@ -615,6 +629,7 @@ impl FileConfig {
             listen,
             workers: s.workers.unwrap_or(DEFAULT_WORKERS),
             pin_workers: s.pin_workers.unwrap_or(true),
+            transparent_huge_pages: s.transparent_huge_pages.unwrap_or(false),
             forward_proxy: s.forward_proxy.unwrap_or(true),
             healthz_path,
             via_name,

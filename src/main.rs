@@ -118,6 +118,10 @@ fn load(
 fn run(cfg: Config) -> ExitCode {
     let _guard = init_logging(&cfg);
     raise_fd_limit();
+    if !cfg.transparent_huge_pages {
+        refuse_huge_pages();
+    }
+    return_freed_memory_at_once();
     let running = match distilld::shard::start(Arc::new(cfg)) {
         Ok(r) => r,
         Err(e) => {
@@ -155,6 +159,33 @@ fn init_logging(cfg: &Config) -> tracing_appender::non_blocking::WorkerGuard {
         .with_target(true)
         .init();
     guard
+}
+
+/// The allocator asks for transparent huge pages; then a 2 MiB page stays resident
+/// while any byte of it is used, and the node's memory no longer follows its limits.
+fn refuse_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and changes only this process.
+    let r = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if r != 0 {
+        tracing::warn!(
+            "could not turn transparent huge pages off: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// mimalloc returns freed pages to the system a second after they empty, and only when
+/// the thread that owns them allocates again: an idle shard keeps what a burst freed.
+/// Purging at once keeps the node's resident memory at what it uses (measured: 200
+/// stalled clients, 225 vs 138 MiB). MIMALLOC_PURGE_DELAY, when set, still decides.
+fn return_freed_memory_at_once() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    // The option's number in mimalloc 3's `mi_option_e` (the crate names no constant).
+    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: sets one allocator option; mimalloc reads options atomically.
+    unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 0) };
 }
 
 /// Each connection is a descriptor (two when proxied): lift the soft limit to the hard.

@@ -211,9 +211,11 @@ mod tests {
         assert_eq!(ttl(u64::MAX, 0), i64::MAX);
         assert_eq!(ttl(0, u64::MAX), -i64::MAX);
         assert_eq!(ttl(60, 100), -40);
-        let mut t = Times::default();
-        t.response_time = u64::MAX;
-        t.last_modified = Some(0);
+        let t = Times {
+            response_time: u64::MAX,
+            last_modified: Some(0),
+            ..Times::default()
+        };
         let h = Heuristic {
             percent: 100,
             max_secs: u64::MAX,

@@ -220,6 +220,21 @@ impl BodyEncoder {
         }
     }
 
+    /// What goes before `len` payload bytes that are queued separately (not copied).
+    pub fn frame_start(self, len: usize, out: &mut Vec<u8>) {
+        if self == BodyEncoder::Chunked && len > 0 {
+            write_hex(out, len as u64);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// What goes after payload queued separately.
+    pub fn frame_end(self, len: usize, out: &mut Vec<u8>) {
+        if self == BodyEncoder::Chunked && len > 0 {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
     pub fn finish(self, out: &mut Vec<u8>) {
         if self == BodyEncoder::Chunked {
             out.extend_from_slice(b"0\r\n\r\n");

@@ -25,6 +25,7 @@ use crate::http::target::Authority;
 use super::buf::Buf;
 use super::heads::Validators;
 use super::heads::{DownFraming, Identity, is_loop, write_client_response, write_upstream_request};
+use super::held::HeldBudget;
 use super::local::{HEALTH_BODY, LocalResponse, TEXT_PLAIN, error_body};
 use super::out::Out;
 use super::route::{Decision, Destination, route};
@@ -149,6 +150,8 @@ pub struct Conn {
     cfg: Arc<Config>,
     stats: Arc<Stats>,
     cache: Option<Arc<Store>>,
+    /// The node's budget for held response bodies.
+    held: Arc<HeldBudget>,
     peer: SocketAddr,
     /// The client address as written into X-Forwarded-For, formatted once.
     peer_ip: String,
@@ -171,6 +174,7 @@ impl Conn {
         cfg: Arc<Config>,
         stats: Arc<Stats>,
         cache: Option<Arc<Store>>,
+        held: Arc<HeldBudget>,
         peer: SocketAddr,
         now: Now<'_>,
     ) -> Conn {
@@ -179,6 +183,7 @@ impl Conn {
             cfg,
             stats,
             cache,
+            held,
             peer,
             peer_ip: peer.ip().to_string(),
             inbuf: Buf::with_capacity(cap),
@@ -801,6 +806,9 @@ impl Conn {
     fn feed_body(&mut self, data: &[u8], now: Now<'_>) {
         let max = self.cfg.cache.object_bytes_max;
         let hold_limit = self.cfg.distill.limits.input_bytes_max;
+        // Bodies held for a job or captured for the cache: per connection at most these
+        // limits, all connections together at most `limits.held_bytes_max` (past it the
+        // response streams, unheld or unstored).
         let Some(ex) = self.ex.as_mut() else { return };
         let Response::Body { dec, enc } = &mut ex.resp else {
             return;
@@ -814,10 +822,16 @@ impl Conn {
                     {
                         // Too large to distil after all: stream what was held, and on.
                         if let Some(held) = ex.held.take() {
-                            let (head, body) = held.into_streamed();
+                            // Queued as it is: it stays charged to the node's budget
+                            // until the client has taken it.
+                            let (head, mut body) = held.into_streamed();
+                            let bytes = body.take_bytes();
                             self.out.extend(&head);
-                            enc.encode(&body, self.out.tail());
-                            ex.resp_bytes += body.len() as u64;
+                            enc.frame_start(bytes.len(), self.out.tail());
+                            ex.resp_bytes += bytes.len() as u64;
+                            let len = bytes.len();
+                            self.out.push_shared(bytes);
+                            enc.frame_end(len, self.out.tail());
                         }
                     }
                     if ex.held.is_none() && !ex.discard_body {

@@ -6,6 +6,7 @@
 pub mod buf;
 pub mod conn;
 pub mod heads;
+pub mod held;
 pub mod local;
 pub mod out;
 pub mod pool;

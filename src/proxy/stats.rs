@@ -40,17 +40,23 @@ pub struct Stats {
     pub cache_purges: Counter,
     pub distilled: Counter,
     pub distill_passed: Counter,
+    /// Responses streamed unheld or unstored because the node's held-body budget was
+    /// spent (`limits.held_bytes_max`).
+    pub held_budget_full: Counter,
 }
 
 impl Stats {
-    /// One log line with this shard's counters and its open connections.
-    pub fn log(&self, shard: usize, driver: &str, clients_open: usize, upstreams_open: usize) {
+    /// One log line with this shard's counters and its open connections, and the
+    /// node's held response bytes.
+    pub fn log(&self, shard: usize, driver: &str, open: (usize, usize), held_bytes: u64) {
+        let (clients_open, upstreams_open) = open;
         tracing::info!(
             target: "stats",
             shard,
             driver,
             clients_open,
             upstreams_open,
+            held_bytes,
             accepted = self.connections_accepted.get(),
             refused = self.connections_refused.get(),
             requests = self.requests.get(),
@@ -69,6 +75,7 @@ impl Stats {
             cache_purges = self.cache_purges.get(),
             distilled = self.distilled.get(),
             distill_passed = self.distill_passed.get(),
+            held_budget_full = self.held_budget_full.get(),
             "shard stats"
         );
     }

@@ -203,6 +203,7 @@ impl Shard {
             self.cfg.clone(),
             self.stats.clone(),
             self.lookups.cache.clone(),
+            self.lookups.held.clone(),
             peer,
             self.date.now(now),
         );
@@ -523,8 +524,9 @@ impl Shard {
             && now.saturating_duration_since(self.stats_logged) >= every
         {
             self.stats_logged = now;
+            let open = (self.clients.len(), self.upstreams.len());
             self.stats
-                .log(self.id, "epoll", self.clients.len(), self.upstreams.len());
+                .log(self.id, "epoll", open, self.lookups.held.used());
         }
         for ui in self.lookups.pool.expire(now) {
             self.close_upstream(ui);

@@ -104,6 +104,8 @@ pub struct Node {
     pub cache: Option<Arc<Store>>,
     /// Threads for distillation jobs too large to run on a shard.
     pub jobs: crate::distill::pool::Pool,
+    /// Response bodies held in memory by all shards together.
+    pub held: Arc<crate::proxy::held::HeldBudget>,
 }
 
 /// Binds the listeners and starts one shard per worker; returns once every shard is
@@ -133,6 +135,7 @@ pub fn start(config: Arc<Config>) -> Result<Running, ShardError> {
             config.distill.pool_threads,
             config.distill.pool_queue_max,
         ),
+        held: crate::proxy::held::HeldBudget::new(config.limits.held_bytes_max),
     };
     let cores = if config.pin_workers {
         core_affinity::get_core_ids().unwrap_or_default()

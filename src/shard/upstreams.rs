@@ -54,6 +54,7 @@ pub struct Link {
 pub struct Lookups {
     pub pool: Pool,
     pub cache: Option<Arc<Store>>,
+    pub held: Arc<crate::proxy::held::HeldBudget>,
     jobs: JobPool,
     flight_tx: Sender<(usize, u64)>,
     flight_rx: Receiver<(usize, u64)>,
@@ -72,6 +73,7 @@ impl Lookups {
         let (flight_tx, flight_rx) = crossbeam_channel::unbounded();
         Lookups {
             cache: node.cache,
+            held: node.held,
             jobs: node.jobs,
             flight_tx,
             flight_rx,

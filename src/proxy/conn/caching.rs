@@ -19,6 +19,8 @@ use crate::http::headers::{list_items, trim, write_decimal, write_field};
 use crate::http::request::RequestHead;
 use crate::http::response::ResponseHead;
 
+use super::super::held::HeldBody;
+
 use super::super::heads::write_connection;
 use super::super::route::Destination;
 use super::distilling::DistillCtx;
@@ -45,7 +47,7 @@ pub(super) struct CacheCtx {
 struct Capture {
     fields: Fields,
     times: Times,
-    body: Vec<u8>,
+    body: HeldBody,
 }
 
 /// What a request does after consulting the cache.
@@ -88,11 +90,9 @@ impl CacheCtx {
         let Some(cap) = self.capture.as_mut() else {
             return;
         };
-        if (cap.body.len() + piece.len()) as u64 > max {
+        if !cap.body.push(piece, max) {
             self.capture = None; // streamed through, not stored
-            return;
         }
-        cap.body.extend_from_slice(piece);
     }
 }
 
@@ -265,18 +265,22 @@ impl Conn {
             }
         }
         let times = read_times(&fields, ctx.request_time, now.unix_secs);
-        let stored = head.method() == "GET" && self.admissible(ctx, &fields, &times, resp);
-        if stored {
+        let admissible = head.method() == "GET" && self.admissible(ctx, &fields, &times, resp);
+        if admissible {
             let expected = match resp.framing {
-                Framing::Length(n) => n as usize,
+                Framing::Length(n) => usize::try_from(n).unwrap_or(usize::MAX),
                 _ => 0,
             };
-            ctx.capture = Some(Capture {
+            ctx.capture = HeldBody::new(&self.held, expected).map(|body| Capture {
                 fields,
                 times,
-                body: Vec::with_capacity(expected),
+                body,
             });
+            if ctx.capture.is_none() {
+                self.stats.held_budget_full.incr();
+            }
         }
+        let stored = ctx.capture.is_some();
         ResponsePlan::Stream(cache_status_line(ctx.fwd, Some(resp.status), stored, None))
     }
 
@@ -324,7 +328,7 @@ impl Conn {
         let (Some(store), Some(cap)) = (self.cache.as_ref(), ctx.capture.take()) else {
             return;
         };
-        let body = crate::cache::body::stored(&cap.body);
+        let body = crate::cache::body::stored(cap.body.as_slice());
         drop(cap.body);
         let object = Arc::new(Object::new(cap.fields, body, cap.times, self.build()));
         if store.insert(&ctx.primary, object, head.fields()) {

@@ -21,6 +21,8 @@ use crate::http::headers::list_items;
 use crate::http::request::RequestHead;
 use crate::http::response::ResponseHead;
 
+use super::super::held::HeldBody;
+
 use super::super::route::Destination;
 use super::caching::Served;
 use super::{Action, Conn, Exchange, Now, Phase};
@@ -62,7 +64,7 @@ pub(super) struct Held {
     /// The client head as it would have been streamed: written if the body outgrows the
     /// input limit and the response has to stream after all.
     head: Vec<u8>,
-    body: Vec<u8>,
+    body: HeldBody,
     stored_original: bool,
 }
 
@@ -196,6 +198,10 @@ impl Conn {
             Framing::Chunked => 0,
             _ => return None,
         };
+        let Some(body) = HeldBody::new(&self.held, expected) else {
+            self.stats.held_budget_full.incr();
+            return None; // the node holds all it may: this one streams
+        };
         let fields = Fields::from_response(resp.status, resp.reason(), resp.fields(), |n| {
             resp.connection.drops(n)
         });
@@ -205,7 +211,7 @@ impl Conn {
             fields,
             times,
             head: client_head.to_vec(),
-            body: Vec::with_capacity(expected),
+            body,
             stored_original,
         }))
     }
@@ -227,7 +233,7 @@ impl Conn {
     /// the exchange until the driver wakes it (`on_flight_done`).
     pub(super) fn start_job(&mut self, mut ex: Box<Exchange>, mut source: Source, now: Now<'_>) {
         let (work, input) = match &mut source {
-            Source::Fetched(h) => (h.work.clone(), Bytes::from(std::mem::take(&mut h.body))),
+            Source::Fetched(h) => (h.work.clone(), h.body.take_bytes()),
             Source::Stored { object, work } => (work.clone(), object.body.clone()),
         };
         let d = &self.cfg.distill;
@@ -320,6 +326,12 @@ impl Conn {
                 tracing::debug!(target = ex.head.target(), "sent the original: {why}");
                 match &source {
                     Source::Stored { object, .. } => object.clone(),
+                    // Stored in memory of its own: the held bytes (charged to the
+                    // node's budget) go as soon as they are sent.
+                    Source::Fetched(_) if storable => {
+                        let body = crate::cache::body::stored(&input);
+                        Arc::new(Object::new(fields, body, times, build))
+                    }
                     Source::Fetched(_) => Arc::new(Object::new(fields, input, times, build)),
                 }
             }
@@ -344,17 +356,14 @@ impl Conn {
 }
 
 impl Held {
-    /// Adds a piece of the body; false when it would outgrow `limit` (the hold is then
-    /// abandoned by the caller, which streams the head, the body so far and the rest).
+    /// Adds a piece of the body; false when it would outgrow `limit` or the node's
+    /// budget (the hold is then abandoned by the caller, which streams the head, the
+    /// body so far and the rest).
     pub(super) fn add(&mut self, piece: &[u8], limit: u64) -> bool {
-        if (self.body.len() + piece.len()) as u64 > limit {
-            return false;
-        }
-        self.body.extend_from_slice(piece);
-        true
+        self.body.push(piece, limit)
     }
 
-    pub(super) fn into_streamed(self) -> (Vec<u8>, Vec<u8>) {
+    pub(super) fn into_streamed(self) -> (Vec<u8>, HeldBody) {
         (self.head, self.body)
     }
 }

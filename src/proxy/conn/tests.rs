@@ -30,6 +30,7 @@ impl Harness {
                 cfg,
                 Arc::new(Stats::default()),
                 cache,
+                crate::proxy::held::HeldBudget::new(1 << 30),
                 peer,
                 Now {
                     instant: t,
@@ -413,5 +414,5 @@ fn a_job_that_never_returns_ends_as_the_original() {
     );
 }
 
-mod vary;
 mod extremes;
+mod vary;

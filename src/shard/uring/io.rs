@@ -165,3 +165,14 @@ impl Wake for EventFd {
         unsafe { libc::write(self.0.as_raw_fd(), one.as_ptr().cast(), one.len()) };
     }
 }
+
+/// A multishot receive that ends (a completion without MORE) once `cap` bytes have
+/// arrived, so a burst from the origin cannot outrun the client by more than that.
+pub(super) fn with_total_cap(e: io_uring::squeue::Entry, cap: u32) -> io_uring::squeue::Entry {
+    // SAFETY: `Entry` is repr(C) over the kernel's 64-byte SQE; bytes 44..48 are the
+    // `optlen` member of a union a receive uses for nothing else.
+    let mut raw: [u8; 64] = unsafe { std::mem::transmute(e) };
+    raw[44..48].copy_from_slice(&cap.to_ne_bytes());
+    // SAFETY: the same 64 bytes, back into the type they came from.
+    unsafe { std::mem::transmute(raw) }
+}

@@ -99,6 +99,8 @@ pub struct Shard {
     dirty: Vec<usize>,
     generations: Generations,
     next_serial: u64,
+    /// The kernel ends a multishot receive at a byte cap (see `probe`).
+    capped_recv: bool,
 }
 
 impl Shard {
@@ -146,6 +148,7 @@ impl Shard {
             cqes: Vec::with_capacity(1024),
             dirty: Vec::with_capacity(1024),
             generations: Generations::starting_at(first_generation),
+            capped_recv: probe::capped_multishot_works(),
             next_serial: 0,
             cfg,
         })
@@ -233,7 +236,8 @@ impl Shard {
         self.push(e);
     }
 
-    fn arm_recv(&mut self, op: Op, index: usize) {
+    /// Arms a receive; a multishot one ends after `cap` bytes where the kernel can.
+    fn arm_recv(&mut self, op: Op, index: usize, cap: Option<u32>) {
         let buf_bytes = self.bufs.buf_bytes() as u32;
         let io = match op {
             Op::ClientRecv => self.clients.get_mut(index).map(|c| &mut c.io),
@@ -257,7 +261,11 @@ impl Shard {
             .build()
             .flags(squeue::Flags::BUFFER_SELECT))
         } else {
-            on_socket!(io, |t| opcode::RecvMulti::new(t, BUFFER_GROUP).build())
+            let e = on_socket!(io, |t| opcode::RecvMulti::new(t, BUFFER_GROUP).build());
+            match cap {
+                Some(bytes) if self.capped_recv => io::with_total_cap(e, bytes.max(buf_bytes)),
+                _ => e,
+            }
         };
         self.push(e.user_data(token(op, index, generation)));
     }
@@ -388,6 +396,7 @@ impl Shard {
             self.cfg.clone(),
             self.stats.clone(),
             self.lookups.cache.clone(),
+            self.lookups.held.clone(),
             peer,
             self.date.now(now),
         );
@@ -481,16 +490,22 @@ impl Shard {
         } else {
             None
         };
-        let up_read = if c.conn.wants_upstream_read() {
+        // What the client has not taken yet, here and in the send in flight: an origin
+        // is read at most twice the mark ahead of a slow client (the receive ends
+        // itself there, where the kernel caps multishot receives).
+        let backlog = c.conn.client_out_len() + c.io.unsent();
+        let ahead = 2 * self.cfg.limits.io_buffer_bytes;
+        let room = u32::try_from(ahead.saturating_sub(backlog)).unwrap_or(u32::MAX);
+        let up_read = if c.conn.wants_upstream_read() && room > 0 {
             Some(true)
-        } else if c.conn.client_out_len() >= hard || c.link.upstream.is_none() {
+        } else if room == 0 || c.link.upstream.is_none() {
             Some(false)
         } else {
             None
         };
         let up = c.link.upstream;
         match client_read {
-            Some(true) => self.arm_recv(Op::ClientRecv, ci),
+            Some(true) => self.arm_recv(Op::ClientRecv, ci, None),
             Some(false) => self.cancel_recv(Op::ClientRecv, ci),
             None => {}
         }
@@ -498,7 +513,7 @@ impl Shard {
             && self.upstreams.get(ui).is_some_and(|u| u.connected)
         {
             match up_read {
-                Some(true) => self.arm_recv(Op::UpRecv, ui),
+                Some(true) => self.arm_recv(Op::UpRecv, ui, Some(room)),
                 Some(false) => self.cancel_recv(Op::UpRecv, ui),
                 None => {}
             }
@@ -582,8 +597,8 @@ impl Shard {
             self.stats.log(
                 self.id,
                 "io_uring",
-                self.clients.len(),
-                self.upstreams.len(),
+                (self.clients.len(), self.upstreams.len()),
+                self.lookups.held.used(),
             );
         }
         if !self.accept_armed {

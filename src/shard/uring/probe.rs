@@ -88,3 +88,50 @@ fn multishot_recv_works(mut ring: IoUring) -> Result<(), ProbeError> {
         Err(ProbeError::Opcode("RECV multishot"))
     }
 }
+
+/// Whether a multishot receive ends once a byte cap is reached (the SQE's `optlen`,
+/// recent kernels). Without it the driver still works, but one burst from an origin
+/// can get further ahead of a slow client before the receive is cancelled.
+pub fn capped_multishot_works() -> bool {
+    let Ok(mut ring) = build_ring(16) else {
+        return false;
+    };
+    let Ok(br) = super::bufring::BufRing::new(&ring, 16, 1024, 0) else {
+        return false;
+    };
+    let works = capped_receive(&mut ring).unwrap_or(false);
+    drop(br);
+    works
+}
+
+/// 4096 bytes waiting, a cap of 2048: the receive must stop at 2048, without MORE.
+fn capped_receive(ring: &mut IoUring) -> std::io::Result<bool> {
+    let (a, b) = std::os::unix::net::UnixStream::pair()?;
+    (&b).write_all(&[7u8; 4096])?;
+    let entry = opcode::RecvMulti::new(io_uring::types::Fd(a.as_raw_fd()), 0).build();
+    let entry = super::io::with_total_cap(entry, 2048).user_data(1);
+    // SAFETY: the entry refers to a socket and a registered buffer group that outlive it.
+    unsafe { ring.submission().push(&entry) }.map_err(std::io::Error::other)?;
+    let (mut got, mut ended) = (0i64, false);
+    let ts = io_uring::types::Timespec::new().nsec(20_000_000);
+    for _ in 0..8 {
+        // Bounded waits: a kernel that ignores the cap keeps the receive armed.
+        let args = io_uring::types::SubmitArgs::new().timespec(&ts);
+        match ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => break,
+            Err(e) => return Err(e),
+        }
+        for cqe in ring.completion() {
+            if cqe.result() < 0 {
+                return Ok(false);
+            }
+            got += i64::from(cqe.result());
+            ended |= !io_uring::cqueue::more(cqe.flags());
+        }
+        if ended {
+            break;
+        }
+    }
+    Ok(ended && got == 2048)
+}

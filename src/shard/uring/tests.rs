@@ -58,6 +58,7 @@ fn shard(origin: std::net::SocketAddr, first: u32) -> std::net::SocketAddr {
         resolver: dns::Resolver::start(1),
         cache: None,
         jobs: crate::distill::pool::Pool::start(1, 4),
+        held: crate::proxy::held::HeldBudget::new(1 << 20),
     };
     let (ready, is_ready) = crossbeam_channel::bounded(1);
     std::thread::spawn(move || {
@@ -101,4 +102,9 @@ fn sockets_keep_working_across_the_generation_wrap() {
             );
         }
     }
+}
+
+#[test]
+fn the_kernel_caps_a_multishot_receive() {
+    assert!(super::probe::capped_multishot_works());
 }

@@ -212,7 +212,8 @@ impl Shard {
         }
         let origin = up.origin.clone();
         // Keep a receive armed while idle: a close by the origin shows up at once.
-        self.arm_recv(Op::UpRecv, ui);
+        let cap = u32::try_from(4 * self.cfg.limits.io_buffer_bytes).unwrap_or(u32::MAX);
+        self.arm_recv(Op::UpRecv, ui, Some(cap));
         for evicted in self.lookups.pool.put(&origin, ui, now) {
             self.close_upstream(evicted);
         }
