@@ -57,12 +57,16 @@ pub enum Action {
     Release,
     /// Close the upstream connection, or cancel its acquisition.
     CloseUpstream,
-    /// Another request is fetching what this one needs: call `on_flight_done` when its
-    /// flight ends.
-    AwaitFlight(FlightWait),
-    /// Run this distillation job on the pool, then call `on_flight_done`.
-    RunJob(Job),
+    /// Another request is fetching what this one needs: call `on_flight_done` with the
+    /// ticket when its flight ends.
+    AwaitFlight(FlightWait, Ticket),
+    /// Run this distillation job on the pool, then call `on_flight_done` with the ticket.
+    RunJob(Job, Ticket),
 }
+
+/// Names one wait of one exchange, so a wake-up that arrives late (an abandoned flight,
+/// an overdue job) is told apart from the one the connection waits for now.
+pub type Ticket = u64;
 
 /// A flight to wait on (compared by identity).
 #[derive(Clone)]
@@ -96,11 +100,13 @@ enum Phase {
     /// Waiting on another request's fetch of the same URL (collapsed).
     Waiting {
         since: Instant,
+        ticket: Ticket,
     },
     /// The response is being distilled on the job pool; `input` is the body.
     Distilling {
         input: bytes::Bytes,
         since: Instant,
+        ticket: Ticket,
     },
     Acquiring {
         since: Instant,
@@ -160,6 +166,8 @@ pub struct Conn {
     up_out: Buf,
     actions: VecDeque<Action>,
     ex: Option<Box<Exchange>>,
+    /// The last wait's ticket.
+    tickets: Ticket,
     /// No request after the current one: close once it is answered and flushed.
     no_more_requests: bool,
     /// Close now with a reset: what was sent must not pass for complete.
@@ -191,6 +199,7 @@ impl Conn {
             up_out: Buf::default(),
             actions: VecDeque::new(),
             ex: None,
+            tickets: 0,
             no_more_requests: false,
             reset: false,
             client_eof: false,
@@ -379,18 +388,25 @@ impl Conn {
         }
     }
 
-    /// What this connection waited for is done: the flight it waited on ended (look the
-    /// URL up again), or its distillation job finished.
-    pub fn on_flight_done(&mut self, now: Now<'_>) {
+    /// What this connection waited for under `ticket` is done: the flight it waited on
+    /// ended (look the URL up again), or its distillation job finished. A ticket of an
+    /// earlier wait (the exchange gave up on it, or has ended) changes nothing.
+    pub fn on_flight_done(&mut self, ticket: Ticket, now: Now<'_>) {
         let Some(ex) = self.ex.take() else { return };
         match ex.phase {
-            Phase::Waiting { .. } => {
+            Phase::Waiting { ticket: t, .. } if t == ticket => {
                 self.resume_after_wait(*ex, now);
                 self.advance(now);
             }
-            Phase::Distilling { .. } => self.on_job_done(ex, now),
+            Phase::Distilling { ticket: t, .. } if t == ticket => self.on_job_done(ex, now),
             _ => self.ex = Some(ex),
         }
+    }
+
+    /// A ticket for a new wait.
+    fn ticket(&mut self) -> Ticket {
+        self.tickets += 1;
+        self.tickets
     }
 
     // ---- time ------------------------------------------------------------------------
@@ -416,7 +432,7 @@ impl Conn {
             return;
         };
         match ex.phase {
-            Phase::Waiting { since } => {
+            Phase::Waiting { since, .. } => {
                 if t.saturating_duration_since(since) >= self.cfg.cache.collapse_wait {
                     // The fetch waited on is taking too long: fetch for ourselves.
                     if let Some(ex) = self.ex.take() {
@@ -561,10 +577,14 @@ impl Conn {
             Consult::Wait(ctx, flight) => {
                 let mut ex = self.exchange(head, dest, Some(ctx), now);
                 ex.distill = distill;
-                ex.phase = Phase::Waiting { since: now.instant };
+                let ticket = self.ticket();
+                ex.phase = Phase::Waiting {
+                    since: now.instant,
+                    ticket,
+                };
                 self.ex = Some(ex);
                 self.actions
-                    .push_back(Action::AwaitFlight(FlightWait(flight)));
+                    .push_back(Action::AwaitFlight(FlightWait(flight), ticket));
             }
             Consult::DistillStored(object, work) => {
                 let mut ex = self.exchange(head, dest, None, now);

@@ -158,7 +158,11 @@ mod tests {
     fn bodies_are_charged_until_their_bytes_are_freed() {
         let budget = HeldBudget::new(200_000);
         let mut a = HeldBody::new(&budget, 10_000_000).expect("room for the first 64 KiB");
-        assert_eq!(budget.used(), PREALLOCATE_MAX as u64, "never what Content-Length says");
+        assert_eq!(
+            budget.used(),
+            PREALLOCATE_MAX as u64,
+            "never what Content-Length says"
+        );
         assert!(a.push(&[7; 100_000], 1_000_000));
         assert_eq!(budget.used(), 100_000);
         let mut b = HeldBody::new(&budget, 100).expect("100 bytes fit beside");

@@ -21,19 +21,27 @@ use super::dns::{Answer, DnsCache, Job, Resolver, Waiters, Wake, literal};
 use crate::cache::Store;
 use crate::cache::flight::Notify;
 use crate::distill::pool::Pool as JobPool;
-use crate::proxy::conn::{FlightWait, Job as DistillJob};
+use crate::proxy::conn::{FlightWait, Job as DistillJob, Ticket};
 
 /// Wakes a client of this shard, from whichever shard ended the flight it waited on.
 struct FlightWaiter {
-    tx: Sender<(usize, u64)>,
+    tx: Sender<WakeUp>,
     waker: Arc<dyn Wake>,
+    to: WakeUp,
+}
+
+/// Who a wake-up is for: the client slot, the connection in it (`Link::serial`) and the
+/// wait of its exchange (`Ticket`).
+#[derive(Debug, Clone, Copy)]
+struct WakeUp {
     ci: usize,
     serial: u64,
+    ticket: Ticket,
 }
 
 impl Notify for FlightWaiter {
     fn notify(self: Box<Self>) {
-        if self.tx.send((self.ci, self.serial)).is_ok() {
+        if self.tx.send(self.to).is_ok() {
             self.waker.wake();
         }
     }
@@ -56,8 +64,8 @@ pub struct Lookups {
     pub cache: Option<Arc<Store>>,
     pub held: Arc<crate::proxy::held::HeldBudget>,
     jobs: JobPool,
-    flight_tx: Sender<(usize, u64)>,
-    flight_rx: Receiver<(usize, u64)>,
+    flight_tx: Sender<WakeUp>,
+    flight_rx: Receiver<WakeUp>,
     dns: DnsCache,
     waiters: Waiters,
     resolver: Resolver,
@@ -93,13 +101,12 @@ impl Lookups {
 }
 
 impl Lookups {
-    /// Wakes client `ci` (if it is still the one with `serial`) on this shard.
-    fn waiter(&self, ci: usize, serial: u64) -> Box<FlightWaiter> {
+    /// Wakes the wait `to` names on this shard.
+    fn waiter(&self, to: WakeUp) -> Box<FlightWaiter> {
         Box::new(FlightWaiter {
             tx: self.flight_tx.clone(),
             waker: self.waker.clone(),
-            ci,
-            serial,
+            to,
         })
     }
 }
@@ -141,15 +148,15 @@ pub fn apply_actions<D: Driver>(d: &mut D, ci: usize, now: Instant) {
                     d.close_upstream(ui);
                 }
             }
-            Action::AwaitFlight(FlightWait(flight)) => {
+            Action::AwaitFlight(FlightWait(flight), ticket) => {
                 let serial = link.serial;
-                let waiter = d.lookups().waiter(ci, serial);
+                let waiter = d.lookups().waiter(WakeUp { ci, serial, ticket });
                 flight.wait(waiter);
             }
-            Action::RunJob(DistillJob(work)) => {
+            Action::RunJob(DistillJob(work), ticket) => {
                 let serial = link.serial;
                 let l = d.lookups();
-                let waiter = l.waiter(ci, serial);
+                let waiter = l.waiter(WakeUp { ci, serial, ticket });
                 l.jobs.submit(work, waiter);
             }
         }
@@ -206,14 +213,14 @@ pub fn take_wakeups<D: Driver>(d: &mut D, now: Instant) {
         }
         answer_waiters(d, answer, now);
     }
-    while let Ok((ci, serial)) = d.lookups().flight_rx.try_recv() {
+    while let Ok(WakeUp { ci, serial, ticket }) = d.lookups().flight_rx.try_recv() {
         let Some((conn, link, date)) = d.client(ci) else {
             continue;
         };
         if link.serial != serial {
             continue; // that client is gone; the slot has a new one
         }
-        conn.on_flight_done(date.now(now));
+        conn.on_flight_done(ticket, date.now(now));
         d.kick(ci, now);
     }
 }

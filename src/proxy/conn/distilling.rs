@@ -246,13 +246,15 @@ impl Conn {
         let filled = slot.clone();
         let job_input = input.clone();
         let work_fn = Box::new(move || pool::put(&filled, distill::run(&work, &job_input)));
+        let ticket = self.ticket();
         ex.phase = Phase::Distilling {
             input,
             since: now.instant,
+            ticket,
         };
         ex.running = Some(Box::new(Running { source, slot }));
         self.ex = Some(ex);
-        self.actions.push_back(Action::RunJob(Job(work_fn)));
+        self.actions.push_back(Action::RunJob(Job(work_fn), ticket));
     }
 
     /// The pool finished (or refused) this connection's job.
