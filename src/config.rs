@@ -31,7 +31,12 @@ pub const DEFAULT_POOL_IDLE_PER_ORIGIN_MAX: usize = 64;
 pub const DEFAULT_POOL_IDLE_TOTAL_MAX: usize = 1024;
 pub const DEFAULT_POOL_IDLE_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_DNS_CACHE_TTL_MS: u64 = 60_000;
-pub const DEFAULT_DNS_THREADS: usize = 2;
+// Blocking getaddrinfo calls at once: a name that never answers holds one for as long
+// as the system resolver tries, so there must be enough that others still get one.
+pub const DEFAULT_DNS_THREADS: usize = 16;
+pub const DEFAULT_DNS_TIMEOUT_MS: u64 = 3_000;
+pub const DEFAULT_DNS_NEGATIVE_TTL_MS: u64 = 5_000;
+pub const DEFAULT_DNS_LOOKUPS_PER_CLIENT_MAX: usize = 4;
 pub const DEFAULT_URING_ENTRIES: u32 = 4096;
 pub const DEFAULT_URING_WAIT_BATCH: u32 = 32;
 pub const DEFAULT_URING_MIN_WAIT_US: u32 = 100;
@@ -231,6 +236,9 @@ pub struct FileUpstream {
     pub pool_idle_timeout_ms: Option<u64>,
     pub dns_cache_ttl_ms: Option<u64>,
     pub dns_threads: Option<usize>,
+    pub dns_timeout_ms: Option<u64>,
+    pub dns_negative_ttl_ms: Option<u64>,
+    pub dns_lookups_per_client_max: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -375,6 +383,12 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Duration,
     pub dns_cache_ttl: Duration,
     pub dns_threads: usize,
+    /// A lookup unanswered this long fails its requests with 502.
+    pub dns_timeout: Duration,
+    /// How long a failed lookup's answer is reused.
+    pub dns_negative_ttl: Duration,
+    /// Lookups of different names one client may have under way on a shard.
+    pub dns_lookups_per_client_max: usize,
 }
 
 impl Config {
@@ -545,13 +559,35 @@ impl FileConfig {
                 DEFAULT_DNS_CACHE_TTL_MS,
             ),
             dns_threads: u.dns_threads.unwrap_or(DEFAULT_DNS_THREADS),
+            dns_timeout: ms(
+                &mut bad,
+                "upstream.dns_timeout_ms",
+                u.dns_timeout_ms,
+                DEFAULT_DNS_TIMEOUT_MS,
+            ),
+            dns_negative_ttl: ms(
+                &mut bad,
+                "upstream.dns_negative_ttl_ms",
+                u.dns_negative_ttl_ms,
+                DEFAULT_DNS_NEGATIVE_TTL_MS,
+            ),
+            dns_lookups_per_client_max: u
+                .dns_lookups_per_client_max
+                .unwrap_or(DEFAULT_DNS_LOOKUPS_PER_CLIENT_MAX),
         };
+        check_range(
+            &mut bad,
+            "upstream.dns_lookups_per_client_max",
+            upstream.dns_lookups_per_client_max,
+            1,
+            1024,
+        );
         check_range(
             &mut bad,
             "upstream.dns_threads",
             upstream.dns_threads,
             1,
-            64,
+            256,
         );
         let log_level = self.log.level.clone().unwrap_or_else(|| "info".into());
         if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {

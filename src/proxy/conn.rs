@@ -210,6 +210,11 @@ impl Conn {
 
     // ---- what the driver reads -------------------------------------------------------
 
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
     pub fn client_out(&mut self) -> &mut Out {
         &mut self.out
     }

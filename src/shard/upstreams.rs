@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -17,7 +17,7 @@ use crate::proxy::{Action, Conn, UpstreamFailure};
 use super::date::DateCache;
 
 use super::Node;
-use super::dns::{Answer, DnsCache, Job, Resolver, Waiters, Wake, literal};
+use super::dns::{Answer, DnsCache, Job, Refused, Resolver, Waiters, Wake, literal};
 use crate::cache::Store;
 use crate::cache::flight::Notify;
 use crate::distill::pool::Pool as JobPool;
@@ -68,6 +68,8 @@ pub struct Lookups {
     flight_rx: Receiver<WakeUp>,
     dns: DnsCache,
     waiters: Waiters,
+    dns_timeout: Duration,
+    dns_per_client_max: usize,
     resolver: Resolver,
     tx: Sender<Answer>,
     rx: Receiver<Answer>,
@@ -90,8 +92,10 @@ impl Lookups {
                 up.pool_idle_total_max,
                 up.pool_idle_timeout,
             ),
-            dns: DnsCache::new(up.dns_cache_ttl),
+            dns: DnsCache::new(up.dns_cache_ttl, up.dns_negative_ttl),
             waiters: Waiters::default(),
+            dns_timeout: up.dns_timeout,
+            dns_per_client_max: up.dns_lookups_per_client_max,
             resolver: node.resolver,
             tx,
             rx,
@@ -171,22 +175,51 @@ fn acquire<D: Driver>(d: &mut D, ci: usize, origin: Authority, pooled_ok: bool, 
         }
         return;
     }
-    match literal(&origin).or_else(|| d.lookups().dns.get(&origin, now)) {
-        Some(addr) => d.connect(ci, origin, addr, now),
+    match literal(&origin)
+        .map(Ok)
+        .or_else(|| d.lookups().dns.get(&origin, now))
+    {
+        Some(Ok(addr)) => d.connect(ci, origin, addr, now),
+        Some(Err(reason)) => fail_lookup(d, ci, &origin, reason, now),
         None => resolve(d, ci, origin, now),
     }
 }
 
-fn resolve<D: Driver>(d: &mut D, ci: usize, origin: Authority, now: Instant) {
-    let Some((_, link, _)) = d.client(ci) else {
+/// The request in `ci` cannot have an address for `origin`: 502, naming why.
+fn fail_lookup<D: Driver>(d: &mut D, ci: usize, origin: &Authority, reason: String, now: Instant) {
+    let Some((conn, _, date)) = d.client(ci) else {
         return;
     };
-    link.awaiting_dns = Some(origin.clone());
-    let serial = link.serial;
+    let host = origin.host.clone();
+    conn.on_upstream_failed(UpstreamFailure::Resolve { host, reason }, date.now(now));
+}
+
+fn resolve<D: Driver>(d: &mut D, ci: usize, origin: Authority, now: Instant) {
+    let Some((conn, link, _)) = d.client(ci) else {
+        return;
+    };
+    let (serial, client) = (link.serial, conn.peer().ip());
     let l = d.lookups();
-    if !l.waiters.add(&origin, ci, serial) {
-        return; // a lookup for this name is already under way
+    let max = l.dns_per_client_max;
+    match l.waiters.add(&origin, (ci, serial), client, max, now) {
+        Ok(true) => {}
+        Ok(false) => {
+            // A lookup for this name is already under way: it answers this one too.
+            if let Some((_, link, _)) = d.client(ci) {
+                link.awaiting_dns = Some(origin);
+            }
+            return;
+        }
+        Err(Refused::TooManyForClient(max)) => {
+            let reason = format!("this client already has {max} names resolving");
+            fail_lookup(d, ci, &origin, reason, now);
+            return;
+        }
     }
+    if let Some((_, link, _)) = d.client(ci) {
+        link.awaiting_dns = Some(origin.clone());
+    }
+    let l = d.lookups();
     let job = Job {
         origin: origin.clone(),
         reply: l.tx.clone(),
@@ -208,9 +241,8 @@ fn resolve<D: Driver>(d: &mut D, ci: usize, origin: Authority, now: Instant) {
 /// driver calls this when its waker fires).
 pub fn take_wakeups<D: Driver>(d: &mut D, now: Instant) {
     while let Ok(answer) = d.lookups().rx.try_recv() {
-        if let Ok(addr) = answer.result {
-            d.lookups().dns.put(answer.origin.clone(), addr, now);
-        }
+        let l = d.lookups();
+        l.dns.put(answer.origin.clone(), answer.result.clone(), now);
         answer_waiters(d, answer, now);
     }
     while let Ok(WakeUp { ci, serial, ticket }) = d.lookups().flight_rx.try_recv() {
@@ -222,6 +254,21 @@ pub fn take_wakeups<D: Driver>(d: &mut D, now: Instant) {
         }
         conn.on_flight_done(ticket, date.now(now));
         d.kick(ci, now);
+    }
+}
+
+/// Lookups unanswered for `dns_timeout_ms` fail their requests with 502, and the name
+/// is remembered as failing for `dns_negative_ttl_ms` (the driver calls this every tick).
+pub fn expire_lookups<D: Driver>(d: &mut D, now: Instant) {
+    let l = d.lookups();
+    let timeout = l.dns_timeout;
+    for origin in l.waiters.overdue(timeout, now) {
+        let reason = format!("no answer within {} ms", timeout.as_millis());
+        d.lookups()
+            .dns
+            .put(origin.clone(), Err(reason.clone()), now);
+        let result = Err(reason);
+        answer_waiters(d, Answer { origin, result }, now);
     }
 }
 

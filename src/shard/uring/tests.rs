@@ -50,12 +50,17 @@ fn shard(origin: std::net::SocketAddr, first: u32) -> std::net::SocketAddr {
         "[cache]\nmemory_bytes = 0\n[upstream]\npool_idle_per_origin_max = 0\n\
          [[route]]\norigin = \"http://{origin}\"\n"
     );
-    let cfg = Arc::new(Config::from_toml_str(&toml, "test").expect("valid config"));
+    start(&toml, dns::Resolver::start(1), first)
+}
+
+/// Starts one uring shard with `toml` and `resolver`.
+fn start(toml: &str, resolver: dns::Resolver, first: u32) -> std::net::SocketAddr {
+    let cfg = Arc::new(Config::from_toml_str(toml, "test").expect("valid config"));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
     listener.set_nonblocking(true).expect("nonblocking");
     let addr = listener.local_addr().expect("proxy addr");
     let node = Node {
-        resolver: dns::Resolver::start(1),
+        resolver,
         cache: None,
         jobs: crate::distill::pool::Pool::start(1, 4),
         held: crate::proxy::held::HeldBudget::new(1 << 20),
@@ -107,4 +112,74 @@ fn sockets_keep_working_across_the_generation_wrap() {
 #[test]
 fn the_kernel_caps_a_multishot_receive() {
     assert!(super::probe::capped_multishot_works());
+}
+
+/// Sends `request` from `from` (a loopback address) and reads the answer.
+fn ask(proxy: std::net::SocketAddr, from: [u8; 4], request: &str) -> String {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let local = std::net::SocketAddr::from((from, 0));
+    socket.bind(&local.into()).expect("bind a loopback source");
+    socket.connect(&proxy.into()).expect("connect");
+    let mut s: TcpStream = socket.into();
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    s.write_all(request.as_bytes()).expect("send");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+}
+
+#[test]
+fn a_name_that_never_resolves_gets_502_and_delays_no_other() {
+    let origin = origin();
+    let gate = Arc::new(std::sync::Mutex::new(()));
+    let closed = gate.lock();
+    let held = gate.clone();
+    let lookup: dns::LookupFn = Arc::new(move |o: &crate::http::target::Authority| {
+        if o.host.starts_with("never") {
+            let _blocked = held.lock();
+        }
+        Ok(std::net::SocketAddr::from(([127, 0, 0, 1], origin.port())))
+    });
+    let toml = "[upstream]\ndns_timeout_ms = 300\ndns_lookups_per_client_max = 2\n";
+    let proxy = start(toml, dns::Resolver::with_lookup(4, lookup), 0);
+    let get = |host: &str| {
+        format!("GET http://{host}/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+    };
+    // A client asks for names that never resolve, from 127.0.0.2 ...
+    let slow: Vec<_> = (0..3)
+        .map(|i| {
+            let r = get(&format!("never{i}.test"));
+            std::thread::spawn(move || ask(proxy, [127, 0, 0, 2], &r))
+        })
+        .collect();
+    // ... another client's name resolves meanwhile.
+    let fast = ask(proxy, [127, 0, 0, 3], &get("fast.test"));
+    assert!(fast.starts_with("HTTP/1.1 200"), "{fast}");
+    let mut answers: Vec<String> = slow
+        .into_iter()
+        .map(|t| t.join().unwrap_or_default())
+        .collect();
+    answers.sort();
+    for a in &answers {
+        assert!(a.starts_with("HTTP/1.1 502"), "{a}");
+    }
+    assert!(
+        answers
+            .iter()
+            .any(|a| a.contains("already has 2 names resolving")),
+        "the third name is refused at once: {answers:?}"
+    );
+    assert!(
+        answers
+            .iter()
+            .filter(|a| a.contains("no answer within 300 ms"))
+            .count()
+            == 2,
+        "{answers:?}"
+    );
+    // Remembered as failing: asked again, answered at once, without a lookup.
+    let again = ask(proxy, [127, 0, 0, 4], &get("never0.test"));
+    assert!(again.contains("no answer within 300 ms"), "{again}");
+    drop(closed);
 }
