@@ -1,6 +1,12 @@
 """Shared parts of distilld's benchmarks: build, install peers, start servers pinned to a
 core, run load (wrk or distill-load) while reading the server's CPU time from /proc,
 alternate A B A B, and print medians, min-max and ratios. Every benchmark plugs in here.
+
+A ratio is only worth printing if both sides served what was asked: every load run is
+checked (any non-2xx response, socket error or missing count raises BadRun), summarize()
+refuses runs that were not checked, and a benchmark run through run_main() then exits
+non-zero with the reason on stderr and no table. distilld runs with its shipped defaults
+(src/default.toml) unless a benchmark says otherwise in its config and its README section.
 """
 
 import json
@@ -72,17 +78,67 @@ def wait_port(port, timeout=10.0):
     raise RuntimeError(f"nothing listening on 127.0.0.1:{port}")
 
 
+class BadRun(Exception):
+    """A load run whose figures must not be used: a response other than 2xx, a socket
+    error, no requests at all, or (cache benchmarks) a miss where a hit was meant. Raised
+    where it is seen and not caught inside a benchmark, so nothing after it (no summary,
+    no ratio) is printed; run_main() turns it into a message and a non-zero exit."""
+
+
+def run_main(main, argv):
+    """Runs a benchmark's main(argv). A BadRun ends it with exit status 3 and the reason
+    on stderr instead of a traceback; the servers are stopped by then (Servers.__exit__)."""
+    try:
+        main(argv)
+    except BadRun as e:
+        print(f"\nbenchmark FAILED, no ratio printed: {e}", file=sys.stderr)
+        sys.exit(3)
+
+
+def _toml(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    return json.dumps(str(v))
+
+
+def distilld_config(access_log=True, **tables):
+    """distilld's config for a benchmark: the shipped defaults (src/default.toml: access
+    log on at level info, cache on with 256 MiB, ...) except `server.pin_workers = false`,
+    because taskset already places the process on the benchmark's cores and pin_workers
+    would move shard i to core i, onto the load generator. `access_log=False` is the one
+    other setting a benchmark may turn, for a server it names "-nolog" next to the
+    shipped one. `tables` ({"cache": {"memory_bytes": 0}}) are what a benchmark is about
+    and are named in its README section."""
+    t = {"server": {"pin_workers": False}}
+    if not access_log:
+        t["log"] = {"access_log": False}
+    for name, keys in tables.items():
+        t.setdefault(name, {}).update(keys)
+    return "".join(f"[{name}]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in keys.items())
+                   for name, keys in t.items())
+
+
+def describe_config(config, log_to="/dev/null"):
+    """One line for the report: the keys a config made by distilld_config() sets over the
+    shipped defaults, and whether the access log was on, so no table hides it."""
+    keys, table = [], ""
+    for line in config.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            table = line.strip("[]")
+        elif "=" in line:
+            key, value = (x.strip() for x in line.split("=", 1))
+            keys.append(f"{table}.{key} = {value}")
+    log = "access log OFF" if "log.access_log = false" in keys else f"access log on (to {log_to})"
+    return f"{log}; set over the shipped defaults: {', '.join(keys) or 'nothing'}"
+
+
 # distilld proxying every request: the origin's /bytes responses are cacheable
 # (max-age=60), and with its cache on distilld would answer them from memory while a
-# peer without a cache configured proxies each one.
-NO_CACHE = """[server]
-pin_workers = false
-[log]
-access_log = false
-level = "warn"
-[cache]
-memory_bytes = 0
-"""
+# peer without a cache configured proxies each one. Otherwise the shipped defaults.
+NO_CACHE = distilld_config(cache={"memory_bytes": 0})
 
 
 class Servers:
@@ -91,11 +147,12 @@ class Servers:
     def __init__(self):
         self.tmp = tempfile.mkdtemp(prefix="distilld-bench-")
         self.procs = []
+        self.shm_dirs = []
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
         for p in self.procs:
             p.send_signal(signal.SIGTERM)
         for p in self.procs:
@@ -103,6 +160,14 @@ class Servers:
                 p.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 p.kill()
+        # nginx's cache files live in memory (/dev/shm): never left behind. The rest
+        # (configs, logs: with the access log on, large) is kept only to look into a failure.
+        for d in self.shm_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        if exc_type is None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            print(f"servers' configs and logs kept in {self.tmp}", file=sys.stderr)
 
     def start(self, argv, port, core, stderr=None):
         p = subprocess.Popen(["taskset", "-c", core, *argv],
@@ -116,9 +181,11 @@ class Servers:
                            "--root", CORPUS, *extra], port, LOAD_CORE)
 
     def distilld(self, port, origin_port=None, workers=1, config="", core=SERVER_CORE, io="auto", log=None):
+        """distilld with `config` (by default distilld_config(): the shipped defaults, so
+        its access log is on; it goes to /dev/null unless `log` names a file)."""
         cfg = os.path.join(self.tmp, f"distilld-{port}.toml")
         with open(cfg, "w") as f:
-            f.write(config or "[server]\npin_workers = false\n[log]\naccess_log = false\nlevel = \"warn\"\n")
+            f.write(config or distilld_config())
         argv = [release_bin("distilld"), "run", "--config", cfg, "--listen", f"127.0.0.1:{port}",
                 "--workers", str(workers), "--io", io]
         if origin_port:
@@ -132,9 +199,13 @@ class Servers:
         if cache:
             # In memory like the others: the cache files live on tmpfs (/dev/shm).
             cache_dir = tempfile.mkdtemp(prefix="nginx-cache-", dir="/dev/shm")
+            self.shm_dirs.append(cache_dir)
             upstream += (f"\n  proxy_cache_path {cache_dir} levels=1:2 keys_zone=c:64m max_size=1g "
                          "inactive=1h use_temp_path=off;")
-        caching = "proxy_cache c; proxy_cache_valid 200 1h;" if cache else ""
+        # X-Cache-Status (HIT, MISS, ...): one header line, so a sample can tell hits
+        # (nginx_hit) the way Cache-Status does for distilld and X-Varnish for Varnish.
+        caching = ("proxy_cache c; proxy_cache_valid 200 1h; add_header X-Cache-Status $upstream_cache_status;"
+                   if cache else "")
         proxy = f"""location / {{
       proxy_pass http://origin;
       proxy_http_version 1.1;
@@ -181,8 +252,204 @@ http {{
 
 def _ms(s):
     m = re.match(r"([\d.]+)(us|ms|s|m)$", s)
+    if not m:
+        raise BadRun(f"latency {s!r} not understood")
     v, u = float(m.group(1)), m.group(2)
     return {"us": v / 1000, "ms": v, "s": v * 1000, "m": v * 60000}[u]
+
+
+# ---- what a server answered: a small client of its own, outside the measured window ----
+
+class Response:
+    """A response as read by http_get(): status, header fields (names lower-cased, in
+    order, repeats kept) and the body."""
+
+    def __init__(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+    def values(self, name):
+        return [v for n, v in self.headers if n == name]
+
+    def header(self, name):
+        vs = self.values(name)
+        return ", ".join(vs) if vs else None
+
+
+def _dechunk(data):
+    body, pos = bytearray(), 0
+    while True:
+        end = data.find(b"\r\n", pos)
+        if end < 0:
+            raise BadRun("chunked body cut short")
+        size = int(data[pos:end].split(b";")[0].strip() or b"x", 16)
+        if size == 0:
+            return bytes(body)
+        start = end + 2
+        if len(data) < start + size + 2:
+            raise BadRun("chunked body cut short")
+        body += data[start:start + size]
+        pos = start + size + 2
+
+
+def parse_response(data):
+    """One HTTP/1.x response, read to the end of its connection. A body shorter than its
+    Content-Length or an unfinished chunked body raises BadRun: a cut answer is not served."""
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    if not sep:
+        raise BadRun(f"response head incomplete ({len(data)} bytes)")
+    lines = head.decode("latin-1").split("\r\n")
+    m = re.match(r"HTTP/1\.[01] (\d{3})", lines[0])
+    if not m:
+        raise BadRun(f"not an HTTP response: {lines[0][:80]!r}")
+    headers = []
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if colon:
+            headers.append((name.strip().lower(), value.strip()))
+    r = Response(int(m.group(1)), headers, rest)
+    length = r.header("content-length")
+    if "chunked" in (r.header("transfer-encoding") or "").lower():
+        try:
+            r.body = _dechunk(rest)
+        except ValueError as e:
+            raise BadRun(f"bad chunk size: {e}") from e
+    elif length is not None:
+        if len(rest) < int(length):
+            raise BadRun(f"body cut short: {len(rest)} of {length} bytes")
+        r.body = rest[:int(length)]
+    return r
+
+
+def http_get(port, path, timeout=5.0):
+    """GET on a new connection with `Connection: close`, read to EOF. Deliberately not a
+    load generator: whatever wrk or distill-load miscount, this reads the server itself,
+    at the same address and URL."""
+    req = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    chunks = []
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(req.encode("latin-1"))
+        while True:
+            piece = s.recv(65536)
+            if not piece:
+                break
+            chunks.append(piece)
+    return parse_response(b"".join(chunks))
+
+
+def distilld_hit(r):
+    """RFC 9211 `Cache-Status: distilld; hit`: the member distilld names itself with
+    carries the `hit` parameter (a miss says `fwd=...` instead)."""
+    for value in r.values("cache-status"):
+        for member in value.split(","):
+            name, *params = [p.strip() for p in member.split(";")]
+            if name == "distilld" and any(p.lower() == "hit" for p in params):
+                return True
+    return False
+
+
+def nginx_hit(r):
+    """`X-Cache-Status: HIT`, which Servers.nginx(cache=True) adds ($upstream_cache_status)."""
+    return (r.header("x-cache-status") or "").strip().upper() == "HIT"
+
+
+def varnish_hit(r):
+    """Varnish's own `X-Varnish`: on a hit it carries two transaction ids (this request's
+    and the one that stored the object), on a miss or pass only one. Needs no VCL."""
+    return len((r.header("x-varnish") or "").split()) == 2
+
+
+HIT = {"distilld": distilld_hit, "nginx": nginx_hit, "varnish": varnish_hit}
+
+
+def sample(port, path, n=20, hit=None, what="sample"):
+    """`n` requests outside the measured window, to the server and URL a load run uses.
+    BadRun unless every one is 2xx (wrk counts only 4xx/5xx as errors, so this is what
+    catches a 3xx) and, given `hit` (a predicate from HIT), every one was a cache hit."""
+    for i in range(1, n + 1):
+        try:
+            r = http_get(port, path)
+        except OSError as e:
+            raise BadRun(f"{what}: sample request {i} of {n} to :{port}{path} failed: {e}") from e
+        if not 200 <= r.status < 300:
+            raise BadRun(f"{what}: sample request {i} of {n} to :{port}{path} answered {r.status}")
+        if hit and not hit(r):
+            shown = "; ".join(f"{k}: {v}" for k, v in r.headers if "cache" in k or k in ("x-varnish", "age"))
+            raise BadRun(f"{what}: sample response {i} of {n} from :{port}{path} was not a cache hit "
+                         f"({shown or 'no cache header'})")
+
+
+# ---- load runs, parsed and checked ----
+
+def check_run(r, what):
+    """Marks a parsed load run good (r["bad"] = None) or bad (r["bad"] = the reason) and
+    raises BadRun if bad: any non-2xx response, any socket error of any kind, or no
+    requests at all. Nothing that skips this reaches a summary (check_runs)."""
+    reasons = []
+    if r.get("non_2xx"):
+        reasons.append(f"{r['non_2xx']} non-2xx responses")
+    errors = {k: v for k, v in r.get("errors", {}).items() if v}
+    if errors:
+        reasons.append("socket errors: " + ", ".join(f"{k} {v}" for k, v in errors.items()))
+    if not r.get("requests"):
+        reasons.append("no requests completed")
+    r["bad"] = "; ".join(reasons) or None
+    if r["bad"]:
+        raise BadRun(f"{what}: {r['bad']}")
+    return r
+
+
+def parse_wrk(out):
+    """wrk's report as numbers. wrk prints `Socket errors: connect A, read B, write C,
+    timeout D` and `Non-2xx or 3xx responses: N` only when not zero, so a missing line
+    means none; its N counts statuses above 399 only (hence sample() around each run).
+    A report without its requests, rate or latency lines raises."""
+    def need(pattern, label, flags=0):
+        m = re.search(pattern, out, flags)
+        if not m:
+            raise BadRun(f"wrk's output has no {label} line:\n{out}")
+        return m.group(1)
+
+    errors = {"connect": 0, "read": 0, "write": 0, "timeout": 0}
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if sock:
+        errors = dict(zip(errors, map(int, sock.groups())))
+    elif "Socket errors" in out:
+        raise BadRun(f"wrk's socket errors line not understood:\n{out}")
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": float(need(r"Requests/sec:\s+([\d.]+)", "Requests/sec")),
+        "requests": int(need(r"(\d+) requests in", "requests")),
+        "p50_ms": _ms(need(r"^\s+50%\s+(\S+)", "50%", re.M)),
+        "p99_ms": _ms(need(r"^\s+99%\s+(\S+)", "99%", re.M)),
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "errors": errors,
+    }
+
+
+def parse_distill_load(report):
+    """distill-load's --json report (tools/distill-load/report.rs: `status` maps each code
+    seen to its count, `errors` counts connect/timeout/read/parse failures) in the shape
+    of parse_wrk's. A response distill-load could not file under a code (status 1000 or
+    more) leaves `status` short of `requests`, and counts as non-2xx."""
+    try:
+        status = {int(k): int(v) for k, v in report["status"].items()}
+        requests = int(report["requests"])
+        non2xx = sum(v for k, v in status.items() if not 200 <= k < 300)
+        non2xx += max(0, requests - sum(status.values()))
+        return {"rps": float(report["requests_per_sec"]), "requests": requests,
+                "p50_ms": report["latency_ms"]["p50"], "p99_ms": report["latency_ms"]["p99"],
+                "non_2xx": non2xx, "errors": {k: int(v) for k, v in report["errors"].items()},
+                "status": status}
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise BadRun(f"distill-load's report lacks or garbles {e}: {json.dumps(report)[:300]}") from e
+
+
+def run_load(argv, name):
+    """A load generator's stdout; its failing is a bad run, with the tail of its stderr."""
+    p = subprocess.run(argv, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise BadRun(f"{name} exited with status {p.returncode}: {p.stderr.strip()[-500:]}")
+    return p.stdout
 
 
 def children_cpu_s():
@@ -198,37 +465,34 @@ def with_client_cpu(r, before):
     return r
 
 
-def wrk(url, seconds, connections, threads=1, core=LOAD_CORE):
+def wrk(url, seconds, connections, threads=1, core=LOAD_CORE, what=None):
     before = children_cpu_s()
-    out = subprocess.run(["taskset", "-c", core, "wrk", f"-t{threads}", f"-c{connections}",
-                          f"-d{seconds}s", "--latency", url], capture_output=True, text=True, check=True).stdout
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sock = re.search(r"Socket errors: (.*)", out)
-    if non2xx or sock:
-        print(f"  warning: wrk saw {non2xx.group(1) if non2xx else 0} non-2xx, "
-              f"socket errors: {sock.group(1) if sock else '-'}", file=sys.stderr)
-    return with_client_cpu({
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
-        "p50_ms": _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),
-        "p99_ms": _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),
-    }, before)
+    out = run_load(["taskset", "-c", core, "wrk", f"-t{threads}", f"-c{connections}",
+                    f"-d{seconds}s", "--latency", url], "wrk")
+    return with_client_cpu(check_run(parse_wrk(out), what or f"wrk {url}"), before)
 
 
-def distill_load(url, seconds, connections, threads=1, core=LOAD_CORE, extra=()):
-    out_json = tempfile.mktemp(prefix="distill-load-", suffix=".json")
+def distill_load_report(args):
+    """Runs distill-load with `args` (options and URLs) and returns its JSON report,
+    unchecked: callers check it (check_run(parse_distill_load(report), ...)) and may
+    read more of it (cache hits, latency percentiles)."""
+    fd, out_json = tempfile.mkstemp(prefix="distill-load-", suffix=".json")
+    os.close(fd)
+    try:
+        run_load([release_bin("distill-load"), "--json", out_json, *args], "distill-load")
+        with open(out_json) as f:
+            return json.load(f)
+    finally:
+        os.unlink(out_json)
+
+
+def distill_load(url, seconds, connections, threads=1, core=LOAD_CORE, extra=(), what=None):
+    """A checked distill-load run; `core=None` leaves it unpinned."""
     before = children_cpu_s()
     conns = [f"-c{connections}"] if connections else []
-    subprocess.run([release_bin("distill-load"), f"-t{threads}", *conns, f"-d{seconds}",
-                    "--cores", core, "--json", out_json, *extra, url],
-                   capture_output=True, text=True, check=True)
-    with open(out_json) as f:
-        r = json.load(f)
-    os.unlink(out_json)
-    if sum(r["errors"].values()) or any(k[0] != "2" for k in r["status"]):
-        print(f"  warning: distill-load saw errors {r['errors']} statuses {r['status']}", file=sys.stderr)
-    return with_client_cpu({"rps": r["requests_per_sec"], "requests": r["requests"],
-                            "p50_ms": r["latency_ms"]["p50"], "p99_ms": r["latency_ms"]["p99"]}, before)
+    cores = ["--cores", core] if core else []
+    report = distill_load_report([f"-t{threads}", *conns, f"-d{seconds}", *cores, *extra, url])
+    return with_client_cpu(check_run(parse_distill_load(report), what or f"distill-load {url}"), before)
 
 
 def measured(run, pids, client_pid_hint=None):
@@ -241,17 +505,23 @@ def measured(run, pids, client_pid_hint=None):
     return r
 
 
-def take_turns(servers, path, args, label):
+def take_turns(servers, path, args, label, hits=None):
     """Rounds of A B C ... with wrk: each server {name: (port, pids)} gets a 1 s warm-up
-    and a measured run of `args.seconds` per round. Returns {name: [results]}."""
+    and a measured run of `args.seconds` per round, both checked, with a sample() of its
+    answers after the warm-up and after the measured run. `hits` {name: predicate} makes
+    those samples require cache hits too. Returns {name: [results]}."""
     runs = {name: [] for name in servers}
+    hits = hits or {}
     for i in range(args.rounds):
         for name, (port, pids) in servers.items():
             url = f"http://127.0.0.1:{port}{path}"
-            wrk(url, 1, args.connections)  # warm-up (and, for caches, the fill)
-            r = measured(lambda: wrk(url, args.seconds, args.connections), pids)
+            what = f"{label} round {i + 1} {name}"
+            wrk(url, 1, args.connections, what=f"{what} warm-up")  # and, for caches, the fill
+            sample(port, path, hit=hits.get(name), what=f"{what} before")
+            r = measured(lambda: wrk(url, args.seconds, args.connections, what=what), pids)
+            sample(port, path, hit=hits.get(name), what=f"{what} after")
             runs[name].append(r)
-            print(f"  {label} round {i + 1} {name}: {r['rps']:.0f} rps, "
+            print(f"  {what}: {r['rps']:.0f} rps, "
                   f"{r['rps_per_cpu']:.0f}/cpu-s, p99 {r['p99_ms']:.2f} ms", file=sys.stderr)
     return runs
 
@@ -267,7 +537,25 @@ def alternate(rounds, a, b, label=""):
     return a_runs, b_runs
 
 
+def check_runs(*groups):
+    """The second line of defence before a ratio is printed: every run went through
+    check_run and passed (r["bad"] is None) and served requests. Raises BadRun."""
+    for runs in groups:
+        if not runs:
+            raise BadRun("no runs to summarize")
+        for r in runs:
+            if "bad" not in r:
+                raise BadRun("a run that was never checked (check_run) reached the summary")
+            if r["bad"]:
+                raise BadRun(f"a bad run reached the summary: {r['bad']}")
+            if not r.get("requests"):
+                raise BadRun("a run with no requests reached the summary")
+
+
 def summarize(title, a_runs, b_runs, a_name, b_name, metrics=("rps", "rps_per_cpu", "p50_ms", "p99_ms")):
+    check_runs(a_runs, b_runs)
+    if len(a_runs) != len(b_runs):
+        raise BadRun(f"{title}: {len(a_runs)} runs of {a_name} against {len(b_runs)} of {b_name}: not pairs")
     rows = {}
     print(f"\n== {title}: {a_name} vs {b_name} ({len(a_runs)} pairs, A B A B) ==")
     print(f"{'metric':<12} {a_name:>14} {b_name:>14} {'ratio':>7} {'min':>7} {'max':>7}")
@@ -285,8 +573,16 @@ def summarize(title, a_runs, b_runs, a_name, b_name, metrics=("rps", "rps_per_cp
 
 
 def summarize_pairs(title, runs, pairs):
-    """summarize() for each (a, b) name pair of `runs`; returns {"a/b": rows}."""
+    """summarize() for each (a, b) name pair of `runs`; returns {"a/b": rows}. Every run
+    is checked before the first table, so a bad one leaves no table at all."""
+    check_runs(*(runs[name] for pair in pairs for name in pair))
     return {f"{a}/{c}": summarize(title, runs[a], runs[c], a, c) for a, c in pairs}
+
+
+def print_settings(configs):
+    """Prints, before any table, how each distilld ran ({name: config text})."""
+    for name, config in configs.items():
+        print(f"distilld '{name}': {describe_config(config)}")
 
 
 def write_json(path, results):

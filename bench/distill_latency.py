@@ -12,6 +12,11 @@ so every one is a real distillation). Three setups take turns, round by round:
   inline   photo load; every job inline on the shard (inline_bytes_max = 1 GiB)
 
 Printed: p50/p99/p99.9/max latency of the small hits in each, and the photo rate.
+
+distilld runs with its shipped defaults (access log on, to /dev/null), inline only
+changing distill.inline_bytes_max. Both clients' runs are checked: any non-2xx status or
+error fails the benchmark, and every small request must have been a cache hit (its
+Cache-Status, as distill-load counts it).
 """
 
 import argparse
@@ -27,21 +32,17 @@ import benchlib as b
 ORIGIN, PROXY = 18481, 18482
 PHOTOS = ["Elephants_3840x2160.jpg", "LadyBird.jpg", "seeding_by_Clements_Engelhardt.jpg",
           "desktop-base-fullscreenpreview.jpg", "GreenMeadow.jpg"]
-BASE = """[server]
-pin_workers = false
-[log]
-access_log = false
-level = "warn"
-"""
+CONFIGS = {"idle": b.distilld_config(), "pool": b.distilld_config(),
+           "inline": b.distilld_config(distill={"inline_bytes_max": 1073741824})}
 
 
 def run(setup, seconds, rate, photo_clients, tmp):
-    config = BASE + ("[distill]\ninline_bytes_max = 1073741824\n" if setup == "inline" else "")
     with b.Servers() as s:
         s.origin(ORIGIN)
-        s.distilld(PROXY, ORIGIN, workers=1, config=config)
+        s.distilld(PROXY, ORIGIN, workers=1, config=CONFIGS[setup])
         hit = f"http://127.0.0.1:{PROXY}/bytes/1024"
-        subprocess.run(["curl", "-s", "-o", "/dev/null", hit], check=True)  # cached from now on
+        b.sample(PROXY, "/bytes/1024", n=1, what=f"{setup}: fill")  # cached from now on ...
+        b.sample(PROXY, "/bytes/1024", n=1, hit=b.distilld_hit, what=f"{setup}: filled")  # ... as this shows
         photo_load = None
         if setup != "idle":
             urls = os.path.join(tmp, "photos.txt")
@@ -54,17 +55,19 @@ def run(setup, seconds, rate, photo_clients, tmp):
                  "--urls", urls, "-H", "Save-Data: on", "--cores", b.LOAD_CORE, "--json", photo_json],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)
-        hits_json = os.path.join(tmp, f"hits-{setup}.json")
-        subprocess.run([b.release_bin("distill-load"), "-c", "20", "--rate", str(rate), "-d", str(seconds),
-                        "--cores", b.LOAD_CORE, "--json", hits_json, hit],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        with open(hits_json) as f:
-            hits = json.load(f)
+        hits = b.distill_load_report(["-c", "20", "--rate", str(rate), "-d", str(seconds),
+                                      "--cores", b.LOAD_CORE, hit])
+        b.check_run(b.parse_distill_load(hits), f"{setup}: small hits")
+        if hits["cache"]["hits"] != hits["requests"]:
+            raise b.BadRun(f"{setup}: only {hits['cache']['hits']} of {hits['requests']} small requests were "
+                           f"cache hits")
         photos = None
         if photo_load:
-            photo_load.wait(timeout=seconds + 30)
+            if photo_load.wait(timeout=seconds + 30) != 0:
+                raise b.BadRun(f"{setup}: the photo client exited with status {photo_load.returncode}")
             with open(photo_json) as f:
                 photos = json.load(f)
+            b.check_run(b.parse_distill_load(photos), f"{setup}: photos")
     lat = hits["latency_ms"]
     return {"p50": lat["p50"], "p99": lat["p99"], "p999": lat.get("p99_9", 0.0),
             "max": lat.get("max", 0.0), "hits": hits["requests"],
@@ -97,4 +100,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    b.run_main(main, sys.argv[1:])
