@@ -1,6 +1,6 @@
 //! One client connection and the exchange it is in, as a sans-IO state machine.
 //!
-//! The driver (epoll today, io_uring next) feeds it events — bytes from the client or the
+//! A driver (`shard/epoll.rs` or `shard/uring/`) feeds it events — bytes from the client or the
 //! origin, end of stream, an upstream attached or failed, a clock tick — and carries out
 //! what it asks: bytes to write (`client_out`, `upstream_out`) and `Action`s for the
 //! upstream connection. Time comes in as `Now`; no socket, clock or thread is touched
