@@ -176,9 +176,9 @@ class Servers:
         wait_port(port)
         return p
 
-    def origin(self, port, extra=()):
+    def origin(self, port, extra=(), root=CORPUS):
         return self.start([release_bin("distill-origin"), "--listen", f"127.0.0.1:{port}",
-                           "--root", CORPUS, *extra], port, LOAD_CORE)
+                           "--root", root, *extra], port, LOAD_CORE)
 
     def distilld(self, port, origin_port=None, workers=1, config="", core=SERVER_CORE, io="auto", log=None):
         """distilld with `config` (by default distilld_config(): the shipped defaults, so
