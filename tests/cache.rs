@@ -16,6 +16,7 @@ in_both_modes!(
     client_conditional_is_answered_from_the_cache,
     vary_keeps_one_entry_per_variant,
     a_distilled_variant_keeps_the_originals_vary,
+    purge_and_invalidation_remove_distilled_variants,
     head_is_answered_from_a_stored_get,
     unsafe_method_invalidates_target_and_location,
     purge_removes_a_url,
@@ -282,6 +283,38 @@ fn purge_removes_a_url(mode: Mode) {
     c.send(s.head("PURGE", &u, &[]).as_bytes());
     assert_eq!(c.response(false).status, 403);
     assert_eq!(origin_request(&get(&s, &u, &[])), origin_request(&first));
+}
+
+/// A variant made for gzip clients goes with its URL: after PURGE (or a POST to it),
+/// a gzip client gets a fresh fetch, not the old variant.
+fn purge_and_invalidation_remove_distilled_variants(mode: Mode) {
+    let s = Setup::with(mode, "[distill]\ntext_bytes_min = 1\n", &[]);
+    for (how, n) in [("PURGE", "p"), ("POST", "i")] {
+        let u = url(&format!(
+            "Cache-Control=max-age%3D60&Content-Type=text/plain&n={n}"
+        ));
+        let gz = |s: &Setup| get(s, &u, &["Accept-Encoding: gzip"]);
+        let first = gz(&s);
+        assert_eq!(
+            origin_request(&gz(&s)),
+            origin_request(&first),
+            "a stored variant"
+        );
+        let mut c = s.client();
+        let extra: &[&str] = if how == "POST" {
+            &["Content-Length: 0"]
+        } else {
+            &[]
+        };
+        c.send(s.head(how, &u, extra).as_bytes());
+        assert_eq!(c.response(false).status, 200, "{how}");
+        let after = gz(&s);
+        assert_ne!(
+            origin_request(&after),
+            origin_request(&first),
+            "{how} left the variant: {after:?}"
+        );
+    }
 }
 
 fn incomplete_body_is_never_stored(mode: Mode) {

@@ -42,6 +42,19 @@ impl HeldBudget {
             .is_ok()
     }
 
+    /// `bytes`, counted against the budget until the last reference to them drops.
+    /// Counted even past the maximum: they exist already, and while they are counted
+    /// no new body is held.
+    pub fn charge_until_freed(self: &Arc<Self>, bytes: Bytes) -> Bytes {
+        let n = bytes.len() as u64;
+        self.used.fetch_add(n, Ordering::AcqRel);
+        Bytes::from_owner(Counted {
+            bytes,
+            charged: n,
+            budget: self.clone(),
+        })
+    }
+
     fn give_back(&self, n: u64) {
         self.used.fetch_sub(n, Ordering::AcqRel);
     }
@@ -131,6 +144,25 @@ impl Drop for HeldBody {
     }
 }
 
+/// Bytes counted by `charge_until_freed`.
+struct Counted {
+    bytes: Bytes,
+    charged: u64,
+    budget: Arc<HeldBudget>,
+}
+
+impl AsRef<[u8]> for Counted {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.budget.give_back(self.charged);
+    }
+}
+
 /// The owner of bytes made from a held body: gives the charge back when freed.
 struct Charged {
     data: Vec<u8>,
@@ -178,6 +210,19 @@ mod tests {
         drop(bytes);
         assert_eq!(budget.used(), 100_000, "still referenced");
         drop(clone);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn bytes_already_made_are_counted_until_freed() {
+        let budget = HeldBudget::new(100);
+        let b = budget.charge_until_freed(Bytes::from(vec![1u8; 150]));
+        assert_eq!(budget.used(), 150, "counted past the maximum");
+        assert!(
+            HeldBody::new(&budget, 1).is_none(),
+            "and nothing new is held"
+        );
+        drop(b);
         assert_eq!(budget.used(), 0);
     }
 

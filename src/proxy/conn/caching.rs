@@ -361,7 +361,7 @@ impl Conn {
         let (status, detail) = match self.cache.as_ref() {
             None => (404, "the cache is off"),
             Some(_) if !allowed => (403, "PURGE is not allowed from this address"),
-            Some(store) if store.remove(&key::primary(dest)) => (200, "purged"),
+            Some(store) if self.remove_with_variants(store, &key::primary(dest)) => (200, "purged"),
             Some(_) => (404, "not in the cache"),
         };
         if status == 200 {
@@ -375,7 +375,7 @@ impl Conn {
     /// RFC 9111 §4.4: a successful unsafe request invalidates the target URI and the
     /// Location / Content-Location URIs of the same origin.
     fn invalidate(&self, store: &crate::cache::Store, ctx: &CacheCtx, resp: &ResponseHead) {
-        store.remove(&ctx.primary);
+        self.remove_with_variants(store, &ctx.primary);
         let host = key::host_of(&ctx.primary);
         for (name, value) in resp.fields() {
             if !(name.eq_ignore_ascii_case("location")
@@ -394,10 +394,21 @@ impl Conn {
                 None => v,
             };
             if let Some(k) = key::with_path(&ctx.primary, path) {
-                store.remove(&k);
+                self.remove_with_variants(store, &k);
             }
         }
         self.stats.cache_invalidations.incr();
+    }
+
+    /// Removes a URL, its Vary variants and its distilled variants; true when any was
+    /// stored.
+    fn remove_with_variants(&self, store: &crate::cache::Store, primary: &str) -> bool {
+        let profiles = &self.cfg.distill.choice.profiles;
+        let mut removed = store.remove(primary);
+        for k in super::distilling::all_variant_keys(primary, profiles) {
+            removed |= store.remove(&k);
+        }
+        removed
     }
 
     fn build(&self) -> Build<'_> {

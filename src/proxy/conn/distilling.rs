@@ -38,13 +38,31 @@ pub(super) struct DistillCtx {
 impl DistillCtx {
     /// The key of this client's variant of `primary`.
     pub(super) fn variant_key(&self, primary: &str) -> Arc<str> {
-        format!(
-            "{primary}\u{1}distill={};coding={}",
-            self.profile.name,
-            self.coding.unwrap_or("identity")
+        variant_key(
+            primary,
+            &self.profile.name,
+            self.coding.unwrap_or("identity"),
         )
         .into()
     }
+}
+
+/// Where the variant of `primary` for `profile` and `coding` is stored.
+fn variant_key(primary: &str, profile: &str, coding: &str) -> String {
+    format!("{primary}\u{1}distill={profile};coding={coding}")
+}
+
+/// Every key a distilled variant of `primary` can be stored under, so that a purge or
+/// an invalidation of the URL removes them with it.
+pub(super) fn all_variant_keys<'a>(
+    primary: &'a str,
+    profiles: &'a [Profile],
+) -> impl Iterator<Item = String> + 'a {
+    profiles.iter().flat_map(move |p| {
+        ["identity", "zstd", "br", "gzip"]
+            .into_iter()
+            .map(move |coding| variant_key(primary, &p.name, coding))
+    })
 }
 
 /// What decides whether a response can be distilled.
@@ -315,11 +333,19 @@ impl Conn {
         // The variant is selected by the original's Vary too; `Vary: *` is never stored.
         let original_vary = fields.vary();
         let storable = storable && original_vary.is_ok();
+        // What the cache will not own waits for the client charged to the node's budget,
+        // as the held body it came from was: a client that stops reading cannot make
+        // the node keep distilled bodies outside every bound.
+        let fits = |n: usize| n as u64 <= self.cfg.cache.object_bytes_max;
+        let cached = |n: usize| storable && self.cache.is_some() && fits(n);
         let object = match made {
             Ok(made) => {
                 self.stats.distilled.incr();
                 let distilled = distilled_fields(&fields, &made, input.len(), ctx);
-                let body = crate::cache::body::stored(made.bytes());
+                let mut body = crate::cache::body::stored(made.bytes());
+                if !cached(body.len()) {
+                    body = self.held.charge_until_freed(body);
+                }
                 let object = Object::new(distilled, body, times, build);
                 Arc::new(object.selected_by(original_vary.unwrap_or_default()))
             }
@@ -330,7 +356,7 @@ impl Conn {
                     Source::Stored { object, .. } => object.clone(),
                     // Stored in memory of its own: the held bytes (charged to the
                     // node's budget) go as soon as they are sent.
-                    Source::Fetched(_) if storable => {
+                    Source::Fetched(_) if cached(input.len()) => {
                         let body = crate::cache::body::stored(&input);
                         Arc::new(Object::new(fields, body, times, build))
                     }
