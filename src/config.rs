@@ -33,10 +33,12 @@ pub const DEFAULT_POOL_IDLE_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_DNS_CACHE_TTL_MS: u64 = 60_000;
 // Blocking getaddrinfo calls at once: a name that never answers holds one for as long
 // as the system resolver tries, so there must be enough that others still get one.
-pub const DEFAULT_DNS_THREADS: usize = 16;
+pub const DEFAULT_DNS_THREADS: usize = 32;
 pub const DEFAULT_DNS_TIMEOUT_MS: u64 = 3_000;
 pub const DEFAULT_DNS_NEGATIVE_TTL_MS: u64 = 5_000;
-pub const DEFAULT_DNS_LOOKUPS_PER_CLIENT_MAX: usize = 4;
+// A browser opening a page with many new hosts resolves several at once; a client asking
+// for names that never answer holds at most this many of the threads.
+pub const DEFAULT_DNS_LOOKUPS_PER_CLIENT_MAX: usize = 8;
 pub const DEFAULT_URING_ENTRIES: u32 = 4096;
 pub const DEFAULT_URING_WAIT_BATCH: u32 = 32;
 pub const DEFAULT_URING_MIN_WAIT_US: u32 = 100;
@@ -387,7 +389,8 @@ pub struct UpstreamConfig {
     pub dns_timeout: Duration,
     /// How long a failed lookup's answer is reused.
     pub dns_negative_ttl: Duration,
-    /// Lookups of different names one client may have under way on a shard.
+    /// Lookups one client (an IPv4 address, an IPv6 /64) may have on the resolver
+    /// threads at once, node-wide.
     pub dns_lookups_per_client_max: usize,
 }
 

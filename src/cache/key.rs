@@ -54,17 +54,37 @@ pub fn variant<'a>(
                 if i > 0 {
                     key.push(',');
                 }
-                key.push_str(&String::from_utf8_lossy(trim(item)));
+                push_escaped(&mut key, trim(item));
             }
         }
     }
     key.into()
 }
 
+/// A value's bytes, all of them kept apart: visible ASCII as it is, anything else (and
+/// `%`, and the separators) as `%XX`, so two different values never give one key.
+fn push_escaped(key: &mut String, value: &[u8]) {
+    for &b in value {
+        if b.is_ascii_graphic() && !matches!(b, b'%' | b',' | b'=') || b == b' ' {
+            key.push(char::from(b));
+        } else {
+            key.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::http::target::Authority;
+
+    #[test]
+    fn values_that_are_not_utf8_select_different_variants() {
+        let names: Vec<Box<str>> = vec!["cookie".into()];
+        let key = |v: &'static [u8]| variant("p", &names, [("Cookie", v)].into_iter());
+        assert_ne!(key(b"\xff"), key(b"\xfe"));
+        assert_ne!(key(b"\xff"), key("\u{fffd}".as_bytes()));
+    }
 
     #[test]
     fn primary_keys_of_different_requests_differ() {
@@ -102,6 +122,10 @@ mod tests {
             k(&[("Accept-Encoding", "br")])
         );
         assert_ne!(k(&[]), k(&[("Accept-Encoding", "")]));
+        assert_ne!(
+            k(&[("Accept-Encoding", "a,b")]),
+            k(&[("Accept-Encoding", "a%2Cb")])
+        );
         assert_eq!(
             k(&[("Accept-Encoding", "gzip"), ("Accept-Encoding", "br")]),
             k(&[("Accept-Encoding", "gzip, br")])

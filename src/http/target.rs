@@ -45,10 +45,18 @@ impl Authority {
             if !is_reg_name(host) {
                 return Err(HttpError::Malformed("invalid host"));
             }
+            // "example.test." names the same host as "example.test" (a fully qualified
+            // name): one spelling for routes and cache keys.
+            let host = match host.strip_suffix('.') {
+                Some("") => return Err(HttpError::Malformed("invalid host")),
+                Some(h) => h,
+                None => host,
+            };
             (host, &s[end..])
         };
         let port = match port {
-            "" => default_port,
+            // RFC 3986 §3.2.3: an empty port is the scheme's default.
+            "" | ":" => default_port,
             p => p
                 .strip_prefix(':')
                 .filter(|d| !d.is_empty() && d.len() <= 5 && d.bytes().all(|b| b.is_ascii_digit()))
@@ -202,13 +210,16 @@ mod tests {
         assert_eq!(ok("[::1]").as_deref(), Ok("[::1]:80"));
         assert_eq!(ok("[2001:db8::2]:443").as_deref(), Ok("[2001:db8::2]:443"));
         assert_eq!(ok("caf%C3%A9.test").as_deref(), Ok("caf%c3%a9.test:80"));
+        assert_eq!(ok("Example.Test.:8080").as_deref(), Ok("example.test:8080"));
+        assert_eq!(ok("a:").as_deref(), Ok("a:80"), "empty port: the default");
+        assert_eq!(ok("[::1]:").as_deref(), Ok("[::1]:80"));
         for bad in [
             "",
             ":80",
             "a:80/x",
             "a/x",
             "a:b:80",
-            "a:",
+            ".",
             "a:0",
             "a:65536",
             "a:000080",
@@ -219,7 +230,6 @@ mod tests {
             "a%zz",
             "[::1",
             "[::1]x",
-            "[::1]:",
             "[v1.x]",
             "[1.2.3.4]",
             "a?b",

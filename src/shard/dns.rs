@@ -2,9 +2,10 @@
 //! getaddrinfo, answer the asking shard over its channel and wake its event loop. Each
 //! shard caches answers for `dns_cache_ttl_ms` (getaddrinfo does not tell the TTL) and
 //! failures for `dns_negative_ttl_ms`, runs one lookup per name however many requests
-//! wait on it, gives up on a lookup after `dns_timeout_ms`, and lets one client have only
-//! `dns_lookups_per_client_max` names resolving at once: a client asking for names that
-//! never resolve cannot hold every resolver thread.
+//! wait on it, and gives up waiting after `dns_timeout_ms`. One client (an IPv4 address,
+//! an IPv6 /64) may have `dns_lookups_per_client_max` lookups on the resolver threads at
+//! once, node-wide, counted until the thread returns: a client asking for names that
+//! never resolve cannot hold every thread.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -31,6 +32,8 @@ impl Wake for mio::Waker {
 
 pub struct Job {
     pub origin: Authority,
+    /// The client whose request started the lookup.
+    pub client: IpAddr,
     pub reply: Sender<Answer>,
     pub waker: Arc<dyn Wake>,
 }
@@ -47,23 +50,77 @@ pub type LookupFn = Arc<dyn Fn(&Authority) -> Result<SocketAddr, String> + Send 
 #[derive(Clone)]
 pub struct Resolver {
     jobs: Sender<Job>,
+    clients: Arc<Clients>,
+}
+
+/// Lookups each client has on the resolver threads, node-wide: counted from the
+/// moment one is queued until its thread returns (a shard may stop waiting sooner, but
+/// the thread stays busy), so one client cannot hold more than its share of threads.
+struct Clients {
+    in_flight: std::sync::Mutex<HashMap<IpAddr, usize>>,
+    max: usize,
+}
+
+impl Clients {
+    /// One more for `client`, unless it has `max` already.
+    fn take(&self, client: IpAddr) -> Result<(), String> {
+        let mut m = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(client_key(client)).or_default();
+        if *n >= self.max {
+            return Err(format!(
+                "this client already has {} names resolving",
+                self.max
+            ));
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    fn give_back(&self, client: IpAddr) {
+        let mut m = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let key = client_key(client);
+        if let Some(n) = m.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&key);
+            }
+        }
+    }
+}
+
+/// A client is an IPv4 address, or an IPv6 /64 (one host's share of a network).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+    }
 }
 
 impl Resolver {
-    pub fn start(threads: usize) -> Resolver {
-        Resolver::with_lookup(threads, Arc::new(resolve))
+    /// `per_client_max`: lookups one client may have on the threads at once.
+    pub fn start(threads: usize, per_client_max: usize) -> Resolver {
+        Resolver::with_lookup(threads, per_client_max, Arc::new(resolve))
     }
 
-    pub fn with_lookup(threads: usize, lookup: LookupFn) -> Resolver {
+    pub fn with_lookup(threads: usize, per_client_max: usize, lookup: LookupFn) -> Resolver {
         let (jobs, rx) = crossbeam_channel::bounded::<Job>(RESOLVER_QUEUE_MAX);
+        let clients = Arc::new(Clients {
+            in_flight: std::sync::Mutex::new(HashMap::new()),
+            max: per_client_max,
+        });
         for i in 0..threads.max(1) {
             let rx: Receiver<Job> = rx.clone();
             let lookup = lookup.clone();
+            let clients = clients.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("resolver-{i}"))
                 .spawn(move || {
                     for job in rx {
                         let result = lookup(&job.origin);
+                        clients.give_back(job.client);
                         let _ = job.reply.send(Answer {
                             origin: job.origin,
                             result,
@@ -75,14 +132,20 @@ impl Resolver {
                 tracing::error!("cannot start resolver thread: {e}");
             }
         }
-        Resolver { jobs }
+        Resolver { jobs, clients }
     }
 
-    /// Queues a lookup; `Err` when the resolver is saturated.
+    /// Queues a lookup; `Err` when its client has its share of lookups under way, or
+    /// the resolver is saturated.
     pub fn submit(&self, job: Job) -> Result<(), String> {
-        self.jobs.try_send(job).map_err(|e| match e {
-            TrySendError::Full(_) => "resolver queue is full".to_string(),
-            TrySendError::Disconnected(_) => "resolver is not running".to_string(),
+        let client = job.client;
+        self.clients.take(client)?;
+        self.jobs.try_send(job).map_err(|e| {
+            self.clients.give_back(client);
+            match e {
+                TrySendError::Full(_) => "resolver queue is full".to_string(),
+                TrySendError::Disconnected(_) => "resolver is not running".to_string(),
+            }
         })
     }
 }
@@ -147,71 +210,42 @@ impl DnsCache {
 }
 
 /// The lookups a shard has under way: who waits for each name (one lookup serves them
-/// all), since when, and how many names each client address has resolving.
+/// all), and since when.
 #[derive(Default)]
 pub struct Waiters {
     by_origin: HashMap<Authority, Pending>,
-    per_client: HashMap<IpAddr, usize>,
 }
 
 struct Pending {
     /// Client slots and the serials of the connections that were in them.
     waiting: Vec<(usize, u64)>,
     since: Instant,
-    /// The client whose request started the lookup (its count goes down at the end).
-    by: IpAddr,
-}
-
-/// Why a request does not get to wait for a lookup.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Refused {
-    TooManyForClient(usize),
 }
 
 impl Waiters {
-    /// Adds a waiter for `origin`. `Ok(true)` when it is the first, so a lookup must be
-    /// started (counted against `client`); refused when `client` already has `max`
-    /// names resolving.
-    pub fn add(
-        &mut self,
-        origin: &Authority,
-        waiter: (usize, u64),
-        client: IpAddr,
-        max: usize,
-        now: Instant,
-    ) -> Result<bool, Refused> {
+    /// Adds a waiter for `origin`; true when it is the first, so a lookup must start.
+    pub fn add(&mut self, origin: &Authority, waiter: (usize, u64), now: Instant) -> bool {
         if let Some(p) = self.by_origin.get_mut(origin) {
             p.waiting.push(waiter);
-            return Ok(false);
+            return false;
         }
-        let n = self.per_client.entry(client).or_default();
-        if *n >= max {
-            return Err(Refused::TooManyForClient(max));
-        }
-        *n += 1;
+        let waiting = vec![waiter];
         self.by_origin.insert(
             origin.clone(),
             Pending {
-                waiting: vec![waiter],
+                waiting,
                 since: now,
-                by: client,
             },
         );
-        Ok(true)
+        true
     }
 
-    /// The lookup of `origin` ended: its waiters.
+    /// The lookup of `origin` ended (or was given up): its waiters.
     pub fn take(&mut self, origin: &Authority) -> Vec<(usize, u64)> {
-        let Some(p) = self.by_origin.remove(origin) else {
-            return Vec::new();
-        };
-        if let Some(n) = self.per_client.get_mut(&p.by) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_client.remove(&p.by);
-            }
-        }
-        p.waiting
+        self.by_origin
+            .remove(origin)
+            .map(|p| p.waiting)
+            .unwrap_or_default()
     }
 
     /// Names whose lookup started `timeout` or more before `now`.

@@ -124,7 +124,10 @@ pub fn start(config: Arc<Config>) -> Result<Running, ShardError> {
         .and_then(|l| l.local_addr().ok())
         .unwrap_or(config.listen);
     let node = Node {
-        resolver: dns::Resolver::start(config.upstream.dns_threads),
+        resolver: dns::Resolver::start(
+            config.upstream.dns_threads,
+            config.upstream.dns_lookups_per_client_max,
+        ),
         cache: config.cache.enabled().then(|| {
             Arc::new(Store::new(
                 config.cache.memory_bytes,

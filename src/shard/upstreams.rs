@@ -17,7 +17,7 @@ use crate::proxy::{Action, Conn, UpstreamFailure};
 use super::date::DateCache;
 
 use super::Node;
-use super::dns::{Answer, DnsCache, Job, Refused, Resolver, Waiters, Wake, literal};
+use super::dns::{Answer, DnsCache, Job, Resolver, Waiters, Wake, literal};
 use crate::cache::Store;
 use crate::cache::flight::Notify;
 use crate::distill::pool::Pool as JobPool;
@@ -69,7 +69,6 @@ pub struct Lookups {
     dns: DnsCache,
     waiters: Waiters,
     dns_timeout: Duration,
-    dns_per_client_max: usize,
     resolver: Resolver,
     tx: Sender<Answer>,
     rx: Receiver<Answer>,
@@ -95,7 +94,6 @@ impl Lookups {
             dns: DnsCache::new(up.dns_cache_ttl, up.dns_negative_ttl),
             waiters: Waiters::default(),
             dns_timeout: up.dns_timeout,
-            dns_per_client_max: up.dns_lookups_per_client_max,
             resolver: node.resolver,
             tx,
             rx,
@@ -199,29 +197,14 @@ fn resolve<D: Driver>(d: &mut D, ci: usize, origin: Authority, now: Instant) {
         return;
     };
     let (serial, client) = (link.serial, conn.peer().ip());
+    link.awaiting_dns = Some(origin.clone());
     let l = d.lookups();
-    let max = l.dns_per_client_max;
-    match l.waiters.add(&origin, (ci, serial), client, max, now) {
-        Ok(true) => {}
-        Ok(false) => {
-            // A lookup for this name is already under way: it answers this one too.
-            if let Some((_, link, _)) = d.client(ci) {
-                link.awaiting_dns = Some(origin);
-            }
-            return;
-        }
-        Err(Refused::TooManyForClient(max)) => {
-            let reason = format!("this client already has {max} names resolving");
-            fail_lookup(d, ci, &origin, reason, now);
-            return;
-        }
+    if !l.waiters.add(&origin, (ci, serial), now) {
+        return; // a lookup for this name is already under way: it answers this one too
     }
-    if let Some((_, link, _)) = d.client(ci) {
-        link.awaiting_dns = Some(origin.clone());
-    }
-    let l = d.lookups();
     let job = Job {
         origin: origin.clone(),
+        client,
         reply: l.tx.clone(),
         waker: l.waker.clone(),
     };

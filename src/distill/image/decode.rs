@@ -459,10 +459,24 @@ fn gif(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
     if screen > SPARSE_FLOOR && screen > drawn.saturating_mul(SPARSE_FACTOR) {
         return Err(ImageError::MostlyEmpty { screen, drawn });
     }
-    let mut canvas = vec![0u8; width as usize * height as usize * 4];
-    if drawn > 0 {
-        paint(&mut dec, &rect, width, vis_h, &mut canvas)?;
+    // The canvas exists from the first row the frame really has: a frame that declares
+    // the whole screen but carries no pixel data paints nothing, so it is no cover for
+    // a sparse screen either.
+    let size = width as usize * height as usize * 4;
+    let mut canvas = Vec::new();
+    let painted = if drawn > 0 {
+        paint(&mut dec, &rect, width, vis_h, (&mut canvas, size))?
+    } else {
+        0
+    };
+    let covered = painted * vis_w;
+    if screen > SPARSE_FLOOR && screen > covered.saturating_mul(SPARSE_FACTOR) {
+        return Err(ImageError::MostlyEmpty {
+            screen,
+            drawn: covered,
+        });
     }
+    canvas.resize(size, 0);
     // Is there a second frame? Only its header is read.
     let animated = dec.next_frame_info().map_err(gif_error)?.is_some();
     Ok(Decoded {
@@ -512,15 +526,16 @@ impl Rect {
     }
 }
 
-/// Decodes the frame row by row onto the canvas, stopping once its `visible_rows` rows
-/// on the screen are painted; parts outside the screen are dropped unkept.
+/// Decodes the frame row by row onto the canvas (made `size` bytes at the first row),
+/// stopping once its `visible_rows` rows on the screen are painted; parts outside the
+/// screen are dropped unkept. Returns the rows painted.
 fn paint(
     dec: &mut gif::Decoder<Cursor<&[u8]>>,
     rect: &Rect,
     width: u32,
     visible_rows: u64,
-    canvas: &mut [u8],
-) -> Result<(), ImageError> {
+    (canvas, size): (&mut Vec<u8>, usize),
+) -> Result<u64, ImageError> {
     let (fw, left, top) = (rect.width as usize, rect.left as usize, rect.top as usize);
     let width = width as usize;
     let n = fw.min(width.saturating_sub(left)) * 4;
@@ -533,13 +548,16 @@ fn paint(
         if !dec.fill_buffer(&mut row).map_err(gif_error)? {
             break; // the data ended early: what was painted stays
         }
+        if canvas.is_empty() {
+            canvas.resize(size, 0);
+        }
         let at = ((top + y as usize) * width + left) * 4;
         if let Some(dst) = canvas.get_mut(at..at + n) {
             dst.copy_from_slice(&row[..n]);
             painted += 1;
         }
     }
-    Ok(())
+    Ok(painted)
 }
 
 fn gif_error(e: gif::DecodingError) -> ImageError {

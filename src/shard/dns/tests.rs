@@ -19,7 +19,7 @@ impl Wake for Wakes {
 
 /// Names starting with "never" block until the test ends (as a lookup the system
 /// resolver keeps retrying); others answer 127.0.0.1 at once.
-fn resolver(threads: usize) -> (Resolver, Arc<Mutex<()>>) {
+fn resolver(threads: usize, per_client: usize) -> (Resolver, Arc<Mutex<()>>) {
     let gate = Arc::new(Mutex::new(()));
     let held = gate.clone();
     let lookup: LookupFn = Arc::new(move |o: &Authority| {
@@ -28,27 +28,36 @@ fn resolver(threads: usize) -> (Resolver, Arc<Mutex<()>>) {
         }
         Ok(SocketAddr::from(([127, 0, 0, 1], o.port)))
     });
-    (Resolver::with_lookup(threads, lookup), gate)
+    (Resolver::with_lookup(threads, per_client, lookup), gate)
+}
+
+fn job(host: &str, client: [u8; 4], reply: &crossbeam_channel::Sender<Answer>) -> Job {
+    Job {
+        origin: name(host),
+        client: client.into(),
+        reply: reply.clone(),
+        waker: Arc::new(Wakes),
+    }
 }
 
 #[test]
 fn names_that_never_resolve_leave_threads_for_the_others() {
-    let (r, gate) = resolver(crate::config::DEFAULT_DNS_THREADS);
+    let per_client = crate::config::DEFAULT_DNS_LOOKUPS_PER_CLIENT_MAX;
+    let (r, gate) = resolver(crate::config::DEFAULT_DNS_THREADS, per_client);
     let closed = gate.lock();
     let (tx, rx) = crossbeam_channel::unbounded();
-    let job = |host: &str| Job {
-        origin: name(host),
-        reply: tx.clone(),
-        waker: Arc::new(Wakes),
-    };
-    // One client at its limit on each of two shards: never-resolving names hold that
-    // many threads ...
-    let held = 2 * crate::config::DEFAULT_DNS_LOOKUPS_PER_CLIENT_MAX;
-    for i in 0..held {
-        assert!(r.submit(job(&format!("never{i}.test"))).is_ok());
+    // A client asks for never-resolving names until it is refused ...
+    let mut taken = 0;
+    while r
+        .submit(job(&format!("never{taken}.test"), [127, 0, 0, 2], &tx))
+        .is_ok()
+    {
+        taken += 1;
+        assert!(taken <= per_client, "no limit for one client");
     }
+    assert_eq!(taken, per_client);
     // ... and another client's name is still answered meanwhile.
-    assert!(r.submit(job("fast.test")).is_ok());
+    assert!(r.submit(job("fast.test", [127, 0, 0, 3], &tx)).is_ok());
     let answer = rx
         .recv_timeout(Duration::from_secs(10))
         .expect("an answer while the others hang");
@@ -57,34 +66,56 @@ fn names_that_never_resolve_leave_threads_for_the_others() {
 }
 
 #[test]
-fn one_lookup_per_name_and_a_limit_per_client() {
+fn a_clients_share_is_counted_until_the_thread_returns() {
+    let (r, gate) = resolver(8, 2);
+    let closed = gate.lock();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    assert!(r.submit(job("never1.test", [127, 0, 0, 2], &tx)).is_ok());
+    assert!(r.submit(job("never2.test", [127, 0, 0, 2], &tx)).is_ok());
+    let refused = r.submit(job("never3.test", [127, 0, 0, 2], &tx));
+    assert_eq!(
+        refused.err().as_deref(),
+        Some("this client already has 2 names resolving")
+    );
+    assert!(
+        r.submit(job("never4.test", [127, 0, 0, 3], &tx)).is_ok(),
+        "its own share"
+    );
+    // The threads return: the share is free again.
+    drop(closed);
+    for _ in 0..3 {
+        assert!(rx.recv_timeout(Duration::from_secs(10)).is_ok());
+    }
+    assert!(r.submit(job("fast.test", [127, 0, 0, 2], &tx)).is_ok());
+}
+
+#[test]
+fn an_ipv6_client_is_its_slash_64() {
+    let a: IpAddr = "2001:db8:1:2:aaaa::1"
+        .parse()
+        .unwrap_or(IpAddr::from([0u8; 16]));
+    let b: IpAddr = "2001:db8:1:2:bbbb::9"
+        .parse()
+        .unwrap_or(IpAddr::from([0u8; 16]));
+    let c: IpAddr = "2001:db8:1:3::1".parse().unwrap_or(IpAddr::from([0u8; 16]));
+    assert_eq!(client_key(a), client_key(b));
+    assert_ne!(client_key(a), client_key(c));
+}
+
+#[test]
+fn one_lookup_per_name_and_overdue_ones_found() {
     let mut w = Waiters::default();
     let now = Instant::now();
-    let a: IpAddr = [127, 0, 0, 2].into();
-    let b: IpAddr = [127, 0, 0, 3].into();
-    assert_eq!(w.add(&name("x"), (1, 1), a, 2, now), Ok(true));
-    assert_eq!(w.add(&name("x"), (2, 2), b, 2, now), Ok(false), "joins");
-    assert_eq!(w.add(&name("y"), (3, 3), a, 2, now), Ok(true));
-    assert_eq!(
-        w.add(&name("z"), (4, 4), a, 2, now),
-        Err(Refused::TooManyForClient(2))
+    assert!(w.add(&name("x"), (1, 1), now));
+    assert!(!w.add(&name("x"), (2, 2), now), "joins");
+    assert!(w.add(&name("y"), (3, 3), now + Duration::from_millis(1000)));
+    let due = w.overdue(
+        Duration::from_millis(3000),
+        now + Duration::from_millis(3500),
     );
-    assert_eq!(
-        w.add(&name("z"), (5, 5), b, 2, now),
-        Ok(true),
-        "b has its own"
-    );
+    assert_eq!(due, vec![name("x")]);
     assert_eq!(w.take(&name("x")), vec![(1, 1), (2, 2)]);
-    assert_eq!(w.add(&name("z"), (4, 4), a, 2, now), Ok(false));
-    assert_eq!(
-        w.add(&name("w"), (6, 6), a, 2, now),
-        Ok(true),
-        "x's slot freed"
-    );
-    let later = now + Duration::from_millis(3000);
-    let mut late = w.overdue(Duration::from_millis(3000), later);
-    late.sort_by(|p, q| p.host.cmp(&q.host));
-    assert_eq!(late, vec![name("w"), name("y"), name("z")]);
+    assert!(w.take(&name("x")).is_empty());
 }
 
 #[test]

@@ -168,3 +168,106 @@ fn interlaced_rows_are_placed_in_pass_order() {
     let order: Vec<u32> = rect.row_order().collect();
     assert_eq!(order, vec![0, 8, 4, 2, 6, 1, 3, 5, 7, 9]);
 }
+
+#[test]
+fn a_full_screen_frame_without_pixel_data_is_not_painted() {
+    // 5400 x 5400 (29 MP, under pixels_max), the frame declares all of it, its data is
+    // a clear code and an end code.
+    let g = gif(5400, 5400, 5400, 5400);
+    let (r, peak) = crate::peak_alloc::peak_bytes(|| decode(&g, &limits()));
+    assert!(matches!(r, Err(ImageError::MostlyEmpty { .. })), "{r:?}");
+    assert!(peak < 1 << 20, "{peak} bytes for a frame with no pixels");
+}
+
+/// The first frame as the gif crate composes it, placed on a screen-sized canvas.
+fn reference(data: &[u8]) -> Option<(u32, u32, Vec<u8>)> {
+    let mut options = gif::DecodeOptions::new();
+    options.set_color_output(gif::ColorOutput::RGBA);
+    let mut dec = options.read_info(Cursor::new(data)).ok()?;
+    let (w, h) = (usize::from(dec.width()), usize::from(dec.height()));
+    let mut canvas = vec![0u8; w * h * 4];
+    let f = dec.read_next_frame().ok()??;
+    let (fl, ft, fw, fh) = (
+        usize::from(f.left),
+        usize::from(f.top),
+        usize::from(f.width),
+        usize::from(f.height),
+    );
+    for y in 0..fh {
+        for x in 0..fw {
+            let (cx, cy) = (fl + x, ft + y);
+            if cx < w && cy < h {
+                let src = (y * fw + x) * 4;
+                let dst = (cy * w + cx) * 4;
+                canvas[dst..dst + 4].copy_from_slice(&f.buffer[src..src + 4]);
+            }
+        }
+    }
+    Some((w as u32, h as u32, canvas))
+}
+
+#[test]
+fn gif_frames_land_where_the_gif_crate_puts_them() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/corpus");
+    let mut checked = 0;
+    for e in std::fs::read_dir(&dir).expect("test corpus").flatten() {
+        let path = e.path();
+        if path.extension().is_none_or(|x| x != "gif") {
+            continue;
+        }
+        let data = std::fs::read(&path).expect("fixture");
+        let Some((w, h, want)) = reference(&data) else {
+            continue;
+        };
+        let Ok(d) = decode(&data, &limits()) else {
+            panic!("{}: does not decode", path.display())
+        };
+        assert_eq!(
+            (d.pixels.width, d.pixels.height),
+            (w, h),
+            "{}",
+            path.display()
+        );
+        assert!(d.pixels.data == want, "{}: pixels differ", path.display());
+        checked += 1;
+    }
+    assert!(checked >= 5, "only {checked} GIFs checked");
+}
+
+/// An interlaced frame, offset and partly off the screen, with a pattern in every pixel.
+fn interlaced_offset_gif() -> Vec<u8> {
+    let palette: Vec<u8> = (0..=255u8).flat_map(|i| [i, 255 - i, i / 2]).collect();
+    let mut out = Vec::new();
+    {
+        let mut enc = gif::Encoder::new(&mut out, 40, 30, &palette).expect("encoder");
+        let (w, h) = (25u16, 22u16);
+        let indices: Vec<u8> = (0..u32::from(w) * u32::from(h))
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let frame = gif::Frame {
+            left: 27,
+            top: 11,
+            width: w,
+            height: h,
+            interlaced: true,
+            buffer: std::borrow::Cow::Owned(indices),
+            ..gif::Frame::default()
+        };
+        enc.write_frame(&frame).expect("frame");
+    }
+    out
+}
+
+#[test]
+fn an_interlaced_offset_frame_lands_where_the_gif_crate_puts_it() {
+    let data = interlaced_offset_gif();
+    let Some((w, h, want)) = reference(&data) else {
+        panic!("the gif crate reads its own file")
+    };
+    let Ok(d) = decode(&data, &limits()) else {
+        panic!("does not decode")
+    };
+    assert_eq!((d.pixels.width, d.pixels.height), (w, h));
+    assert!(d.pixels.data == want, "pixels differ");
+    assert!(want.iter().any(|&b| b != 0), "the frame shows");
+}
