@@ -609,3 +609,37 @@ def thread_ticks(pid, prefix):
         except (FileNotFoundError, IndexError):
             pass
     return out
+
+
+def hits_beside(port, path, seconds, rate, side=None, label=""):
+    """Small cache hits on `port` (an open-loop stream at `rate`/s from 20 connections,
+    latency from each request's scheduled time) while, given `side` = (urls, headers,
+    clients, tmp), another distill-load asks for `urls` (one a line, each used once).
+    Both are checked, and every small request must have been a cache hit. Returns the
+    hits' report and the side load's (None without one)."""
+    sample(port, path, n=1, what=f"{label}: fill")
+    sample(port, path, n=1, hit=distilld_hit, what=f"{label}: filled")
+    side_load, side_json = None, None
+    if side:
+        urls, headers, clients, tmp = side
+        side_json = os.path.join(tmp, f"side-{port}-{time.time_ns()}.json")
+        argv = [release_bin("distill-load"), "-c", str(clients), "-d", str(seconds + 2), "--urls", urls,
+                "--cores", LOAD_CORE, "--json", side_json]
+        for h in headers:
+            argv += ["-H", h]
+        side_load = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)
+    hits = distill_load_report(["-c", "20", "--rate", str(rate), "-d", str(seconds), "--cores", LOAD_CORE,
+                                f"http://127.0.0.1:{port}{path}"])
+    check_run(parse_distill_load(hits), f"{label}: small hits")
+    if hits["cache"]["hits"] != hits["requests"]:
+        raise BadRun(f"{label}: only {hits['cache']['hits']} of {hits['requests']} small requests were "
+                     f"cache hits")
+    if not side_load:
+        return hits, None
+    if side_load.wait(timeout=seconds + 30) != 0:
+        raise BadRun(f"{label}: the side load exited with status {side_load.returncode}")
+    with open(side_json) as f:
+        report = json.load(f)
+    check_run(parse_distill_load(report), f"{label}: side load")
+    return hits, report

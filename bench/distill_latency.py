@@ -9,7 +9,8 @@ so every one is a real distillation). Three setups take turns, round by round:
 
   idle     no photo load (the baseline)
   pool     photo load; jobs above inline_bytes_max (16 KiB, the default) on the pool
-  inline   photo load; every job inline on the shard (inline_bytes_max = 1 GiB)
+  inline   photo load; every job inline on the shard (inline_bytes_max = 1 GiB,
+           inline_pixels_max = 2^40)
 
 Printed: p50/p99/p99.9/max latency of the small hits in each, and the photo rate.
 
@@ -20,9 +21,7 @@ Cache-Status, as distill-load counts it).
 """
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,41 +32,22 @@ ORIGIN, PROXY = 18481, 18482
 PHOTOS = ["Elephants_3840x2160.jpg", "LadyBird.jpg", "seeding_by_Clements_Engelhardt.jpg",
           "desktop-base-fullscreenpreview.jpg", "GreenMeadow.jpg"]
 CONFIGS = {"idle": b.distilld_config(), "pool": b.distilld_config(),
-           "inline": b.distilld_config(distill={"inline_bytes_max": 1073741824})}
+           "inline": b.distilld_config(distill={"inline_bytes_max": 1073741824,
+                                                 "inline_pixels_max": 1 << 40})}
 
 
 def run(setup, seconds, rate, photo_clients, tmp):
     with b.Servers() as s:
         s.origin(ORIGIN)
         s.distilld(PROXY, ORIGIN, workers=1, config=CONFIGS[setup])
-        hit = f"http://127.0.0.1:{PROXY}/bytes/1024"
-        b.sample(PROXY, "/bytes/1024", n=1, what=f"{setup}: fill")  # cached from now on ...
-        b.sample(PROXY, "/bytes/1024", n=1, hit=b.distilld_hit, what=f"{setup}: filled")  # ... as this shows
-        photo_load = None
+        side = None
         if setup != "idle":
             urls = os.path.join(tmp, "photos.txt")
             with open(urls, "w") as f:
                 for i in range(100000):
                     f.write(f"http://127.0.0.1:{PROXY}/{PHOTOS[i % len(PHOTOS)]}?n={setup}{time.time_ns()}-{i}\n")
-            photo_json = os.path.join(tmp, f"photos-{setup}.json")
-            photo_load = subprocess.Popen(
-                [b.release_bin("distill-load"), "-c", str(photo_clients), "-d", str(seconds + 2),
-                 "--urls", urls, "-H", "Save-Data: on", "--cores", b.LOAD_CORE, "--json", photo_json],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(1)
-        hits = b.distill_load_report(["-c", "20", "--rate", str(rate), "-d", str(seconds),
-                                      "--cores", b.LOAD_CORE, hit])
-        b.check_run(b.parse_distill_load(hits), f"{setup}: small hits")
-        if hits["cache"]["hits"] != hits["requests"]:
-            raise b.BadRun(f"{setup}: only {hits['cache']['hits']} of {hits['requests']} small requests were "
-                           f"cache hits")
-        photos = None
-        if photo_load:
-            if photo_load.wait(timeout=seconds + 30) != 0:
-                raise b.BadRun(f"{setup}: the photo client exited with status {photo_load.returncode}")
-            with open(photo_json) as f:
-                photos = json.load(f)
-            b.check_run(b.parse_distill_load(photos), f"{setup}: photos")
+            side = (urls, ["Save-Data: on"], photo_clients, tmp)
+        hits, photos = b.hits_beside(PROXY, "/bytes/1024", seconds, rate, side, label=setup)
     lat = hits["latency_ms"]
     return {"p50": lat["p50"], "p99": lat["p99"], "p999": lat.get("p99_9", 0.0),
             "max": lat.get("max", 0.0), "hits": hits["requests"],

@@ -17,9 +17,7 @@ every GIF must come back as it was sent (no X-Distill).
 """
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,33 +38,16 @@ def run(setup, seconds, rate, gif_clients, root, tmp):
     with b.Servers() as s:
         s.origin(ORIGIN, root=root)
         s.distilld(PROXY, ORIGIN, workers=1)
-        hit = f"http://127.0.0.1:{PROXY}/small.txt"
-        b.sample(PROXY, "/small.txt", n=1, what=f"{setup}: fill")
-        b.sample(PROXY, "/small.txt", n=1, hit=b.distilld_hit, what=f"{setup}: filled")
-        gif_load, gif_json = None, os.path.join(tmp, f"gifs-{setup}.json")
+        side = None
         if setup == "gifs":
             urls = os.path.join(tmp, "gifs.txt")
             with open(urls, "w") as f:
                 for i in range(200000):
                     f.write(f"http://127.0.0.1:{PROXY}/tiny.gif?n={time.time_ns()}-{i}\n")
-            gif_load = subprocess.Popen(
-                [b.release_bin("distill-load"), "-c", str(gif_clients), "-d", str(seconds + 2),
-                 "--urls", urls, "-H", "Save-Data: on", "--cores", b.LOAD_CORE, "--json", gif_json],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(1)
-        hits = b.distill_load_report(["-c", "20", "--rate", str(rate), "-d", str(seconds),
-                                      "--cores", b.LOAD_CORE, hit])
-        b.check_run(b.parse_distill_load(hits), f"{setup}: small hits")
-        if hits["cache"]["hits"] != hits["requests"]:
-            raise b.BadRun(f"{setup}: only {hits['cache']['hits']} of {hits['requests']} small "
-                           f"requests were cache hits")
+            side = (urls, ["Save-Data: on"], gif_clients, tmp)
+        hits, gifs = b.hits_beside(PROXY, "/small.txt", seconds, rate, side, label=setup)
         gifs_per_s = 0.0
-        if gif_load:
-            if gif_load.wait(timeout=seconds + 30) != 0:
-                raise b.BadRun(f"{setup}: the GIF client exited with status {gif_load.returncode}")
-            with open(gif_json) as f:
-                gifs = json.load(f)
-            b.check_run(b.parse_distill_load(gifs), f"{setup}: gifs")
+        if gifs:
             if gifs["distill"]["responses"]:
                 raise b.BadRun(f"{setup}: a sparse GIF was distilled: {gifs['distill']}")
             gifs_per_s = gifs["requests_per_sec"]
