@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use distilld::config::routes::{OriginUrl, Route};
 use distilld::config::{Config, ConfigError, IoChoice};
-use distilld::proxy::route::{OriginUrl, Route};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

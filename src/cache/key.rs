@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::http::headers::trim;
-use crate::proxy::route::Destination;
+use crate::http::target::Destination;
 
 /// The origin connected to, the Host it was sent and the target: what the origin saw.
 /// A space separates them: it cannot occur in any of the three (an authority and a

@@ -19,6 +19,16 @@ pub enum Target<'a> {
     Asterisk,
 }
 
+/// Where to send a request upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub origin: Authority,
+    /// Origin-form target sent upstream.
+    pub path: String,
+    /// Value of the Host field sent upstream.
+    pub host_field: String,
+}
+
 /// A host (lower-cased; IPv6 without brackets) and port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Authority {

@@ -28,8 +28,9 @@ use super::heads::{DownFraming, Identity, is_loop, write_client_response, write_
 use super::held::HeldBudget;
 use super::local::{HEALTH_BODY, LocalResponse, TEXT_PLAIN, error_body};
 use super::out::Out;
-use super::route::{Decision, Destination, route};
+use super::route::{Decision, route};
 use super::stats::Stats;
+use crate::http::target::Destination;
 use caching::{CacheCtx, Consult, ResponsePlan};
 pub use distilling::Job;
 use distilling::{DistillCtx, Held, Running, Source};

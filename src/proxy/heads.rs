@@ -7,7 +7,7 @@ use crate::http::headers::{list_items, write_decimal, write_field};
 use crate::http::request::{RequestFraming, RequestHead};
 use crate::http::response::ResponseHead;
 
-use super::route::Destination;
+use crate::http::target::Destination;
 
 /// What the proxy says about itself in the heads it writes.
 #[derive(Debug, Clone, Copy)]

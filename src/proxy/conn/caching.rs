@@ -22,9 +22,9 @@ use crate::http::response::ResponseHead;
 use super::super::held::HeldBody;
 
 use super::super::heads::write_connection;
-use super::super::route::Destination;
 use super::distilling::DistillCtx;
 use super::{Conn, Now};
+use crate::http::target::Destination;
 
 /// A request's dealings with the cache while it is forwarded.
 #[derive(Debug)]

@@ -23,9 +23,9 @@ use crate::http::response::ResponseHead;
 
 use super::super::held::HeldBody;
 
-use super::super::route::Destination;
 use super::caching::Served;
 use super::{Action, Conn, Exchange, Now, Phase};
+use crate::http::target::Destination;
 
 /// The request's profile and what it accepts.
 #[derive(Debug, Clone)]

@@ -12,7 +12,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::proxy::route::{OriginUrl, Route};
+pub mod routes;
+
+use routes::{OriginUrl, Route};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3128";
 pub const DEFAULT_WORKERS: usize = 0; // 0 = one per core
@@ -78,7 +80,7 @@ pub const DEFAULT_DISTILL_POOL_QUEUE_MAX: usize = 256;
 pub const DEFAULT_DISTILL_TEXT_BYTES_MIN: u64 = 512;
 
 /// The configuration compiled into the binary: what `distilld run` uses with no file.
-pub const EMBEDDED_DEFAULT_TOML: &str = include_str!("default.toml");
+pub const EMBEDDED_DEFAULT_TOML: &str = include_str!("../default.toml");
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
