@@ -3,6 +3,9 @@
 //!
 //! usage: cache_policy [REQUESTS] [OBJECTS] [ZIPF_S] [BUDGET_PERCENT] [SEEDS]
 
+#[path = "../tools/zipf.rs"]
+mod zipf;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, default: f64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
@@ -20,8 +23,14 @@ fn main() {
     );
     let mut gains = Vec::new();
     for seed in 1..=seeds {
-        let (s3, lru) =
-            distilld::cache::s3fifo::simulate(requests, objects, s, budget, 10 * 1024, seed);
+        let object_bytes = 10 * 1024;
+        let zipf = zipf::Zipf::new(objects, s);
+        let mut rng = zipf::Rng::new(seed);
+        // Rank order shuffled by a multiplicative hash so popularity is not key order.
+        let trace = (0..requests)
+            .map(|_| (zipf.sample(&mut rng) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let capacity = objects as u64 * object_bytes * budget / 100;
+        let (s3, lru) = distilld::cache::s3fifo::simulate(trace, capacity, object_bytes);
         let gain = 100.0 * (s3 - lru);
         gains.push(gain);
         println!(

@@ -11,4 +11,3 @@ pub mod http;
 pub(crate) mod peak_alloc;
 pub mod proxy;
 pub mod shard;
-pub mod zipf;

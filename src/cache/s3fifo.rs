@@ -306,25 +306,19 @@ impl<K: Hash + Eq + Clone + Ord> Lru<K> {
     }
 }
 
-/// Hit ratios of S3-FIFO and LRU on the same Zipf(`s`) trace over `objects` objects of
-/// `object_bytes` each, with a budget holding `budget_percent` of them.
+/// Hit ratios of S3-FIFO and LRU on the same trace of keys (objects of `object_bytes`
+/// each), with a budget of `capacity` bytes. The trace comes from the caller (the
+/// cache-policy benchmark draws it from tools/zipf.rs).
 pub fn simulate(
-    requests: usize,
-    objects: usize,
-    s: f64,
-    budget_percent: u64,
+    trace: impl IntoIterator<Item = u64>,
+    capacity: u64,
     object_bytes: u64,
-    seed: u64,
 ) -> (f64, f64) {
-    let zipf = crate::zipf::Zipf::new(objects, s);
-    let mut rng = crate::zipf::Rng::new(seed);
-    let capacity = objects as u64 * object_bytes * budget_percent / 100;
     let mut s3: S3Fifo<u64> = S3Fifo::new(capacity, object_bytes);
     let mut lru = Lru::new(capacity);
-    let (mut s3_hits, mut lru_hits) = (0u64, 0u64);
-    for _ in 0..requests {
-        // Rank order is shuffled by a multiplicative hash so popularity is not key order.
-        let key = (zipf.sample(&mut rng) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let (mut s3_hits, mut lru_hits, mut requests) = (0u64, 0u64, 0u64);
+    for key in trace {
+        requests += 1;
         if s3.touch(&key) {
             s3_hits += 1;
         } else {
@@ -336,11 +330,25 @@ pub fn simulate(
             lru.insert(key, object_bytes);
         }
     }
-    (
-        s3_hits as f64 / requests as f64,
-        lru_hits as f64 / requests as f64,
-    )
+    let ratio = |hits: u64| hits as f64 / requests.max(1) as f64;
+    (ratio(s3_hits), ratio(lru_hits))
 }
+
+/// `requests` keys drawn from Zipf(`s`) over `objects` ranks, the rank order shuffled by
+/// a multiplicative hash so popularity is not key order.
+#[cfg(test)]
+pub(crate) fn zipf_trace(requests: usize, objects: usize, s: f64, seed: u64) -> Vec<u64> {
+    let zipf = zipf::Zipf::new(objects, s);
+    let mut rng = zipf::Rng::new(seed);
+    (0..requests)
+        .map(|_| (zipf.sample(&mut rng) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .collect()
+}
+
+// The sampler is the load generator's (tools/); the policy's test draws its trace from it.
+#[cfg(test)]
+#[path = "../../tools/zipf.rs"]
+mod zipf;
 
 #[cfg(test)]
 mod tests {
@@ -388,7 +396,8 @@ mod tests {
     #[test]
     fn beats_lru_on_a_skewed_trace() {
         // A smaller version of the benchmark's trace (bench/run.sh cache-policy).
-        let (s3, lru) = simulate(200_000, 20_000, 0.9, 10, 1000, 7);
+        let trace = zipf_trace(200_000, 20_000, 0.9, 7);
+        let (s3, lru) = simulate(trace, 20_000 * 1000 / 10, 1000);
         assert!(s3 > lru + 0.03, "S3-FIFO {s3:.3} vs LRU {lru:.3}");
     }
 

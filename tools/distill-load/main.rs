@@ -5,6 +5,9 @@
 mod plan;
 mod report;
 mod worker;
+// Shared with the cache-policy simulation (examples/), which draws its trace from it.
+#[path = "../zipf.rs"]
+mod zipf;
 
 use std::io::IsTerminal;
 use std::net::{SocketAddr, TcpStream};

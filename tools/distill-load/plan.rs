@@ -6,7 +6,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use distilld::http::target::{Authority, Target, parse_target};
 use thiserror::Error;
 
-use distilld::zipf::{Rng, Zipf};
+use crate::zipf::{Rng, Zipf};
 
 #[derive(Debug, Error)]
 pub enum PlanError {
