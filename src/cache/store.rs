@@ -18,7 +18,7 @@ use super::s3fifo::{Hits, S3Fifo};
 
 /// What a key names in the table.
 #[derive(Clone)]
-enum Slot {
+enum Stored {
     Object(Arc<Object>),
     /// The response for this URL varies: its variants are under secondary keys.
     Variants(Arc<Variants>),
@@ -48,7 +48,7 @@ pub enum Fetch {
 }
 
 pub struct Store {
-    map: papaya::HashMap<Arc<str>, Slot>,
+    map: papaya::HashMap<Arc<str>, Stored>,
     policy: Mutex<S3Fifo<Arc<str>, Arc<Object>>>,
     flights: Arc<Mutex<HashMap<Arc<str>, Arc<Flight>>>>,
     object_bytes_max: u64,
@@ -72,12 +72,12 @@ impl Store {
     ) -> Option<Found> {
         let map = self.map.pin();
         let (object, key) = match map.get_key_value(primary)? {
-            (k, Slot::Object(o)) => (o.clone(), k.clone()),
-            (_, Slot::Variants(v)) => {
+            (k, Stored::Object(o)) => (o.clone(), k.clone()),
+            (_, Stored::Variants(v)) => {
                 let k = key::variant(primary, &v.names, request);
                 match map.get(&*k)? {
-                    Slot::Object(o) => (o.clone(), k),
-                    Slot::Variants(_) => return None,
+                    Stored::Object(o) => (o.clone(), k),
+                    Stored::Variants(_) => return None,
                 }
             }
         };
@@ -97,18 +97,18 @@ impl Store {
         let map = self.map.pin();
         let key = match &object.vary {
             None => {
-                if let Some(Slot::Variants(v)) = map.get(&**primary) {
+                if let Some(Stored::Variants(v)) = map.get(&**primary) {
                     self.drop_variants(&mut policy, v);
                 }
                 primary.clone()
             }
             Some(names) => {
                 let record = match map.get(&**primary) {
-                    Some(Slot::Variants(v)) if v.names == *names => v.clone(),
+                    Some(Stored::Variants(v)) if v.names == *names => v.clone(),
                     other => {
                         match other {
-                            Some(Slot::Variants(v)) => self.drop_variants(&mut policy, v),
-                            Some(Slot::Object(_)) => {
+                            Some(Stored::Variants(v)) => self.drop_variants(&mut policy, v),
+                            Some(Stored::Object(_)) => {
                                 policy.remove(primary);
                             }
                             None => {}
@@ -117,7 +117,7 @@ impl Store {
                             names: names.clone(),
                             keys: Mutex::new(Vec::new()),
                         });
-                        map.insert(primary.clone(), Slot::Variants(v.clone()));
+                        map.insert(primary.clone(), Stored::Variants(v.clone()));
                         v
                     }
                 };
@@ -135,7 +135,7 @@ impl Store {
         for gone in policy.insert(key.clone(), cost, object.clone()) {
             map.remove(&gone);
         }
-        map.insert(key, Slot::Object(object));
+        map.insert(key, Stored::Object(object));
         true
     }
 
@@ -144,13 +144,13 @@ impl Store {
         let object = Arc::new(object);
         let mut policy = self.lock_policy();
         let map = self.map.pin();
-        if matches!(map.get(&**key), Some(Slot::Object(_))) {
+        if matches!(map.get(&**key), Some(Stored::Object(_))) {
             let cost = object.cost(key.len());
             for gone in policy.insert(key.clone(), cost, object.clone()) {
                 map.remove(&gone);
             }
             if policy.contains(key) {
-                map.insert(key.clone(), Slot::Object(object.clone()));
+                map.insert(key.clone(), Stored::Object(object.clone()));
             }
         }
         object
@@ -164,7 +164,7 @@ impl Store {
             return false;
         };
         let k = k.clone();
-        if let Slot::Variants(v) = slot {
+        if let Stored::Variants(v) = slot {
             self.drop_variants(&mut policy, v);
         }
         policy.remove(&k);

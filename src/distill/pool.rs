@@ -12,21 +12,21 @@ use crate::cache::flight::Notify;
 type Work = Box<dyn FnOnce() + Send>;
 
 /// A job and whom to wake when it is done.
-struct Job {
+struct Queued {
     work: Work,
     done: Box<dyn Notify>,
 }
 
 #[derive(Clone)]
-pub struct Pool {
-    tx: Sender<Job>,
+pub struct JobPool {
+    tx: Sender<Queued>,
 }
 
-impl Pool {
-    pub fn start(threads: usize, queue: usize) -> Pool {
-        let (tx, rx) = crossbeam_channel::bounded::<Job>(queue.max(1));
+impl JobPool {
+    pub fn start(threads: usize, queue: usize) -> JobPool {
+        let (tx, rx) = crossbeam_channel::bounded::<Queued>(queue.max(1));
         for i in 0..threads.max(1) {
-            let rx: Receiver<Job> = rx.clone();
+            let rx: Receiver<Queued> = rx.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("distill-{i}"))
                 .spawn(move || {
@@ -43,13 +43,13 @@ impl Pool {
                 tracing::error!("cannot start distillation thread {i}: {e}");
             }
         }
-        Pool { tx }
+        JobPool { tx }
     }
 
     /// Queues `work`; `done` is woken after it ran, or at once if the queue is full
     /// (then `work` never runs, and its result slot stays empty).
     pub fn submit(&self, work: Work, done: Box<dyn Notify>) {
-        match self.tx.try_send(Job { work, done }) {
+        match self.tx.try_send(Queued { work, done }) {
             Ok(()) => {}
             Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => job.done.notify(),
         }
@@ -57,12 +57,12 @@ impl Pool {
 }
 
 /// Where a job leaves its result for the connection that waits on it.
-pub type Slot<T> = Arc<Mutex<Option<T>>>;
+pub type ResultSlot<T> = Arc<Mutex<Option<T>>>;
 
-pub fn take<T>(slot: &Slot<T>) -> Option<T> {
+pub fn take<T>(slot: &ResultSlot<T>) -> Option<T> {
     slot.lock().unwrap_or_else(|p| p.into_inner()).take()
 }
 
-pub fn put<T>(slot: &Slot<T>, value: T) {
+pub fn put<T>(slot: &ResultSlot<T>, value: T) {
     *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
 }

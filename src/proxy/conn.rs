@@ -32,7 +32,7 @@ use super::route::{Decision, route};
 use super::stats::Stats;
 use crate::http::target::Destination;
 use caching::{CacheCtx, Consult, ResponsePlan};
-pub use distilling::Job;
+pub use distilling::DistillJob;
 use distilling::{DistillCtx, Held, Running, Source};
 
 mod caching;
@@ -62,7 +62,7 @@ pub enum Action {
     /// ticket when its flight ends.
     AwaitFlight(FlightWait, Ticket),
     /// Run this distillation job on the pool, then call `on_flight_done` with the ticket.
-    RunJob(Job, Ticket),
+    RunJob(DistillJob, Ticket),
 }
 
 /// Names one wait of one exchange, so a wake-up that arrives late (an abandoned flight,

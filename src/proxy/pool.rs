@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::http::target::Authority;
 
 #[derive(Debug)]
-pub struct Pool {
+pub struct IdlePool {
     idle: HashMap<Authority, VecDeque<(usize, Instant)>>,
     per_origin_max: usize,
     total_max: usize,
@@ -16,9 +16,9 @@ pub struct Pool {
     total: usize,
 }
 
-impl Pool {
-    pub fn new(per_origin_max: usize, total_max: usize, idle_timeout: Duration) -> Pool {
-        Pool {
+impl IdlePool {
+    pub fn new(per_origin_max: usize, total_max: usize, idle_timeout: Duration) -> IdlePool {
+        IdlePool {
             idle: HashMap::new(),
             per_origin_max,
             total_max,
@@ -141,7 +141,7 @@ mod tests {
     #[test]
     fn lifo_reuse_and_limits() {
         let t0 = Instant::now();
-        let mut p = Pool::new(2, 3, Duration::from_secs(10));
+        let mut p = IdlePool::new(2, 3, Duration::from_secs(10));
         assert!(p.put(&origin(1), 1, t0).is_empty());
         assert!(p.put(&origin(1), 2, t0).is_empty());
         assert_eq!(p.put(&origin(1), 3, t0), vec![1]);
@@ -158,7 +158,7 @@ mod tests {
     #[test]
     fn idle_timeout() {
         let t0 = Instant::now();
-        let mut p = Pool::new(8, 8, Duration::from_secs(5));
+        let mut p = IdlePool::new(8, 8, Duration::from_secs(5));
         p.put(&origin(1), 1, t0);
         p.put(&origin(1), 2, t0 + Duration::from_secs(3));
         assert_eq!(p.expire(t0 + Duration::from_secs(6)), vec![1]);

@@ -30,7 +30,7 @@ impl Wake for mio::Waker {
     }
 }
 
-pub struct Job {
+pub struct Lookup {
     pub origin: Authority,
     /// The client whose request started the lookup.
     pub client: IpAddr,
@@ -49,7 +49,7 @@ pub type LookupFn = Arc<dyn Fn(&Authority) -> Result<SocketAddr, String> + Send 
 
 #[derive(Clone)]
 pub struct Resolver {
-    jobs: Sender<Job>,
+    jobs: Sender<Lookup>,
     clients: Arc<Clients>,
 }
 
@@ -106,13 +106,13 @@ impl Resolver {
     }
 
     pub fn with_lookup(threads: usize, per_client_max: usize, lookup: LookupFn) -> Resolver {
-        let (jobs, rx) = crossbeam_channel::bounded::<Job>(RESOLVER_QUEUE_MAX);
+        let (jobs, rx) = crossbeam_channel::bounded::<Lookup>(RESOLVER_QUEUE_MAX);
         let clients = Arc::new(Clients {
             in_flight: std::sync::Mutex::new(HashMap::new()),
             max: per_client_max,
         });
         for i in 0..threads.max(1) {
-            let rx: Receiver<Job> = rx.clone();
+            let rx: Receiver<Lookup> = rx.clone();
             let lookup = lookup.clone();
             let clients = clients.clone();
             let spawned = std::thread::Builder::new()
@@ -137,7 +137,7 @@ impl Resolver {
 
     /// Queues a lookup; `Err` when its client has its share of lookups under way, or
     /// the resolver is saturated.
-    pub fn submit(&self, job: Job) -> Result<(), String> {
+    pub fn submit(&self, job: Lookup) -> Result<(), String> {
         let client = job.client;
         self.clients.take(client)?;
         self.jobs.try_send(job).map_err(|e| {

@@ -21,7 +21,7 @@ use crate::proxy::{Conn, UpstreamFailure};
 use super::Node;
 use super::REFUSED_RESPONSE;
 use super::date::DateCache;
-use super::upstreams::{self, Driver, Link, Lookups};
+use super::upstreams::{self, Link, Lookups, ShardIo};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -545,7 +545,7 @@ impl Shard {
     }
 }
 
-impl Driver for Shard {
+impl ShardIo for Shard {
     fn lookups(&mut self) -> &mut Lookups {
         &mut self.lookups
     }

@@ -103,7 +103,7 @@ pub struct Node {
     pub resolver: dns::Resolver,
     pub cache: Option<Arc<Store>>,
     /// Threads for distillation jobs too large to run on a shard.
-    pub jobs: crate::distill::pool::Pool,
+    pub jobs: crate::distill::pool::JobPool,
     /// Response bodies held in memory by all shards together.
     pub held: Arc<crate::proxy::held::HeldBudget>,
 }
@@ -134,7 +134,7 @@ pub fn start(config: Arc<Config>) -> Result<Running, ShardError> {
                 config.cache.object_bytes_max,
             ))
         }),
-        jobs: crate::distill::pool::Pool::start(
+        jobs: crate::distill::pool::JobPool::start(
             config.distill.pool_threads,
             config.distill.pool_queue_max,
         ),

@@ -11,17 +11,17 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::config::Config;
 use crate::http::target::Authority;
-use crate::proxy::pool::Pool;
+use crate::proxy::pool::IdlePool;
 use crate::proxy::{Action, Conn, UpstreamFailure};
 
 use super::date::DateCache;
 
 use super::Node;
-use super::dns::{Answer, DnsCache, Job, Resolver, Waiters, Wake, literal};
+use super::dns::{Answer, DnsCache, Lookup, Resolver, Waiters, Wake, literal};
 use crate::cache::Store;
 use crate::cache::flight::Notify;
-use crate::distill::pool::Pool as JobPool;
-use crate::proxy::conn::{FlightWait, Job as DistillJob, Ticket};
+use crate::distill::pool::JobPool;
+use crate::proxy::conn::{DistillJob, FlightWait, Ticket};
 
 /// Wakes a client of this shard, from whichever shard ended the flight it waited on.
 struct FlightWaiter {
@@ -60,7 +60,7 @@ pub struct Link {
 /// A shard's upstream bookkeeping: idle pool, name cache, lookups under way, and the
 /// node's response cache with the flights its clients wait on.
 pub struct Lookups {
-    pub pool: Pool,
+    pub pool: IdlePool,
     pub cache: Option<Arc<Store>>,
     pub held: Arc<crate::proxy::held::HeldBudget>,
     jobs: JobPool,
@@ -86,7 +86,7 @@ impl Lookups {
             jobs: node.jobs,
             flight_tx,
             flight_rx,
-            pool: Pool::new(
+            pool: IdlePool::new(
                 up.pool_idle_per_origin_max,
                 up.pool_idle_total_max,
                 up.pool_idle_timeout,
@@ -113,8 +113,8 @@ impl Lookups {
     }
 }
 
-/// The driver-specific half.
-pub trait Driver {
+/// What each driver (epoll, io_uring) provides for the logic both share.
+pub trait ShardIo {
     fn lookups(&mut self) -> &mut Lookups;
     /// The client in slot `ci`, its link, and the Date value for `Now`.
     fn client(&mut self, ci: usize) -> Option<(&mut Conn, &mut Link, &DateCache)>;
@@ -129,7 +129,7 @@ pub trait Driver {
 }
 
 /// Carries out everything the connection in slot `ci` asked for.
-pub fn apply_actions<D: Driver>(d: &mut D, ci: usize, now: Instant) {
+pub fn apply_actions<D: ShardIo>(d: &mut D, ci: usize, now: Instant) {
     loop {
         let Some((conn, link, _)) = d.client(ci) else {
             return;
@@ -165,7 +165,7 @@ pub fn apply_actions<D: Driver>(d: &mut D, ci: usize, now: Instant) {
     }
 }
 
-fn acquire<D: Driver>(d: &mut D, ci: usize, origin: Authority, pooled_ok: bool, now: Instant) {
+fn acquire<D: ShardIo>(d: &mut D, ci: usize, origin: Authority, pooled_ok: bool, now: Instant) {
     if pooled_ok && let Some(ui) = d.take_pooled(&origin, ci) {
         if let Some((conn, link, date)) = d.client(ci) {
             link.upstream = Some(ui);
@@ -184,7 +184,7 @@ fn acquire<D: Driver>(d: &mut D, ci: usize, origin: Authority, pooled_ok: bool, 
 }
 
 /// The request in `ci` cannot have an address for `origin`: 502, naming why.
-fn fail_lookup<D: Driver>(d: &mut D, ci: usize, origin: &Authority, reason: String, now: Instant) {
+fn fail_lookup<D: ShardIo>(d: &mut D, ci: usize, origin: &Authority, reason: String, now: Instant) {
     let Some((conn, _, date)) = d.client(ci) else {
         return;
     };
@@ -192,7 +192,7 @@ fn fail_lookup<D: Driver>(d: &mut D, ci: usize, origin: &Authority, reason: Stri
     conn.on_upstream_failed(UpstreamFailure::Resolve { host, reason }, date.now(now));
 }
 
-fn resolve<D: Driver>(d: &mut D, ci: usize, origin: Authority, now: Instant) {
+fn resolve<D: ShardIo>(d: &mut D, ci: usize, origin: Authority, now: Instant) {
     let Some((conn, link, _)) = d.client(ci) else {
         return;
     };
@@ -202,7 +202,7 @@ fn resolve<D: Driver>(d: &mut D, ci: usize, origin: Authority, now: Instant) {
     if !l.waiters.add(&origin, (ci, serial), now) {
         return; // a lookup for this name is already under way: it answers this one too
     }
-    let job = Job {
+    let job = Lookup {
         origin: origin.clone(),
         client,
         reply: l.tx.clone(),
@@ -222,7 +222,7 @@ fn resolve<D: Driver>(d: &mut D, ci: usize, origin: Authority, now: Instant) {
 
 /// Takes what other threads sent this shard: resolver answers and ended flights (the
 /// driver calls this when its waker fires).
-pub fn take_wakeups<D: Driver>(d: &mut D, now: Instant) {
+pub fn take_wakeups<D: ShardIo>(d: &mut D, now: Instant) {
     while let Ok(answer) = d.lookups().rx.try_recv() {
         let l = d.lookups();
         l.dns.put(answer.origin.clone(), answer.result.clone(), now);
@@ -242,7 +242,7 @@ pub fn take_wakeups<D: Driver>(d: &mut D, now: Instant) {
 
 /// Lookups unanswered for `dns_timeout_ms` fail their requests with 502, and the name
 /// is remembered as failing for `dns_negative_ttl_ms` (the driver calls this every tick).
-pub fn expire_lookups<D: Driver>(d: &mut D, now: Instant) {
+pub fn expire_lookups<D: ShardIo>(d: &mut D, now: Instant) {
     let l = d.lookups();
     let timeout = l.dns_timeout;
     for origin in l.waiters.overdue(timeout, now) {
@@ -255,7 +255,7 @@ pub fn expire_lookups<D: Driver>(d: &mut D, now: Instant) {
     }
 }
 
-fn answer_waiters<D: Driver>(d: &mut D, answer: Answer, now: Instant) {
+fn answer_waiters<D: ShardIo>(d: &mut D, answer: Answer, now: Instant) {
     for (ci, serial) in d.lookups().waiters.take(&answer.origin) {
         let Some((conn, link, date)) = d.client(ci) else {
             continue;

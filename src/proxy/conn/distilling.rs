@@ -12,7 +12,7 @@ use crate::cache::Object;
 use crate::cache::control::CacheControl;
 use crate::cache::freshness::Times;
 use crate::cache::object::{Build, Fields};
-use crate::distill::pool::{self, Slot};
+use crate::distill::pool::{self, ResultSlot};
 use crate::distill::profile::{Profile, Signals, accepted_encoding};
 use crate::distill::text::is_compressible;
 use crate::distill::{self, Made, Passed, Work};
@@ -97,25 +97,25 @@ pub(super) enum Source {
 #[derive(Debug)]
 pub(super) struct Running {
     source: Source,
-    slot: Slot<Result<Made, Passed>>,
+    slot: ResultSlot<Result<Made, Passed>>,
 }
 
 /// A job for the driver to hand to the pool: `work` fills the slot.
-pub struct Job(pub Box<dyn FnOnce() + Send>);
+pub struct DistillJob(pub Box<dyn FnOnce() + Send>);
 
-impl std::fmt::Debug for Job {
+impl std::fmt::Debug for DistillJob {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Job")
+        f.write_str("DistillJob")
     }
 }
 
-impl PartialEq for Job {
+impl PartialEq for DistillJob {
     fn eq(&self, _: &Self) -> bool {
         false
     }
 }
 
-impl Eq for Job {}
+impl Eq for DistillJob {}
 
 impl Conn {
     /// The distillation context of a GET, or None when nothing would be changed.
@@ -260,7 +260,7 @@ impl Conn {
             self.answer_with(ex, source, input, made, now);
             return;
         }
-        let slot: Slot<Result<Made, Passed>> = Arc::default();
+        let slot: ResultSlot<Result<Made, Passed>> = Arc::default();
         let filled = slot.clone();
         let job_input = input.clone();
         let work_fn = Box::new(move || pool::put(&filled, distill::run(&work, &job_input)));
@@ -272,7 +272,8 @@ impl Conn {
         };
         ex.running = Some(Box::new(Running { source, slot }));
         self.ex = Some(ex);
-        self.actions.push_back(Action::RunJob(Job(work_fn), ticket));
+        self.actions
+            .push_back(Action::RunJob(DistillJob(work_fn), ticket));
     }
 
     /// The pool finished (or refused) this connection's job.

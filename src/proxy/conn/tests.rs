@@ -402,7 +402,7 @@ fn a_large_image_is_held_sent_to_the_pool_and_answered_when_the_job_ends() {
     origin_sends_photo(&mut h, &body);
     assert_eq!(h.sent_client(), "", "held, not streamed");
     let job = h.actions().into_iter().find_map(|a| match a {
-        Action::RunJob(Job(work), ticket) => Some((work, ticket)),
+        Action::RunJob(DistillJob(work), ticket) => Some((work, ticket)),
         _ => None,
     });
     let Some((work, ticket)) = job else {

@@ -31,8 +31,8 @@ fn resolver(threads: usize, per_client: usize) -> (Resolver, Arc<Mutex<()>>) {
     (Resolver::with_lookup(threads, per_client, lookup), gate)
 }
 
-fn job(host: &str, client: [u8; 4], reply: &crossbeam_channel::Sender<Answer>) -> Job {
-    Job {
+fn job(host: &str, client: [u8; 4], reply: &crossbeam_channel::Sender<Answer>) -> Lookup {
+    Lookup {
         origin: name(host),
         client: client.into(),
         reply: reply.clone(),

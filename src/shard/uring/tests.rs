@@ -62,7 +62,7 @@ fn start(toml: &str, resolver: dns::Resolver, first: u32) -> std::net::SocketAdd
     let node = Node {
         resolver,
         cache: None,
-        jobs: crate::distill::pool::Pool::start(1, 4),
+        jobs: crate::distill::pool::JobPool::start(1, 4),
         held: crate::proxy::held::HeldBudget::new(1 << 20),
     };
     let (ready, is_ready) = crossbeam_channel::bounded(1);

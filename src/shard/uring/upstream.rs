@@ -15,7 +15,7 @@ use socket2::{SockAddr, Socket};
 use crate::http::target::Authority;
 use crate::proxy::{Conn, UpstreamFailure};
 use crate::shard::date::DateCache;
-use crate::shard::upstreams::{Driver, Link, Lookups};
+use crate::shard::upstreams::{Link, Lookups, ShardIo};
 
 use super::io::{Io, Op, token};
 use super::{Shard, Upstream};
@@ -248,7 +248,7 @@ impl Shard {
     }
 }
 
-impl Driver for Shard {
+impl ShardIo for Shard {
     fn lookups(&mut self) -> &mut Lookups {
         &mut self.lookups
     }

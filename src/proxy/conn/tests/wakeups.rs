@@ -8,7 +8,7 @@ fn jobs(h: &mut Harness) -> Vec<(Box<dyn FnOnce() + Send>, Ticket)> {
     h.actions()
         .into_iter()
         .filter_map(|a| match a {
-            Action::RunJob(Job(work), ticket) => Some((work, ticket)),
+            Action::RunJob(DistillJob(work), ticket) => Some((work, ticket)),
             _ => None,
         })
         .collect()
