@@ -33,7 +33,7 @@ use super::stats::Stats;
 use crate::http::target::Destination;
 use caching::{CacheCtx, Consult, ResponsePlan};
 pub use distilling::DistillJob;
-use distilling::{DistillCtx, Held, Running, Source};
+use distilling::{DistillCtx, Held, JobInput, Running};
 
 mod caching;
 mod distilling;
@@ -58,10 +58,10 @@ pub enum Action {
     Release,
     /// Close the upstream connection, or cancel its acquisition.
     CloseUpstream,
-    /// Another request is fetching what this one needs: call `on_flight_done` with the
+    /// Another request is fetching what this one needs: call `on_wait_over` with the
     /// ticket when its flight ends.
     AwaitFlight(FlightWait, Ticket),
-    /// Run this distillation job on the pool, then call `on_flight_done` with the ticket.
+    /// Run this distillation job on the pool, then call `on_wait_over` with the ticket.
     RunJob(DistillJob, Ticket),
 }
 
@@ -397,7 +397,7 @@ impl Conn {
     /// What this connection waited for under `ticket` is done: the flight it waited on
     /// ended (look the URL up again), or its distillation job finished. A ticket of an
     /// earlier wait (the exchange gave up on it, or has ended) changes nothing.
-    pub fn on_flight_done(&mut self, ticket: Ticket, now: Now<'_>) {
+    pub fn on_wait_over(&mut self, ticket: Ticket, now: Now<'_>) {
         let Some(ex) = self.ex.take() else { return };
         match ex.phase {
             Phase::Waiting { ticket: t, .. } if t == ticket => {
@@ -595,7 +595,7 @@ impl Conn {
             Consult::DistillStored(object, work) => {
                 let mut ex = self.exchange(head, dest, None, now);
                 ex.distill = distill;
-                self.start_job(ex, Source::Stored { object, work }, now);
+                self.start_job(ex, JobInput::Stored { object, work }, now);
             }
         }
     }
@@ -900,7 +900,7 @@ impl Conn {
         // The flight (if this request led one) ends here: waiters find the original.
         ex.cache = None;
         let Some(held) = ex.held.take() else { return };
-        self.start_job(ex, Source::Fetched(held), now);
+        self.start_job(ex, JobInput::Fetched(held), now);
     }
 
     /// Gives the origin connection back to the pool, or closes it.
@@ -930,7 +930,7 @@ impl Conn {
         }
         if let Some((object, work)) = ex.pending_job.take() {
             ex.cache = None; // the flight ends: the refreshed original is stored
-            self.start_job(ex, Source::Stored { object, work }, now);
+            self.start_job(ex, JobInput::Stored { object, work }, now);
             return;
         }
         if !ex.discard_body {

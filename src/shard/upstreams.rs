@@ -235,7 +235,7 @@ pub fn take_wakeups<D: ShardIo>(d: &mut D, now: Instant) {
         if link.serial != serial {
             continue; // that client is gone; the slot has a new one
         }
-        conn.on_flight_done(ticket, date.now(now));
+        conn.on_wait_over(ticket, date.now(now));
         d.kick(ci, now);
     }
 }

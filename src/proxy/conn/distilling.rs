@@ -88,7 +88,7 @@ pub(super) struct Held {
 
 /// Where a job's input came from.
 #[derive(Debug)]
-pub(super) enum Source {
+pub(super) enum JobInput {
     Fetched(Box<Held>),
     Stored { object: Arc<Object>, work: Work },
 }
@@ -96,7 +96,7 @@ pub(super) enum Source {
 /// A job under way on the pool.
 #[derive(Debug)]
 pub(super) struct Running {
-    source: Source,
+    source: JobInput,
     slot: ResultSlot<Result<Made, Passed>>,
 }
 
@@ -248,11 +248,11 @@ impl Conn {
     }
 
     /// Runs the job inline when its input is small, else hands it to the pool and parks
-    /// the exchange until the driver wakes it (`on_flight_done`).
-    pub(super) fn start_job(&mut self, mut ex: Box<Exchange>, mut source: Source, now: Now<'_>) {
+    /// the exchange until the driver wakes it (`on_wait_over`).
+    pub(super) fn start_job(&mut self, mut ex: Box<Exchange>, mut source: JobInput, now: Now<'_>) {
         let (work, input) = match &mut source {
-            Source::Fetched(h) => (h.work.clone(), h.body.take_bytes()),
-            Source::Stored { object, work } => (work.clone(), object.body.clone()),
+            JobInput::Fetched(h) => (h.work.clone(), h.body.take_bytes()),
+            JobInput::Stored { object, work } => (work.clone(), object.body.clone()),
         };
         let d = &self.cfg.distill;
         if distill::is_small(&work, &input, d.inline_bytes_max, d.inline_pixels_max) {
@@ -310,7 +310,7 @@ impl Conn {
     fn answer_with(
         &mut self,
         ex: Box<Exchange>,
-        source: Source,
+        source: JobInput,
         input: Bytes,
         made: Result<Made, Passed>,
         now: Now<'_>,
@@ -326,8 +326,8 @@ impl Conn {
             },
         };
         let (fields, times, storable, fwd) = match &source {
-            Source::Fetched(h) => (h.fields.clone(), h.times, h.stored_original, "miss"),
-            Source::Stored { object, .. } => {
+            JobInput::Fetched(h) => (h.fields.clone(), h.times, h.stored_original, "miss"),
+            JobInput::Stored { object, .. } => {
                 (object.fields(&self.cfg.via_name), object.times, true, "")
             }
         };
@@ -354,14 +354,14 @@ impl Conn {
                 self.stats.distill_passed.incr();
                 tracing::debug!(target = ex.head.target(), "sent the original: {why}");
                 match &source {
-                    Source::Stored { object, .. } => object.clone(),
+                    JobInput::Stored { object, .. } => object.clone(),
                     // Stored in memory of its own: the held bytes (charged to the
                     // node's budget) go as soon as they are sent.
-                    Source::Fetched(_) if cached(input.len()) => {
+                    JobInput::Fetched(_) if cached(input.len()) => {
                         let body = crate::cache::body::stored(&input);
                         Arc::new(Object::new(fields, body, times, build))
                     }
-                    Source::Fetched(_) => Arc::new(Object::new(fields, input, times, build)),
+                    JobInput::Fetched(_) => Arc::new(Object::new(fields, input, times, build)),
                 }
             }
         };

@@ -410,7 +410,7 @@ fn a_large_image_is_held_sent_to_the_pool_and_answered_when_the_job_ends() {
     };
     work(); // what the pool thread does
     let now = h.now();
-    h.conn.on_flight_done(ticket, now);
+    h.conn.on_wait_over(ticket, now);
     let out = h.sent_client();
     assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
     assert!(out.contains("X-Distill: original-bytes="), "{out}");

@@ -38,7 +38,7 @@ fn a_late_job_result_does_not_end_the_next_requests_job() {
     let (late_work, late_ticket) = first.remove(0);
     late_work();
     let now = h.now();
-    h.conn.on_flight_done(late_ticket, now);
+    h.conn.on_wait_over(late_ticket, now);
     assert_eq!(
         h.sent_client(),
         "",
@@ -47,7 +47,7 @@ fn a_late_job_result_does_not_end_the_next_requests_job() {
     let (work, ticket) = second.remove(0);
     work();
     let now = h.now();
-    h.conn.on_flight_done(ticket, now);
+    h.conn.on_wait_over(ticket, now);
     let out = h.sent_client();
     assert!(out.contains("X-Distill: original-bytes="), "{out:.300}");
 }
@@ -93,7 +93,7 @@ fn a_flight_given_up_on_does_not_wake_the_next_request() {
     // /a's flight ends now: its wake-up must not send /b upstream.
     drop(lead_a);
     let now = h.now();
-    h.conn.on_flight_done(waits[0], now);
+    h.conn.on_wait_over(waits[0], now);
     assert!(
         h.actions().is_empty(),
         "a late wake-up sent the next request upstream"
