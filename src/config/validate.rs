@@ -1,0 +1,534 @@
+//! Validation: every value of a `FileConfig` checked, every problem collected (so one
+//! run of `check-config` shows them all), defaults filled in: a `Config`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::routes::{OriginUrl, Route};
+use super::*;
+
+impl FileConfig {
+    /// Checks every value and collects every problem, so one run of `check-config`
+    /// shows the operator all of them.
+    pub fn validate(self) -> Result<Config, Vec<InvalidKey>> {
+        let mut errors = Vec::new();
+        let mut bad = |key: &str, problem: String| {
+            errors.push(InvalidKey {
+                key: key.to_string(),
+                problem,
+            })
+        };
+        let s = &self.server;
+        let listen = s.listen(&mut bad);
+        let healthz_path = s.healthz_path(&mut bad);
+        let via_name = s.via_name(&mut bad);
+        // In the order the problems were always reported.
+        let limits = self.limits.validate(&mut bad);
+        let timeouts = self.timeouts.validate(&mut bad);
+        let upstream = self.upstream.validate(&mut bad);
+        let log_level = self.log.level(&mut bad);
+        let io = s.io(&mut bad);
+        let uring = self.uring.validate(&mut bad);
+        let cache = self.cache.validate(&mut bad);
+        let distill = self.distill.validate(&mut bad);
+        let routes = routes(&self.routes, &mut bad);
+        let config = Config {
+            listen,
+            workers: s.workers.unwrap_or(DEFAULT_WORKERS),
+            pin_workers: s.pin_workers.unwrap_or(true),
+            transparent_huge_pages: s.transparent_huge_pages.unwrap_or(false),
+            forward_proxy: s.forward_proxy.unwrap_or(true),
+            healthz_path,
+            via_name,
+            x_forwarded_for: s.x_forwarded_for.unwrap_or(true),
+            limits,
+            timeouts,
+            upstream,
+            access_log: self.log.access_log.unwrap_or(true),
+            stats_interval: self
+                .log
+                .stats_interval_ms
+                .filter(|&ms| ms > 0)
+                .map(Duration::from_millis),
+            log_level,
+            routes,
+            io,
+            uring,
+            cache,
+            distill,
+        };
+        if config.workers > 1024 {
+            errors.push(InvalidKey {
+                key: "server.workers".into(),
+                problem: format!("{} is more than 1024", config.workers),
+            });
+        }
+        if !config.forward_proxy && config.routes.is_empty() {
+            errors.push(InvalidKey {
+                key: "server.forward_proxy".into(),
+                problem: "false with no [[route]]: nothing could be proxied".into(),
+            });
+        }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+impl FileServer {
+    fn listen(&self, bad: &mut impl FnMut(&str, String)) -> SocketAddr {
+        let listen_text = self.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        match listen_text.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(e) => {
+                bad(
+                    "server.listen",
+                    format!("{listen_text:?} is not an IP:port address ({e})"),
+                );
+                SocketAddr::from(([127, 0, 0, 1], 3128))
+            }
+        }
+    }
+
+    fn healthz_path(&self, bad: &mut impl FnMut(&str, String)) -> Option<String> {
+        match self.healthz_path.as_deref() {
+            None => Some(DEFAULT_HEALTHZ_PATH.to_string()),
+            Some("") => None,
+            Some(p) if p.starts_with('/') => Some(p.to_string()),
+            Some(p) => {
+                bad(
+                    "server.healthz_path",
+                    format!("{p:?} must start with '/' (or be \"\" to turn it off)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn via_name(&self, bad: &mut impl FnMut(&str, String)) -> String {
+        let via_name = self
+            .via_name
+            .clone()
+            .unwrap_or_else(|| DEFAULT_VIA_NAME.to_string());
+        if via_name.is_empty() || !via_name.bytes().all(|b| b.is_ascii_graphic()) {
+            bad(
+                "server.via_name",
+                "must be a non-empty token without spaces".into(),
+            );
+        }
+        via_name
+    }
+
+    fn io(&self, bad: &mut impl FnMut(&str, String)) -> IoChoice {
+        let io_text = self.io.as_deref().unwrap_or("auto");
+        IoChoice::parse(io_text).unwrap_or_else(|| {
+            bad(
+                "server.io",
+                format!("{io_text:?} is not one of auto, uring, epoll"),
+            );
+            IoChoice::Auto
+        })
+    }
+}
+
+impl FileLimits {
+    fn validate(&self, bad: &mut impl FnMut(&str, String)) -> Limits {
+        let l = self;
+        let limits = Limits {
+            header_bytes_max: l.header_bytes_max.unwrap_or(DEFAULT_HEADER_BYTES_MAX),
+            headers_count_max: l.headers_count_max.unwrap_or(DEFAULT_HEADERS_COUNT_MAX),
+            request_body_bytes_max: l
+                .request_body_bytes_max
+                .unwrap_or(DEFAULT_REQUEST_BODY_BYTES_MAX),
+            connections_per_shard_max: l
+                .connections_per_shard_max
+                .unwrap_or(DEFAULT_CONNECTIONS_PER_SHARD_MAX),
+            io_buffer_bytes: l.io_buffer_bytes.unwrap_or(DEFAULT_IO_BUFFER_BYTES),
+            held_bytes_max: l.held_bytes_max.unwrap_or(DEFAULT_HELD_BYTES_MAX),
+        };
+        check_range(
+            bad,
+            "limits.header_bytes_max",
+            limits.header_bytes_max,
+            256,
+            1 << 20,
+        );
+        check_range(
+            bad,
+            "limits.headers_count_max",
+            limits.headers_count_max,
+            8,
+            1000,
+        );
+        check_range(
+            bad,
+            "limits.connections_per_shard_max",
+            limits.connections_per_shard_max,
+            1,
+            1_000_000,
+        );
+        check_range(
+            bad,
+            "limits.io_buffer_bytes",
+            limits.io_buffer_bytes,
+            1024,
+            16 << 20,
+        );
+        limits
+    }
+}
+
+impl FileTimeouts {
+    fn validate(&self, bad: &mut impl FnMut(&str, String)) -> Timeouts {
+        let t = self;
+        Timeouts {
+            request_head: ms(
+                bad,
+                "timeouts.request_head_ms",
+                t.request_head_ms,
+                DEFAULT_REQUEST_HEAD_TIMEOUT_MS,
+            ),
+            client_idle: ms(
+                bad,
+                "timeouts.client_idle_ms",
+                t.client_idle_ms,
+                DEFAULT_CLIENT_IDLE_TIMEOUT_MS,
+            ),
+            upstream_connect: ms(
+                bad,
+                "timeouts.upstream_connect_ms",
+                t.upstream_connect_ms,
+                DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS,
+            ),
+            upstream_response: ms(
+                bad,
+                "timeouts.upstream_response_ms",
+                t.upstream_response_ms,
+                DEFAULT_UPSTREAM_RESPONSE_TIMEOUT_MS,
+            ),
+        }
+    }
+}
+
+impl FileUpstream {
+    fn validate(&self, bad: &mut impl FnMut(&str, String)) -> UpstreamConfig {
+        let u = self;
+        let upstream = UpstreamConfig {
+            pool_idle_per_origin_max: u
+                .pool_idle_per_origin_max
+                .unwrap_or(DEFAULT_POOL_IDLE_PER_ORIGIN_MAX),
+            pool_idle_total_max: u.pool_idle_total_max.unwrap_or(DEFAULT_POOL_IDLE_TOTAL_MAX),
+            pool_idle_timeout: ms(
+                bad,
+                "upstream.pool_idle_timeout_ms",
+                u.pool_idle_timeout_ms,
+                DEFAULT_POOL_IDLE_TIMEOUT_MS,
+            ),
+            dns_cache_ttl: ms(
+                bad,
+                "upstream.dns_cache_ttl_ms",
+                u.dns_cache_ttl_ms,
+                DEFAULT_DNS_CACHE_TTL_MS,
+            ),
+            dns_threads: u.dns_threads.unwrap_or(DEFAULT_DNS_THREADS),
+            dns_timeout: ms(
+                bad,
+                "upstream.dns_timeout_ms",
+                u.dns_timeout_ms,
+                DEFAULT_DNS_TIMEOUT_MS,
+            ),
+            dns_negative_ttl: ms(
+                bad,
+                "upstream.dns_negative_ttl_ms",
+                u.dns_negative_ttl_ms,
+                DEFAULT_DNS_NEGATIVE_TTL_MS,
+            ),
+            dns_lookups_per_client_max: u
+                .dns_lookups_per_client_max
+                .unwrap_or(DEFAULT_DNS_LOOKUPS_PER_CLIENT_MAX),
+        };
+        check_range(
+            bad,
+            "upstream.dns_lookups_per_client_max",
+            upstream.dns_lookups_per_client_max,
+            1,
+            1024,
+        );
+        check_range(bad, "upstream.dns_threads", upstream.dns_threads, 1, 256);
+        upstream
+    }
+}
+
+impl FileLog {
+    fn level(&self, bad: &mut impl FnMut(&str, String)) -> String {
+        let log_level = self.level.clone().unwrap_or_else(|| "info".into());
+        if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
+            bad(
+                "log.level",
+                format!("{log_level:?} is not one of error, warn, info, debug, trace"),
+            );
+        }
+        log_level
+    }
+}
+
+impl FileUring {
+    fn validate(&self, bad: &mut impl FnMut(&str, String)) -> UringConfig {
+        let ur = self;
+        let uring = UringConfig {
+            wait_batch: ur.wait_batch.unwrap_or(DEFAULT_URING_WAIT_BATCH),
+            min_wait_us: ur.min_wait_us.unwrap_or(DEFAULT_URING_MIN_WAIT_US),
+            entries: ur.entries.unwrap_or(DEFAULT_URING_ENTRIES),
+            buffers: ur.buffers.unwrap_or(DEFAULT_URING_BUFFERS),
+            buffer_bytes: ur.buffer_bytes.unwrap_or(DEFAULT_URING_BUFFER_BYTES),
+            fixed_files: ur.fixed_files.unwrap_or(DEFAULT_URING_FIXED_FILES),
+        };
+        if !(64..=32768).contains(&uring.entries) || !uring.entries.is_power_of_two() {
+            bad(
+                "uring.entries",
+                format!("{} is not a power of two in 64..=32768", uring.entries),
+            );
+        }
+        if !(16..=32768).contains(&uring.buffers) || !uring.buffers.is_power_of_two() {
+            bad(
+                "uring.buffers",
+                format!("{} is not a power of two in 16..=32768", uring.buffers),
+            );
+        }
+        check_range(bad, "uring.buffer_bytes", uring.buffer_bytes, 1024, 1 << 20);
+        check_range(
+            bad,
+            "uring.fixed_files",
+            uring.fixed_files as usize,
+            0,
+            65536,
+        );
+        uring
+    }
+}
+
+/// The `[[route]]` tables, in order.
+fn routes(file: &[FileRoute], bad: &mut impl FnMut(&str, String)) -> Vec<Route> {
+    let mut routes = Vec::new();
+    for (i, r) in file.iter().enumerate() {
+        match OriginUrl::parse(&r.origin) {
+            Ok(origin) => routes.push(Route {
+                host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
+                path_prefix: r.path_prefix.clone().unwrap_or_else(|| "/".into()),
+                origin,
+                preserve_host: r.preserve_host.unwrap_or(false),
+            }),
+            Err(e) => bad(&format!("route[{i}].origin"), e.to_string()),
+        }
+        if let Some(p) = &r.path_prefix
+            && !p.starts_with('/')
+        {
+            bad(
+                &format!("route[{i}].path_prefix"),
+                "must start with '/'".into(),
+            );
+        }
+    }
+    routes
+}
+
+impl FileDistill {
+    fn validate(&self, bad: &mut impl FnMut(&str, String)) -> DistillConfig {
+        use crate::distill::profile::{Choice, Profile, Rule, builtin, parse_prefix};
+        let mut profiles = builtin();
+        for (i, p) in self.profiles.iter().enumerate() {
+            let base = profiles.iter().find(|b| b.name == p.name).cloned();
+            let base = base.unwrap_or_else(|| Profile {
+                name: p.name.clone(),
+                ..builtin()[2].clone()
+            });
+            let q = p.quality.unwrap_or(base.quality);
+            if !(1..=100).contains(&q) {
+                bad(
+                    &format!("distill.profile[{i}].quality"),
+                    format!("{q} is outside 1..=100"),
+                );
+            }
+            let merged = Profile {
+                max_edge: p.max_edge.unwrap_or(base.max_edge),
+                quality: q.clamp(1, 100),
+                grayscale: p.grayscale.unwrap_or(base.grayscale),
+                flatten_animation: p.flatten_animation.unwrap_or(base.flatten_animation),
+                compress_text: p.compress_text.unwrap_or(base.compress_text),
+                ..base
+            };
+            match profiles.iter_mut().find(|b| b.name == merged.name) {
+                Some(slot) => *slot = merged,
+                None => profiles.push(merged),
+            }
+        }
+        let mut name = |key: &str, v: &Option<String>, default: &str| {
+            let n = v.clone().unwrap_or_else(|| default.to_string());
+            if !profiles.iter().any(|p| p.name == n) {
+                bad(key, format!("{n:?} is not a profile"));
+            }
+            n
+        };
+        let default = name(
+            "distill.default_profile",
+            &self.default_profile,
+            DEFAULT_DISTILL_PROFILE,
+        );
+        let save_data = name(
+            "distill.save_data_profile",
+            &self.save_data_profile,
+            DEFAULT_DISTILL_SAVE_DATA_PROFILE,
+        );
+        let slow_link = name(
+            "distill.slow_link_profile",
+            &self.slow_link_profile,
+            DEFAULT_DISTILL_SLOW_LINK_PROFILE,
+        );
+        let medium_link = name(
+            "distill.medium_link_profile",
+            &self.medium_link_profile,
+            DEFAULT_DISTILL_MEDIUM_LINK_PROFILE,
+        );
+        let mut rules = Vec::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            let client = match r.client.as_deref().map(|c| (c, parse_prefix(c))) {
+                None => None,
+                Some((_, Some(p))) => Some(p),
+                Some((c, None)) => {
+                    bad(
+                        &format!("distill.rule[{i}].client"),
+                        format!("{c:?} is not an address or prefix"),
+                    );
+                    None
+                }
+            };
+            if !profiles.iter().any(|p| p.name == r.profile) {
+                bad(
+                    &format!("distill.rule[{i}].profile"),
+                    format!("{:?} is not a profile", r.profile),
+                );
+            }
+            rules.push(Rule {
+                client,
+                user_agent: r.user_agent.clone(),
+                profile: r.profile.clone(),
+            });
+        }
+        let limits = crate::distill::image::Limits {
+            input_bytes_max: self
+                .input_bytes_max
+                .unwrap_or(DEFAULT_DISTILL_INPUT_BYTES_MAX),
+            pixels_max: self.pixels_max.unwrap_or(DEFAULT_DISTILL_PIXELS_MAX),
+            memory_bytes_max: self
+                .memory_bytes_max
+                .unwrap_or(DEFAULT_DISTILL_MEMORY_BYTES_MAX),
+            jpeg_scans_max: self
+                .jpeg_scans_max
+                .unwrap_or(DEFAULT_DISTILL_JPEG_SCANS_MAX),
+            time_max: ms(
+                bad,
+                "distill.job_time_ms",
+                self.job_time_ms,
+                DEFAULT_DISTILL_JOB_TIME_MS,
+            ),
+        };
+        let pool_threads = self.pool_threads.unwrap_or(DEFAULT_DISTILL_POOL_THREADS);
+        check_range(bad, "distill.pool_threads", pool_threads, 1, 256);
+        DistillConfig {
+            choice: Choice {
+                profiles,
+                rules,
+                default,
+                save_data,
+                slow_link,
+                medium_link,
+            },
+            limits,
+            inline_bytes_max: self
+                .inline_bytes_max
+                .unwrap_or(DEFAULT_DISTILL_INLINE_BYTES_MAX),
+            inline_pixels_max: self
+                .inline_pixels_max
+                .unwrap_or(DEFAULT_DISTILL_INLINE_PIXELS_MAX),
+            pool_threads,
+            pool_queue_max: self
+                .pool_queue_max
+                .unwrap_or(DEFAULT_DISTILL_POOL_QUEUE_MAX),
+            text_bytes_min: self
+                .text_bytes_min
+                .unwrap_or(DEFAULT_DISTILL_TEXT_BYTES_MIN),
+        }
+    }
+}
+
+impl FileCache {
+    fn validate(&self, bad: &mut impl FnMut(&str, String)) -> CacheConfig {
+        let purge_from = match &self.purge_from {
+            None => DEFAULT_CACHE_PURGE_FROM
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect(),
+            Some(list) => list
+                .iter()
+                .filter_map(|a| match a.parse() {
+                    Ok(ip) => Some(ip),
+                    Err(_) => {
+                        bad("cache.purge_from", format!("{a:?} is not an IP address"));
+                        None
+                    }
+                })
+                .collect(),
+        };
+        let cfg = CacheConfig {
+            memory_bytes: self.memory_bytes.unwrap_or(DEFAULT_CACHE_MEMORY_BYTES),
+            object_bytes_max: self
+                .object_bytes_max
+                .unwrap_or(DEFAULT_CACHE_OBJECT_BYTES_MAX),
+            collapse_wait: ms(
+                bad,
+                "cache.collapse_wait_ms",
+                self.collapse_wait_ms,
+                DEFAULT_CACHE_COLLAPSE_WAIT_MS,
+            ),
+            heuristic_percent: self
+                .heuristic_percent
+                .unwrap_or(DEFAULT_CACHE_HEURISTIC_PERCENT),
+            heuristic_max_s: self
+                .heuristic_max_s
+                .unwrap_or(DEFAULT_CACHE_HEURISTIC_MAX_S),
+            purge_from,
+        };
+        if cfg.heuristic_percent > 100 {
+            bad(
+                "cache.heuristic_percent",
+                format!("{} is more than 100", cfg.heuristic_percent),
+            );
+        }
+        if cfg.enabled() && cfg.object_bytes_max > cfg.memory_bytes {
+            bad(
+                "cache.object_bytes_max",
+                format!(
+                    "{} is more than cache.memory_bytes ({})",
+                    cfg.object_bytes_max, cfg.memory_bytes
+                ),
+            );
+        }
+        cfg
+    }
+}
+
+fn check_range(bad: &mut impl FnMut(&str, String), key: &str, v: usize, lo: usize, hi: usize) {
+    if v < lo || v > hi {
+        bad(key, format!("{v} is outside {lo}..={hi}"));
+    }
+}
+
+fn ms(bad: &mut impl FnMut(&str, String), key: &str, v: Option<u64>, default: u64) -> Duration {
+    let v = v.unwrap_or(default);
+    if v == 0 || v > 24 * 3600 * 1000 {
+        bad(key, format!("{v} ms is outside 1..=86400000"));
+    }
+    Duration::from_millis(v.max(1))
+}
