@@ -37,7 +37,7 @@ impl Buf {
 
     /// The vector to append to; consumed bytes are dropped first when they are at least
     /// half of it, so the buffer does not creep.
-    pub fn tail(&mut self) -> &mut Vec<u8> {
+    pub fn compacted_tail(&mut self) -> &mut Vec<u8> {
         if self.pos > 0 && self.pos >= self.data.len() / 2 {
             self.data.drain(..self.pos);
             self.pos = 0;
@@ -46,7 +46,7 @@ impl Buf {
     }
 
     pub fn extend(&mut self, bytes: &[u8]) {
-        self.tail().extend_from_slice(bytes);
+        self.compacted_tail().extend_from_slice(bytes);
     }
 
     /// Moves the pending bytes to the end of `dst`: a swap, not a copy, when `dst` is

@@ -383,7 +383,7 @@ impl Conn {
             }
             Response::Body { dec, enc } => {
                 if error.is_none() && dec.on_eof() {
-                    enc.finish(self.out.tail());
+                    enc.finish(self.out.compacted_tail());
                     ex.upstream_reusable = false;
                     self.complete_exchange(now);
                 } else {
@@ -718,10 +718,10 @@ impl Conn {
                 self.fail_exchange(413, &e.to_string(), now);
                 return;
             }
-            ex.req_enc.encode(data, self.up_out.tail());
+            ex.req_enc.encode(data, self.up_out.compacted_tail());
             self.inbuf.consume(n);
             if ex.req_dec.is_done() {
-                ex.req_enc.finish(self.up_out.tail());
+                ex.req_enc.finish(self.up_out.compacted_tail());
             }
         }
     }
@@ -798,9 +798,9 @@ impl Conn {
             ResponsePlan::Stream(line) => line,
         };
         ex.keep_alive = ex.keep_alive && down != DownFraming::Close && !self.client_eof;
-        let mark = self.out.tail().len();
+        let mark = self.out.compacted_tail().len();
         write_client_response(
-            self.out.tail(),
+            self.out.compacted_tail(),
             resp,
             down,
             ex.keep_alive,
@@ -810,7 +810,7 @@ impl Conn {
         );
         if ex.distill.is_some() {
             // Taken back if the body is held for a job (written later if it streams).
-            let client_head = self.out.tail().split_off(mark);
+            let client_head = self.out.compacted_tail().split_off(mark);
             let stored = cache_status.windows(6).any(|w| w == b"stored");
             ex.held = self.hold(&ex, resp, &client_head, stored, now);
             if ex.held.is_none() {
@@ -853,15 +853,15 @@ impl Conn {
                             let (head, mut body) = held.into_streamed();
                             let bytes = body.take_bytes();
                             self.out.extend(&head);
-                            enc.frame_start(bytes.len(), self.out.tail());
+                            enc.frame_start(bytes.len(), self.out.compacted_tail());
                             ex.resp_bytes += bytes.len() as u64;
                             let len = bytes.len();
                             self.out.push_shared(bytes);
-                            enc.frame_end(len, self.out.tail());
+                            enc.frame_end(len, self.out.compacted_tail());
                         }
                     }
                     if ex.held.is_none() && !ex.discard_body {
-                        enc.encode(piece, self.out.tail());
+                        enc.encode(piece, self.out.compacted_tail());
                         ex.resp_bytes += piece.len() as u64;
                     }
                     if let Some(ctx) = ex.cache.as_mut() {
@@ -884,7 +884,7 @@ impl Conn {
                 self.finish_held(now);
                 return;
             }
-            enc.finish(self.out.tail());
+            enc.finish(self.out.compacted_tail());
             self.complete_exchange(now);
         }
     }
@@ -1029,7 +1029,7 @@ impl Conn {
             content_type: b"text/html; charset=utf-8",
             extra: &extra,
         }
-        .write(self.out.tail());
+        .write(self.out.compacted_tail());
         if !keep {
             self.no_more_requests = true;
         }
@@ -1073,7 +1073,7 @@ impl Conn {
             content_type: TEXT_PLAIN,
             extra: b"",
         }
-        .write(self.out.tail());
+        .write(self.out.compacted_tail());
         if !keep_alive {
             self.no_more_requests = true;
         }

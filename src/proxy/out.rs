@@ -36,9 +36,10 @@ impl Out {
         self.len() == 0
     }
 
-    /// The vector owned bytes are appended to; they go after every shared segment.
-    pub fn tail(&mut self) -> &mut Vec<u8> {
-        self.open.tail()
+    /// The vector owned bytes are appended to (compacted first, as `Buf`'s); they go
+    /// after every shared segment.
+    pub fn compacted_tail(&mut self) -> &mut Vec<u8> {
+        self.open.compacted_tail()
     }
 
     pub fn extend(&mut self, bytes: &[u8]) {
@@ -97,7 +98,7 @@ impl Out {
     /// Moves everything queued in `other` to the end of this queue, without copying.
     pub fn take_from(&mut self, other: &mut Out) {
         if other.segs.is_empty() && self.segs.is_empty() {
-            other.open.take_into(self.open.tail());
+            other.open.take_into(self.open.compacted_tail());
             return;
         }
         self.freeze_open();
@@ -112,7 +113,7 @@ impl Out {
     /// Moves the bytes of a plain buffer to the end of this queue.
     pub fn take_from_buf(&mut self, other: &mut Buf) {
         if self.segs.is_empty() {
-            other.take_into(self.open.tail());
+            other.take_into(self.open.compacted_tail());
         } else {
             let mut v = Vec::new();
             other.take_into(&mut v);
