@@ -257,6 +257,16 @@ impl FileUpstream {
             1024,
         );
         check_range(bad, "upstream.dns_threads", upstream.dns_threads, 1, 256);
+        if upstream.dns_lookups_per_client_max >= upstream.dns_threads {
+            // One client could then hold every resolver thread.
+            bad(
+                "upstream.dns_lookups_per_client_max",
+                format!(
+                    "{} is not less than upstream.dns_threads ({})",
+                    upstream.dns_lookups_per_client_max, upstream.dns_threads
+                ),
+            );
+        }
         upstream
     }
 }

@@ -91,10 +91,12 @@ fn route_origin_form(config: &Config, head: &RequestHead, path: &str) -> Result<
         .and_then(|h| Authority::parse(h, 80).ok())
         .map(|a| a.host)
         .unwrap_or_default();
+    // "img.test." is the fully qualified spelling of "img.test".
+    let host = host.strip_suffix('.').unwrap_or(&host);
     let found = config.routes.iter().find(|r| {
         r.host
             .as_deref()
-            .is_none_or(|h| h.eq_ignore_ascii_case(&host))
+            .is_none_or(|h| h.eq_ignore_ascii_case(host))
             && path.starts_with(&r.path_prefix)
     });
     match found {
@@ -188,6 +190,10 @@ mod tests {
         );
         assert_eq!(
             port("GET /a HTTP/1.1\r\nHost: img.test:8080\r\n\r\n"),
+            (9001, "127.0.0.1:9001".into())
+        );
+        assert_eq!(
+            port("GET /a HTTP/1.1\r\nHost: img.test.\r\n\r\n"),
             (9001, "127.0.0.1:9001".into())
         );
         assert_eq!(

@@ -90,8 +90,9 @@ impl Clients {
 
 /// A client is an IPv4 address, or an IPv6 /64 (one host's share of a network).
 fn client_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
+    // An IPv4 client of a dual-stack listener arrives as ::ffff:a.b.c.d.
+    match ip.to_canonical() {
+        v4 @ IpAddr::V4(_) => v4,
         IpAddr::V6(v6) => {
             let s = v6.segments();
             IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
@@ -119,7 +120,10 @@ impl Resolver {
                 .name(format!("resolver-{i}"))
                 .spawn(move || {
                     for job in rx {
-                        let result = lookup(&job.origin);
+                        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            lookup(&job.origin)
+                        }))
+                        .unwrap_or_else(|_| Err("the lookup failed".to_string()));
                         clients.give_back(job.client);
                         let _ = job.reply.send(Answer {
                             origin: job.origin,

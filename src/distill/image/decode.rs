@@ -476,7 +476,9 @@ fn gif(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
             drawn: covered,
         });
     }
-    canvas.resize(size, 0);
+    if canvas.is_empty() {
+        canvas = vec![0u8; size];
+    }
     // Is there a second frame? Only its header is read.
     let animated = dec.next_frame_info().map_err(gif_error)?.is_some();
     Ok(Decoded {
@@ -549,7 +551,7 @@ fn paint(
             break; // the data ended early: what was painted stays
         }
         if canvas.is_empty() {
-            canvas.resize(size, 0);
+            *canvas = vec![0u8; size]; // zeroed pages: resident only where painted
         }
         let at = ((top + y as usize) * width + left) * 4;
         if let Some(dst) = canvas.get_mut(at..at + n) {

@@ -100,6 +100,12 @@ fn an_ipv6_client_is_its_slash_64() {
     let c: IpAddr = "2001:db8:1:3::1".parse().unwrap_or(IpAddr::from([0u8; 16]));
     assert_eq!(client_key(a), client_key(b));
     assert_ne!(client_key(a), client_key(c));
+    let mapped = |s: &str| s.parse::<IpAddr>().unwrap_or(IpAddr::from([0u8; 4]));
+    assert_ne!(
+        client_key(mapped("::ffff:192.0.2.1")),
+        client_key(mapped("::ffff:192.0.2.2")),
+        "IPv4 clients of a dual-stack listener are told apart"
+    );
 }
 
 #[test]
