@@ -291,6 +291,9 @@ impl Conn {
 
     pub fn on_client_written(&mut self, now: Now<'_>) {
         self.last_client = now.instant;
+        if self.ex.is_none() && !self.inbuf.is_empty() && self.out.len() < self.watermark() {
+            self.advance(now);
+        }
     }
 
     // ---- events from the upstream side -----------------------------------------------
@@ -504,6 +507,12 @@ impl Conn {
             }
             if self.ex.is_some() {
                 self.pump_request_body(now);
+                return;
+            }
+            if self.out.len() >= self.watermark() {
+                // The client has not taken what it was sent: its next pipelined request
+                // waits (`on_client_written` resumes it), so a client that reads nothing
+                // cannot have cached objects queued to it without end.
                 return;
             }
             if self.inbuf.is_empty() {
