@@ -48,8 +48,8 @@ impl HeldBudget {
     pub fn charge_until_freed(self: &Arc<Self>, bytes: Bytes) -> Bytes {
         let n = bytes.len() as u64;
         self.used.fetch_add(n, Ordering::AcqRel);
-        Bytes::from_owner(Counted {
-            bytes,
+        Bytes::from_owner(Charged {
+            data: bytes,
             charged: n,
             budget: self.clone(),
         })
@@ -144,39 +144,21 @@ impl Drop for HeldBody {
     }
 }
 
-/// Bytes counted by `charge_until_freed`.
-struct Counted {
-    bytes: Bytes,
+/// The owner of charged bytes (a held body's `Vec`, or `Bytes` made elsewhere): gives
+/// the charge back when the last reference to them is freed.
+struct Charged<T> {
+    data: T,
     charged: u64,
     budget: Arc<HeldBudget>,
 }
 
-impl AsRef<[u8]> for Counted {
+impl<T: AsRef<[u8]>> AsRef<[u8]> for Charged<T> {
     fn as_ref(&self) -> &[u8] {
-        &self.bytes
+        self.data.as_ref()
     }
 }
 
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.budget.give_back(self.charged);
-    }
-}
-
-/// The owner of bytes made from a held body: gives the charge back when freed.
-struct Charged {
-    data: Vec<u8>,
-    charged: u64,
-    budget: Arc<HeldBudget>,
-}
-
-impl AsRef<[u8]> for Charged {
-    fn as_ref(&self) -> &[u8] {
-        &self.data
-    }
-}
-
-impl Drop for Charged {
+impl<T> Drop for Charged<T> {
     fn drop(&mut self) {
         self.budget.give_back(self.charged);
     }
