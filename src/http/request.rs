@@ -155,7 +155,7 @@ fn check_host(value: &[u8]) -> Result<(), HttpError> {
     }
     let valid = std::str::from_utf8(value)
         .ok()
-        .is_some_and(|v| crate::http::target::Authority::parse(v, 80).is_ok());
+        .is_some_and(|v| crate::http::target::Authority::split(v, 80).is_ok());
     if valid {
         Ok(())
     } else {

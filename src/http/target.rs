@@ -41,6 +41,16 @@ impl Authority {
     /// literal in brackets; RFC 9110 §4.2.1: an optional non-zero port), the port
     /// defaulting to `default_port`. Anything else, userinfo included, is refused.
     pub fn parse(s: &str, default_port: u16) -> Result<Authority, HttpError> {
+        let (host, port) = Authority::split(s, default_port)?;
+        Ok(Authority {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+
+    /// Checks `host[:port]` as `parse` does and returns the host as written (without
+    /// brackets) and the port, allocating nothing: for checks on every request.
+    pub fn split(s: &str, default_port: u16) -> Result<(&str, u16), HttpError> {
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
             let end = rest
                 .find(']')
@@ -70,10 +80,7 @@ impl Authority {
                 .filter(|&p| p != 0)
                 .ok_or(HttpError::Malformed("invalid port"))?,
         };
-        Ok(Authority {
-            host: host.to_ascii_lowercase(),
-            port,
-        })
+        Ok((host, port))
     }
 
     /// The form written into a Host field: brackets around IPv6, port only if not 80.

@@ -88,11 +88,10 @@ fn route_origin_form(config: &Config, head: &RequestHead, path: &str) -> Result<
     // The Host field was checked when the head was parsed; empty matches no host.
     let host = head
         .host()
-        .and_then(|h| Authority::parse(h, 80).ok())
-        .map(|a| a.host)
-        .unwrap_or_default();
+        .and_then(|h| Authority::split(h, 80).ok())
+        .map_or("", |(host, _)| host);
     // "img.test." is the fully qualified spelling of "img.test".
-    let host = host.strip_suffix('.').unwrap_or(&host);
+    let host = host.strip_suffix('.').unwrap_or(host);
     let found = config.routes.iter().find(|r| {
         r.host
             .as_deref()
