@@ -520,7 +520,6 @@ impl Shard {
     // ---- time ------------------------------------------------------------------------
 
     fn tick(&mut self, now: Instant) {
-        upstreams::expire_lookups(self, now);
         if let Some(every) = self.cfg.stats_interval
             && now.saturating_duration_since(self.stats_logged) >= every
         {
@@ -529,19 +528,7 @@ impl Shard {
             self.stats
                 .log(self.id, "epoll", open, self.lookups.held.used());
         }
-        for ui in self.lookups.pool.expire(now) {
-            self.close_upstream(ui);
-        }
-        let ids: Vec<usize> = self.clients.iter().map(|(ci, _)| ci).collect();
-        for ci in ids {
-            let Some(c) = self.clients.get_mut(ci) else {
-                continue;
-            };
-            c.conn.on_tick(self.date.now(now));
-            if c.conn.has_actions() || c.conn.is_finished() || !c.conn.client_out().is_empty() {
-                self.pump(ci, now);
-            }
-        }
+        upstreams::tick(self, now);
     }
 }
 
@@ -579,5 +566,9 @@ impl ShardIo for Shard {
 
     fn kick(&mut self, ci: usize, now: Instant) {
         self.pump(ci, now)
+    }
+
+    fn live_clients(&self) -> Vec<usize> {
+        self.clients.iter().map(|(ci, _)| ci).collect()
     }
 }

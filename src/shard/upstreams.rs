@@ -126,6 +126,26 @@ pub trait ShardIo {
     fn close_upstream(&mut self, ui: usize);
     /// Move the client along after an event that arrived outside its own I/O.
     fn kick(&mut self, ci: usize, now: Instant);
+    /// The client slots whose connections still run (not being closed).
+    fn live_clients(&self) -> Vec<usize>;
+}
+
+/// What both drivers do every tick: lookups given up on, idle pooled connections past
+/// their time closed, and each client's timers run (moved along if that gave it work).
+pub fn tick<D: ShardIo>(d: &mut D, now: Instant) {
+    expire_lookups(d, now);
+    for ui in d.lookups().pool.expire(now) {
+        d.close_upstream(ui);
+    }
+    for ci in d.live_clients() {
+        let Some((conn, _, date)) = d.client(ci) else {
+            continue;
+        };
+        conn.on_tick(date.now(now));
+        if conn.has_actions() || conn.is_finished() || !conn.client_out().is_empty() {
+            d.kick(ci, now);
+        }
+    }
 }
 
 /// Carries out everything the connection in slot `ci` asked for.

@@ -590,7 +590,6 @@ impl Shard {
     // ---- time ------------------------------------------------------------------------
 
     fn tick(&mut self, now: Instant) {
-        upstreams::expire_lookups(self, now);
         if let Some(every) = self.cfg.stats_interval
             && now.saturating_duration_since(self.stats_logged) >= every
         {
@@ -605,24 +604,7 @@ impl Shard {
         if !self.accept_armed {
             self.arm_accept();
         }
-        for ui in self.lookups.pool.expire(now) {
-            self.close_upstream(ui);
-        }
-        let ids: Vec<usize> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| !c.io.closing)
-            .map(|(ci, _)| ci)
-            .collect();
-        for ci in ids {
-            let Some(c) = self.clients.get_mut(ci) else {
-                continue;
-            };
-            c.conn.on_tick(self.date.now(now));
-            if c.conn.has_actions() || c.conn.is_finished() || !c.conn.client_out().is_empty() {
-                self.service(ci, now);
-            }
-        }
+        upstreams::tick(self, now);
     }
 }
 

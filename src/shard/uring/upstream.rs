@@ -284,4 +284,9 @@ impl ShardIo for Shard {
     fn kick(&mut self, ci: usize, now: Instant) {
         self.service(ci, now)
     }
+
+    fn live_clients(&self) -> Vec<usize> {
+        let open = self.clients.iter().filter(|(_, c)| !c.io.closing);
+        open.map(|(ci, _)| ci).collect()
+    }
 }
