@@ -20,6 +20,20 @@ in_both_modes!(
 );
 
 const MIB: u64 = 1 << 20;
+/// The held-body budget the memory tests give the node (`limits.held_bytes_max`).
+const BUDGET: u64 = 64 * MIB;
+
+/// Resident memory grew from `before` to `after` by less than the budget plus 64 MiB
+/// (shard buffers, the allocator's own, a job at a time).
+fn within_budget(before: u64, after: u64, what: &str) {
+    let growth = after.saturating_sub(before);
+    assert!(
+        growth < BUDGET + 64 * MIB,
+        "resident memory grew by {} MiB with a {} MiB budget ({what})",
+        growth / MIB,
+        BUDGET / MIB
+    );
+}
 
 fn dir_with(files: &[(&str, Vec<u8>)]) -> std::path::PathBuf {
     let dir = temp_path("root");
@@ -49,7 +63,6 @@ fn held_bodies_stay_within_the_node_budget() {
 /// distilled. Uncounted, 20 waves kept 690 MiB.
 fn distilled_bodies_for_stalled_clients_stay_within_the_node_budget() {
     const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    const BUDGET: u64 = 64 * MIB;
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let text: Vec<u8> = (0..15 * MIB)
         .map(|_| {
@@ -88,13 +101,7 @@ fn distilled_bodies_for_stalled_clients_stay_within_the_node_budget() {
         stalled.extend(clients);
     }
     let (now, _) = rss(pid);
-    let growth = now.saturating_sub(before);
-    assert!(
-        growth < BUDGET + 64 * MIB,
-        "resident memory grew by {} MiB with a {} MiB budget ({distilled} distilled)",
-        growth / MIB,
-        BUDGET / MIB
-    );
+    within_budget(before, now, &format!("{distilled} distilled"));
     assert!(
         distilled > 0,
         "nothing was distilled: the test shows nothing"
@@ -106,7 +113,6 @@ fn distilled_bodies_for_stalled_clients_stay_within_the_node_budget() {
 /// 200 clients ask for `text` (each its own URL), with gzip, and read nothing; memory
 /// is watched for 3 s once the origin has seen every request.
 fn stalled_clients_stay_within_the_budget(text: Vec<u8>) {
-    const BUDGET: u64 = 64 * MIB;
     const CLIENTS: usize = 200;
     let dir = dir_with(&[("big.txt", text), ("small.txt", b"small".to_vec())]);
     let config = format!("[limits]\nheld_bytes_max = {BUDGET}\n");
@@ -134,13 +140,7 @@ fn stalled_clients_stay_within_the_budget(text: Vec<u8>) {
         std::thread::sleep(Duration::from_millis(100));
         peak = peak.max(rss(pid).0);
     }
-    let growth = peak.saturating_sub(before);
-    assert!(
-        growth < BUDGET + 64 * MIB,
-        "resident memory grew by {} MiB with a {} MiB budget",
-        growth / MIB,
-        BUDGET / MIB
-    );
+    within_budget(before, peak, "held bodies");
     let fresh = s.get("/small.txt");
     assert_eq!((fresh.status, fresh.text()), (200, "small".to_string()));
     drop(clients);
