@@ -17,7 +17,7 @@ use crate::cache::Store;
 use crate::cache::flight::Flight;
 use crate::config::Config;
 use crate::http::HttpError;
-use crate::http::body::{BodyDecoder, BodyEncoder, Framing};
+use crate::http::body::{BodyDecoder, BodyEncoder};
 use crate::http::request::{HeadLimits, RequestFraming, RequestHead, parse_request};
 use crate::http::response::{ResponseHead, parse_response};
 use crate::http::target::Authority;
@@ -31,12 +31,16 @@ use super::out::Out;
 use super::route::{Decision, route};
 use super::stats::Stats;
 use crate::http::target::Destination;
-use caching::{CacheCtx, Consult, ResponsePlan};
+use caching::{CacheCtx, ResponsePlan};
 pub use distilling::DistillJob;
-use distilling::{DistillCtx, Held, JobInput, Running};
+use distilling::{DistillCtx, JobInput};
+use exchange::{Exchange, Fetch, Response, ResponseBody, Sink, Stage, Upstream};
 
 mod caching;
 mod distilling;
+mod exchange;
+mod next;
+mod stored;
 
 /// The time of an event, as the driver read it once for a batch of events.
 #[derive(Debug, Clone, Copy)]
@@ -94,63 +98,6 @@ pub enum UpstreamFailure {
     Resolve { host: String, reason: String },
     #[error("cannot connect to {addr}: {reason}")]
     Connect { addr: String, reason: String },
-}
-
-#[derive(Debug)]
-enum Phase {
-    /// Waiting on another request's fetch of the same URL (collapsed).
-    Waiting {
-        since: Instant,
-        ticket: Ticket,
-    },
-    /// The response is being distilled on the job pool; `input` is the body.
-    Distilling {
-        input: bytes::Bytes,
-        since: Instant,
-        ticket: Ticket,
-    },
-    Acquiring {
-        since: Instant,
-    },
-    Attached,
-}
-
-#[derive(Debug)]
-enum Response {
-    AwaitHead,
-    Body { dec: BodyDecoder, enc: BodyEncoder },
-}
-
-/// One request and its response.
-#[derive(Debug)]
-struct Exchange {
-    head: RequestHead,
-    dest: Destination,
-    origin: Authority,
-    cache: Option<Box<CacheCtx>>,
-    distill: Option<Box<DistillCtx>>,
-    /// The response body held for a distillation job instead of streamed.
-    held: Option<Box<Held>>,
-    running: Option<Box<Running>>,
-    /// A stored object to distil once the origin's body is drained (after a 304).
-    pending_job: Option<(Arc<crate::cache::Object>, crate::distill::Work)>,
-    /// The cache answered; the origin's body is read to keep the connection and dropped.
-    discard_body: bool,
-    started: Instant,
-    keep_alive: bool,
-    up_head: Vec<u8>,
-    req_dec: BodyDecoder,
-    req_enc: BodyEncoder,
-    req_bytes: u64,
-    phase: Phase,
-    reused: bool,
-    retried: bool,
-    resp_buf: Vec<u8>,
-    resp: Response,
-    upstream_reusable: bool,
-    status: u16,
-    resp_bytes: u64,
-    last_upstream: Instant,
 }
 
 pub struct Conn {
@@ -252,10 +199,7 @@ impl Conn {
     }
 
     pub fn wants_upstream_read(&self) -> bool {
-        self.ex
-            .as_ref()
-            .is_some_and(|ex| matches!(ex.phase, Phase::Attached))
-            && self.out.len() < self.watermark()
+        self.ex.as_ref().is_some_and(|ex| ex.is_attached()) && self.out.len() < self.watermark()
     }
 
     /// The client connection should be closed now.
@@ -278,7 +222,7 @@ impl Conn {
 
     pub fn on_client_eof(&mut self, now: Now<'_>) {
         self.client_eof = true;
-        let body_unfinished = self.ex.as_ref().is_some_and(|ex| !ex.req_dec.is_done());
+        let body_unfinished = self.ex.as_ref().is_some_and(|ex| !ex.body.dec.is_done());
         if body_unfinished {
             // The request can never be completed: drop it and the origin connection.
             self.actions.push_back(Action::CloseUpstream);
@@ -299,20 +243,21 @@ impl Conn {
     // ---- events from the upstream side -----------------------------------------------
 
     pub fn on_upstream_ready(&mut self, reused: bool, now: Now<'_>) {
-        let Some(ex) = self.ex.as_mut() else {
+        let Some(fetch) = self.ex.as_mut().and_then(|ex| ex.fetch_mut()) else {
             self.actions.push_back(Action::CloseUpstream);
             return;
         };
-        ex.phase = Phase::Attached;
-        ex.reused = reused;
-        ex.last_upstream = now.instant;
+        fetch.upstream = Upstream::Attached {
+            reused,
+            last_active: now.instant,
+        };
         if reused {
             self.stats.upstream_reuses.incr();
         } else {
             self.stats.upstream_connects.incr();
         }
         self.up_out.clear();
-        self.up_out.extend(&ex.up_head);
+        self.up_out.extend(&fetch.up_head);
         self.pump_request_body(now);
     }
 
@@ -326,23 +271,24 @@ impl Conn {
     }
 
     pub fn on_upstream_written(&mut self, now: Now<'_>) {
-        if let Some(ex) = self.ex.as_mut() {
-            ex.last_upstream = now.instant;
+        if let Some(fetch) = self.ex.as_mut().and_then(|ex| ex.fetch_mut()) {
+            fetch.touch(now.instant);
         }
         self.pump_request_body(now);
     }
 
     pub fn on_upstream_data(&mut self, data: &[u8], now: Now<'_>) {
-        let Some(ex) = self.ex.as_mut() else {
+        let Some(fetch) = self.ex.as_mut().and_then(|ex| ex.fetch_mut()) else {
             return;
         };
-        ex.last_upstream = now.instant;
-        if matches!(ex.resp, Response::Body { .. }) {
-            self.feed_body(data, now);
-            return;
+        fetch.touch(now.instant);
+        match &mut fetch.response {
+            Response::Body(_) => self.feed_body(data, now),
+            Response::AwaitHead { buf } => {
+                buf.extend_from_slice(data);
+                self.parse_response_head(now);
+            }
         }
-        ex.resp_buf.extend_from_slice(data);
-        self.parse_response_head(now);
     }
 
     /// The origin ended its stream (`error` = None) or the connection failed.
@@ -350,44 +296,42 @@ impl Conn {
         let Some(ex) = self.ex.as_mut() else {
             return;
         };
-        match &mut ex.resp {
-            Response::AwaitHead => {
-                let retry_safe = ex.reused
-                    && !ex.retried
-                    && !ex.head.has_body()
-                    && ex.resp_buf.is_empty()
-                    && matches!(ex.phase, Phase::Attached);
+        let has_body = ex.head.has_body();
+        let origin = ex.dest.origin.clone();
+        let Some(fetch) = ex.fetch_mut() else {
+            return;
+        };
+        match &mut fetch.response {
+            Response::AwaitHead { buf } => {
+                let reused = matches!(fetch.upstream, Upstream::Attached { reused: true, .. });
+                let retry_safe = reused && !fetch.retried && !has_body && buf.is_empty();
                 if retry_safe {
                     // A pooled connection the origin had already closed: nothing was
                     // processed, so the request is sent again on a fresh connection.
                     self.stats.upstream_retries.incr();
-                    ex.retried = true;
-                    ex.phase = Phase::Acquiring { since: now.instant };
+                    fetch.retried = true;
+                    fetch.upstream = Upstream::Acquiring { since: now.instant };
                     self.up_out.clear();
                     self.actions.push_back(Action::CloseUpstream);
                     self.actions.push_back(Action::Acquire {
-                        origin: ex.origin.clone(),
+                        origin,
                         pooled_ok: false,
                     });
                     return;
                 }
                 self.stats.upstream_errors.incr();
                 let detail = match error {
-                    Some(e) => format!(
-                        "connection to origin {} failed before a response: {e}",
-                        ex.origin
-                    ),
-                    None => format!(
-                        "origin {} closed the connection without a response",
-                        ex.origin
-                    ),
+                    Some(e) => {
+                        format!("connection to origin {origin} failed before a response: {e}")
+                    }
+                    None => format!("origin {origin} closed the connection without a response"),
                 };
                 self.fail_exchange(502, &detail, now);
             }
-            Response::Body { dec, enc } => {
-                if error.is_none() && dec.on_eof() {
-                    enc.finish(self.out.compacted_tail());
-                    ex.upstream_reusable = false;
+            Response::Body(body) => {
+                if error.is_none() && body.dec.on_eof() {
+                    body.enc.finish(self.out.compacted_tail());
+                    body.reusable = false;
                     self.complete_exchange(now);
                 } else {
                     let why = error.unwrap_or("origin closed the connection mid-body");
@@ -402,12 +346,12 @@ impl Conn {
     /// earlier wait (the exchange gave up on it, or has ended) changes nothing.
     pub fn on_wait_over(&mut self, ticket: Ticket, now: Now<'_>) {
         let Some(ex) = self.ex.take() else { return };
-        match ex.phase {
-            Phase::Waiting { ticket: t, .. } if t == ticket => {
+        match &ex.stage {
+            Stage::Waiting { ticket: t, .. } if *t == ticket => {
                 self.resume_after_wait(*ex, now);
                 self.advance(now);
             }
-            Phase::Distilling { ticket: t, .. } if t == ticket => self.on_job_done(ex, now),
+            Stage::Distilling(job) if job.ticket == ticket => self.on_job_done(ex, now),
             _ => self.ex = Some(ex),
         }
     }
@@ -440,9 +384,9 @@ impl Conn {
             }
             return;
         };
-        match ex.phase {
-            Phase::Waiting { since, .. } => {
-                if t.saturating_duration_since(since) >= self.cfg.cache.collapse_wait {
+        match &ex.stage {
+            Stage::Waiting { since, .. } => {
+                if t.saturating_duration_since(*since) >= self.cfg.cache.collapse_wait {
                     // The fetch waited on is taking too long: fetch for ourselves.
                     if let Some(ex) = self.ex.take() {
                         self.resume_after_wait(*ex, now);
@@ -450,37 +394,44 @@ impl Conn {
                     }
                 }
             }
-            Phase::Distilling { since, .. } => {
+            Stage::Distilling(job) => {
                 // A job is bounded by its own time limit once it runs; this bounds the
                 // wait in the pool's queue too.
                 let deadline = self.cfg.distill.limits.time_max * 2;
-                if t.saturating_duration_since(since) >= deadline
+                if t.saturating_duration_since(job.since) >= deadline
                     && let Some(ex) = self.ex.take()
                 {
                     self.on_job_overdue(ex, now);
                 }
             }
-            Phase::Acquiring { since } => {
-                if t.saturating_duration_since(since) >= to.upstream_connect {
+            Stage::Fetching(Fetch {
+                upstream: Upstream::Acquiring { since },
+                ..
+            }) => {
+                if t.saturating_duration_since(*since) >= to.upstream_connect {
                     self.stats.upstream_timeouts.incr();
-                    let detail = format!("connecting to origin {} timed out", ex.origin);
+                    let detail = format!("connecting to origin {} timed out", ex.origin());
                     self.fail_exchange(504, &detail, now);
                 }
             }
-            Phase::Attached => {
-                let waiting_on_client = (!ex.req_dec.is_done() && self.up_out.is_empty())
+            Stage::Fetching(Fetch {
+                upstream: Upstream::Attached { last_active, .. },
+                ..
+            }) => {
+                let waiting_on_client = (!ex.body.dec.is_done() && self.up_out.is_empty())
                     || self.out.len() >= self.watermark();
                 if waiting_on_client {
                     if client_idle {
                         self.stats.client_timeouts.incr();
                         self.truncate("client stalled");
                     }
-                } else if t.saturating_duration_since(ex.last_upstream) >= to.upstream_response {
+                } else if t.saturating_duration_since(*last_active) >= to.upstream_response {
                     self.stats.upstream_timeouts.incr();
-                    let detail = format!("origin {} did not answer in time", ex.origin);
+                    let detail = format!("origin {} did not answer in time", ex.origin());
                     self.fail_exchange(504, &detail, now);
                 }
             }
+            Stage::Answering => {}
         }
     }
 
@@ -574,54 +525,8 @@ impl Conn {
         }
         let mut dest = dest;
         let distill = self.distill_ctx(&head, &mut dest);
-        let consult = self.consult_cache(&head, &dest, distill.as_deref(), false, now);
-        self.act_on(consult, head, dest, distill, now);
-    }
-
-    fn act_on(
-        &mut self,
-        consult: Consult,
-        head: RequestHead,
-        dest: Destination,
-        distill: Option<Box<DistillCtx>>,
-        now: Now<'_>,
-    ) {
-        match consult {
-            Consult::Answered => {}
-            Consult::Fetch(ctx) => self.start_fetch(head, dest, ctx, distill, now),
-            Consult::Wait(ctx, flight) => {
-                let mut ex = self.exchange(head, dest, Some(ctx), now);
-                ex.distill = distill;
-                let ticket = self.ticket();
-                ex.phase = Phase::Waiting {
-                    since: now.instant,
-                    ticket,
-                };
-                self.ex = Some(ex);
-                self.actions
-                    .push_back(Action::AwaitFlight(FlightWait(flight), ticket));
-            }
-            Consult::DistillStored(object, work) => {
-                let mut ex = self.exchange(head, dest, None, now);
-                ex.distill = distill;
-                self.start_job(ex, JobInput::Stored { object, work }, now);
-            }
-        }
-    }
-
-    /// After a wait on another request's fetch: answered from the cache now, or fetched
-    /// by this request (it does not wait twice).
-    fn resume_after_wait(&mut self, ex: Exchange, now: Now<'_>) {
-        let Exchange {
-            head,
-            dest,
-            distill,
-            ..
-        } = ex;
-        match self.consult_cache(&head, &dest, distill.as_deref(), true, now) {
-            Consult::Wait(ctx, _) => self.start_fetch(head, dest, Some(ctx), distill, now),
-            other => self.act_on(other, head, dest, distill, now),
-        }
+        let next = self.consult_cache(&head, &dest, distill.as_deref(), false, now);
+        self.go(next, head, dest, distill, now);
     }
 
     /// Sends the request upstream (asks the driver for a connection).
@@ -637,69 +542,34 @@ impl Conn {
             // The body is within limits, so ask for it; Expect is not forwarded.
             self.out.extend(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
-        let mut ex = self.exchange(head, dest, cache, now);
-        ex.distill = distill;
         let id = Identity {
             via_name: &self.cfg.via_name,
             x_forwarded_for: self.cfg.x_forwarded_for,
         };
-        let revalidate = Conn::revalidation(ex.cache.as_deref()).map(|o| Validators {
+        let revalidate = Conn::revalidation(cache.as_deref()).map(|o| Validators {
             etag: o.etag(),
             last_modified: o.last_modified(),
         });
-        write_upstream_request(
-            &mut ex.up_head,
-            &ex.head,
-            &ex.dest,
-            &self.peer_ip,
-            id,
-            revalidate,
-        );
+        let mut up_head = Vec::with_capacity(256 + head.fields().count() * 32);
+        write_upstream_request(&mut up_head, &head, &dest, &self.peer_ip, id, revalidate);
         self.actions.push_back(Action::Acquire {
-            origin: ex.origin.clone(),
+            origin: dest.origin.clone(),
             pooled_ok: true,
         });
-        self.ex = Some(ex);
-    }
-
-    fn exchange(
-        &self,
-        head: RequestHead,
-        dest: Destination,
-        cache: Option<Box<CacheCtx>>,
-        now: Now<'_>,
-    ) -> Box<Exchange> {
-        let (req_dec, req_enc) = match head.framing {
-            RequestFraming::None => (BodyDecoder::new(Framing::None), BodyEncoder::Raw),
-            RequestFraming::Length(n) => (BodyDecoder::new(Framing::Length(n)), BodyEncoder::Raw),
-            RequestFraming::Chunked => (BodyDecoder::new(Framing::Chunked), BodyEncoder::Chunked),
-        };
-        Box::new(Exchange {
-            keep_alive: head.wants_keep_alive(),
-            up_head: Vec::with_capacity(256 + head.fields().count() * 32),
+        let fetch = Stage::Fetching(Fetch {
+            up_head,
+            upstream: Upstream::Acquiring { since: now.instant },
+            retried: false,
+            response: Response::AwaitHead { buf: Vec::new() },
+        });
+        self.ex = Some(Exchange::new(
             head,
-            origin: dest.origin.clone(),
             dest,
             cache,
-            distill: None,
-            held: None,
-            running: None,
-            pending_job: None,
-            discard_body: false,
-            started: now.instant,
-            req_dec,
-            req_enc,
-            req_bytes: 0,
-            phase: Phase::Acquiring { since: now.instant },
-            reused: false,
-            retried: false,
-            resp_buf: Vec::new(),
-            resp: Response::AwaitHead,
-            upstream_reusable: false,
-            status: 0,
-            resp_bytes: 0,
-            last_upstream: now.instant,
-        })
+            distill,
+            fetch,
+            now.instant,
+        ));
     }
 
     /// Moves request body bytes from the client's input to the origin's output, as far
@@ -708,11 +578,12 @@ impl Conn {
         let watermark = self.watermark();
         let max = self.cfg.limits.request_body_bytes_max;
         let Some(ex) = self.ex.as_mut() else { return };
-        if !matches!(ex.phase, Phase::Attached) {
+        if !ex.is_attached() {
             return;
         }
-        while !ex.req_dec.is_done() && self.up_out.len() < watermark && !self.inbuf.is_empty() {
-            let (n, data) = match ex.req_dec.decode(self.inbuf.pending()) {
+        let body = &mut ex.body;
+        while !body.dec.is_done() && self.up_out.len() < watermark && !self.inbuf.is_empty() {
+            let (n, data) = match body.dec.decode(self.inbuf.pending()) {
                 Ok(step) => step,
                 Err(e) => {
                     self.stats.bad_requests.incr();
@@ -721,16 +592,16 @@ impl Conn {
                     return;
                 }
             };
-            ex.req_bytes += data.len() as u64;
-            if ex.req_bytes > max {
+            body.bytes += data.len() as u64;
+            if body.bytes > max {
                 let e = HttpError::BodyTooLarge { limit: max };
                 self.fail_exchange(413, &e.to_string(), now);
                 return;
             }
-            ex.req_enc.encode(data, self.up_out.compacted_tail());
+            body.enc.encode(data, self.up_out.compacted_tail());
             self.inbuf.consume(n);
-            if ex.req_dec.is_done() {
-                ex.req_enc.finish(self.up_out.compacted_tail());
+            if body.dec.is_done() {
+                body.enc.finish(self.up_out.compacted_tail());
             }
         }
     }
@@ -740,28 +611,36 @@ impl Conn {
     fn parse_response_head(&mut self, now: Now<'_>) {
         let limits = self.head_limits();
         let Some(ex) = self.ex.as_mut() else { return };
+        let head_only = ex.head.is_head();
+        let origin = &ex.dest.origin;
+        let Some(Fetch {
+            response: Response::AwaitHead { buf },
+            ..
+        }) = ex.stage.fetch_mut()
+        else {
+            return;
+        };
         loop {
-            let parsed = parse_response(&ex.resp_buf, limits, ex.head.is_head());
-            match parsed {
+            match parse_response(buf, limits, head_only) {
                 Ok(None) => return,
                 Err(e) => {
                     self.stats.upstream_errors.incr();
-                    let detail = format!("invalid response from origin {}: {e}", ex.origin);
+                    let detail = format!("invalid response from origin {origin}: {e}");
                     self.fail_exchange(502, &detail, now);
                     return;
                 }
                 Ok(Some((resp, n))) if resp.is_informational() => {
                     if resp.status == 101 {
-                        let detail = format!("origin {} switched protocols unasked", ex.origin);
+                        let detail = format!("origin {origin} switched protocols unasked");
                         self.fail_exchange(502, &detail, now);
                         return;
                     }
                     // 100 was already answered by the proxy; other 1xx are advisory.
-                    ex.resp_buf.drain(..n);
+                    buf.drain(..n);
                 }
                 Ok(Some((resp, n))) => {
-                    let rest = ex.resp_buf.split_off(n);
-                    ex.resp_buf = Vec::new();
+                    let rest = buf.split_off(n);
+                    *buf = Vec::new();
                     self.start_response(&resp, now);
                     self.feed_body(&rest, now);
                     return;
@@ -780,32 +659,51 @@ impl Conn {
             }
             None => ResponsePlan::Stream(Vec::new()),
         };
-        ex.status = resp.status;
-        ex.upstream_reusable = resp.origin_keeps_alive();
-        let minor = ex.head.minor_version;
-        let down = DownFraming::choose(resp.framing, minor);
-        let cache_status = match plan {
+        let (sink, enc) = match plan {
             ResponsePlan::FromStore(object, how) => {
                 // Distilled from the stored object once the origin's (empty or error)
                 // body is drained, when this request has a profile that applies.
-                match ex
+                let work = ex
                     .distill
                     .as_deref()
-                    .and_then(|d| self.work_on_stored(d, &object))
-                {
-                    Some(work) => ex.pending_job = Some((object, work)),
-                    None => self.serve_stored(&ex.head, &object, how, now),
-                }
-                ex.discard_body = true;
-                ex.resp = Response::Body {
-                    dec: BodyDecoder::new(resp.framing),
-                    enc: BodyEncoder::Raw,
+                    .and_then(|d| self.work_on_stored(d, &object));
+                let then = match work {
+                    Some(work) => Some((object, work)),
+                    None => {
+                        self.serve_stored(&ex.head, &object, how, now);
+                        None
+                    }
                 };
-                self.ex = Some(ex);
-                return;
+                (Sink::Discard { then }, BodyEncoder::Raw)
             }
-            ResponsePlan::Stream(line) => line,
+            ResponsePlan::Stream(cache_status) => {
+                self.start_client_response(&mut ex, resp, &cache_status, now)
+            }
         };
+        if let Some(fetch) = ex.fetch_mut() {
+            fetch.response = Response::Body(ResponseBody {
+                status: resp.status,
+                dec: BodyDecoder::new(resp.framing),
+                enc,
+                sent: 0,
+                reusable: resp.origin_keeps_alive(),
+                sink,
+            });
+        }
+        self.ex = Some(ex);
+    }
+
+    /// Writes the client's response head (or keeps it aside when the body is held for a
+    /// job): where the origin's body goes, and how it is framed.
+    fn start_client_response(
+        &mut self,
+        ex: &mut Exchange,
+        resp: &ResponseHead,
+        cache_status: &[u8],
+        now: Now<'_>,
+    ) -> (Sink, BodyEncoder) {
+        let minor = ex.head.minor_version;
+        let down = DownFraming::choose(resp.framing, minor);
         ex.keep_alive = ex.keep_alive && down != DownFraming::Close && !self.client_eof;
         let mark = self.out.compacted_tail().len();
         write_client_response(
@@ -815,15 +713,16 @@ impl Conn {
             ex.keep_alive,
             minor,
             &self.cfg.via_name,
-            &cache_status,
+            cache_status,
         );
+        let mut sink = Sink::Client;
         if ex.distill.is_some() {
             // Taken back if the body is held for a job (written later if it streams).
             let client_head = self.out.compacted_tail().split_off(mark);
             let stored = cache_status.windows(6).any(|w| w == b"stored");
-            ex.held = self.hold(&ex, resp, &client_head, stored, now);
-            if ex.held.is_none() {
-                self.out.extend(&client_head);
+            match self.hold(ex, resp, &client_head, stored, now) {
+                Some(held) => sink = Sink::Held(held),
+                None => self.out.extend(&client_head),
             }
         }
         let enc = if down == DownFraming::Chunked {
@@ -831,11 +730,7 @@ impl Conn {
         } else {
             BodyEncoder::Raw
         };
-        ex.resp = Response::Body {
-            dec: BodyDecoder::new(resp.framing),
-            enc,
-        };
-        self.ex = Some(ex);
+        (sink, enc)
     }
 
     fn feed_body(&mut self, data: &[u8], now: Now<'_>) {
@@ -845,33 +740,27 @@ impl Conn {
         // limits, all connections together at most `limits.held_bytes_max` (past it the
         // response streams, unheld or unstored).
         let Some(ex) = self.ex.as_mut() else { return };
-        let Response::Body { dec, enc } = &mut ex.resp else {
+        let Some(Fetch {
+            response: Response::Body(body),
+            ..
+        }) = ex.stage.fetch_mut()
+        else {
             return;
         };
         let mut at = 0;
-        while at < data.len() && !dec.is_done() {
-            match dec.decode(&data[at..]) {
+        while at < data.len() && !body.dec.is_done() {
+            match body.dec.decode(&data[at..]) {
                 Ok((n, piece)) => {
-                    if let Some(held) = ex.held.as_mut()
-                        && !held.add(piece, hold_limit)
-                    {
+                    let keeps_holding = match &mut body.sink {
+                        Sink::Held(held) => held.add(piece, hold_limit),
+                        _ => true,
+                    };
+                    if !keeps_holding {
                         // Too large to distil after all: stream what was held, and on.
-                        if let Some(held) = ex.held.take() {
-                            // Queued as it is: it stays charged to the node's budget
-                            // until the client has taken it.
-                            let (head, mut body) = held.into_streamed();
-                            let bytes = body.take_bytes();
-                            self.out.extend(&head);
-                            enc.frame_start(bytes.len(), self.out.compacted_tail());
-                            ex.resp_bytes += bytes.len() as u64;
-                            let len = bytes.len();
-                            self.out.push_shared(bytes);
-                            enc.frame_end(len, self.out.compacted_tail());
-                        }
+                        body.stream_held(&mut self.out);
                     }
-                    if ex.held.is_none() && !ex.discard_body {
-                        enc.encode(piece, self.out.compacted_tail());
-                        ex.resp_bytes += piece.len() as u64;
+                    if matches!(body.sink, Sink::Client) {
+                        body.stream(piece, &mut self.out);
                     }
                     if let Some(ctx) = ex.cache.as_mut() {
                         ctx.capture_body(piece, max);
@@ -885,15 +774,15 @@ impl Conn {
                 }
             }
         }
-        if dec.is_done() {
+        if body.dec.is_done() {
             if at < data.len() {
-                ex.upstream_reusable = false; // bytes past the end: the stream is unsound
+                body.reusable = false; // bytes past the end: the stream is unsound
             }
-            if ex.held.is_some() {
+            if matches!(body.sink, Sink::Held(_)) {
                 self.finish_held(now);
                 return;
             }
-            enc.finish(self.out.compacted_tail());
+            body.enc.finish(self.out.compacted_tail());
             self.complete_exchange(now);
         }
     }
@@ -908,14 +797,15 @@ impl Conn {
         }
         // The flight (if this request led one) ends here: waiters find the original.
         ex.cache = None;
-        let Some(held) = ex.held.take() else { return };
+        let Some(held) = ex.take_held() else { return };
         self.start_job(ex, JobInput::Fetched(held), now);
     }
 
     /// Gives the origin connection back to the pool, or closes it.
     fn release_upstream(&mut self, ex: &mut Exchange) {
-        let request_done = ex.req_dec.is_done();
-        if ex.upstream_reusable && request_done && self.up_out.is_empty() {
+        let request_done = ex.body.dec.is_done();
+        let reusable = ex.response_body().is_some_and(|b| b.reusable);
+        if reusable && request_done && self.up_out.is_empty() {
             self.actions.push_back(Action::Release);
         } else {
             self.actions.push_back(Action::CloseUpstream);
@@ -937,19 +827,20 @@ impl Conn {
         if !ex.keep_alive {
             self.no_more_requests = true;
         }
-        if let Some((object, work)) = ex.pending_job.take() {
+        if let Some((object, work)) = ex.take_pending_job() {
             ex.cache = None; // the flight ends: the refreshed original is stored
             self.start_job(ex, JobInput::Stored { object, work }, now);
             return;
         }
-        if !ex.discard_body {
+        let streamed = ex.response_body().filter(|b| !b.discards());
+        if let Some(body) = streamed {
             self.log_access(
                 &ex.head,
-                ex.status,
-                ex.resp_bytes,
+                body.status,
+                body.sent,
                 ex.started,
                 now,
-                Some(&ex.origin),
+                Some(ex.origin()),
             );
         }
         drop(ex);
@@ -961,8 +852,9 @@ impl Conn {
     fn truncate(&mut self, why: &str) {
         self.stats.truncated_responses.incr();
         if let Some(ex) = self.ex.take() {
-            tracing::warn!(client = %self.peer, origin = %ex.origin, target = ex.head.target(),
-                sent = ex.resp_bytes, "response truncated: {why}");
+            let sent = ex.response_body().map_or(0, |b| b.sent);
+            tracing::warn!(client = %self.peer, origin = %ex.origin(), target = ex.head.target(),
+                sent, "response truncated: {why}");
         }
         self.actions.push_back(Action::CloseUpstream);
         self.reset = true;
@@ -971,7 +863,7 @@ impl Conn {
     /// The exchange failed before its response started: answer with `status`.
     fn fail_exchange(&mut self, status: u16, detail: &str, now: Now<'_>) {
         let Some(ex) = self.ex.take() else { return };
-        if matches!(ex.resp, Response::Body { .. }) {
+        if ex.response_body().is_some() {
             self.ex = Some(ex);
             self.truncate(detail);
             return;
@@ -989,7 +881,7 @@ impl Conn {
             return;
         }
         tracing::warn!(client = %self.peer, target = ex.head.target(), "{status}: {detail}");
-        let keep = ex.keep_alive && ex.req_dec.is_done() && !matches!(status, 400 | 413);
+        let keep = ex.keep_alive && ex.body.dec.is_done() && !matches!(status, 400 | 413);
         let body = error_body(status, detail);
         self.write_local(
             status,
@@ -1005,7 +897,7 @@ impl Conn {
             body.len() as u64,
             ex.started,
             now,
-            Some(&ex.origin),
+            Some(ex.origin()),
         );
         self.advance(now);
     }

@@ -8,22 +8,24 @@
 use std::sync::Arc;
 
 use crate::cache::Object;
+use crate::cache::Store;
 use crate::cache::control::CacheControl;
-use crate::cache::flight::{Flight, FlightGuard};
+use crate::cache::flight::FlightGuard;
 use crate::cache::freshness::{Heuristic, Times, Verdict, storable, usable_on_error, verdict};
 use crate::cache::key;
 use crate::cache::object::{Build, Fields, read_times};
 use crate::cache::store::{Fetch, Found};
 use crate::http::body::Framing;
-use crate::http::headers::{list_items, trim, write_decimal, write_field};
+use crate::http::headers::{list_items, trim};
 use crate::http::request::RequestHead;
 use crate::http::response::ResponseHead;
 
 use super::super::held::HeldBody;
 
-use super::super::heads::write_connection;
 use super::distilling::DistillCtx;
-use super::{Conn, Now};
+use super::next::Next;
+use super::stored::{Served, cache_status_line};
+use super::{Conn, Now, error_body};
 use crate::http::target::Destination;
 
 /// A request's dealings with the cache while it is forwarded.
@@ -50,38 +52,10 @@ struct Capture {
     body: HeldBody,
 }
 
-/// What a request does after consulting the cache.
-pub(super) enum Consult {
-    /// Answered from the cache; nothing goes upstream.
-    Answered,
-    Fetch(Option<Box<CacheCtx>>),
-    /// Another request is fetching this URL: wait on its flight.
-    Wait(Box<CacheCtx>, Arc<Flight>),
-    /// A fresh stored original to distil for this request.
-    DistillStored(Arc<Object>, crate::distill::Work),
-}
-
 impl std::fmt::Debug for Found {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Found({})", self.key)
     }
-}
-
-/// How a response from the cache is described in Cache-Status.
-#[derive(Clone, Copy)]
-pub(super) enum Served {
-    Hit,
-    /// Made here from what the origin (`fwd`) sent: a distilled response.
-    Made {
-        fwd: &'static str,
-        stored: bool,
-    },
-    /// Stale, served while another request revalidates it (RFC 5861).
-    StaleWhileRevalidate,
-    /// Revalidated with the origin just now (it answered 304).
-    Revalidated,
-    /// The origin failed and the stale response is allowed on error (RFC 5861).
-    StaleIfError,
 }
 
 impl CacheCtx {
@@ -97,8 +71,9 @@ impl CacheCtx {
 }
 
 impl Conn {
-    /// Decides how `head` (routed to `dest`) uses the cache. `waited` is true when the
-    /// request already waited on a flight: it does not wait twice.
+    /// Decides where `head` (routed to `dest`) goes: the cache or the origin, or it
+    /// waits on another request's fetch. `waited` is true when the request already
+    /// waited on a flight: it does not wait twice.
     pub(super) fn consult_cache(
         &mut self,
         head: &RequestHead,
@@ -106,84 +81,111 @@ impl Conn {
         distill: Option<&DistillCtx>,
         waited: bool,
         now: Now<'_>,
-    ) -> Consult {
+    ) -> Next {
         let Some(store) = self.cache.clone() else {
-            return Consult::Fetch(None);
+            return Next::Origin(None);
         };
         let method = head.method();
         let readable = matches!(method, "GET" | "HEAD") && !head.has_body();
         if !readable {
-            return Consult::Fetch(Some(self.cache_ctx(head, dest, "bypass", now)));
+            return Next::Origin(Some(self.cache_ctx(head, dest, "bypass", now)));
         }
         let mut ctx = self.cache_ctx(head, dest, "miss", now);
         if ctx.had_authorization {
             // Never answer an authenticated request from the shared store.
             ctx.fwd = "bypass";
-            return Consult::Fetch(Some(ctx));
+            return Next::Origin(Some(ctx));
         }
-        if let Some(d) = distill
-            && let Some(found) = store.lookup(&d.variant_key(&ctx.primary), head.fields())
-        {
-            let o = &found.object;
-            let fresh = verdict(&ctx.req_cc, &o.control, o.lifetime, o.age(now.unix_secs));
-            if matches!(fresh, Verdict::Fresh | Verdict::StaleAccepted) {
+        if let Some(next) = self.fresh_variant(&store, head, &ctx, distill, now) {
+            return next;
+        }
+        let ctx = match self.stored_original(&store, head, ctx, distill, now) {
+            Ok(next) => return next,
+            Err(ctx) => ctx,
+        };
+        self.stats.cache_misses.incr();
+        if ctx.req_cc.only_if_cached {
+            return Next::Local(504, error_body(504, "not in the cache (only-if-cached)"));
+        }
+        if method == "HEAD" {
+            return Next::Origin(Some(ctx)); // a HEAD response is never stored
+        }
+        self.join_flight(&store, ctx, waited)
+    }
+
+    /// This client's distilled variant, when one is stored and usable. A stale one is
+    /// made again from the original (which is what gets revalidated).
+    fn fresh_variant(
+        &self,
+        store: &Store,
+        head: &RequestHead,
+        ctx: &CacheCtx,
+        distill: Option<&DistillCtx>,
+        now: Now<'_>,
+    ) -> Option<Next> {
+        let found = store.lookup(&distill?.variant_key(&ctx.primary), head.fields())?;
+        let o = &found.object;
+        let fresh = verdict(&ctx.req_cc, &o.control, o.lifetime, o.age(now.unix_secs));
+        if !matches!(fresh, Verdict::Fresh | Verdict::StaleAccepted) {
+            return None;
+        }
+        self.stats.cache_hits.incr();
+        Some(Next::Stored(found.object, Served::Hit))
+    }
+
+    /// The stored original: served (or distilled) when usable, revalidated by this
+    /// request while others are served it stale, or else (`Err`) a miss, remembered in
+    /// the context when it is to be revalidated.
+    fn stored_original(
+        &self,
+        store: &Store,
+        head: &RequestHead,
+        mut ctx: Box<CacheCtx>,
+        distill: Option<&DistillCtx>,
+        now: Now<'_>,
+    ) -> Result<Next, Box<CacheCtx>> {
+        let Some(found) = store.lookup(&ctx.primary, head.fields()) else {
+            return Err(ctx);
+        };
+        let o = &found.object;
+        let age = o.age(now.unix_secs);
+        match verdict(&ctx.req_cc, &o.control, o.lifetime, age) {
+            Verdict::Fresh | Verdict::StaleAccepted => {
                 self.stats.cache_hits.incr();
-                self.serve_stored(head, o, Served::Hit, now);
-                return Consult::Answered;
+                Ok(match distill.and_then(|d| self.work_on_stored(d, o)) {
+                    Some(work) => Next::DistillStored(found.object, work),
+                    None => Next::Stored(found.object, Served::Hit),
+                })
             }
-            // A stale distilled variant is made again from the original (which is
-            // what gets revalidated).
-        }
-        let found = store.lookup(&ctx.primary, head.fields());
-        if let Some(found) = found {
-            let o = &found.object;
-            let age = o.age(now.unix_secs);
-            match verdict(&ctx.req_cc, &o.control, o.lifetime, age) {
-                Verdict::Fresh | Verdict::StaleAccepted => {
-                    if let Some(work) = distill.and_then(|d| self.work_on_stored(d, o)) {
-                        self.stats.cache_hits.incr();
-                        return Consult::DistillStored(found.object.clone(), work);
-                    }
-                    self.stats.cache_hits.incr();
-                    self.serve_stored(head, &found.object, Served::Hit, now);
-                    return Consult::Answered;
-                }
-                Verdict::StaleWhileRevalidate => {
-                    if let Fetch::Leader(guard) = store.fetch(&ctx.primary) {
-                        ctx.leader = Some(guard);
-                        ctx.fwd = "stale";
-                        ctx.stale = Some(found);
-                        return Consult::Fetch(Some(ctx));
-                    }
-                    self.stats.cache_hits.incr();
-                    self.serve_stored(head, &found.object, Served::StaleWhileRevalidate, now);
-                    return Consult::Answered;
-                }
-                Verdict::Revalidate => {
+            Verdict::StaleWhileRevalidate => {
+                if let Fetch::Leader(guard) = store.fetch(&ctx.primary) {
+                    ctx.leader = Some(guard);
                     ctx.fwd = "stale";
                     ctx.stale = Some(found);
+                    return Ok(Next::Origin(Some(ctx)));
                 }
+                self.stats.cache_hits.incr();
+                Ok(Next::Stored(found.object, Served::StaleWhileRevalidate))
+            }
+            Verdict::Revalidate => {
+                ctx.fwd = "stale";
+                ctx.stale = Some(found);
+                Err(ctx)
             }
         }
-        if ctx.req_cc.only_if_cached {
-            self.stats.cache_misses.incr();
-            let body = super::error_body(504, "not in the cache (only-if-cached)");
-            self.answer_local(head, 504, &body, now);
-            return Consult::Answered;
-        }
-        self.stats.cache_misses.incr();
-        if method == "HEAD" {
-            return Consult::Fetch(Some(ctx)); // a HEAD response is never stored
-        }
+    }
+
+    /// A miss: lead the URL's fetch, or wait on the request that leads it.
+    fn join_flight(&self, store: &Store, mut ctx: Box<CacheCtx>, waited: bool) -> Next {
         match store.fetch(&ctx.primary) {
             Fetch::Leader(guard) => {
                 ctx.leader = Some(guard);
-                Consult::Fetch(Some(ctx))
+                Next::Origin(Some(ctx))
             }
-            Fetch::Follower(_) if waited => Consult::Fetch(Some(ctx)),
+            Fetch::Follower(_) if waited => Next::Origin(Some(ctx)),
             Fetch::Follower(flight) => {
                 self.stats.cache_collapsed.incr();
-                Consult::Wait(ctx, flight)
+                Next::Wait(ctx, flight)
             }
         }
     }
@@ -420,65 +422,6 @@ impl Conn {
             },
         }
     }
-
-    /// Writes a stored response for `head`: the stored head and body as shared segments,
-    /// the per-response fields fresh; a 304 when the client's own validators match.
-    pub(super) fn serve_stored(
-        &mut self,
-        head: &RequestHead,
-        o: &Arc<Object>,
-        how: Served,
-        now: Now<'_>,
-    ) {
-        let age = o.age(now.unix_secs);
-        let ttl = crate::cache::freshness::ttl(o.lifetime, age);
-        let keep = head.wants_keep_alive() && !self.client_eof;
-        let not_modified = o.status() == 200 && client_validators_match(head, o);
-        let mut fresh = Vec::with_capacity(160);
-        if not_modified {
-            write_not_modified_head(&mut fresh, o);
-        }
-        write_field(&mut fresh, b"Date", now.date);
-        fresh.extend_from_slice(b"Age: ");
-        write_decimal(&mut fresh, age);
-        fresh.extend_from_slice(b"\r\n");
-        let status_line = match how {
-            Served::Hit => cache_status_line("", None, false, Some(ttl)),
-            Served::StaleWhileRevalidate => {
-                let mut l = cache_status_line("", None, false, Some(ttl));
-                l.truncate(l.len() - 2);
-                l.extend_from_slice(b"; detail=stale-while-revalidate\r\n");
-                l
-            }
-            Served::Revalidated => cache_status_line("stale", Some(304), false, Some(ttl)),
-            Served::Made { fwd, stored } => cache_status_line(fwd, Some(200), stored, Some(ttl)),
-            Served::StaleIfError => {
-                let mut l = cache_status_line("", None, false, Some(ttl));
-                l.truncate(l.len() - 2);
-                l.extend_from_slice(b"; detail=stale-if-error\r\n");
-                l
-            }
-        };
-        fresh.extend_from_slice(&status_line);
-        write_connection(&mut fresh, keep, head.minor_version);
-        fresh.extend_from_slice(b"\r\n");
-        let mut sent = 0;
-        if not_modified {
-            self.out.extend(&fresh);
-        } else {
-            self.out.push_shared(o.head.clone());
-            self.out.extend(&fresh);
-            if !head.is_head() {
-                self.out.push_shared(o.body.clone());
-                sent = o.body.len() as u64;
-            }
-        }
-        if !keep {
-            self.no_more_requests = true;
-        }
-        let status = if not_modified { 304 } else { o.status() };
-        self.log_access(head, status, sent, now.instant, now, None);
-    }
 }
 
 /// What the response path does after the cache looked at a response head.
@@ -497,39 +440,6 @@ fn pragma_no_cache(head: &RequestHead) -> bool {
         .any(|d| d.eq_ignore_ascii_case(b"no-cache"))
 }
 
-/// `Cache-Status: distilld; hit|fwd=...; fwd-status=N; stored; ttl=N` (RFC 9211).
-fn cache_status_line(
-    fwd: &str,
-    fwd_status: Option<u16>,
-    stored: bool,
-    ttl: Option<i64>,
-) -> Vec<u8> {
-    let mut l = Vec::with_capacity(64);
-    l.extend_from_slice(b"Cache-Status: distilld; ");
-    if fwd.is_empty() {
-        l.extend_from_slice(b"hit");
-    } else {
-        l.extend_from_slice(b"fwd=");
-        l.extend_from_slice(fwd.as_bytes());
-        if let Some(s) = fwd_status {
-            l.extend_from_slice(b"; fwd-status=");
-            write_decimal(&mut l, u64::from(s));
-        }
-    }
-    if stored {
-        l.extend_from_slice(b"; stored");
-    }
-    if let Some(t) = ttl {
-        l.extend_from_slice(b"; ttl=");
-        if t < 0 {
-            l.push(b'-');
-        }
-        write_decimal(&mut l, t.unsigned_abs());
-    }
-    l.extend_from_slice(b"\r\n");
-    l
-}
-
 /// The stored object updated by a 304's fields (RFC 9111 §4.3.4), with new times.
 fn refreshed(
     old: &Object,
@@ -542,55 +452,4 @@ fn refreshed(
     fields.update_from(newer);
     let times = read_times(&fields, request_time, now.unix_secs);
     Object::new(fields, old.body.clone(), times, b)
-}
-
-/// RFC 9110 §13.1.2 / §13.1.3 (weak comparison for If-None-Match), evaluated by the
-/// cache for GET and HEAD.
-fn client_validators_match(head: &RequestHead, o: &Object) -> bool {
-    let mut inm = head
-        .fields()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("if-none-match"))
-        .peekable();
-    if inm.peek().is_some() {
-        let Some(etag) = o.etag() else {
-            return false;
-        };
-        let weak = |t: &[u8]| trim(t.strip_prefix(b"W/").unwrap_or(t)).to_vec();
-        let ours = weak(etag);
-        return inm
-            .flat_map(|(_, v)| list_items(v))
-            .any(|t| t == b"*" || weak(t) == ours);
-    }
-    let since = head
-        .fields()
-        .find(|(n, _)| n.eq_ignore_ascii_case("if-modified-since"))
-        .and_then(|(_, v)| std::str::from_utf8(v).ok())
-        .and_then(|s| httpdate::parse_http_date(s.trim()).ok());
-    let modified = o
-        .last_modified()
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|s| httpdate::parse_http_date(s.trim()).ok());
-    matches!((since, modified), (Some(s), Some(m)) if m <= s)
-}
-
-/// The head of a 304 answered from the cache: the fields RFC 9110 §15.4.5 says a 304
-/// repeats (without the blank line; Date, Age and the rest follow).
-fn write_not_modified_head(out: &mut Vec<u8>, o: &Object) {
-    out.extend_from_slice(b"HTTP/1.1 304 Not Modified\r\n");
-    for (name, value) in o.head_fields() {
-        let repeated = [
-            "etag",
-            "cache-control",
-            "content-location",
-            "expires",
-            "vary",
-            "last-modified",
-            "via",
-        ]
-        .iter()
-        .any(|n| n.eq_ignore_ascii_case(name));
-        if repeated {
-            write_field(out, name.as_bytes(), value);
-        }
-    }
 }

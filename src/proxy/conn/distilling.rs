@@ -5,6 +5,7 @@
 //! their own key (URL + profile + accepted coding), so each is computed once.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -23,8 +24,9 @@ use crate::http::response::ResponseHead;
 
 use super::super::held::HeldBody;
 
-use super::caching::Served;
-use super::{Action, Conn, Exchange, Now, Phase};
+use super::exchange::{Exchange, Stage};
+use super::stored::Served;
+use super::{Action, Conn, Now, Ticket};
 use crate::http::target::Destination;
 
 /// The request's profile and what it accepts.
@@ -97,7 +99,11 @@ pub(super) enum JobInput {
 #[derive(Debug)]
 pub(super) struct Running {
     source: JobInput,
+    /// The body the job works on (what is sent if it declines).
+    input: Bytes,
     slot: ResultSlot<Result<Made, Passed>>,
+    pub(super) since: Instant,
+    pub(super) ticket: Ticket,
 }
 
 /// A job for the driver to hand to the pool: `work` fills the slot.
@@ -265,12 +271,13 @@ impl Conn {
         let job_input = input.clone();
         let work_fn = Box::new(move || pool::put(&filled, distill::run(&work, &job_input)));
         let ticket = self.ticket();
-        ex.phase = Phase::Distilling {
+        ex.stage = Stage::Distilling(Box::new(Running {
+            source,
             input,
+            slot,
             since: now.instant,
             ticket,
-        };
-        ex.running = Some(Box::new(Running { source, slot }));
+        }));
         self.ex = Some(ex);
         self.actions
             .push_back(Action::RunJob(DistillJob(work_fn), ticket));
@@ -293,16 +300,13 @@ impl Conn {
 
     /// Answers with the job's result, or with `missing` when it left none.
     fn end_job(&mut self, mut ex: Box<Exchange>, missing: Passed, now: Now<'_>) {
-        let Phase::Distilling { input, .. } = std::mem::replace(&mut ex.phase, Phase::Attached)
-        else {
+        let Some(running) = ex.take_job() else {
             self.ex = Some(ex);
             return;
         };
-        let Some(running) = ex.running.take() else {
-            return;
-        };
         let made = pool::take(&running.slot).unwrap_or(Err(missing));
-        self.answer_with(ex, running.source, input, made, now);
+        let Running { source, input, .. } = *running;
+        self.answer_with(ex, source, input, made, now);
     }
 
     /// Writes the distilled response, or the original when the job declined; stores the

@@ -1,0 +1,174 @@
+//! Answering from a stored object: its head and body as shared segments with the
+//! per-response fields written fresh (Date, Age, Cache-Status, Connection), or a 304
+//! when the client's own validators match.
+
+use std::sync::Arc;
+
+use crate::cache::Object;
+use crate::http::headers::{list_items, trim, write_decimal, write_field};
+use crate::http::request::RequestHead;
+
+use super::super::heads::write_connection;
+use super::{Conn, Now};
+
+/// How a response from the cache is described in Cache-Status.
+#[derive(Clone, Copy)]
+pub(super) enum Served {
+    Hit,
+    /// Made here from what the origin (`fwd`) sent: a distilled response.
+    Made {
+        fwd: &'static str,
+        stored: bool,
+    },
+    /// Stale, served while another request revalidates it (RFC 5861).
+    StaleWhileRevalidate,
+    /// Revalidated with the origin just now (it answered 304).
+    Revalidated,
+    /// The origin failed and the stale response is allowed on error (RFC 5861).
+    StaleIfError,
+}
+
+impl Conn {
+    /// Writes a stored response for `head`: the stored head and body as shared segments,
+    /// the per-response fields fresh; a 304 when the client's own validators match.
+    pub(super) fn serve_stored(
+        &mut self,
+        head: &RequestHead,
+        o: &Arc<Object>,
+        how: Served,
+        now: Now<'_>,
+    ) {
+        let age = o.age(now.unix_secs);
+        let ttl = crate::cache::freshness::ttl(o.lifetime, age);
+        let keep = head.wants_keep_alive() && !self.client_eof;
+        let not_modified = o.status() == 200 && client_validators_match(head, o);
+        let mut fresh = Vec::with_capacity(160);
+        if not_modified {
+            write_not_modified_head(&mut fresh, o);
+        }
+        write_field(&mut fresh, b"Date", now.date);
+        fresh.extend_from_slice(b"Age: ");
+        write_decimal(&mut fresh, age);
+        fresh.extend_from_slice(b"\r\n");
+        let status_line = match how {
+            Served::Hit => cache_status_line("", None, false, Some(ttl)),
+            Served::StaleWhileRevalidate => {
+                let mut l = cache_status_line("", None, false, Some(ttl));
+                l.truncate(l.len() - 2);
+                l.extend_from_slice(b"; detail=stale-while-revalidate\r\n");
+                l
+            }
+            Served::Revalidated => cache_status_line("stale", Some(304), false, Some(ttl)),
+            Served::Made { fwd, stored } => cache_status_line(fwd, Some(200), stored, Some(ttl)),
+            Served::StaleIfError => {
+                let mut l = cache_status_line("", None, false, Some(ttl));
+                l.truncate(l.len() - 2);
+                l.extend_from_slice(b"; detail=stale-if-error\r\n");
+                l
+            }
+        };
+        fresh.extend_from_slice(&status_line);
+        write_connection(&mut fresh, keep, head.minor_version);
+        fresh.extend_from_slice(b"\r\n");
+        let mut sent = 0;
+        if not_modified {
+            self.out.extend(&fresh);
+        } else {
+            self.out.push_shared(o.head.clone());
+            self.out.extend(&fresh);
+            if !head.is_head() {
+                self.out.push_shared(o.body.clone());
+                sent = o.body.len() as u64;
+            }
+        }
+        if !keep {
+            self.no_more_requests = true;
+        }
+        let status = if not_modified { 304 } else { o.status() };
+        self.log_access(head, status, sent, now.instant, now, None);
+    }
+}
+
+/// `Cache-Status: distilld; hit|fwd=...; fwd-status=N; stored; ttl=N` (RFC 9211).
+pub(super) fn cache_status_line(
+    fwd: &str,
+    fwd_status: Option<u16>,
+    stored: bool,
+    ttl: Option<i64>,
+) -> Vec<u8> {
+    let mut l = Vec::with_capacity(64);
+    l.extend_from_slice(b"Cache-Status: distilld; ");
+    if fwd.is_empty() {
+        l.extend_from_slice(b"hit");
+    } else {
+        l.extend_from_slice(b"fwd=");
+        l.extend_from_slice(fwd.as_bytes());
+        if let Some(s) = fwd_status {
+            l.extend_from_slice(b"; fwd-status=");
+            write_decimal(&mut l, u64::from(s));
+        }
+    }
+    if stored {
+        l.extend_from_slice(b"; stored");
+    }
+    if let Some(t) = ttl {
+        l.extend_from_slice(b"; ttl=");
+        if t < 0 {
+            l.push(b'-');
+        }
+        write_decimal(&mut l, t.unsigned_abs());
+    }
+    l.extend_from_slice(b"\r\n");
+    l
+}
+
+/// RFC 9110 §13.1.2 / §13.1.3 (weak comparison for If-None-Match), evaluated by the
+/// cache for GET and HEAD.
+fn client_validators_match(head: &RequestHead, o: &Object) -> bool {
+    let mut inm = head
+        .fields()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("if-none-match"))
+        .peekable();
+    if inm.peek().is_some() {
+        let Some(etag) = o.etag() else {
+            return false;
+        };
+        let weak = |t: &[u8]| trim(t.strip_prefix(b"W/").unwrap_or(t)).to_vec();
+        let ours = weak(etag);
+        return inm
+            .flat_map(|(_, v)| list_items(v))
+            .any(|t| t == b"*" || weak(t) == ours);
+    }
+    let since = head
+        .fields()
+        .find(|(n, _)| n.eq_ignore_ascii_case("if-modified-since"))
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        .and_then(|s| httpdate::parse_http_date(s.trim()).ok());
+    let modified = o
+        .last_modified()
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|s| httpdate::parse_http_date(s.trim()).ok());
+    matches!((since, modified), (Some(s), Some(m)) if m <= s)
+}
+
+/// The head of a 304 answered from the cache: the fields RFC 9110 §15.4.5 says a 304
+/// repeats (without the blank line; Date, Age and the rest follow).
+fn write_not_modified_head(out: &mut Vec<u8>, o: &Object) {
+    out.extend_from_slice(b"HTTP/1.1 304 Not Modified\r\n");
+    for (name, value) in o.head_fields() {
+        let repeated = [
+            "etag",
+            "cache-control",
+            "content-location",
+            "expires",
+            "vary",
+            "last-modified",
+            "via",
+        ]
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(name));
+        if repeated {
+            write_field(out, name.as_bytes(), value);
+        }
+    }
+}
