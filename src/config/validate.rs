@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::routes::{OriginUrl, Route};
 use super::*;
+use crate::distill::profile::{Choice, Profile, Rule, builtin, parse_prefix};
 
 impl FileConfig {
     /// Checks every value and collects every problem, so one run of `check-config`
@@ -345,41 +346,52 @@ fn routes(file: &[FileRoute], bad: &mut impl FnMut(&str, String)) -> Vec<Route> 
 }
 
 impl FileDistill {
+    /// Profiles first: the choice settings and rules name profiles, so they are checked
+    /// against the merged list, built-ins included.
     fn validate(&self, bad: &mut impl FnMut(&str, String)) -> DistillConfig {
-        use crate::distill::profile::{Choice, Profile, Rule, builtin, parse_prefix};
+        let profiles = self.merged_profiles(bad);
+        let choice = self.choice(profiles, bad);
+        let limits = self.image_limits(bad);
+        let pool_threads = self.pool_threads.unwrap_or(DEFAULT_DISTILL_POOL_THREADS);
+        check_range(bad, "distill.pool_threads", pool_threads, 1, 256);
+        DistillConfig {
+            choice,
+            limits,
+            inline_bytes_max: self
+                .inline_bytes_max
+                .unwrap_or(DEFAULT_DISTILL_INLINE_BYTES_MAX),
+            inline_pixels_max: self
+                .inline_pixels_max
+                .unwrap_or(DEFAULT_DISTILL_INLINE_PIXELS_MAX),
+            pool_threads,
+            pool_queue_max: self
+                .pool_queue_max
+                .unwrap_or(DEFAULT_DISTILL_POOL_QUEUE_MAX),
+            text_bytes_min: self
+                .text_bytes_min
+                .unwrap_or(DEFAULT_DISTILL_TEXT_BYTES_MIN),
+        }
+    }
+
+    /// The built-in profiles with each `[[distill.profile]]` laid over them in file
+    /// order: a table names a profile to change (a later table changes what an earlier
+    /// one left) or a new one to add.
+    fn merged_profiles(&self, bad: &mut impl FnMut(&str, String)) -> Vec<Profile> {
         let mut profiles = builtin();
         for (i, p) in self.profiles.iter().enumerate() {
-            let base = profiles.iter().find(|b| b.name == p.name).cloned();
-            let base = base.unwrap_or_else(|| Profile {
-                name: p.name.clone(),
-                ..builtin()[2].clone()
-            });
-            let q = p.quality.unwrap_or(base.quality);
-            if !(1..=100).contains(&q) {
-                bad(
-                    &format!("distill.profile[{i}].quality"),
-                    format!("{q} is outside 1..=100"),
-                );
-            }
-            let merged = Profile {
-                max_edge: p.max_edge.unwrap_or(base.max_edge),
-                quality: q.clamp(1, 100),
-                grayscale: p.grayscale.unwrap_or(base.grayscale),
-                flatten_animation: p.flatten_animation.unwrap_or(base.flatten_animation),
-                compress_text: p.compress_text.unwrap_or(base.compress_text),
-                ..base
-            };
+            let merged = merge_profile(i, p, &profiles, bad);
             match profiles.iter_mut().find(|b| b.name == merged.name) {
                 Some(slot) => *slot = merged,
                 None => profiles.push(merged),
             }
         }
+        profiles
+    }
+
+    /// Which profile each client gets: the named defaults, then the operator's rules.
+    fn choice(&self, profiles: Vec<Profile>, bad: &mut impl FnMut(&str, String)) -> Choice {
         let mut name = |key: &str, v: &Option<String>, default: &str| {
-            let n = v.clone().unwrap_or_else(|| default.to_string());
-            if !profiles.iter().any(|p| p.name == n) {
-                bad(key, format!("{n:?} is not a profile"));
-            }
-            n
+            profile_name(&profiles, bad, key, v, default)
         };
         let default = name(
             "distill.default_profile",
@@ -401,32 +413,25 @@ impl FileDistill {
             &self.medium_link_profile,
             DEFAULT_DISTILL_MEDIUM_LINK_PROFILE,
         );
-        let mut rules = Vec::new();
-        for (i, r) in self.rules.iter().enumerate() {
-            let client = match r.client.as_deref().map(|c| (c, parse_prefix(c))) {
-                None => None,
-                Some((_, Some(p))) => Some(p),
-                Some((c, None)) => {
-                    bad(
-                        &format!("distill.rule[{i}].client"),
-                        format!("{c:?} is not an address or prefix"),
-                    );
-                    None
-                }
-            };
-            if !profiles.iter().any(|p| p.name == r.profile) {
-                bad(
-                    &format!("distill.rule[{i}].profile"),
-                    format!("{:?} is not a profile", r.profile),
-                );
-            }
-            rules.push(Rule {
-                client,
-                user_agent: r.user_agent.clone(),
-                profile: r.profile.clone(),
-            });
+        let rules = self
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| rule(i, r, &profiles, bad))
+            .collect();
+        Choice {
+            profiles,
+            rules,
+            default,
+            save_data,
+            slow_link,
+            medium_link,
         }
-        let limits = crate::distill::image::Limits {
+    }
+
+    /// What one image job may cost, so a hostile image is refused, not decoded.
+    fn image_limits(&self, bad: &mut impl FnMut(&str, String)) -> crate::distill::image::Limits {
+        crate::distill::image::Limits {
             input_bytes_max: self
                 .input_bytes_max
                 .unwrap_or(DEFAULT_DISTILL_INPUT_BYTES_MAX),
@@ -443,33 +448,80 @@ impl FileDistill {
                 self.job_time_ms,
                 DEFAULT_DISTILL_JOB_TIME_MS,
             ),
-        };
-        let pool_threads = self.pool_threads.unwrap_or(DEFAULT_DISTILL_POOL_THREADS);
-        check_range(bad, "distill.pool_threads", pool_threads, 1, 256);
-        DistillConfig {
-            choice: Choice {
-                profiles,
-                rules,
-                default,
-                save_data,
-                slow_link,
-                medium_link,
-            },
-            limits,
-            inline_bytes_max: self
-                .inline_bytes_max
-                .unwrap_or(DEFAULT_DISTILL_INLINE_BYTES_MAX),
-            inline_pixels_max: self
-                .inline_pixels_max
-                .unwrap_or(DEFAULT_DISTILL_INLINE_PIXELS_MAX),
-            pool_threads,
-            pool_queue_max: self
-                .pool_queue_max
-                .unwrap_or(DEFAULT_DISTILL_POOL_QUEUE_MAX),
-            text_bytes_min: self
-                .text_bytes_min
-                .unwrap_or(DEFAULT_DISTILL_TEXT_BYTES_MIN),
         }
+    }
+}
+
+/// Table `i` of `[[distill.profile]]` over the profile of that name in `profiles`; a
+/// new name takes what its table leaves out from "medium", the middle of the built-ins.
+fn merge_profile(
+    i: usize,
+    p: &FileProfile,
+    profiles: &[Profile],
+    bad: &mut impl FnMut(&str, String),
+) -> Profile {
+    let base = profiles.iter().find(|b| b.name == p.name).cloned();
+    let base = base.unwrap_or_else(|| Profile {
+        name: p.name.clone(),
+        ..builtin()[2].clone()
+    });
+    let q = p.quality.unwrap_or(base.quality);
+    if !(1..=100).contains(&q) {
+        bad(
+            &format!("distill.profile[{i}].quality"),
+            format!("{q} is outside 1..=100"),
+        );
+    }
+    // Clamped as well as reported, so the profile holds a usable quality either way.
+    Profile {
+        max_edge: p.max_edge.unwrap_or(base.max_edge),
+        quality: q.clamp(1, 100),
+        grayscale: p.grayscale.unwrap_or(base.grayscale),
+        flatten_animation: p.flatten_animation.unwrap_or(base.flatten_animation),
+        compress_text: p.compress_text.unwrap_or(base.compress_text),
+        ..base
+    }
+}
+
+/// A profile setting (`v`, else `default`), which must name a profile that exists.
+fn profile_name(
+    profiles: &[Profile],
+    bad: &mut impl FnMut(&str, String),
+    key: &str,
+    v: &Option<String>,
+    default: &str,
+) -> String {
+    let n = v.clone().unwrap_or_else(|| default.to_string());
+    if !profiles.iter().any(|p| p.name == n) {
+        bad(key, format!("{n:?} is not a profile"));
+    }
+    n
+}
+
+/// Table `i` of `[[distill.rule]]`: its client and its profile are both checked, so one
+/// run of `check-config` reports both.
+fn rule(i: usize, r: &FileRule, profiles: &[Profile], bad: &mut impl FnMut(&str, String)) -> Rule {
+    let client = match r.client.as_deref().map(|c| (c, parse_prefix(c))) {
+        None => None,
+        Some((_, Some(p))) => Some(p),
+        Some((c, None)) => {
+            bad(
+                &format!("distill.rule[{i}].client"),
+                format!("{c:?} is not an address or prefix"),
+            );
+            None
+        }
+    };
+    if !profiles.iter().any(|p| p.name == r.profile) {
+        bad(
+            &format!("distill.rule[{i}].profile"),
+            format!("{:?} is not a profile", r.profile),
+        );
+    }
+    Rule {
+        client,
+        user_agent: r.user_agent.clone(),
+        profile: r.profile.clone(),
     }
 }
 
