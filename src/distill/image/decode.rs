@@ -143,7 +143,39 @@ fn count_scans(data: &[u8]) -> usize {
         .count()
 }
 
+/// The header is held against the limits before any pixel exists; then the cheapest
+/// decode that serves: scaled, through a CMYK profile, or plain at full size.
 fn jpeg(data: &[u8], limits: &Limits, target_edge: Option<u32>) -> Result<Decoded, ImageError> {
+    check_scan_count(data, limits)?;
+    let options = jpeg_options(limits);
+    let mut dec = JpegDecoder::new_with_options(ZCursor::new(data), options);
+    let header = JpegHeader::read(&mut dec)?;
+    // A CMYK image is held as four channels before it becomes RGB.
+    let buffer_channels = if header.four() {
+        4
+    } else {
+        u64::from(header.channels())
+    };
+    check_size(
+        u32::from(header.width),
+        u32::from(header.height),
+        buffer_channels,
+        limits,
+    )?;
+    if let Some(t) = scale_target(&header, target_edge)
+        && let Some(d) = jpeg_scaled(data, limits, t)
+    {
+        return Ok(d);
+    }
+    if let Some(d) = jpeg_cmyk_if_profiled(data, options, &dec, &header)? {
+        return Ok(d);
+    }
+    jpeg_full(data, options, &header)
+}
+
+/// Each scan is another pass over every coefficient, so a small progressive file with
+/// thousands of scans would cost far more than its size suggests: refused unread.
+fn check_scan_count(data: &[u8], limits: &Limits) -> Result<(), ImageError> {
     let scans = count_scans(data);
     if scans > limits.jpeg_scans_max {
         return Err(ImageError::Corrupt(format!(
@@ -151,52 +183,91 @@ fn jpeg(data: &[u8], limits: &Limits, target_edge: Option<u32>) -> Result<Decode
             limits.jpeg_scans_max
         )));
     }
+    Ok(())
+}
+
+/// The limits again inside the decoder, so it stops on its own at a side or scan count
+/// the header check did not see (a JPEG side is a u16 whatever `pixels_max` allows).
+fn jpeg_options(limits: &Limits) -> DecoderOptions {
     let side = limits.pixels_max.min(u64::from(u16::MAX)) as usize;
-    let options = DecoderOptions::new_fast()
+    DecoderOptions::new_fast()
         .set_max_width(side)
         .set_max_height(side)
-        .jpeg_set_max_scans(limits.jpeg_scans_max);
-    let mut dec = JpegDecoder::new_with_options(ZCursor::new(data), options);
-    dec.decode_headers()
-        .map_err(|e| ImageError::Corrupt(e.to_string()))?;
-    let info = dec
-        .info()
-        .ok_or_else(|| ImageError::Corrupt("no JPEG header".into()))?;
-    let gray = matches!(dec.input_colorspace(), Some(ColorSpace::Luma));
-    let channels = if gray { 1 } else { 3 };
-    let four = matches!(
-        dec.input_colorspace(),
-        Some(ColorSpace::CMYK | ColorSpace::YCCK)
-    );
-    check_size(
-        u32::from(info.width),
-        u32::from(info.height),
-        if four { 4 } else { channels },
-        limits,
-    )?;
-    let ycc_or_gray = matches!(
-        dec.input_colorspace(),
-        Some(ColorSpace::YCbCr | ColorSpace::Luma)
-    );
-    let long = u32::from(info.width.max(info.height));
-    if let Some(t) = target_edge
-        && ycc_or_gray
-        && t > 0
-        && long >= 2 * t
-        && let Some(d) = jpeg_scaled(data, limits, t)
-    {
-        return Ok(d);
+        .jpeg_set_max_scans(limits.jpeg_scans_max)
+}
+
+/// What a JPEG's header says: all that is known before any pixel buffer exists.
+struct JpegHeader {
+    width: u16,
+    height: u16,
+    space: Option<ColorSpace>,
+}
+
+impl JpegHeader {
+    fn read(dec: &mut JpegDecoder<ZCursor<&[u8]>>) -> Result<JpegHeader, ImageError> {
+        dec.decode_headers()
+            .map_err(|e| ImageError::Corrupt(e.to_string()))?;
+        let info = dec
+            .info()
+            .ok_or_else(|| ImageError::Corrupt("no JPEG header".into()))?;
+        Ok(JpegHeader {
+            width: info.width,
+            height: info.height,
+            space: dec.input_colorspace(),
+        })
     }
-    if four
+
+    fn gray(&self) -> bool {
+        matches!(self.space, Some(ColorSpace::Luma))
+    }
+
+    /// CMYK or YCCK: its colours mean something only through a profile or a formula.
+    fn four(&self) -> bool {
+        matches!(self.space, Some(ColorSpace::CMYK | ColorSpace::YCCK))
+    }
+
+    /// Channels of the decoded result: gray stays gray, everything else becomes RGB.
+    fn channels(&self) -> u8 {
+        if self.gray() { 1 } else { 3 }
+    }
+}
+
+/// The edge to decode to, when a scaled decode pays: jpeg-decoder (the one that scales)
+/// takes YCbCr or gray only, and under twice the target not even the 1/2 step fits.
+fn scale_target(header: &JpegHeader, target_edge: Option<u32>) -> Option<u32> {
+    let t = target_edge?;
+    let ycc_or_gray = matches!(header.space, Some(ColorSpace::YCbCr | ColorSpace::Luma));
+    let long = u32::from(header.width.max(header.height));
+    (ycc_or_gray && t > 0 && long >= 2 * t).then_some(t)
+}
+
+/// A CMYK image carrying a CMYK profile qcms can use goes through that profile; None
+/// leaves it to the decoder's plain formula.
+fn jpeg_cmyk_if_profiled(
+    data: &[u8],
+    options: DecoderOptions,
+    dec: &JpegDecoder<ZCursor<&[u8]>>,
+    header: &JpegHeader,
+) -> Result<Option<Decoded>, ImageError> {
+    if header.four()
         && let Some(icc) = dec
             .icc_profile()
             .filter(|p| p.len() <= ICC_BYTES_MAX && colour::is_cmyk_profile(p))
-        && let Some(space) = dec.input_colorspace()
-        && let Some(d) = jpeg_cmyk(data, options, space, &icc)?
+        && let Some(space) = header.space
     {
-        return Ok(d);
+        return jpeg_cmyk(data, options, space, &icc);
     }
-    let out = if gray {
+    Ok(None)
+}
+
+/// The whole image at full size, as gray or RGB.
+fn jpeg_full(
+    data: &[u8],
+    options: DecoderOptions,
+    header: &JpegHeader,
+) -> Result<Decoded, ImageError> {
+    let channels = header.channels();
+    let out = if header.gray() {
         ColorSpace::Luma
     } else {
         ColorSpace::RGB
@@ -209,16 +280,18 @@ fn jpeg(data: &[u8], limits: &Limits, target_edge: Option<u32>) -> Result<Decode
     let orientation = dec.exif().map_or(1, |e| exif_orientation(e));
     // A CMYK image without a usable CMYK profile: the decoder's plain conversion, as
     // browsers show such images; its profile (if any) does not describe RGB pixels.
-    let icc = dec.icc_profile().filter(|p| !four && usable_icc(p));
-    let expected = usize::from(info.width) * usize::from(info.height) * channels as usize;
+    let icc = dec
+        .icc_profile()
+        .filter(|p| !header.four() && usable_icc(p));
+    let expected = usize::from(header.width) * usize::from(header.height) * usize::from(channels);
     if pixels.len() < expected {
         return Err(ImageError::Corrupt("short JPEG pixel data".into()));
     }
     Ok(Decoded {
         pixels: Pixels {
-            width: u32::from(info.width),
-            height: u32::from(info.height),
-            channels: channels as u8,
+            width: u32::from(header.width),
+            height: u32::from(header.height),
+            channels,
             data: pixels,
         },
         orientation,
@@ -431,34 +504,13 @@ fn png_error(e: png::DecodingError) -> ImageError {
 }
 
 fn gif(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
-    let mut options = gif::DecodeOptions::new();
-    options.set_color_output(gif::ColorOutput::RGBA);
-    options.set_memory_limit(gif::MemoryLimit::Bytes(
-        std::num::NonZeroU64::new(limits.memory_bytes_max).unwrap_or(std::num::NonZeroU64::MIN),
-    ));
-    let mut dec = options.read_info(Cursor::new(data)).map_err(gif_error)?;
+    let mut dec = gif_reader(data, limits)?;
     let (width, height) = (u32::from(dec.width()), u32::from(dec.height()));
     check_size(width, height, 4, limits)?;
-    // The first frame's header, before any pixel buffer: the screen is painted only if
-    // that frame covers a fair part of it, and only the rows and columns of the frame
-    // that fall on the screen are decoded (a frame may declare 65535x65535).
-    let frame = dec
-        .next_frame_info()
-        .map_err(gif_error)?
-        .ok_or_else(|| ImageError::Corrupt("GIF without a frame".into()))?;
-    let rect = Rect {
-        left: u32::from(frame.left),
-        top: u32::from(frame.top),
-        width: u32::from(frame.width),
-        height: u32::from(frame.height),
-        interlaced: frame.interlaced,
-    };
-    check_size(rect.width, rect.height, 4, limits)?;
+    let rect = first_frame(&mut dec, limits)?;
     let (vis_w, vis_h) = rect.visible(width, height);
     let (drawn, screen) = (vis_w * vis_h, u64::from(width) * u64::from(height));
-    if screen > SPARSE_FLOOR && screen > drawn.saturating_mul(SPARSE_FACTOR) {
-        return Err(ImageError::MostlyEmpty { screen, drawn });
-    }
+    refuse_sparse(screen, drawn)?;
     // The canvas exists from the first row the frame really has: a frame that declares
     // the whole screen but carries no pixel data paints nothing, so it is no cover for
     // a sparse screen either.
@@ -469,13 +521,7 @@ fn gif(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
     } else {
         0
     };
-    let covered = painted * vis_w;
-    if screen > SPARSE_FLOOR && screen > covered.saturating_mul(SPARSE_FACTOR) {
-        return Err(ImageError::MostlyEmpty {
-            screen,
-            drawn: covered,
-        });
-    }
+    refuse_sparse(screen, painted * vis_w)?;
     if canvas.is_empty() {
         canvas = vec![0u8; size];
     }
@@ -493,6 +539,48 @@ fn gif(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
         animated,
         format: Format::Gif,
     })
+}
+
+/// A GIF reader that expands every frame to RGBA and allocates no buffer past the
+/// memory limit.
+fn gif_reader<'a>(
+    data: &'a [u8],
+    limits: &Limits,
+) -> Result<gif::Decoder<Cursor<&'a [u8]>>, ImageError> {
+    let mut options = gif::DecodeOptions::new();
+    options.set_color_output(gif::ColorOutput::RGBA);
+    options.set_memory_limit(gif::MemoryLimit::Bytes(
+        std::num::NonZeroU64::new(limits.memory_bytes_max).unwrap_or(std::num::NonZeroU64::MIN),
+    ));
+    options.read_info(Cursor::new(data)).map_err(gif_error)
+}
+
+/// The first frame's header, before any pixel buffer: the screen is painted only if
+/// that frame covers a fair part of it, and only the rows and columns of the frame
+/// that fall on the screen are decoded (a frame may declare 65535x65535).
+fn first_frame(dec: &mut gif::Decoder<Cursor<&[u8]>>, limits: &Limits) -> Result<Rect, ImageError> {
+    let frame = dec
+        .next_frame_info()
+        .map_err(gif_error)?
+        .ok_or_else(|| ImageError::Corrupt("GIF without a frame".into()))?;
+    let rect = Rect {
+        left: u32::from(frame.left),
+        top: u32::from(frame.top),
+        width: u32::from(frame.width),
+        height: u32::from(frame.height),
+        interlaced: frame.interlaced,
+    };
+    check_size(rect.width, rect.height, 4, limits)?;
+    Ok(rect)
+}
+
+/// A large screen of which the frame draws little would cost its whole canvas for a
+/// few pixels: sent as it came instead (see `SPARSE_FACTOR`).
+fn refuse_sparse(screen: u64, drawn: u64) -> Result<(), ImageError> {
+    if screen > SPARSE_FLOOR && screen > drawn.saturating_mul(SPARSE_FACTOR) {
+        return Err(ImageError::MostlyEmpty { screen, drawn });
+    }
+    Ok(())
 }
 
 /// Where a GIF frame lies on the logical screen.
