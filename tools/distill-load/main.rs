@@ -109,6 +109,27 @@ fn run(opts: Options) -> Result<ExitCode, String> {
     let targets = Arc::new(load_targets(&opts)?);
     check_reachable(targets.connect_to)?;
     let threads = opts.threads.max(1);
+    let end = check_options(&opts, threads)?;
+    // Every thread begins at one instant, a little after now, so that spawning them is
+    // not part of the run.
+    let start = Instant::now() + Duration::from_millis(20);
+    let live: Arc<Vec<Live>> = Arc::new((0..threads).map(|_| Live::default()).collect());
+    let handles = spawn_workers(&opts, &targets, end, start, &live)?;
+    let measure_from = start + Duration::from_secs_f64(opts.warmup.max(0.0));
+    show_progress(&handles, &live, measure_from);
+    let total = join_workers(handles)?;
+    let elapsed = match end {
+        // nothing that completes after the window is counted
+        End::After(d) => d,
+        End::Count(_) => Instant::now().saturating_duration_since(measure_from),
+    };
+    write_report(&opts, &total, &run_info(&opts, threads, elapsed))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses settings that would make a run meaningless before any thread starts, and
+/// says when the run ends (ten seconds unless told otherwise).
+fn check_options(opts: &Options, threads: usize) -> Result<End, String> {
     if opts.connections < threads {
         return Err(format!(
             "{} connections cannot feed {threads} threads",
@@ -129,31 +150,23 @@ fn run(opts: Options) -> Result<ExitCode, String> {
     {
         return Err("--rate must be a positive number".into());
     }
-    let start = Instant::now() + Duration::from_millis(20);
-    let live: Arc<Vec<Live>> = Arc::new((0..threads).map(|_| Live::default()).collect());
+    Ok(end)
+}
+
+type WorkerHandle = std::thread::JoinHandle<std::io::Result<Tally>>;
+
+/// One load thread per `--threads`, each with its share of the connections.
+fn spawn_workers(
+    opts: &Options,
+    targets: &Arc<Targets>,
+    end: End,
+    start: Instant,
+    live: &Arc<Vec<Live>>,
+) -> Result<Vec<WorkerHandle>, String> {
+    let threads = live.len();
     let mut handles = Vec::new();
     for t in 0..threads {
-        let plan = Plan {
-            targets: targets.clone(),
-            connections: share(opts.connections, threads, t),
-            depth: opts.pipeline,
-            keep_alive: !opts.no_keepalive,
-            kind: match opts.rate {
-                Some(r) => LoopKind::Open {
-                    interval: Duration::from_secs_f64(threads as f64 / r),
-                },
-                None => LoopKind::Closed,
-            },
-            start,
-            warmup: Duration::from_secs_f64(opts.warmup.max(0.0)),
-            end: match end {
-                End::Count(n) => End::Count(share(n as usize, threads, t) as u64),
-                e => e,
-            },
-            timeout: Duration::from_secs_f64(opts.timeout),
-            zipf: opts.zipf,
-            seed: opts.seed.wrapping_add(t as u64 * 0x9E37),
-        };
+        let plan = worker_plan(opts, targets, threads, t, end, start);
         let core = (!opts.cores.is_empty()).then(|| opts.cores[t % opts.cores.len()]);
         let live = live.clone();
         let handle = std::thread::Builder::new()
@@ -167,8 +180,44 @@ fn run(opts: Options) -> Result<ExitCode, String> {
             .map_err(|e| format!("cannot start thread: {e}"))?;
         handles.push(handle);
     }
-    let measure_from = start + Duration::from_secs_f64(opts.warmup.max(0.0));
-    show_progress(&handles, &live, measure_from);
+    Ok(handles)
+}
+
+/// Thread `t`'s part of the run: its share of the connections, of the rate and of a
+/// request count, and a seed of its own so the threads do not walk the URLs in step.
+fn worker_plan(
+    opts: &Options,
+    targets: &Arc<Targets>,
+    threads: usize,
+    t: usize,
+    end: End,
+    start: Instant,
+) -> Plan {
+    Plan {
+        targets: targets.clone(),
+        connections: share(opts.connections, threads, t),
+        depth: opts.pipeline,
+        keep_alive: !opts.no_keepalive,
+        kind: match opts.rate {
+            Some(r) => LoopKind::Open {
+                interval: Duration::from_secs_f64(threads as f64 / r),
+            },
+            None => LoopKind::Closed,
+        },
+        start,
+        warmup: Duration::from_secs_f64(opts.warmup.max(0.0)),
+        end: match end {
+            End::Count(n) => End::Count(share(n as usize, threads, t) as u64),
+            e => e,
+        },
+        timeout: Duration::from_secs_f64(opts.timeout),
+        zipf: opts.zipf,
+        seed: opts.seed.wrapping_add(t as u64 * 0x9E37),
+    }
+}
+
+/// Every thread's tally merged; a failed thread fails the run, as its share is missing.
+fn join_workers(handles: Vec<WorkerHandle>) -> Result<Tally, String> {
     let mut total = Tally::default();
     for h in handles {
         match h.join() {
@@ -177,12 +226,11 @@ fn run(opts: Options) -> Result<ExitCode, String> {
             Err(_) => return Err("a load thread panicked".into()),
         }
     }
-    let elapsed = match end {
-        // nothing that completes after the window is counted
-        End::After(d) => d,
-        End::Count(_) => Instant::now().saturating_duration_since(measure_from),
-    };
-    let info = RunInfo {
+    Ok(total)
+}
+
+fn run_info(opts: &Options, threads: usize, elapsed: Duration) -> RunInfo {
+    RunInfo {
         elapsed,
         threads,
         connections: opts.connections,
@@ -191,15 +239,19 @@ fn run(opts: Options) -> Result<ExitCode, String> {
             None => format!("closed loop, pipeline {}", opts.pipeline),
         },
         target_rate: opts.rate,
-    };
-    let summary = report::summarize(&total, &info);
-    report::print_text(&total, &info, &summary);
+    }
+}
+
+/// The text report always, and the JSON one too when `--json` names a file.
+fn write_report(opts: &Options, total: &Tally, info: &RunInfo) -> Result<(), String> {
+    let summary = report::summarize(total, info);
+    report::print_text(total, info, &summary);
     if let Some(path) = &opts.json {
-        let text = serde_json::to_string_pretty(&report::to_json(&total, &info, &summary))
+        let text = serde_json::to_string_pretty(&report::to_json(total, info, &summary))
             .map_err(|e| e.to_string())?;
         std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Part `t` of `n` split over `parts` as evenly as possible.
