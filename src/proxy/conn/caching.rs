@@ -22,10 +22,11 @@ use crate::http::response::ResponseHead;
 
 use super::super::held::HeldBody;
 
+use super::super::local::error_body;
 use super::distilling::DistillCtx;
 use super::next::Next;
 use super::stored::{Served, cache_status_line};
-use super::{Conn, Now, error_body};
+use super::{Conn, Now};
 use crate::http::target::Destination;
 
 /// A request's dealings with the cache while it is forwarded.
@@ -370,7 +371,7 @@ impl Conn {
             self.stats.cache_purges.incr();
         }
         tracing::info!(client = %self.peer, target = head.target(), status, "PURGE: {detail}");
-        let body = super::error_body(status, detail);
+        let body = error_body(status, detail);
         self.answer_local(head, status, &body, now);
     }
 

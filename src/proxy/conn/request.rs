@@ -1,0 +1,185 @@
+//! The request side of a connection: parse each request as its turn comes, decide
+//! where it goes, send it upstream and pump its body from the client to the origin.
+
+use crate::http::HttpError;
+use crate::http::request::{HeadLimits, RequestFraming, RequestHead, parse_request};
+use crate::http::target::Destination;
+
+use super::super::heads::{Identity, Validators, is_loop, write_upstream_request};
+use super::super::local::{HEALTH_BODY, error_body};
+use super::super::route::{Decision, route};
+use super::caching::CacheCtx;
+use super::distilling::DistillCtx;
+use super::exchange::{Exchange, Fetch, Response, Stage, Upstream};
+use super::{Action, Conn, Now};
+
+impl Conn {
+    pub(super) fn watermark(&self) -> usize {
+        self.cfg.limits.io_buffer_bytes
+    }
+
+    pub(super) fn head_limits(&self) -> HeadLimits {
+        HeadLimits {
+            header_bytes_max: self.cfg.limits.header_bytes_max,
+            headers_count_max: self.cfg.limits.headers_count_max,
+        }
+    }
+
+    /// Starts every complete request waiting in the input, one at a time: pipelined
+    /// requests are answered in order because the next is parsed only when the
+    /// current exchange is over.
+    pub(super) fn advance(&mut self, now: Now<'_>) {
+        loop {
+            if self.reset || self.no_more_requests {
+                return;
+            }
+            if self.ex.is_some() {
+                self.pump_request_body(now);
+                return;
+            }
+            if self.out.len() >= self.watermark() {
+                // The client has not taken what it was sent: its next pipelined request
+                // waits (`on_client_written` resumes it), so a client that reads nothing
+                // cannot have cached objects queued to it without end.
+                return;
+            }
+            if self.inbuf.is_empty() {
+                self.head_started = None;
+                self.no_more_requests = self.client_eof;
+                return;
+            }
+            match parse_request(self.inbuf.pending(), self.head_limits()) {
+                Ok(None) => {
+                    self.head_started.get_or_insert(now.instant);
+                    self.no_more_requests = self.client_eof;
+                    return;
+                }
+                Err(e) => {
+                    self.stats.bad_requests.incr();
+                    self.refuse_malformed(&e, now);
+                    return;
+                }
+                Ok(Some((head, n))) => {
+                    self.inbuf.consume(n);
+                    self.head_started = None;
+                    self.stats.requests.incr();
+                    self.begin(head, now);
+                }
+            }
+        }
+    }
+
+    pub(super) fn begin(&mut self, head: RequestHead, now: Now<'_>) {
+        if is_loop(&head, &self.cfg.via_name) {
+            self.answer_local(
+                &head,
+                508,
+                &error_body(508, "request already passed through this proxy"),
+                now,
+            );
+            return;
+        }
+        match route(&self.cfg, &head) {
+            Err(refusal) => {
+                let body = error_body(refusal.status, &refusal.reason);
+                self.answer_local(&head, refusal.status, &body, now);
+            }
+            Ok(Decision::Health) => self.answer_local(&head, 200, HEALTH_BODY, now),
+            Ok(Decision::Preferences(query)) => self.answer_preferences(&head, &query, now),
+            Ok(Decision::Proxy(dest)) => self.begin_proxy(head, dest, now),
+        }
+    }
+
+    pub(super) fn begin_proxy(&mut self, head: RequestHead, dest: Destination, now: Now<'_>) {
+        let max = self.cfg.limits.request_body_bytes_max;
+        if matches!(head.framing, RequestFraming::Length(n) if n > max) {
+            self.refuse_malformed(&HttpError::BodyTooLarge { limit: max }, now);
+            return;
+        }
+        if head.method() == "PURGE" {
+            self.purge(&head, &dest, now);
+            return;
+        }
+        let mut dest = dest;
+        let distill = self.distill_ctx(&head, &mut dest);
+        let next = self.consult_cache(&head, &dest, distill.as_deref(), false, now);
+        self.go(next, head, dest, distill, now);
+    }
+
+    /// Sends the request upstream (asks the driver for a connection).
+    pub(super) fn start_fetch(
+        &mut self,
+        head: RequestHead,
+        dest: Destination,
+        cache: Option<Box<CacheCtx>>,
+        distill: Option<Box<DistillCtx>>,
+        now: Now<'_>,
+    ) {
+        if head.expect_continue && head.has_body() && head.minor_version == 1 {
+            // The body is within limits, so ask for it; Expect is not forwarded.
+            self.out.extend(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        let id = Identity {
+            via_name: &self.cfg.via_name,
+            x_forwarded_for: self.cfg.x_forwarded_for,
+        };
+        let revalidate = Conn::revalidation(cache.as_deref()).map(|o| Validators {
+            etag: o.etag(),
+            last_modified: o.last_modified(),
+        });
+        let mut up_head = Vec::with_capacity(256 + head.fields().count() * 32);
+        write_upstream_request(&mut up_head, &head, &dest, &self.peer_ip, id, revalidate);
+        self.actions.push_back(Action::Acquire {
+            origin: dest.origin.clone(),
+            pooled_ok: true,
+        });
+        let fetch = Stage::Fetching(Fetch {
+            up_head,
+            upstream: Upstream::Acquiring { since: now.instant },
+            retried: false,
+            response: Response::AwaitHead { buf: Vec::new() },
+        });
+        self.ex = Some(Exchange::new(
+            head,
+            dest,
+            cache,
+            distill,
+            fetch,
+            now.instant,
+        ));
+    }
+
+    /// Moves request body bytes from the client's input to the origin's output, as far
+    /// as the output's high-water mark allows.
+    pub(super) fn pump_request_body(&mut self, now: Now<'_>) {
+        let watermark = self.watermark();
+        let max = self.cfg.limits.request_body_bytes_max;
+        let Some(ex) = self.ex.as_mut() else { return };
+        if !ex.is_attached() {
+            return;
+        }
+        let body = &mut ex.body;
+        while !body.dec.is_done() && self.up_out.len() < watermark && !self.inbuf.is_empty() {
+            let (n, data) = match body.dec.decode(self.inbuf.pending()) {
+                Ok(step) => step,
+                Err(e) => {
+                    self.stats.bad_requests.incr();
+                    let status = e.status();
+                    self.fail_exchange(status, &e.to_string(), now);
+                    return;
+                }
+            };
+            body.bytes += data.len() as u64;
+            if body.bytes > max {
+                let e = HttpError::BodyTooLarge { limit: max };
+                self.fail_exchange(413, &e.to_string(), now);
+                return;
+            }
+            body.enc.encode(data, self.up_out.compacted_tail());
+            self.inbuf.consume(n);
+            if body.dec.is_done() {
+                body.enc.finish(self.up_out.compacted_tail());
+            }
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! The response side of a connection: read the origin's head, decide where its body
+//! goes (the client, a held buffer for a job, or nowhere when the cache answered),
+//! stream it, and end the exchange: completed, truncated, or failed before it began.
+
+use crate::http::body::{BodyDecoder, BodyEncoder};
+use crate::http::response::{ResponseHead, parse_response};
+
+use super::super::heads::{DownFraming, write_client_response};
+use super::super::local::error_body;
+use super::caching::ResponsePlan;
+use super::distilling::JobInput;
+use super::exchange::{Exchange, Fetch, Response, ResponseBody, Sink};
+use super::{Action, Conn, Now};
+
+impl Conn {
+    pub(super) fn parse_response_head(&mut self, now: Now<'_>) {
+        let limits = self.head_limits();
+        let Some(ex) = self.ex.as_mut() else { return };
+        let head_only = ex.head.is_head();
+        let origin = &ex.dest.origin;
+        let Some(Fetch {
+            response: Response::AwaitHead { buf },
+            ..
+        }) = ex.stage.fetch_mut()
+        else {
+            return;
+        };
+        loop {
+            match parse_response(buf, limits, head_only) {
+                Ok(None) => return,
+                Err(e) => {
+                    self.stats.upstream_errors.incr();
+                    let detail = format!("invalid response from origin {origin}: {e}");
+                    self.fail_exchange(502, &detail, now);
+                    return;
+                }
+                Ok(Some((resp, n))) if resp.is_informational() => {
+                    if resp.status == 101 {
+                        let detail = format!("origin {origin} switched protocols unasked");
+                        self.fail_exchange(502, &detail, now);
+                        return;
+                    }
+                    // 100 was already answered by the proxy; other 1xx are advisory.
+                    buf.drain(..n);
+                }
+                Ok(Some((resp, n))) => {
+                    let rest = buf.split_off(n);
+                    *buf = Vec::new();
+                    self.start_response(&resp, now);
+                    self.feed_body(&rest, now);
+                    return;
+                }
+            }
+        }
+    }
+
+    pub(super) fn start_response(&mut self, resp: &ResponseHead, now: Now<'_>) {
+        let Some(mut ex) = self.ex.take() else { return };
+        let plan = match ex.cache.take() {
+            Some(mut ctx) => {
+                let plan = self.on_cached_response(&mut ctx, &ex.head, resp, now);
+                ex.cache = Some(ctx);
+                plan
+            }
+            None => ResponsePlan::Stream(Vec::new()),
+        };
+        let (sink, enc) = match plan {
+            ResponsePlan::FromStore(object, how) => {
+                // Distilled from the stored object once the origin's (empty or error)
+                // body is drained, when this request has a profile that applies.
+                let work = ex
+                    .distill
+                    .as_deref()
+                    .and_then(|d| self.work_on_stored(d, &object));
+                let then = match work {
+                    Some(work) => Some((object, work)),
+                    None => {
+                        self.serve_stored(&ex.head, &object, how, now);
+                        None
+                    }
+                };
+                (Sink::Discard { then }, BodyEncoder::Raw)
+            }
+            ResponsePlan::Stream(cache_status) => {
+                self.start_client_response(&mut ex, resp, &cache_status, now)
+            }
+        };
+        if let Some(fetch) = ex.fetch_mut() {
+            fetch.response = Response::Body(ResponseBody {
+                status: resp.status,
+                dec: BodyDecoder::new(resp.framing),
+                enc,
+                sent: 0,
+                reusable: resp.origin_keeps_alive(),
+                sink,
+            });
+        }
+        self.ex = Some(ex);
+    }
+
+    /// Writes the client's response head (or keeps it aside when the body is held for a
+    /// job): where the origin's body goes, and how it is framed.
+    pub(super) fn start_client_response(
+        &mut self,
+        ex: &mut Exchange,
+        resp: &ResponseHead,
+        cache_status: &[u8],
+        now: Now<'_>,
+    ) -> (Sink, BodyEncoder) {
+        let minor = ex.head.minor_version;
+        let down = DownFraming::choose(resp.framing, minor);
+        ex.keep_alive = ex.keep_alive && down != DownFraming::Close && !self.client_eof;
+        let mark = self.out.compacted_tail().len();
+        write_client_response(
+            self.out.compacted_tail(),
+            resp,
+            down,
+            ex.keep_alive,
+            minor,
+            &self.cfg.via_name,
+            cache_status,
+        );
+        let mut sink = Sink::Client;
+        if ex.distill.is_some() {
+            // Taken back if the body is held for a job (written later if it streams).
+            let client_head = self.out.compacted_tail().split_off(mark);
+            let stored = cache_status.windows(6).any(|w| w == b"stored");
+            match self.hold(ex, resp, &client_head, stored, now) {
+                Some(held) => sink = Sink::Held(held),
+                None => self.out.extend(&client_head),
+            }
+        }
+        let enc = if down == DownFraming::Chunked {
+            BodyEncoder::Chunked
+        } else {
+            BodyEncoder::Raw
+        };
+        (sink, enc)
+    }
+
+    pub(super) fn feed_body(&mut self, data: &[u8], now: Now<'_>) {
+        let max = self.cfg.cache.object_bytes_max;
+        let hold_limit = self.cfg.distill.limits.input_bytes_max;
+        // Bodies held for a job or captured for the cache: per connection at most these
+        // limits, all connections together at most `limits.held_bytes_max` (past it the
+        // response streams, unheld or unstored).
+        let Some(ex) = self.ex.as_mut() else { return };
+        let Some(Fetch {
+            response: Response::Body(body),
+            ..
+        }) = ex.stage.fetch_mut()
+        else {
+            return;
+        };
+        let mut at = 0;
+        while at < data.len() && !body.dec.is_done() {
+            match body.dec.decode(&data[at..]) {
+                Ok((n, piece)) => {
+                    let keeps_holding = match &mut body.sink {
+                        Sink::Held(held) => held.add(piece, hold_limit),
+                        _ => true,
+                    };
+                    if !keeps_holding {
+                        // Too large to distil after all: stream what was held, and on.
+                        body.stream_held(&mut self.out);
+                    }
+                    if matches!(body.sink, Sink::Client) {
+                        body.stream(piece, &mut self.out);
+                    }
+                    if let Some(ctx) = ex.cache.as_mut() {
+                        ctx.capture_body(piece, max);
+                    }
+                    at += n;
+                }
+                Err(e) => {
+                    self.stats.upstream_errors.incr();
+                    self.truncate(&format!("invalid body from origin: {e}"));
+                    return;
+                }
+            }
+        }
+        if body.dec.is_done() {
+            if at < data.len() {
+                body.reusable = false; // bytes past the end: the stream is unsound
+            }
+            if matches!(body.sink, Sink::Held(_)) {
+                self.finish_held(now);
+                return;
+            }
+            body.enc.finish(self.out.compacted_tail());
+            self.complete_exchange(now);
+        }
+    }
+
+    /// The held body is complete: the origin connection goes back, the original is
+    /// stored if it may be, and the job starts.
+    pub(super) fn finish_held(&mut self, now: Now<'_>) {
+        let Some(mut ex) = self.ex.take() else { return };
+        self.release_upstream(&mut ex);
+        if let Some(ctx) = ex.cache.as_mut() {
+            self.finish_capture(ctx, &ex.head);
+        }
+        // The flight (if this request led one) ends here: waiters find the original.
+        ex.cache = None;
+        let Some(held) = ex.take_held() else { return };
+        self.start_job(ex, JobInput::Fetched(held), now);
+    }
+
+    /// Gives the origin connection back to the pool, or closes it.
+    pub(super) fn release_upstream(&mut self, ex: &mut Exchange) {
+        let request_done = ex.body.dec.is_done();
+        let reusable = ex.response_body().is_some_and(|b| b.reusable);
+        if reusable && request_done && self.up_out.is_empty() {
+            self.actions.push_back(Action::Release);
+        } else {
+            self.actions.push_back(Action::CloseUpstream);
+        }
+        self.up_out.clear();
+        if !request_done {
+            self.no_more_requests = true;
+        }
+    }
+
+    pub(super) fn complete_exchange(&mut self, now: Now<'_>) {
+        let Some(mut ex) = self.ex.take() else { return };
+        if let Some(ctx) = ex.cache.as_mut() {
+            // Stored before `ex` (and the flight it leads) is dropped below, so the
+            // requests that waited find it.
+            self.finish_capture(ctx, &ex.head);
+        }
+        self.release_upstream(&mut ex);
+        if !ex.keep_alive {
+            self.no_more_requests = true;
+        }
+        if let Some((object, work)) = ex.take_pending_job() {
+            ex.cache = None; // the flight ends: the refreshed original is stored
+            self.start_job(ex, JobInput::Stored { object, work }, now);
+            return;
+        }
+        let streamed = ex.response_body().filter(|b| !b.discards());
+        if let Some(body) = streamed {
+            self.log_access(
+                &ex.head,
+                body.status,
+                body.sent,
+                ex.started,
+                now,
+                Some(ex.origin()),
+            );
+        }
+        drop(ex);
+        self.advance(now);
+    }
+
+    /// The response head is out but its body cannot be completed: reset the client
+    /// connection so the part it got is never taken for the whole.
+    pub(super) fn truncate(&mut self, why: &str) {
+        self.stats.truncated_responses.incr();
+        if let Some(ex) = self.ex.take() {
+            let sent = ex.response_body().map_or(0, |b| b.sent);
+            tracing::warn!(client = %self.peer, origin = %ex.origin(), target = ex.head.target(),
+                sent, "response truncated: {why}");
+        }
+        self.actions.push_back(Action::CloseUpstream);
+        self.reset = true;
+    }
+
+    /// The exchange failed before its response started: answer with `status`.
+    pub(super) fn fail_exchange(&mut self, status: u16, detail: &str, now: Now<'_>) {
+        let Some(ex) = self.ex.take() else { return };
+        if ex.response_body().is_some() {
+            self.ex = Some(ex);
+            self.truncate(detail);
+            return;
+        }
+        self.actions.push_back(Action::CloseUpstream);
+        self.up_out.clear();
+        if status >= 500
+            && let Some(ctx) = ex.cache.as_deref()
+            && self.serve_stale_on_error(ctx, &ex.head, now)
+        {
+            tracing::warn!(client = %self.peer, target = ex.head.target(),
+                "{status}: {detail}; served the stale stored response (stale-if-error)");
+            drop(ex);
+            self.advance(now);
+            return;
+        }
+        tracing::warn!(client = %self.peer, target = ex.head.target(), "{status}: {detail}");
+        let keep = ex.keep_alive && ex.body.dec.is_done() && !matches!(status, 400 | 413);
+        let body = error_body(status, detail);
+        self.write_local(
+            status,
+            &body,
+            ex.head.is_head(),
+            keep,
+            ex.head.minor_version,
+            now,
+        );
+        self.log_access(
+            &ex.head,
+            status,
+            body.len() as u64,
+            ex.started,
+            now,
+            Some(ex.origin()),
+        );
+        self.advance(now);
+    }
+}
