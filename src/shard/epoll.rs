@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
+use socket2::SockRef;
 
 use crate::config::Config;
 use crate::http::target::Authority;
@@ -19,7 +20,7 @@ use crate::proxy::stats::Stats;
 use crate::proxy::{Conn, UpstreamFailure};
 
 use super::Node;
-use super::REFUSED_RESPONSE;
+use super::clients::{self, Admission, REFUSED_RESPONSE};
 use super::date::DateCache;
 use super::upstreams::{self, Link, Lookups, ShardIo};
 
@@ -65,7 +66,7 @@ pub struct Shard {
     ready: VecDeque<usize>,
     date: DateCache,
     stats_logged: Instant,
-    next_serial: u64,
+    admission: Admission,
 }
 
 impl Shard {
@@ -83,7 +84,7 @@ impl Shard {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         Ok(Shard {
             id,
-            stats,
+            stats: stats.clone(),
             poll,
             listener,
             clients: Slab::new(),
@@ -93,7 +94,7 @@ impl Shard {
             ready: VecDeque::new(),
             date: DateCache::default(),
             stats_logged: Instant::now(),
-            next_serial: 0,
+            admission: Admission::new(id, cfg.clone(), stats.clone()),
             cfg,
         })
     }
@@ -180,10 +181,8 @@ impl Shard {
     }
 
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
-        if self.clients.len() >= self.cfg.limits.connections_per_shard_max {
-            self.stats.connections_refused.incr();
+        if self.admission.refuses(self.clients.len(), peer) {
             let _ = stream.write(REFUSED_RESPONSE);
-            tracing::warn!(shard = self.id, client = %peer, "connection refused: connections_per_shard_max reached");
             return;
         }
         let _ = stream.set_nodelay(true);
@@ -197,23 +196,11 @@ impl Shard {
             tracing::warn!(shard = self.id, "cannot register client: {e}");
             return;
         }
-        self.stats.connections_accepted.incr();
-        self.next_serial += 1;
-        let conn = Conn::new(
-            self.cfg.clone(),
-            self.stats.clone(),
-            self.lookups.cache.clone(),
-            self.lookups.held.clone(),
-            peer,
-            self.date.now(now),
-        );
+        let (conn, link) = self.admission.admit(peer, &self.lookups, &self.date, now);
         entry.insert(Client {
             stream,
             conn,
-            link: Link {
-                serial: self.next_serial,
-                ..Link::default()
-            },
+            link,
             readable: true,
             writable: true,
             hup: false,
@@ -508,11 +495,8 @@ impl Shard {
             return;
         }
         let mut c = self.clients.remove(ci);
-        if let Some(ui) = c.link.upstream.take() {
+        if let Some(ui) = clients::closing(&c.conn, &mut c.link, SockRef::from(&c.stream)) {
             self.close_upstream(ui);
-        }
-        if c.conn.wants_reset() {
-            let _ = socket2::SockRef::from(&c.stream).set_linger(Some(Duration::ZERO));
         }
         let _ = self.poll.registry().deregister(&mut c.stream);
     }

@@ -2,6 +2,7 @@
 //! (SO_REUSEPORT), event loop, connections and upstream pool. Shards share only the
 //! immutable config, the resolver threads, and counters that are summed when read.
 
+pub mod clients;
 pub mod date;
 pub mod dns;
 pub mod epoll;
@@ -18,9 +19,6 @@ use thiserror::Error;
 use crate::cache::Store;
 use crate::config::{Config, IoChoice};
 use crate::proxy::stats::Stats;
-
-/// What a connection over `connections_per_shard_max` gets before it is closed.
-pub(crate) const REFUSED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 40\r\nConnection: close\r\n\r\ndistilld: 503 too many connections here\n";
 
 #[derive(Debug, Error)]
 pub enum ShardError {

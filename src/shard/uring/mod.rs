@@ -29,7 +29,7 @@ use crate::proxy::Conn;
 use crate::proxy::stats::Stats;
 
 use super::Node;
-use super::REFUSED_RESPONSE;
+use super::clients::{self, Admission, REFUSED_RESPONSE};
 use super::date::DateCache;
 use super::upstreams::{self, Link, Lookups};
 use bufring::BufRing;
@@ -98,7 +98,7 @@ pub struct Shard {
     cqes: Vec<(u64, i32, u32)>,
     dirty: Vec<usize>,
     generations: Generations,
-    next_serial: u64,
+    admission: Admission,
     /// The kernel ends a multishot receive at a byte cap (see `probe`).
     capped_recv: bool,
 }
@@ -135,7 +135,7 @@ impl Shard {
             bufs,
             files,
             id,
-            stats,
+            stats: stats.clone(),
             listener,
             accept_armed: false,
             wake_fd: wake.0.as_raw_fd(),
@@ -149,7 +149,7 @@ impl Shard {
             dirty: Vec::with_capacity(1024),
             generations: Generations::starting_at(first_generation),
             capped_recv: probe::capped_multishot_works(),
-            next_serial: 0,
+            admission: Admission::new(id, cfg.clone(), stats.clone()),
             cfg,
         })
     }
@@ -375,8 +375,7 @@ impl Shard {
             .ok()
             .and_then(|a| a.as_socket())
             .unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
-        if self.clients.len() >= self.cfg.limits.connections_per_shard_max {
-            self.stats.connections_refused.incr();
+        if self.admission.refuses(self.clients.len(), peer) {
             // SAFETY: a non-blocking send of a static buffer on a socket we own.
             unsafe {
                 libc::send(
@@ -386,29 +385,16 @@ impl Shard {
                     libc::MSG_NOSIGNAL,
                 )
             };
-            tracing::warn!(shard = self.id, client = %peer, "connection refused: connections_per_shard_max reached");
             return;
         }
-        self.stats.connections_accepted.incr();
-        self.next_serial += 1;
         let generation = self.generations.next();
-        let conn = Conn::new(
-            self.cfg.clone(),
-            self.stats.clone(),
-            self.lookups.cache.clone(),
-            self.lookups.held.clone(),
-            peer,
-            self.date.now(now),
-        );
+        let (conn, link) = self.admission.admit(peer, &self.lookups, &self.date, now);
         let mut io = Io::new(fd, generation);
         io.slot = self.files.register(&self.ring, io.raw());
         let ci = self.clients.insert(Client {
             io,
             conn,
-            link: Link {
-                serial: self.next_serial,
-                ..Link::default()
-            },
+            link,
             dirty: false,
         });
         self.service(ci, now);
@@ -563,10 +549,7 @@ impl Shard {
             return;
         }
         c.io.closing = true;
-        if c.conn.wants_reset() {
-            let _ = SockRef::from(&c.io.fd).set_linger(Some(Duration::ZERO));
-        }
-        if let Some(ui) = c.link.upstream.take() {
+        if let Some(ui) = clients::closing(&c.conn, &mut c.link, SockRef::from(&c.io.fd)) {
             self.close_upstream(ui);
         }
         let target = on_socket!(self.clients[ci].io, |t| types::CancelBuilder::fd(t));
