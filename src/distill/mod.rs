@@ -29,7 +29,7 @@ pub enum Work {
 
 /// A job's product.
 #[derive(Debug)]
-pub enum Made {
+pub enum JobOutput {
     Image(Distilled),
     Text {
         coding: &'static str,
@@ -37,18 +37,18 @@ pub enum Made {
     },
 }
 
-impl Made {
+impl JobOutput {
     pub fn bytes(&self) -> &[u8] {
         match self {
-            Made::Image(d) => &d.bytes,
-            Made::Text { bytes, .. } => bytes,
+            JobOutput::Image(d) => &d.bytes,
+            JobOutput::Text { bytes, .. } => bytes,
         }
     }
 }
 
 /// Why a body is sent as it came.
 #[derive(Debug, thiserror::Error)]
-pub enum Passed {
+pub enum Declined {
     #[error("{0}")]
     Image(#[from] ImageError),
     #[error("{0}")]
@@ -79,11 +79,11 @@ pub fn is_small(work: &Work, body: &[u8], bytes_max: u64, pixels_max: u64) -> bo
 /// Runs `work` on `body`; the result is kept only when at least 10% smaller. A panic in
 /// a codec (hostile input finding a bug) is caught here and ends as the original, so it
 /// can take down neither a shard nor a pool thread.
-pub fn run(work: &Work, body: &[u8]) -> Result<Made, Passed> {
+pub fn run(work: &Work, body: &[u8]) -> Result<JobOutput, Declined> {
     guarded(|| run_unguarded(work, body))
 }
 
-fn guarded(f: impl FnOnce() -> Result<Made, Passed>) -> Result<Made, Passed> {
+fn guarded(f: impl FnOnce() -> Result<JobOutput, Declined>) -> Result<JobOutput, Declined> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(panic) => {
@@ -93,22 +93,24 @@ fn guarded(f: impl FnOnce() -> Result<Made, Passed>) -> Result<Made, Passed> {
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "panic".into());
             tracing::error!("distillation job panicked: {what}");
-            Err(Passed::Crashed(what))
+            Err(Declined::Crashed(what))
         }
     }
 }
 
-fn run_unguarded(work: &Work, body: &[u8]) -> Result<Made, Passed> {
+fn run_unguarded(work: &Work, body: &[u8]) -> Result<JobOutput, Declined> {
     let made = match work {
-        Work::Image { profile, limits } => Made::Image(image::transcode(body, profile, limits)?),
-        Work::Text { coding } => Made::Text {
+        Work::Image { profile, limits } => {
+            JobOutput::Image(image::transcode(body, profile, limits)?)
+        }
+        Work::Text { coding } => JobOutput::Text {
             coding,
             bytes: text::compress(body, coding)?,
         },
     };
     let n = made.bytes().len();
     if n * 10 > body.len() * 9 {
-        return Err(Passed::NotSmaller {
+        return Err(Declined::NotSmaller {
             original: body.len(),
             made: n,
         });
@@ -124,7 +126,7 @@ mod tests {
     fn a_panicking_job_ends_as_the_original() {
         let r = guarded(|| panic!("codec bug"));
         assert!(
-            matches!(&r, Err(Passed::Crashed(w)) if w == "codec bug"),
+            matches!(&r, Err(Declined::Crashed(w)) if w == "codec bug"),
             "{r:?}"
         );
     }
@@ -133,6 +135,6 @@ mod tests {
     fn results_not_ten_percent_smaller_are_declined() {
         let text = b"no repetition here: abcdefghijklmnopqrstuvwxyz0123456789".to_vec();
         let r = run(&Work::Text { coding: "gzip" }, &text);
-        assert!(matches!(r, Err(Passed::NotSmaller { .. })), "{r:?}");
+        assert!(matches!(r, Err(Declined::NotSmaller { .. })), "{r:?}");
     }
 }

@@ -16,7 +16,7 @@ use crate::cache::object::{Build, Fields};
 use crate::distill::pool::{self, ResultSlot};
 use crate::distill::profile::{Profile, Signals, accepted_encoding};
 use crate::distill::text::is_compressible;
-use crate::distill::{self, Made, Passed, Work};
+use crate::distill::{self, Declined, JobOutput, Work};
 use crate::http::body::Framing;
 use crate::http::headers::list_items;
 use crate::http::request::RequestHead;
@@ -77,7 +77,7 @@ struct Representation<'a> {
 
 /// A response body being collected for a job.
 #[derive(Debug)]
-pub(super) struct Held {
+pub(super) struct HeldResponse {
     work: Work,
     fields: Fields,
     times: Times,
@@ -91,7 +91,7 @@ pub(super) struct Held {
 /// Where a job's input came from.
 #[derive(Debug)]
 pub(super) enum JobInput {
-    Fetched(Box<Held>),
+    Fetched(Box<HeldResponse>),
     Stored { object: Arc<Object>, work: Work },
 }
 
@@ -101,7 +101,7 @@ pub(super) struct Running {
     source: JobInput,
     /// The body the job works on (what is sent if it declines).
     input: Bytes,
-    slot: ResultSlot<Result<Made, Passed>>,
+    slot: ResultSlot<Result<JobOutput, Declined>>,
     pub(super) since: Instant,
     pub(super) ticket: Ticket,
 }
@@ -197,7 +197,7 @@ impl Conn {
         client_head: &[u8],
         stored_original: bool,
         now: Now<'_>,
-    ) -> Option<Box<Held>> {
+    ) -> Option<Box<HeldResponse>> {
         let ctx = ex.distill.as_deref()?;
         // Decided from the head as received; the stored fields are built only for a job.
         let field = |name: &str| {
@@ -230,7 +230,7 @@ impl Conn {
             resp.connection.drops(n)
         });
         let times = crate::cache::object::read_times(&fields, now.unix_secs, now.unix_secs);
-        Some(Box::new(Held {
+        Some(Box::new(HeldResponse {
             work,
             fields,
             times,
@@ -266,7 +266,7 @@ impl Conn {
             self.answer_with(ex, source, input, made, now);
             return;
         }
-        let slot: ResultSlot<Result<Made, Passed>> = Arc::default();
+        let slot: ResultSlot<Result<JobOutput, Declined>> = Arc::default();
         let filled = slot.clone();
         let job_input = input.clone();
         let work_fn = Box::new(move || pool::put(&filled, distill::run(&work, &job_input)));
@@ -285,7 +285,7 @@ impl Conn {
 
     /// The pool finished (or refused) this connection's job.
     pub(super) fn on_job_done(&mut self, ex: Box<Exchange>, now: Now<'_>) {
-        self.end_job(ex, Passed::PoolFull, now);
+        self.end_job(ex, Declined::PoolFull, now);
     }
 
     /// The job has waited past its deadline (queued behind others, or lost): the
@@ -295,11 +295,11 @@ impl Conn {
             target = ex.head.target(),
             "distillation overdue: sending the original"
         );
-        self.end_job(ex, Passed::Overdue, now);
+        self.end_job(ex, Declined::Overdue, now);
     }
 
     /// Answers with the job's result, or with `missing` when it left none.
-    fn end_job(&mut self, mut ex: Box<Exchange>, missing: Passed, now: Now<'_>) {
+    fn end_job(&mut self, mut ex: Box<Exchange>, missing: Declined, now: Now<'_>) {
         let Some(running) = ex.take_job() else {
             self.ex = Some(ex);
             return;
@@ -316,7 +316,7 @@ impl Conn {
         ex: Box<Exchange>,
         source: JobInput,
         input: Bytes,
-        made: Result<Made, Passed>,
+        made: Result<JobOutput, Declined>,
         now: Now<'_>,
     ) {
         let Some(ctx) = ex.distill.as_deref() else {
@@ -377,7 +377,7 @@ impl Conn {
         let how = if fwd.is_empty() {
             Served::Hit
         } else {
-            Served::Made { fwd, stored }
+            Served::Distilled { fwd, stored }
         };
         self.serve_stored(&ex.head, &object, how, now);
         if !ex.keep_alive {
@@ -388,7 +388,7 @@ impl Conn {
     }
 }
 
-impl Held {
+impl HeldResponse {
     /// Adds a piece of the body; false when it would outgrow `limit` or the node's
     /// budget (the hold is then abandoned by the caller, which streams the head, the
     /// body so far and the rest).
@@ -428,7 +428,12 @@ fn request_forbids_transform(head: &RequestHead) -> bool {
 
 /// The fields of the distilled representation: the original's, with its type, coding,
 /// length and validators restated, Vary extended, and what was done in X-Distill.
-fn distilled_fields(orig: &Fields, made: &Made, original_bytes: usize, ctx: &DistillCtx) -> Fields {
+fn distilled_fields(
+    orig: &Fields,
+    made: &JobOutput,
+    original_bytes: usize,
+    ctx: &DistillCtx,
+) -> Fields {
     let mut list: Vec<(String, Vec<u8>)> = Vec::new();
     let mut vary: Vec<Vec<u8>> = Vec::new();
     for (name, value) in orig.iter() {
@@ -447,7 +452,7 @@ fn distilled_fields(orig: &Fields, made: &Made, original_bytes: usize, ctx: &Dis
                 v.extend_from_slice(format!("-d-{}\"", ctx.profile.name).as_bytes());
                 list.push((name.to_string(), v));
             }
-            "content-type" if matches!(made, Made::Image(_)) => {}
+            "content-type" if matches!(made, JobOutput::Image(_)) => {}
             "content-md5" | "digest" | "content-digest" | "repr-digest" => {}
             _ => list.push((name.to_string(), value.to_vec())),
         }
@@ -457,14 +462,14 @@ fn distilled_fields(orig: &Fields, made: &Made, original_bytes: usize, ctx: &Dis
         ctx.profile.name, ctx.why
     );
     match made {
-        Made::Image(d) => {
+        JobOutput::Image(d) => {
             list.push(("Content-Type".into(), d.content_type.as_bytes().to_vec()));
             note.push_str(&format!("; size={}x{}", d.width, d.height));
             for hint in ["Save-Data", "ECT", "Downlink"] {
                 vary.push(hint.as_bytes().to_vec());
             }
         }
-        Made::Text { coding, .. } => {
+        JobOutput::Text { coding, .. } => {
             list.push(("Content-Encoding".into(), coding.as_bytes().to_vec()));
             vary.push(b"Accept-Encoding".to_vec());
         }

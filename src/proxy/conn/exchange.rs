@@ -18,7 +18,7 @@ use crate::http::target::{Authority, Destination};
 use super::super::out::Out;
 use super::Ticket;
 use super::caching::CacheCtx;
-use super::distilling::{DistillCtx, Held, Running};
+use super::distilling::{DistillCtx, HeldResponse, Running};
 
 /// One request and its response.
 #[derive(Debug)]
@@ -105,7 +105,7 @@ pub(super) enum Sink {
     /// Streamed to the client as it comes.
     Client,
     /// Held for a distillation job.
-    Held(Box<Held>),
+    Held(Box<HeldResponse>),
     /// The cache answered: the body is read to keep the connection, and dropped. A
     /// stored object may wait to be distilled once it is drained.
     Discard { then: Option<(Arc<Object>, Work)> },
@@ -178,7 +178,7 @@ impl Exchange {
     }
 
     /// The held body, taken out of the response for its job.
-    pub(super) fn take_held(&mut self) -> Option<Box<Held>> {
+    pub(super) fn take_held(&mut self) -> Option<Box<HeldResponse>> {
         let body = self.response_body_mut()?;
         match std::mem::replace(&mut body.sink, Sink::Client) {
             Sink::Held(held) => Some(held),

@@ -16,7 +16,7 @@ use super::{Conn, Now};
 pub(super) enum Served {
     Hit,
     /// Made here from what the origin (`fwd`) sent: a distilled response.
-    Made {
+    Distilled {
         fwd: &'static str,
         stored: bool,
     },
@@ -59,7 +59,9 @@ impl Conn {
                 l
             }
             Served::Revalidated => cache_status_line("stale", Some(304), false, Some(ttl)),
-            Served::Made { fwd, stored } => cache_status_line(fwd, Some(200), stored, Some(ttl)),
+            Served::Distilled { fwd, stored } => {
+                cache_status_line(fwd, Some(200), stored, Some(ttl))
+            }
             Served::StaleIfError => {
                 let mut l = cache_status_line("", None, false, Some(ttl));
                 l.truncate(l.len() - 2);
