@@ -180,13 +180,15 @@ class Servers:
         return self.start([release_bin("distill-origin"), "--listen", f"127.0.0.1:{port}",
                            "--root", root, *extra], port, LOAD_CORE)
 
-    def distilld(self, port, origin_port=None, workers=1, config="", core=SERVER_CORE, io="auto", log=None):
+    def distilld(self, port, origin_port=None, workers=1, config="", core=SERVER_CORE, io="auto", log=None,
+                 binary=None):
         """distilld with `config` (by default distilld_config(): the shipped defaults, so
-        its access log is on; it goes to /dev/null unless `log` names a file)."""
+        its access log is on; it goes to /dev/null unless `log` names a file); `binary`
+        runs another build than this tree's release binary."""
         cfg = os.path.join(self.tmp, f"distilld-{port}.toml")
         with open(cfg, "w") as f:
             f.write(config or distilld_config())
-        argv = [release_bin("distilld"), "run", "--config", cfg, "--listen", f"127.0.0.1:{port}",
+        argv = [binary or release_bin("distilld"), "run", "--config", cfg, "--listen", f"127.0.0.1:{port}",
                 "--workers", str(workers), "--io", io]
         if origin_port:
             argv += ["--origin", f"http://127.0.0.1:{origin_port}"]

@@ -14,6 +14,7 @@ declare -A benches=(
   [distill-latency]=distill_latency.py
   [gif-stall]=gif_stall.py
   [text-compression]=text_compression.py
+  [before-after]=before_after.py
 )
 name="${1:-}"
 if [ -z "$name" ] || [ -z "${benches[$name]:-}" ]; then
