@@ -357,25 +357,37 @@ impl Conn {
     // ---- time ------------------------------------------------------------------------
 
     pub fn on_tick(&mut self, now: Now<'_>) {
+        let client_idle = now.instant.saturating_duration_since(self.last_client)
+            >= self.cfg.timeouts.client_idle;
+        if self.ex.is_some() {
+            self.exchange_tick(client_idle, now);
+        } else {
+            self.between_requests_tick(client_idle, now);
+        }
+    }
+
+    /// No exchange: a request head that takes too long, or a keep-alive gone idle.
+    fn between_requests_tick(&mut self, client_idle: bool, now: Now<'_>) {
+        if let Some(started) = self.head_started
+            && now.instant.saturating_duration_since(started) >= self.cfg.timeouts.request_head
+        {
+            self.stats.client_timeouts.incr();
+            self.refuse(408, "request head not received in time", now);
+            return;
+        }
+        if client_idle {
+            self.reset = !self.out.is_empty();
+            self.no_more_requests = true;
+            self.inbuf.clear();
+            self.out.clear();
+        }
+    }
+
+    /// The deadline of the exchange's stage.
+    fn exchange_tick(&mut self, client_idle: bool, now: Now<'_>) {
         let t = now.instant;
         let to = self.cfg.timeouts;
-        let client_idle = t.saturating_duration_since(self.last_client) >= to.client_idle;
-        let Some(ex) = self.ex.as_ref() else {
-            if let Some(started) = self.head_started
-                && t.saturating_duration_since(started) >= to.request_head
-            {
-                self.stats.client_timeouts.incr();
-                self.refuse(408, "request head not received in time", now);
-                return;
-            }
-            if client_idle {
-                self.reset = !self.out.is_empty();
-                self.no_more_requests = true;
-                self.inbuf.clear();
-                self.out.clear();
-            }
-            return;
-        };
+        let Some(ex) = self.ex.as_ref() else { return };
         match &ex.stage {
             Stage::Waiting { since, .. } => {
                 if t.saturating_duration_since(*since) >= self.cfg.cache.collapse_wait {

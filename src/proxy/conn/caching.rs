@@ -414,7 +414,7 @@ impl Conn {
         removed
     }
 
-    fn build(&self) -> Build<'_> {
+    pub(super) fn build(&self) -> Build<'_> {
         Build {
             via_name: &self.cfg.via_name,
             heuristic: Heuristic {

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use crate::cache::Object;
 use crate::cache::control::CacheControl;
 use crate::cache::freshness::Times;
-use crate::cache::object::{Build, Fields};
+use crate::cache::object::Fields;
 use crate::distill::pool::{self, ResultSlot};
 use crate::distill::profile::{Profile, Signals, accepted_encoding};
 use crate::distill::text::is_compressible;
@@ -322,13 +322,6 @@ impl Conn {
         let Some(ctx) = ex.distill.as_deref() else {
             return;
         };
-        let build = Build {
-            via_name: &self.cfg.via_name,
-            heuristic: crate::cache::freshness::Heuristic {
-                percent: self.cfg.cache.heuristic_percent,
-                max_secs: self.cfg.cache.heuristic_max_s,
-            },
-        };
         let (fields, times, storable, fwd) = match &source {
             JobInput::Fetched(h) => (h.fields.clone(), h.times, h.stored_original, "miss"),
             JobInput::Stored { object, .. } => {
@@ -338,42 +331,25 @@ impl Conn {
         // The variant is selected by the original's Vary too; `Vary: *` is never stored.
         let original_vary = fields.vary();
         let storable = storable && original_vary.is_ok();
-        // What the cache will not own waits for the client charged to the node's budget,
-        // as the held body it came from was: a client that stops reading cannot make
-        // the node keep distilled bodies outside every bound.
-        let fits = |n: usize| n as u64 <= self.cfg.cache.object_bytes_max;
-        let cached = |n: usize| storable && self.cache.is_some() && fits(n);
         let object = match made {
             Ok(made) => {
                 self.stats.distilled.incr();
                 let distilled = distilled_fields(&fields, &made, input.len(), ctx);
-                let mut body = crate::cache::body::stored(made.bytes());
-                if !cached(body.len()) {
-                    body = self.held.charge_until_freed(body);
-                }
-                let object = Object::new(distilled, body, times, build);
+                let object = Object::new(
+                    distilled,
+                    self.variant_body(&made, storable),
+                    times,
+                    self.build(),
+                );
                 Arc::new(object.selected_by(original_vary.unwrap_or_default()))
             }
             Err(why) => {
                 self.stats.distill_passed.incr();
                 tracing::debug!(target = ex.head.target(), "sent the original: {why}");
-                match &source {
-                    JobInput::Stored { object, .. } => object.clone(),
-                    // Stored in memory of its own: the held bytes (charged to the
-                    // node's budget) go as soon as they are sent.
-                    JobInput::Fetched(_) if cached(input.len()) => {
-                        let body = crate::cache::body::stored(&input);
-                        Arc::new(Object::new(fields, body, times, build))
-                    }
-                    JobInput::Fetched(_) => Arc::new(Object::new(fields, input, times, build)),
-                }
+                self.original_object(source, fields, times, input, storable)
             }
         };
-        let stored = storable
-            && self.cache.as_ref().is_some_and(|store| {
-                let primary = crate::cache::key::primary(&ex.dest);
-                store.insert(&ctx.variant_key(&primary), object.clone(), ex.head.fields())
-            });
+        let stored = storable && self.store_variant(&ex, ctx, &object);
         let how = if fwd.is_empty() {
             Served::Hit
         } else {
@@ -385,6 +361,53 @@ impl Conn {
         }
         drop(ex);
         self.advance(now);
+    }
+
+    /// The cache will own a body of `n` bytes if it is stored.
+    fn cacheable(&self, storable: bool, n: usize) -> bool {
+        storable && self.cache.is_some() && n as u64 <= self.cfg.cache.object_bytes_max
+    }
+
+    /// The distilled body in memory of its own. What the cache will not own waits for
+    /// the client charged to the node's budget, as the held body it came from was: a
+    /// client that stops reading cannot make the node keep distilled bodies outside
+    /// every bound.
+    fn variant_body(&self, made: &JobOutput, storable: bool) -> Bytes {
+        let body = crate::cache::body::stored(made.bytes());
+        if self.cacheable(storable, body.len()) {
+            body
+        } else {
+            self.held.charge_until_freed(body)
+        }
+    }
+
+    /// The original, sent when the job declined.
+    fn original_object(
+        &self,
+        source: JobInput,
+        fields: Fields,
+        times: Times,
+        input: Bytes,
+        storable: bool,
+    ) -> Arc<Object> {
+        match source {
+            JobInput::Stored { object, .. } => object,
+            // Stored in memory of its own: the held bytes (charged to the node's budget)
+            // go as soon as they are sent.
+            JobInput::Fetched(_) if self.cacheable(storable, input.len()) => {
+                let body = crate::cache::body::stored(&input);
+                Arc::new(Object::new(fields, body, times, self.build()))
+            }
+            JobInput::Fetched(_) => Arc::new(Object::new(fields, input, times, self.build())),
+        }
+    }
+
+    /// Stores the object as this client's variant of the URL; true if the cache took it.
+    fn store_variant(&self, ex: &Exchange, ctx: &DistillCtx, object: &Arc<Object>) -> bool {
+        self.cache.as_ref().is_some_and(|store| {
+            let primary = crate::cache::key::primary(&ex.dest);
+            store.insert(&ctx.variant_key(&primary), object.clone(), ex.head.fields())
+        })
     }
 }
 
