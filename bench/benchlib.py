@@ -141,6 +141,11 @@ def describe_config(config, log_to="/dev/null"):
 NO_CACHE = distilld_config(cache={"memory_bytes": 0})
 
 
+def has_admin_flag(binary):
+    out = subprocess.run([binary, "run", "--help"], capture_output=True, text=True)
+    return "--admin" in out.stdout
+
+
 class Servers:
     """Processes started for one benchmark, stopped together."""
 
@@ -188,7 +193,11 @@ class Servers:
         cfg = os.path.join(self.tmp, f"distilld-{port}.toml")
         with open(cfg, "w") as f:
             f.write(config or distilld_config())
-        argv = [binary or release_bin("distilld"), "run", "--config", cfg, "--listen", f"127.0.0.1:{port}",
+        binary = binary or release_bin("distilld")
+        # Benchmarks run several side by side: none takes the shipped admin port (a
+        # build from before the admin listener has neither the port nor the flag).
+        admin = ["--admin", "off"] if has_admin_flag(binary) else []
+        argv = [binary, "run", "--config", cfg, *admin, "--listen", f"127.0.0.1:{port}",
                 "--workers", str(workers), "--io", io]
         if origin_port:
             argv += ["--origin", f"http://127.0.0.1:{origin_port}"]

@@ -3,9 +3,11 @@
 //! The crate is the engine; `src/main.rs` is the daemon's command line and
 //! `tools/` holds the bundled origin simulator. See ARCHITECTURE.md for the codemap.
 
+pub mod appliance;
 pub mod cache;
 pub mod config;
 pub mod distill;
+pub mod histogram;
 pub mod http;
 #[cfg(test)]
 pub(crate) mod peak_alloc;

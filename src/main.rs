@@ -3,11 +3,17 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use clap::{Parser, Subcommand};
 
-use distilld::config::routes::{OriginUrl, Route};
-use distilld::config::{Config, ConfigError, IoChoice};
+use distilld::appliance::admin;
+use distilld::appliance::logging::Logging;
+use distilld::appliance::signals::Signals;
+use distilld::appliance::supervise::{Context, supervise};
+use distilld::appliance::view::NodeView;
+use distilld::config::Config;
+use distilld::config::overrides::Source;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -42,6 +48,9 @@ enum Command {
         /// Network driver: auto, uring or epoll, overriding server.io.
         #[arg(long)]
         io: Option<String>,
+        /// Admin listener address (metrics, status, health), or "off"; overrides [admin].
+        #[arg(long)]
+        admin: Option<String>,
     },
     /// Validate a config file, print every error, exit 1 if any.
     CheckConfig { file: PathBuf },
@@ -66,62 +75,55 @@ fn main() -> ExitCode {
             origin,
             workers,
             io,
-        } => match load(config, listen, origin, workers, io) {
-            Ok(cfg) => run(cfg),
-            Err(e) => {
-                eprintln!("distilld: {e}");
-                ExitCode::FAILURE
+            admin,
+        } => {
+            let source = Source {
+                path: config,
+                listen,
+                origin,
+                workers,
+                io,
+                admin,
+            };
+            match source.load() {
+                Ok(cfg) => run(cfg, source),
+                Err(e) => {
+                    eprintln!("distilld: {e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
-    }
-}
-
-fn load(
-    path: Option<PathBuf>,
-    listen: Option<String>,
-    origin: Option<String>,
-    workers: Option<usize>,
-    io: Option<String>,
-) -> Result<Config, String> {
-    let mut cfg = match &path {
-        Some(p) => Config::from_file(p),
-        None => Config::embedded_default(),
-    }
-    .map_err(|e: ConfigError| e.to_string())?;
-    if let Some(l) = listen {
-        cfg.listen = l
-            .parse()
-            .map_err(|e| format!("--listen {l:?} is not an IP:port address ({e})"))?;
-    }
-    if let Some(o) = origin {
-        let origin = OriginUrl::parse(&o).map_err(|e| format!("--origin: {e}"))?;
-        cfg.routes.push(Route {
-            host: None,
-            path_prefix: "/".into(),
-            origin,
-            preserve_host: false,
-        });
-    }
-    if let Some(io) = io {
-        cfg.io = IoChoice::parse(&io)
-            .ok_or_else(|| format!("--io {io:?} is not one of auto, uring, epoll"))?;
-    }
-    if let Some(w) = workers {
-        if w == 0 || w > 1024 {
-            return Err(format!("--workers {w} is outside 1..=1024"));
         }
-        cfg.workers = w;
     }
-    Ok(cfg)
 }
 
-fn run(cfg: Config) -> ExitCode {
-    let _guard = init_logging(&cfg);
+fn run(cfg: Config, source: Source) -> ExitCode {
+    // Before any thread starts, so that every thread inherits the mask and the signals
+    // reach only the supervisor's sigtimedwait.
+    let signals = match Signals::block() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("distilld: cannot block signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Read now: a binary upgrade starts this path, which a package upgrade replaces.
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let logging = Logging::init(&cfg);
     raise_fd_limit();
     if !cfg.transparent_huge_pages {
         refuse_huge_pages();
     }
     return_freed_memory_at_once();
+    let admin = match cfg.admin.map(admin::listener).transpose() {
+        Ok(a) => a,
+        Err(e) => {
+            let addr = cfg.admin.map_or(String::new(), |a| a.to_string());
+            tracing::error!("cannot listen on the admin address {addr}: {e}");
+            eprintln!("distilld: cannot listen on the admin address {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let running = match distilld::shard::start(Arc::new(cfg)) {
         Ok(r) => r,
         Err(e) => {
@@ -130,35 +132,54 @@ fn run(cfg: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let view = Arc::new(NodeView::new(
+        running.control.clone(),
+        running.stats.clone(),
+        running.cache.clone(),
+        running.held.clone(),
+        running.driver.name(),
+        logging.dropped_counter(),
+    ));
     // Scripts and tests wait for this line to learn the bound address.
-    println!(
+    say(&format!(
         "distilld listening on {} ({})",
         running.local_addr,
         running.driver.name()
-    );
-    running.join();
-    ExitCode::SUCCESS
+    ));
+    let mut admin_copy = None;
+    if let Some(listener) = admin {
+        let addr = listener
+            .local_addr()
+            .map_or(String::new(), |a| a.to_string());
+        let stop = Arc::new(AtomicBool::new(false));
+        let copy = listener.try_clone();
+        if let Err(e) = copy.and_then(|c| {
+            admin_copy = Some((c, stop.clone()));
+            admin::spawn(listener, view.clone(), stop)
+        }) {
+            eprintln!("distilld: cannot start the admin listener: {e}");
+            return ExitCode::FAILURE;
+        }
+        say(&format!("distilld admin on {addr}"));
+    }
+    let context = Context {
+        source,
+        logging,
+        signals,
+        exe,
+        args,
+        view,
+        admin: admin_copy,
+    };
+    supervise(running, context)
 }
 
-/// Logs go to stderr through a writer thread, so a slow terminal or journal never
-/// blocks a shard.
-fn init_logging(cfg: &Config) -> tracing_appender::non_blocking::WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .finish(std::io::stderr());
-    let mut filter = tracing_subscriber::EnvFilter::new(&cfg.log_level);
-    if !cfg.access_log
-        && let Ok(d) = "access=off".parse()
-    {
-        filter = filter.add_directive(d);
-    }
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(false)
-        .with_target(true)
-        .init();
-    guard
+/// A line on stdout, where nobody may be reading any more (the test or script that
+/// started the process, or the old process after a binary upgrade): never fatal.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 /// The allocator asks for transparent huge pages; then a 2 MiB page stays resident

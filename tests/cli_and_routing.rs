@@ -127,7 +127,7 @@ fn a_second_daemon_cannot_share_the_port() {
     let s = Setup::new(Mode::Forward);
     let addr = s.proxy.addr.to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_distilld"))
-        .args(["run", "--listen", &addr, "--workers", "1"])
+        .args(["run", "--listen", &addr, "--workers", "1", "--admin", "off"])
         .output()
         .expect("run distilld");
     assert_eq!(out.status.code(), Some(1));

@@ -78,6 +78,8 @@ fn distilld(io: &str, sandboxed: bool) -> Command {
         "1",
         "--io",
         io,
+        "--admin",
+        "off",
     ]);
     if sandboxed {
         forbid_io_uring(&mut cmd);

@@ -160,6 +160,19 @@ impl<K: Hash + Eq + Clone, H: Hits> S3Fifo<K, H> {
         evicted
     }
 
+    /// A new budget: evicts until what is cached fits it. Returns the evicted keys.
+    pub fn set_capacity(&mut self, capacity: u64) -> Vec<K> {
+        self.capacity = capacity;
+        let mut evicted = Vec::new();
+        while self.bytes() > self.capacity {
+            match self.evict_one() {
+                Some(k) => evicted.push(k),
+                None => break,
+            }
+        }
+        evicted
+    }
+
     /// Forgets `key` (purge, or an object replaced). Its queue slot is dropped lazily.
     pub fn remove(&mut self, key: &K) -> bool {
         let Some(e) = self.entries.remove(key) else {

@@ -40,7 +40,7 @@ pub struct Found {
 }
 
 /// What a miss should do about other requests for the same key.
-pub enum Fetch {
+pub enum FlightRole {
     /// This request fetches; the guard wakes the waiters when dropped.
     Leader(FlightGuard),
     /// Another request is fetching: wait on it.
@@ -52,6 +52,7 @@ pub struct Store {
     policy: Mutex<S3Fifo<Arc<str>, Arc<Object>>>,
     flights: Arc<Mutex<HashMap<Arc<str>, Arc<Flight>>>>,
     object_bytes_max: u64,
+    evictions: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -61,6 +62,7 @@ impl Store {
             policy: Mutex::new(S3Fifo::new(budget_bytes, 16 * 1024)),
             flights: Arc::default(),
             object_bytes_max,
+            evictions: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -133,7 +135,9 @@ impl Store {
             return false;
         }
         for gone in policy.insert(key.clone(), cost, object.clone()) {
-            map.remove(&gone);
+            if gone != key {
+                self.evicted(&map, &gone);
+            }
         }
         map.insert(key, Stored::Object(object));
         true
@@ -147,7 +151,7 @@ impl Store {
         if matches!(map.get(&**key), Some(Stored::Object(_))) {
             let cost = object.cost(key.len());
             for gone in policy.insert(key.clone(), cost, object.clone()) {
-                map.remove(&gone);
+                self.evicted(&map, &gone);
             }
             if policy.contains(key) {
                 map.insert(key.clone(), Stored::Object(object.clone()));
@@ -173,14 +177,43 @@ impl Store {
     }
 
     /// Joins or starts the fetch of `key`.
-    pub fn fetch(&self, key: &Arc<str>) -> Fetch {
+    pub fn fetch(&self, key: &Arc<str>) -> FlightRole {
         let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = flights.get(key) {
-            return Fetch::Follower(f.clone());
+            return FlightRole::Follower(f.clone());
         }
         let flight = Arc::new(Flight::default());
         flights.insert(key.clone(), flight.clone());
-        Fetch::Leader(FlightGuard::new(key.clone(), flight, self.flights.clone()))
+        FlightRole::Leader(FlightGuard::new(key.clone(), flight, self.flights.clone()))
+    }
+
+    /// A new memory budget (a reload): objects are evicted until what is stored fits.
+    pub fn set_budget(&self, budget_bytes: u64) {
+        let mut policy = self.lock_policy();
+        let map = self.map.pin();
+        for gone in policy.set_capacity(budget_bytes) {
+            self.evicted(&map, &gone);
+        }
+    }
+
+    /// Objects evicted to make room since the store was made.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The memory budget in force.
+    pub fn budget(&self) -> u64 {
+        self.lock_policy().capacity()
+    }
+
+    fn evicted<G: papaya::Guard>(
+        &self,
+        map: &papaya::HashMapRef<'_, Arc<str>, Stored, std::hash::RandomState, G>,
+        key: &Arc<str>,
+    ) {
+        map.remove(key);
+        self.evictions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Objects and bytes stored (for stats and tests).

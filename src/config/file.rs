@@ -22,8 +22,17 @@ pub struct FileConfig {
     pub cache: FileCache,
     #[serde(default)]
     pub distill: FileDistill,
+    #[serde(default)]
+    pub admin: FileAdmin,
     #[serde(default, rename = "route")]
     pub routes: Vec<FileRoute>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileAdmin {
+    pub listen: Option<String>,
+    pub enabled: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -38,6 +47,7 @@ pub struct FileServer {
     pub via_name: Option<String>,
     pub x_forwarded_for: Option<bool>,
     pub io: Option<String>,
+    pub drain_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

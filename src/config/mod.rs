@@ -12,6 +12,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 mod file;
+pub mod overrides;
 pub mod routes;
 mod validate;
 
@@ -20,6 +21,8 @@ pub use file::*;
 use routes::Route;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3128";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9180";
+pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_WORKERS: usize = 0; // 0 = one per core
 pub const DEFAULT_HEALTHZ_PATH: &str = "/healthz";
 pub const DEFAULT_VIA_NAME: &str = "distilld";
@@ -139,6 +142,10 @@ pub struct Config {
     pub uring: UringConfig,
     pub cache: CacheConfig,
     pub distill: DistillConfig,
+    /// Where `/metrics`, `/status` and `/healthz` are served; None = off.
+    pub admin: Option<SocketAddr>,
+    /// How long a stopping or upgraded process lets in-flight requests finish.
+    pub drain_timeout: Duration,
 }
 
 /// Distillation: profiles, how one is chosen, and the limits of a job.

@@ -33,6 +33,8 @@ impl FileConfig {
         let cache = self.cache.validate(&mut bad);
         let distill = self.distill.validate(&mut bad);
         let routes = routes(&self.routes, &mut bad);
+        let admin = self.admin.listen(&mut bad);
+        let drain_timeout = s.drain_timeout(&mut bad);
         let config = Config {
             listen,
             workers: s.workers.unwrap_or(DEFAULT_WORKERS),
@@ -57,6 +59,8 @@ impl FileConfig {
             uring,
             cache,
             distill,
+            admin,
+            drain_timeout,
         };
         if config.workers > 1024 {
             errors.push(InvalidKey {
@@ -122,6 +126,17 @@ impl FileServer {
         via_name
     }
 
+    fn drain_timeout(&self, bad: &mut impl FnMut(&str, String)) -> Duration {
+        let ms = self.drain_timeout_ms.unwrap_or(DEFAULT_DRAIN_TIMEOUT_MS);
+        if ms > 3_600_000 {
+            bad(
+                "server.drain_timeout_ms",
+                format!("{ms} is more than an hour"),
+            );
+        }
+        Duration::from_millis(ms.min(3_600_000))
+    }
+
     fn io(&self, bad: &mut impl FnMut(&str, String)) -> IoChoice {
         let io_text = self.io.as_deref().unwrap_or("auto");
         IoChoice::parse(io_text).unwrap_or_else(|| {
@@ -131,6 +146,26 @@ impl FileServer {
             );
             IoChoice::Auto
         })
+    }
+}
+
+impl FileAdmin {
+    /// The admin listener's address, or None when it is off.
+    fn listen(&self, bad: &mut impl FnMut(&str, String)) -> Option<SocketAddr> {
+        if !self.enabled.unwrap_or(true) {
+            return None;
+        }
+        let text = self.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN);
+        match text.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(e) => {
+                bad(
+                    "admin.listen",
+                    format!("{text:?} is not an IP:port address ({e})"),
+                );
+                None
+            }
+        }
     }
 }
 

@@ -80,8 +80,15 @@ pub fn is_small(work: &Work, body: &[u8], bytes_max: u64, pixels_max: u64) -> bo
 /// a codec (hostile input finding a bug) is caught here and ends as the original, so it
 /// can take down neither a shard nor a pool thread.
 pub fn run(work: &Work, body: &[u8]) -> Result<JobOutput, Declined> {
-    guarded(|| run_unguarded(work, body))
+    let started = std::time::Instant::now();
+    let result = guarded(|| run_unguarded(work, body));
+    JOB_SECONDS.observe(started.elapsed());
+    result
 }
+
+/// How long jobs take (inline and on the pool), for the metrics.
+pub static JOB_SECONDS: crate::histogram::Histogram<9> =
+    crate::histogram::Histogram::new([0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.0]);
 
 fn guarded(f: impl FnOnce() -> Result<JobOutput, Declined>) -> Result<JobOutput, Declined> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {

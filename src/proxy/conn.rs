@@ -21,7 +21,7 @@ use crate::http::target::Authority;
 use super::buf::Buf;
 use super::held::HeldBudget;
 use super::out::Out;
-use super::stats::Stats;
+use super::stats::{Stats, upstream_kind};
 pub use distilling::DistillJob;
 use exchange::{Exchange, Fetch, Response, Stage, Upstream};
 
@@ -113,6 +113,10 @@ pub struct Conn {
     /// Close now with a reset: what was sent must not pass for complete.
     reset: bool,
     client_eof: bool,
+    /// The node is draining: every response says `Connection: close`.
+    draining: bool,
+    /// A config put in force by a reload, taken before the next request.
+    next_cfg: Option<Arc<Config>>,
     head_started: Option<Instant>,
     last_client: Instant,
 }
@@ -143,6 +147,8 @@ impl Conn {
             no_more_requests: false,
             reset: false,
             client_eof: false,
+            draining: false,
+            next_cfg: None,
             head_started: None,
             last_client: now.instant,
         }
@@ -204,17 +210,50 @@ impl Conn {
         self.reset
     }
 
+    // ---- events from the node --------------------------------------------------------
+
+    /// A reloaded config: the exchange under way finishes on the config it began with,
+    /// and the next request reads this one.
+    pub fn reconfigure(&mut self, cfg: Arc<Config>) {
+        if self.ex.is_none() {
+            self.cfg = cfg;
+        } else {
+            self.next_cfg = Some(cfg);
+        }
+    }
+
+    /// The node is draining: the response under way (or the next one) is the last and
+    /// says `Connection: close`. With `close_idle` a connection between requests closes
+    /// now; without, it stays until its next request, so a client is never cut off
+    /// between sending a request and reading the answer.
+    pub fn drain(&mut self, close_idle: bool) {
+        self.draining = true;
+        let idle = self.ex.is_none() && self.inbuf.is_empty() && self.head_started.is_none();
+        if close_idle && idle {
+            self.no_more_requests = true;
+        }
+    }
+
+    /// Responses may keep the connection open for another request.
+    fn may_keep_alive(&self) -> bool {
+        !self.client_eof && !self.draining
+    }
+
     // ---- events from the client ------------------------------------------------------
 
     pub fn on_client_data(&mut self, data: &[u8], now: Now<'_>) {
         self.last_client = now.instant;
+        self.stats.client_bytes_in.add(data.len() as u64);
         self.inbuf.extend(data);
         self.advance(now);
     }
 
     pub fn on_client_eof(&mut self, now: Now<'_>) {
         self.client_eof = true;
-        let body_unfinished = self.ex.as_ref().is_some_and(|ex| !ex.body.dec.is_done());
+        let body_unfinished = self
+            .ex
+            .as_ref()
+            .is_some_and(|ex| !ex.request_body.dec.is_done());
         if body_unfinished {
             // The request can never be completed: drop it and the origin connection.
             self.actions.push_back(Action::CloseUpstream);
@@ -257,7 +296,10 @@ impl Conn {
         if self.ex.is_none() {
             return;
         }
-        self.stats.upstream_errors.incr();
+        self.stats.upstream_failed(match failure {
+            UpstreamFailure::Resolve { .. } => upstream_kind::RESOLVE,
+            UpstreamFailure::Connect { .. } => upstream_kind::CONNECT,
+        });
         tracing::warn!(client = %self.peer, "{failure}");
         self.fail_exchange(502, &failure.to_string(), now);
     }
@@ -311,7 +353,7 @@ impl Conn {
                     });
                     return;
                 }
-                self.stats.upstream_errors.incr();
+                self.stats.upstream_failed(upstream_kind::CLOSED);
                 let detail = match error {
                     Some(e) => {
                         format!("connection to origin {origin} failed before a response: {e}")
@@ -414,6 +456,7 @@ impl Conn {
             }) => {
                 if t.saturating_duration_since(*since) >= to.upstream_connect {
                     self.stats.upstream_timeouts.incr();
+                    self.stats.upstream_failures[upstream_kind::TIMEOUT].incr();
                     let detail = format!("connecting to origin {} timed out", ex.origin());
                     self.fail_exchange(504, &detail, now);
                 }
@@ -422,7 +465,7 @@ impl Conn {
                 upstream: Upstream::Attached { last_active, .. },
                 ..
             }) => {
-                let waiting_on_client = (!ex.body.dec.is_done() && self.up_out.is_empty())
+                let waiting_on_client = (!ex.request_body.dec.is_done() && self.up_out.is_empty())
                     || self.out.len() >= self.watermark();
                 if waiting_on_client {
                     if client_idle {
@@ -431,6 +474,7 @@ impl Conn {
                     }
                 } else if t.saturating_duration_since(*last_active) >= to.upstream_response {
                     self.stats.upstream_timeouts.incr();
+                    self.stats.upstream_failures[upstream_kind::TIMEOUT].incr();
                     let detail = format!("origin {} did not answer in time", ex.origin());
                     self.fail_exchange(504, &detail, now);
                 }

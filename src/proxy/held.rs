@@ -16,16 +16,22 @@ pub const PREALLOCATE_MAX: usize = 64 * 1024;
 /// Bytes held across the node, against a maximum.
 #[derive(Debug)]
 pub struct HeldBudget {
-    max: u64,
+    /// Changed only by a reload.
+    max: AtomicU64,
     used: AtomicU64,
 }
 
 impl HeldBudget {
     pub fn new(max: u64) -> Arc<HeldBudget> {
         Arc::new(HeldBudget {
-            max,
+            max: AtomicU64::new(max),
             used: AtomicU64::new(0),
         })
+    }
+
+    /// A reloaded maximum: bodies held now stay; new ones are held only under it.
+    pub fn set_max(&self, max: u64) {
+        self.max.store(max, Ordering::Relaxed);
     }
 
     /// Bytes held now.
@@ -35,9 +41,10 @@ impl HeldBudget {
 
     /// Takes `n` bytes if they fit under the maximum.
     fn take(&self, n: u64) -> bool {
+        let max = self.max.load(Ordering::Relaxed);
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
-                u.checked_add(n).filter(|&t| t <= self.max)
+                u.checked_add(n).filter(|&t| t <= max)
             })
             .is_ok()
     }

@@ -43,9 +43,69 @@ pub struct Stats {
     /// Responses streamed unheld or unstored because the node's held-body budget was
     /// spent (`limits.held_bytes_max`).
     pub held_budget_full: Counter,
+    /// Responses by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
+    pub responses: [Counter; 5],
+    /// Bytes read from clients (heads and bodies).
+    pub client_bytes_in: Counter,
+    /// Response body bytes queued to clients.
+    pub client_body_bytes_out: Counter,
+    /// Stale stored responses served (while revalidating, or on an origin's error).
+    pub cache_stale: Counter,
+    /// By how many bytes distilled bodies were smaller than their originals.
+    pub distill_saved_bytes: Counter,
+    /// Jobs that sent the original, by why (`DECLINE_REASONS`).
+    pub distill_declined: [Counter; 6],
+    /// Upstream failures by kind (`UPSTREAM_ERROR_KINDS`).
+    pub upstream_failures: [Counter; 5],
+}
+
+/// The `reason` label of `distill_declined`, in its order.
+pub const DECLINE_REASONS: [&str; 6] = [
+    "image_error",
+    "text_error",
+    "not_smaller",
+    "pool_full",
+    "overdue",
+    "crashed",
+];
+
+/// The `kind` label of `upstream_failures`, in its order.
+pub const UPSTREAM_ERROR_KINDS: [&str; 5] = ["resolve", "connect", "closed", "invalid", "timeout"];
+
+/// Indexes of `upstream_failures`.
+pub mod upstream_kind {
+    pub const RESOLVE: usize = 0;
+    pub const CONNECT: usize = 1;
+    pub const CLOSED: usize = 2;
+    pub const INVALID: usize = 3;
+    pub const TIMEOUT: usize = 4;
+}
+
+impl Counter {
+    pub fn add(&self, n: u64) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).saturating_add(n),
+            Ordering::Relaxed,
+        );
+    }
 }
 
 impl Stats {
+    /// Counts a response by its status class.
+    pub fn response(&self, status: u16) {
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        if let Some(c) = self.responses.get(class) {
+            c.incr();
+        }
+    }
+
+    pub fn upstream_failed(&self, kind: usize) {
+        self.upstream_errors.incr();
+        if let Some(c) = self.upstream_failures.get(kind) {
+            c.incr();
+        }
+    }
+
     /// One log line with this shard's counters and its open connections, and the
     /// node's held response bytes.
     pub fn log(&self, shard: usize, driver: &str, open: (usize, usize), held_bytes: u64) {

@@ -24,6 +24,8 @@ pub struct Admission {
     cfg: Arc<Config>,
     stats: Arc<Stats>,
     next_serial: u64,
+    /// The node is draining: a client accepted now gets one answer, then the close.
+    draining: bool,
 }
 
 impl Admission {
@@ -33,12 +35,21 @@ impl Admission {
             cfg,
             stats,
             next_serial: 0,
+            draining: false,
         }
+    }
+
+    pub fn reconfigure(&mut self, cfg: Arc<Config>) {
+        self.cfg = cfg;
+    }
+
+    pub fn drain(&mut self) {
+        self.draining = true;
     }
 
     /// The shard already holds `open` clients, all it may: the driver writes
     /// `REFUSED_RESPONSE` to the new one and closes it.
-    pub fn refuses(&self, open: usize, peer: SocketAddr) -> bool {
+    pub fn refuse_if_full(&self, open: usize, peer: SocketAddr) -> bool {
         if open < self.cfg.limits.connections_per_shard_max {
             return false;
         }
@@ -58,7 +69,7 @@ impl Admission {
     ) -> (Conn, Link) {
         self.stats.connections_accepted.incr();
         self.next_serial += 1;
-        let conn = Conn::new(
+        let mut conn = Conn::new(
             self.cfg.clone(),
             self.stats.clone(),
             lookups.cache.clone(),
@@ -66,6 +77,9 @@ impl Admission {
             peer,
             date.now(now),
         );
+        if self.draining {
+            conn.drain(false);
+        }
         let link = Link {
             serial: self.next_serial,
             ..Link::default()

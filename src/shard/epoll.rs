@@ -21,6 +21,7 @@ use crate::proxy::{Conn, UpstreamFailure};
 
 use super::Node;
 use super::clients::{self, Admission, REFUSED_RESPONSE};
+use super::control::ShardControl;
 use super::date::DateCache;
 use super::upstreams::{self, Link, Lookups, ShardIo};
 
@@ -58,7 +59,8 @@ pub struct Shard {
     cfg: Arc<Config>,
     stats: Arc<Stats>,
     poll: Poll,
-    listener: TcpListener,
+    /// None once the node drains.
+    listener: Option<TcpListener>,
     clients: Slab<Client>,
     upstreams: Slab<Upstream>,
     lookups: Lookups,
@@ -67,6 +69,7 @@ pub struct Shard {
     date: DateCache,
     stats_logged: Instant,
     admission: Admission,
+    control: ShardControl,
 }
 
 impl Shard {
@@ -76,6 +79,7 @@ impl Shard {
         stats: Arc<Stats>,
         listener: std::net::TcpListener,
         node: Node,
+        control: ShardControl,
     ) -> std::io::Result<Shard> {
         let mut listener = TcpListener::from_std(listener);
         let poll = Poll::new()?;
@@ -86,7 +90,7 @@ impl Shard {
             id,
             stats: stats.clone(),
             poll,
-            listener,
+            listener: Some(listener),
             clients: Slab::new(),
             upstreams: Slab::new(),
             lookups: Lookups::new(&cfg, node, waker),
@@ -95,11 +99,13 @@ impl Shard {
             date: DateCache::default(),
             stats_logged: Instant::now(),
             admission: Admission::new(id, cfg.clone(), stats.clone()),
+            control,
             cfg,
         })
     }
 
-    pub fn run(mut self) {
+    /// Runs until the node has drained and the last client is gone, or the poll fails.
+    pub fn run(mut self) -> std::io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut last_tick = Instant::now();
         loop {
@@ -111,8 +117,8 @@ impl Shard {
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != ErrorKind::Interrupted
             {
-                tracing::error!(shard = self.id, "poll failed: {e}");
-                return;
+                self.control.stopped();
+                return Err(e);
             }
             let now = Instant::now();
             self.date.refresh(now);
@@ -127,7 +133,12 @@ impl Shard {
             if now.saturating_duration_since(last_tick) >= TICK {
                 last_tick = now;
                 self.tick(now);
+                if self.control.draining() && self.clients.is_empty() {
+                    self.control.stopped();
+                    return Ok(());
+                }
             }
+            self.control.turned(now);
         }
     }
 
@@ -167,7 +178,10 @@ impl Shard {
 
     fn accept_all(&mut self, now: Instant) {
         loop {
-            match self.listener.accept() {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
                 Ok((stream, peer)) => self.admit(stream, peer, now),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -181,7 +195,7 @@ impl Shard {
     }
 
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
-        if self.admission.refuses(self.clients.len(), peer) {
+        if self.admission.refuse_if_full(self.clients.len(), peer) {
             let _ = stream.write(REFUSED_RESPONSE);
             return;
         }
@@ -554,5 +568,22 @@ impl ShardIo for Shard {
 
     fn live_clients(&self) -> Vec<usize> {
         self.clients.iter().map(|(ci, _)| ci).collect()
+    }
+
+    fn control(&mut self) -> &mut ShardControl {
+        &mut self.control
+    }
+
+    fn reconfigure(&mut self, cfg: Arc<Config>) {
+        self.admission.reconfigure(cfg.clone());
+        self.cfg = cfg;
+    }
+
+    fn stop_accepting(&mut self, now: Instant) {
+        self.admission.drain();
+        self.accept_all(now);
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
     }
 }

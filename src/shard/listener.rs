@@ -47,3 +47,62 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     socket.listen(LISTEN_BACKLOG)?;
     Ok(socket.into())
 }
+
+/// The environment variable a binary upgrade passes the listening sockets in: their
+/// descriptor numbers, comma-separated, inherited from the process that hands over.
+pub const INHERITED_FDS: &str = "DISTILLD_LISTEN_FDS";
+
+/// The listeners handed over by the previous process, if this one was started by a
+/// binary upgrade: the same sockets, so no connection in their backlogs is lost.
+pub fn inherited() -> Result<Option<Vec<std::net::TcpListener>>, ShardError> {
+    let Ok(list) = std::env::var(INHERITED_FDS) else {
+        return Ok(None);
+    };
+    // Not passed on to processes this one starts (its own upgrade passes its own).
+    // SAFETY: called on the main thread before any other thread is started.
+    unsafe { std::env::remove_var(INHERITED_FDS) };
+    let mut listeners = Vec::new();
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        let bad = |why: String| ShardError::Inherit(format!("{INHERITED_FDS}={list:?}: {why}"));
+        let fd: i32 = part
+            .parse()
+            .map_err(|_| bad(format!("{part:?} is not a descriptor")))?;
+        listeners.push(adopt(fd).map_err(|e| bad(format!("descriptor {fd}: {e}")))?);
+    }
+    if listeners.is_empty() {
+        return Err(ShardError::Inherit(format!(
+            "{INHERITED_FDS} names no descriptor"
+        )));
+    }
+    Ok(Some(listeners))
+}
+
+/// Takes ownership of an inherited descriptor after checking it is a listening TCP
+/// socket, and marks it close-on-exec again.
+pub fn adopt(fd: i32) -> std::io::Result<std::net::TcpListener> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fcntl and getsockopt only read the descriptor's flags and options.
+    let listening = unsafe {
+        if libc::fcntl(fd, libc::F_GETFD) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut on: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        let r = libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&mut on as *mut libc::c_int).cast(),
+            &mut len,
+        );
+        r == 0 && on == 1
+    };
+    if !listening {
+        return Err(std::io::Error::other("not a listening socket"));
+    }
+    // SAFETY: the descriptor was handed to this process to own, and is open (checked).
+    let socket = unsafe { Socket::from_raw_fd(fd) };
+    socket.set_cloexec(true)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}

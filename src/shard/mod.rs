@@ -3,6 +3,7 @@
 //! immutable config, the resolver threads, and counters that are summed when read.
 
 pub mod clients;
+pub mod control;
 pub mod date;
 pub mod dns;
 pub mod epoll;
@@ -19,6 +20,7 @@ use thiserror::Error;
 use crate::cache::Store;
 use crate::config::{Config, IoChoice};
 use crate::proxy::stats::Stats;
+use control::{NodeControl, ShardControl};
 
 #[derive(Debug, Error)]
 pub enum ShardError {
@@ -34,6 +36,10 @@ pub enum ShardError {
     },
     #[error("io = \"uring\" but {0}")]
     Uring(uring::probe::ProbeError),
+    #[error("cannot take over the listeners of the previous process: {0}")]
+    Inherit(String),
+    #[error("cannot copy a listening socket for later hand-over: {0}")]
+    Copy(std::io::Error),
     #[error("cannot start thread for shard {shard}: {source}")]
     Spawn {
         shard: usize,
@@ -46,16 +52,30 @@ pub struct Running {
     pub local_addr: SocketAddr,
     pub driver: Driver,
     pub stats: Vec<Arc<Stats>>,
+    pub control: Arc<NodeControl>,
+    /// The node's response cache, shared by the shards.
+    pub cache: Option<Arc<Store>>,
+    pub held: Arc<crate::proxy::held::HeldBudget>,
+    /// Copies of the listening sockets, for a binary upgrade to hand over.
+    pub listeners: Vec<std::net::TcpListener>,
+    /// Each shard's thread reports here when its loop ends.
+    pub exits: crossbeam_channel::Receiver<ShardExit>,
     threads: Vec<JoinHandle<()>>,
 }
 
+/// A shard's loop has ended.
+#[derive(Debug)]
+pub struct ShardExit {
+    pub shard: usize,
+    /// None: it drained; else why it stopped (a failed wait, a panic).
+    pub failure: Option<String>,
+}
+
 impl Running {
-    /// Waits for every shard thread (they run until the process ends).
+    /// Waits for every shard thread that has ended or ends now.
     pub fn join(self) {
         for t in self.threads {
-            if t.join().is_err() {
-                tracing::error!("a shard thread panicked");
-            }
+            let _ = t.join();
         }
     }
 }
@@ -115,8 +135,22 @@ pub fn start(config: Arc<Config>) -> Result<Running, ShardError> {
         "network driver: {} ({why})",
         driver.name()
     );
-    let workers = config.effective_workers();
-    let listeners = listener::bind_all(config.listen, workers)?;
+    let listeners = match listener::inherited()? {
+        Some(inherited) => {
+            tracing::info!(
+                count = inherited.len(),
+                "took over the listeners of the previous process"
+            );
+            inherited
+        }
+        None => listener::bind_all(config.listen, config.effective_workers())?,
+    };
+    let workers = listeners.len();
+    let copies = listeners
+        .iter()
+        .map(|l| l.try_clone())
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(ShardError::Copy)?;
     let local_addr = listeners
         .first()
         .and_then(|l| l.local_addr().ok())
@@ -143,6 +177,8 @@ pub fn start(config: Arc<Config>) -> Result<Running, ShardError> {
     } else {
         Vec::new()
     };
+    let control = NodeControl::new(config.clone(), workers);
+    let (exit_tx, exits) = crossbeam_channel::unbounded();
     let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<(), ShardError>>(workers);
     let mut stats = Vec::new();
     let mut threads = Vec::new();
@@ -151,6 +187,7 @@ pub fn start(config: Arc<Config>) -> Result<Running, ShardError> {
         stats.push(shard_stats.clone());
         let core = (!cores.is_empty()).then(|| cores[i % cores.len()]);
         let (cfg, node, ready) = (config.clone(), node.clone(), ready_tx.clone());
+        let (shard_control, exit) = (ShardControl::new(control.clone(), i), exit_tx.clone());
         let thread = std::thread::Builder::new()
             .name(format!("shard-{i}"))
             .spawn(move || {
@@ -159,7 +196,15 @@ pub fn start(config: Arc<Config>) -> Result<Running, ShardError> {
                 {
                     tracing::warn!(shard = i, core = core.id, "could not pin shard to core");
                 }
-                run_shard(driver, i, cfg, shard_stats, listener, node, ready);
+                let parts = ShardParts {
+                    cfg,
+                    stats: shard_stats,
+                    listener,
+                    node,
+                    control: shard_control,
+                };
+                let failure = run_shard(driver, i, parts, ready).err();
+                let _ = exit.send(ShardExit { shard: i, failure });
             })
             .map_err(|source| ShardError::Spawn { shard: i, source })?;
         threads.push(thread);
@@ -176,40 +221,86 @@ pub fn start(config: Arc<Config>) -> Result<Running, ShardError> {
         local_addr,
         driver,
         stats,
+        control,
+        cache: node.cache.clone(),
+        held: node.held.clone(),
+        listeners: copies,
+        exits,
         threads,
     })
 }
 
-/// Builds the shard on its own thread (an io_uring ring belongs to the thread that
-/// submits to it), reports readiness, and runs it.
-fn run_shard(
-    driver: Driver,
-    i: usize,
+/// What one shard is built from.
+struct ShardParts {
     cfg: Arc<Config>,
     stats: Arc<Stats>,
     listener: std::net::TcpListener,
     node: Node,
+    control: ShardControl,
+}
+
+/// Builds the shard on its own thread (an io_uring ring belongs to the thread that
+/// submits to it), reports readiness, and runs it. Err says why its loop stopped
+/// before the node drained: a failed wait, or a panic (caught here, so the supervisor
+/// hears of it and ends the process instead of leaving a node half alive).
+fn run_shard(
+    driver: Driver,
+    i: usize,
+    parts: ShardParts,
     ready: crossbeam_channel::Sender<Result<(), ShardError>>,
-) {
-    let failed = |source| ShardError::Poll { shard: i, source };
-    match driver {
-        Driver::Epoll => match epoll::Shard::new(i, cfg, stats, listener, node) {
-            Ok(shard) => {
-                let _ = ready.send(Ok(()));
-                shard.run();
-            }
-            Err(e) => {
-                let _ = ready.send(Err(failed(e)));
-            }
-        },
-        Driver::Uring => match uring::Shard::new(i, cfg, stats, listener, node, 0) {
-            Ok(shard) => {
-                let _ = ready.send(Ok(()));
-                shard.run();
-            }
-            Err(e) => {
-                let _ = ready.send(Err(failed(e)));
-            }
-        },
+) -> Result<(), String> {
+    let node = parts.control.node();
+    let run = std::panic::AssertUnwindSafe(|| build_and_run(driver, i, parts, ready));
+    let outcome = match std::panic::catch_unwind(run) {
+        Ok(r) => r,
+        Err(payload) => Err(format!("panicked: {}", panic_message(&*payload))),
+    };
+    if outcome.is_err() {
+        node.mark_stopped(i);
     }
+    outcome
+}
+
+fn build_and_run(
+    driver: Driver,
+    i: usize,
+    p: ShardParts,
+    ready: crossbeam_channel::Sender<Result<(), ShardError>>,
+) -> Result<(), String> {
+    let failed = |source| ShardError::Poll { shard: i, source };
+    let loop_failed = |e: std::io::Error| format!("its event loop failed: {e}");
+    match driver {
+        Driver::Epoll => {
+            match epoll::Shard::new(i, p.cfg, p.stats, p.listener, p.node, p.control) {
+                Ok(shard) => {
+                    let _ = ready.send(Ok(()));
+                    shard.run().map_err(loop_failed)
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(failed(e)));
+                    Ok(())
+                }
+            }
+        }
+        Driver::Uring => {
+            match uring::Shard::new(i, p.cfg, p.stats, p.listener, p.node, p.control, 0) {
+                Ok(shard) => {
+                    let _ = ready.send(Ok(()));
+                    shard.run().map_err(loop_failed)
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(failed(e)));
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }

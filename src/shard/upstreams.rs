@@ -14,6 +14,7 @@ use crate::http::target::Authority;
 use crate::proxy::pool::IdlePool;
 use crate::proxy::{Action, Conn, UpstreamFailure};
 
+use super::control::{Directives, Drain, ShardControl};
 use super::date::DateCache;
 
 use super::Node;
@@ -128,11 +129,25 @@ pub trait ShardIo {
     fn kick(&mut self, ci: usize, now: Instant);
     /// The client slots whose connections still run (not being closed).
     fn live_clients(&self) -> Vec<usize>;
+    fn control(&mut self) -> &mut ShardControl;
+    /// A reloaded config, for what the driver itself reads (admission, its stats line).
+    fn reconfigure(&mut self, cfg: Arc<Config>);
+    /// The node is draining: take the clients already waiting in the listen backlog,
+    /// then accept no more.
+    fn stop_accepting(&mut self, now: Instant);
 }
 
 /// What both drivers do every tick: lookups given up on, idle pooled connections past
 /// their time closed, and each client's timers run (moved along if that gave it work).
 pub fn tick<D: ShardIo>(d: &mut D, now: Instant) {
+    let open = d.live_clients().len();
+    let Directives { config, drain } = d.control().tick(open);
+    if let Some(cfg) = &config {
+        d.reconfigure(cfg.clone());
+    }
+    if drain.is_some() {
+        d.stop_accepting(now);
+    }
     expire_lookups(d, now);
     for ui in d.lookups().pool.expire(now) {
         d.close_upstream(ui);
@@ -141,6 +156,12 @@ pub fn tick<D: ShardIo>(d: &mut D, now: Instant) {
         let Some((conn, _, date)) = d.client(ci) else {
             continue;
         };
+        if let Some(cfg) = &config {
+            conn.reconfigure(cfg.clone());
+        }
+        if let Some(how) = drain {
+            conn.drain(how == Drain::Stop);
+        }
         conn.on_tick(date.now(now));
         if conn.has_actions() || conn.is_finished() || !conn.client_out().is_empty() {
             d.kick(ci, now);

@@ -135,6 +135,9 @@ pub fn start_proxy(mode: Mode, origin: SocketAddr, config: &str, workers: usize)
         workers.to_string(),
         "--io".into(),
         current_io().flag().into(),
+        // Tests run side by side: none takes the shipped admin port.
+        "--admin".into(),
+        "off".into(),
     ];
     if mode == Mode::Reverse {
         args.push("--origin".into());

@@ -130,17 +130,17 @@ fn one_leader_per_key_and_followers_are_woken_when_it_ends() {
     let s = Store::new(1 << 20, 1 << 20);
     let k: Arc<str> = "o|h/c".into();
     let woken = Arc::new(AtomicUsize::new(0));
-    let Fetch::Leader(guard) = s.fetch(&k) else {
+    let FlightRole::Leader(guard) = s.fetch(&k) else {
         panic!("the first request leads");
     };
     for _ in 0..10 {
         match s.fetch(&k) {
-            Fetch::Follower(f) => f.wait(Box::new(Count(woken.clone()))),
-            Fetch::Leader(_) => panic!("a second leader"),
+            FlightRole::Follower(f) => f.wait(Box::new(Count(woken.clone()))),
+            FlightRole::Leader(_) => panic!("a second leader"),
         }
     }
     assert_eq!(woken.load(Ordering::SeqCst), 0);
     drop(guard);
     assert_eq!(woken.load(Ordering::SeqCst), 10);
-    assert!(matches!(s.fetch(&k), Fetch::Leader(_)));
+    assert!(matches!(s.fetch(&k), FlightRole::Leader(_)));
 }

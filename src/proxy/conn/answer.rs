@@ -31,7 +31,7 @@ impl Conn {
         let signals = crate::distill::profile::Signals::read(head.fields());
         let (status, extra, body) =
             super::super::prefs::answer(&self.cfg.distill.choice, query, signals.cookie);
-        let keep = head.wants_keep_alive() && !head.has_body() && !self.client_eof;
+        let keep = head.wants_keep_alive() && !head.has_body() && self.may_keep_alive();
         LocalResponse {
             status,
             body: body.as_bytes(),
@@ -62,6 +62,7 @@ impl Conn {
         self.head_started = None;
         let body = error_body(status, detail);
         self.write_local(status, &body, false, false, 1, now);
+        self.stats.response(status);
         if self.cfg.access_log {
             tracing::info!(target: "access", client = %self.peer, status, "-");
         }
@@ -80,7 +81,7 @@ impl Conn {
             status,
             body,
             head_only,
-            keep_alive: keep_alive && !self.client_eof,
+            keep_alive: keep_alive && self.may_keep_alive(),
             client_minor: minor,
             date: now.date,
             via_name: &self.cfg.via_name,
@@ -88,7 +89,7 @@ impl Conn {
             extra: b"",
         }
         .write(self.out.compacted_tail());
-        if !keep_alive {
+        if !keep_alive || self.draining {
             self.no_more_requests = true;
         }
     }
@@ -102,6 +103,8 @@ impl Conn {
         now: Now<'_>,
         origin: Option<&Authority>,
     ) {
+        self.stats.response(status);
+        self.stats.client_body_bytes_out.add(bytes);
         if !self.cfg.access_log {
             return;
         }

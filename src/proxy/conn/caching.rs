@@ -14,7 +14,7 @@ use crate::cache::flight::FlightGuard;
 use crate::cache::freshness::{Heuristic, Times, Verdict, storable, usable_on_error, verdict};
 use crate::cache::key;
 use crate::cache::object::{Build, Fields, read_times};
-use crate::cache::store::{Fetch, Found};
+use crate::cache::store::{FlightRole, Found};
 use crate::http::body::Framing;
 use crate::http::headers::{list_items, trim};
 use crate::http::request::RequestHead;
@@ -159,7 +159,7 @@ impl Conn {
                 })
             }
             Verdict::StaleWhileRevalidate => {
-                if let Fetch::Leader(guard) = store.fetch(&ctx.primary) {
+                if let FlightRole::Leader(guard) = store.fetch(&ctx.primary) {
                     ctx.leader = Some(guard);
                     ctx.fwd = "stale";
                     ctx.stale = Some(found);
@@ -179,12 +179,12 @@ impl Conn {
     /// A miss: lead the URL's fetch, or wait on the request that leads it.
     fn join_flight(&self, store: &Store, mut ctx: Box<CacheCtx>, waited: bool) -> Next {
         match store.fetch(&ctx.primary) {
-            Fetch::Leader(guard) => {
+            FlightRole::Leader(guard) => {
                 ctx.leader = Some(guard);
                 Next::Origin(Some(ctx))
             }
-            Fetch::Follower(_) if waited => Next::Origin(Some(ctx)),
-            Fetch::Follower(flight) => {
+            FlightRole::Follower(_) if waited => Next::Origin(Some(ctx)),
+            FlightRole::Follower(flight) => {
                 self.stats.cache_collapsed.incr();
                 Next::Wait(ctx, flight)
             }

@@ -334,6 +334,8 @@ impl Conn {
         let object = match made {
             Ok(made) => {
                 self.stats.distilled.incr();
+                let saved = input.len().saturating_sub(made.bytes().len());
+                self.stats.distill_saved_bytes.add(saved as u64);
                 let distilled = distilled_fields(&fields, &made, input.len(), ctx);
                 let object = Object::new(
                     distilled,
@@ -345,6 +347,7 @@ impl Conn {
             }
             Err(why) => {
                 self.stats.distill_passed.incr();
+                self.stats.distill_declined[decline_reason(&why)].incr();
                 tracing::debug!(target = ex.head.target(), "sent the original: {why}");
                 self.original_object(source, fields, times, input, storable)
             }
@@ -421,6 +424,18 @@ impl HeldResponse {
 
     pub(super) fn into_streamed(self) -> (Vec<u8>, HeldBody) {
         (self.head, self.body)
+    }
+}
+
+/// The index of `why` in `stats::DECLINE_REASONS`.
+fn decline_reason(why: &Declined) -> usize {
+    match why {
+        Declined::Image(_) => 0,
+        Declined::Text(_) => 1,
+        Declined::NotSmaller { .. } => 2,
+        Declined::PoolFull => 3,
+        Declined::Overdue => 4,
+        Declined::Crashed(_) => 5,
     }
 }
 

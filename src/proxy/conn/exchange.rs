@@ -31,7 +31,7 @@ pub(super) struct Exchange {
     pub(super) keep_alive: bool,
     /// The request body, read from the client as the origin takes it; it outlives the
     /// fetch, because unread body bytes decide whether the connection can go on.
-    pub(super) body: RequestBody,
+    pub(super) request_body: RequestBody,
     pub(super) stage: Stage,
 }
 
@@ -51,7 +51,9 @@ pub(super) enum Stage {
     Fetching(Fetch),
     /// The response is being distilled on the job pool.
     Distilling(Box<Running>),
-    /// The answer is being written here; nothing more comes from outside.
+    /// Waiting on nothing outside: the exchange is answered here. A job's exchange is in
+    /// this stage just before its job starts and just after it ended; it is never left
+    /// in it between events.
     Answering,
 }
 
@@ -132,7 +134,7 @@ impl Exchange {
             cache,
             distill,
             started: now,
-            body: RequestBody { dec, enc, bytes: 0 },
+            request_body: RequestBody { dec, enc, bytes: 0 },
             stage,
         })
     }

@@ -21,13 +21,17 @@ use super::{Action, Conn, FlightWait, Now};
 pub(super) enum Next {
     /// Answered here with this status and plain-text body (only-if-cached, not stored).
     Local(u16, Vec<u8>),
-    /// From the cache, as stored.
+    /// From the cache, as stored: a fresh (or acceptably stale) variant or original, or
+    /// a stale one served while another request revalidates it.
     Stored(Arc<Object>, Served),
     /// Made here from a fresh stored original, for this request's profile.
     DistillStored(Arc<Object>, Work),
     /// After another request's fetch of the same URL.
     Wait(Box<CacheCtx>, Arc<Flight>),
-    /// From the origin (with the cache's context when the answer may be stored).
+    /// From the origin: a miss, a stale entry to revalidate (also the one request that
+    /// revalidates while others are served stale), a request the cache must not answer
+    /// (unsafe method, a body, Authorization), or no cache at all. The cache's context
+    /// comes along when there is a cache.
     Origin(Option<Box<CacheCtx>>),
 }
 
@@ -73,7 +77,7 @@ impl Conn {
             ..
         } = ex;
         match self.consult_cache(&head, &dest, distill.as_deref(), true, now) {
-            Next::Wait(ctx, _) => self.start_fetch(head, dest, Some(ctx), distill, now),
+            Next::Wait(ctx, _) => self.go(Next::Origin(Some(ctx)), head, dest, distill, now),
             next => self.go(next, head, dest, distill, now),
         }
     }

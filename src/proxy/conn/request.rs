@@ -48,6 +48,9 @@ impl Conn {
                 self.no_more_requests = self.client_eof;
                 return;
             }
+            if let Some(cfg) = self.next_cfg.take() {
+                self.cfg = cfg;
+            }
             match parse_request(self.inbuf.pending(), self.head_limits()) {
                 Ok(None) => {
                     self.head_started.get_or_insert(now.instant);
@@ -158,7 +161,7 @@ impl Conn {
         if !ex.is_attached() {
             return;
         }
-        let body = &mut ex.body;
+        let body = &mut ex.request_body;
         while !body.dec.is_done() && self.up_out.len() < watermark && !self.inbuf.is_empty() {
             let (n, data) = match body.dec.decode(self.inbuf.pending()) {
                 Ok(step) => step,

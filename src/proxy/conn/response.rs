@@ -7,6 +7,7 @@ use crate::http::response::{ResponseHead, parse_response};
 
 use super::super::heads::{DownFraming, write_client_response};
 use super::super::local::error_body;
+use super::super::stats::upstream_kind;
 use super::caching::ResponsePlan;
 use super::distilling::JobInput;
 use super::exchange::{Exchange, Fetch, Response, ResponseBody, Sink};
@@ -29,7 +30,7 @@ impl Conn {
             match parse_response(buf, limits, head_only) {
                 Ok(None) => return,
                 Err(e) => {
-                    self.stats.upstream_errors.incr();
+                    self.stats.upstream_failed(upstream_kind::INVALID);
                     let detail = format!("invalid response from origin {origin}: {e}");
                     self.fail_exchange(502, &detail, now);
                     return;
@@ -109,7 +110,7 @@ impl Conn {
     ) -> (Sink, BodyEncoder) {
         let minor = ex.head.minor_version;
         let down = DownFraming::choose(resp.framing, minor);
-        ex.keep_alive = ex.keep_alive && down != DownFraming::Close && !self.client_eof;
+        ex.keep_alive = ex.keep_alive && down != DownFraming::Close && self.may_keep_alive();
         let mark = self.out.compacted_tail().len();
         write_client_response(
             self.out.compacted_tail(),
@@ -173,7 +174,7 @@ impl Conn {
                     at += n;
                 }
                 Err(e) => {
-                    self.stats.upstream_errors.incr();
+                    self.stats.upstream_failed(upstream_kind::INVALID);
                     self.truncate(&format!("invalid body from origin: {e}"));
                     return;
                 }
@@ -208,7 +209,7 @@ impl Conn {
 
     /// Gives the origin connection back to the pool, or closes it.
     pub(super) fn release_upstream(&mut self, ex: &mut Exchange) {
-        let request_done = ex.body.dec.is_done();
+        let request_done = ex.request_body.dec.is_done();
         let reusable = ex.response_body().is_some_and(|b| b.reusable);
         if reusable && request_done && self.up_out.is_empty() {
             self.actions.push_back(Action::Release);
@@ -286,7 +287,7 @@ impl Conn {
             return;
         }
         tracing::warn!(client = %self.peer, target = ex.head.target(), "{status}: {detail}");
-        let keep = ex.keep_alive && ex.body.dec.is_done() && !matches!(status, 400 | 413);
+        let keep = ex.keep_alive && ex.request_body.dec.is_done() && !matches!(status, 400 | 413);
         let body = error_body(status, detail);
         self.write_local(
             status,

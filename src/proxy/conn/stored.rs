@@ -38,9 +38,12 @@ impl Conn {
         how: Served,
         now: Now<'_>,
     ) {
+        if matches!(how, Served::StaleWhileRevalidate | Served::StaleIfError) {
+            self.stats.cache_stale.incr();
+        }
         let age = o.age(now.unix_secs);
         let ttl = crate::cache::freshness::ttl(o.lifetime, age);
-        let keep = head.wants_keep_alive() && !self.client_eof;
+        let keep = head.wants_keep_alive() && self.may_keep_alive();
         let not_modified = o.status() == 200 && client_validators_match(head, o);
         let mut fresh = Vec::with_capacity(160);
         if not_modified {

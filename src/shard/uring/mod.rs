@@ -30,6 +30,7 @@ use crate::proxy::stats::Stats;
 
 use super::Node;
 use super::clients::{self, Admission, REFUSED_RESPONSE};
+use super::control::ShardControl;
 use super::date::DateCache;
 use super::upstreams::{self, Link, Lookups};
 use bufring::BufRing;
@@ -86,7 +87,8 @@ pub struct Shard {
     id: usize,
     cfg: Arc<Config>,
     stats: Arc<Stats>,
-    listener: std::net::TcpListener,
+    /// None once the node drains.
+    listener: Option<std::net::TcpListener>,
     accept_armed: bool,
     wake_fd: RawFd,
     wake_buf: Box<[u8; 8]>,
@@ -99,6 +101,7 @@ pub struct Shard {
     dirty: Vec<usize>,
     generations: Generations,
     admission: Admission,
+    control: ShardControl,
     /// The kernel ends a multishot receive at a byte cap (see `probe`).
     capped_recv: bool,
 }
@@ -113,6 +116,7 @@ impl Shard {
         stats: Arc<Stats>,
         listener: std::net::TcpListener,
         node: Node,
+        control: ShardControl,
         first_generation: u32,
     ) -> std::io::Result<Shard> {
         let ring = probe::build_ring(cfg.uring.entries)?;
@@ -136,7 +140,7 @@ impl Shard {
             files,
             id,
             stats: stats.clone(),
-            listener,
+            listener: Some(listener),
             accept_armed: false,
             wake_fd: wake.0.as_raw_fd(),
             wake_buf: Box::new([0; 8]),
@@ -150,11 +154,13 @@ impl Shard {
             generations: Generations::starting_at(first_generation),
             capped_recv: probe::capped_multishot_works(),
             admission: Admission::new(id, cfg.clone(), stats.clone()),
+            control,
             cfg,
         })
     }
 
-    pub fn run(mut self) {
+    /// Runs until the node has drained and the last client is gone, or the ring fails.
+    pub fn run(mut self) -> std::io::Result<()> {
         self.arm_accept();
         self.arm_wake();
         let mut last_tick = Instant::now();
@@ -178,8 +184,8 @@ impl Shard {
             if let Err(e) = self.ring.submitter().submit_with_args(want, &args) {
                 let transient = [libc::ETIME, libc::EINTR, libc::EBUSY, libc::EAGAIN];
                 if !e.raw_os_error().is_some_and(|c| transient.contains(&c)) {
-                    tracing::error!(shard = self.id, "io_uring wait failed: {e}");
-                    return;
+                    self.control.stopped();
+                    return Err(e);
                 }
             }
             let now = Instant::now();
@@ -199,8 +205,13 @@ impl Shard {
             if now.saturating_duration_since(last_tick) >= TICK {
                 last_tick = now;
                 self.tick(now);
+                if self.control.draining() && self.clients.is_empty() {
+                    self.control.stopped();
+                    return Ok(());
+                }
             }
             self.flush_dirty();
+            self.control.turned(now);
         }
     }
 
@@ -221,7 +232,10 @@ impl Shard {
     }
 
     fn arm_accept(&mut self) {
-        let e = opcode::AcceptMulti::new(Fd(self.listener.as_raw_fd()))
+        let Some(listener) = self.listener.as_ref() else {
+            return;
+        };
+        let e = opcode::AcceptMulti::new(Fd(listener.as_raw_fd()))
             .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
             .build()
             .user_data(token(Op::Accept, 0, 0));
@@ -375,7 +389,7 @@ impl Shard {
             .ok()
             .and_then(|a| a.as_socket())
             .unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
-        if self.admission.refuses(self.clients.len(), peer) {
+        if self.admission.refuse_if_full(self.clients.len(), peer) {
             // SAFETY: a non-blocking send of a static buffer on a socket we own.
             unsafe {
                 libc::send(
@@ -588,6 +602,38 @@ impl Shard {
             self.arm_accept();
         }
         upstreams::tick(self, now);
+    }
+
+    /// Cancels the multishot accept, takes the clients already in the listen backlog
+    /// (they connected before the stop), and closes this shard's listener.
+    fn stop_accepting_now(&mut self, now: Instant) {
+        let Some(listener) = self.listener.take() else {
+            return;
+        };
+        let e = opcode::AsyncCancel::new(token(Op::Accept, 0, 0))
+            .build()
+            .user_data(token(Op::Cancel, 0, 0));
+        self.push(e);
+        loop {
+            // SAFETY: a non-blocking accept on a listener we own; a success is a new
+            // descriptor that we then own.
+            let fd = unsafe {
+                libc::accept4(
+                    listener.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                break;
+            }
+            // SAFETY: accept4 returned a descriptor nobody else owns.
+            self.admit(unsafe { OwnedFd::from_raw_fd(fd) }, now);
+        }
+        // The ring still refers to the listener until the cancel completes; closing
+        // our descriptor is safe meanwhile (the kernel holds its own reference).
+        drop(listener);
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::Shard;
 use crate::config::Config;
 use crate::proxy::stats::Stats;
+use crate::shard::control::{NodeControl, ShardControl};
 use crate::shard::{Node, dns};
 
 /// An origin that answers every request on a connection with `200 ok`.
@@ -66,12 +67,21 @@ fn start(toml: &str, resolver: dns::Resolver, first: u32) -> std::net::SocketAdd
         held: crate::proxy::held::HeldBudget::new(1 << 20),
     };
     let (ready, is_ready) = crossbeam_channel::bounded(1);
+    let control = ShardControl::new(NodeControl::new(cfg.clone(), 1), 0);
     std::thread::spawn(move || {
-        let built = Shard::new(0, cfg, Arc::new(Stats::default()), listener, node, first);
+        let built = Shard::new(
+            0,
+            cfg,
+            Arc::new(Stats::default()),
+            listener,
+            node,
+            control,
+            first,
+        );
         match built {
             Ok(shard) => {
                 let _ = ready.send(Ok(()));
-                shard.run();
+                let _ = shard.run();
             }
             Err(e) => {
                 let _ = ready.send(Err(e));

@@ -19,6 +19,7 @@ use crate::shard::upstreams::{Link, Lookups, ShardIo};
 
 use super::io::{Io, Op, token};
 use super::{Shard, Upstream};
+use crate::shard::control::ShardControl;
 
 impl Shard {
     pub(super) fn on_connect(&mut self, ui: usize, generation: u32, res: i32, now: Instant) {
@@ -288,5 +289,18 @@ impl ShardIo for Shard {
     fn live_clients(&self) -> Vec<usize> {
         let open = self.clients.iter().filter(|(_, c)| !c.io.closing);
         open.map(|(ci, _)| ci).collect()
+    }
+
+    fn control(&mut self) -> &mut ShardControl {
+        &mut self.control
+    }
+
+    fn reconfigure(&mut self, cfg: std::sync::Arc<crate::config::Config>) {
+        self.admission.reconfigure(cfg.clone());
+        self.cfg = cfg;
+    }
+
+    fn stop_accepting(&mut self, now: Instant) {
+        self.stop_accepting_now(now);
     }
 }

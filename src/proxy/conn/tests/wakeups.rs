@@ -2,7 +2,7 @@
 //! (an overdue job, a flight waited on too long) must not reach the next request.
 
 use super::*;
-use crate::cache::store::Fetch;
+use crate::cache::store::FlightRole;
 
 fn jobs(h: &mut Harness) -> Vec<(Box<dyn FnOnce() + Send>, Ticket)> {
     h.actions()
@@ -56,7 +56,7 @@ fn a_late_job_result_does_not_end_the_next_requests_job() {
 fn a_flight_given_up_on_does_not_wake_the_next_request() {
     let store = Arc::new(Store::new(1 << 20, 1 << 20));
     // Other requests lead the fetches of /a and /b.
-    let (Fetch::Leader(lead_a), Fetch::Leader(lead_b)) = (
+    let (FlightRole::Leader(lead_a), FlightRole::Leader(lead_b)) = (
         store.fetch(&"o.test:80 o.test /a".into()),
         store.fetch(&"o.test:80 o.test /b".into()),
     ) else {
