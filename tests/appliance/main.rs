@@ -185,3 +185,28 @@ fn the_status_page_shows_live_figures_in_a_real_browser() {
 fn shipped_units_verify_and_are_hardened() {
     units::verify_and_score();
 }
+
+#[test]
+fn a_second_stop_signal_exits_at_once() {
+    let origin = start_origin(&[]);
+    let mut d = Daemon::start(CONFIG, origin.addr, Vec::new());
+    // A request that would hold the drain for 20 s.
+    let addr = d.addr;
+    let slow = std::thread::spawn(move || http_get(addr, "/delay/20000"));
+    std::thread::sleep(Duration::from_millis(300));
+    signal(d.pid(), libc::SIGTERM);
+    assert_eq!(
+        d.wait_exit(Duration::from_millis(1500)),
+        None,
+        "the first one drains"
+    );
+    let second = Instant::now();
+    signal(d.pid(), libc::SIGTERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(3)), Some(0));
+    assert!(
+        second.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        second.elapsed()
+    );
+    let _ = slow.join();
+}

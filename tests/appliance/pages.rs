@@ -23,12 +23,23 @@ pub fn require(probe: &[&str], package: &str) {
     if present {
         return;
     }
-    let status = Command::new("apt-get")
-        .args(["install", "-y", "-qq", package])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status();
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", package])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // A fresh machine may not have the package lists yet.
+    let updated = || {
+        Command::new("apt-get")
+            .args(["update", "-qq"])
+            .status()
+            .is_ok()
+    };
+    let status = install() || (updated() && install());
     assert!(
-        status.is_ok_and(|s| s.success()),
+        status,
         "this test needs Debian's {package} (apt-get install {package})"
     );
 }
