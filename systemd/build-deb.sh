@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds the Debian package with cargo-deb and checks what it holds:
+#   bash systemd/build-deb.sh        -> target/debian/distilld_*.deb
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
+cargo deb
+deb=$(ls -t target/debian/distilld_*.deb | head -1)
+dpkg-deb -I "$deb"
+dpkg-deb -c "$deb"
+contents=$(dpkg-deb -c "$deb")
+for path in ./usr/bin/distilld ./etc/distilld/distilld.toml ./usr/lib/sysusers.d/distilld.conf \
+            ./lib/systemd/system/distilld.service ./usr/share/doc/distilld/README.md; do
+  grep -q " $path\$" <<<"$contents" || { echo "missing $path in $deb" >&2; exit 1; }
+done
+dpkg-deb -I "$deb" conffiles | grep -qx /etc/distilld/distilld.toml || { echo "config is not a conffile" >&2; exit 1; }
+dpkg-deb -I "$deb" postinst | grep -q "USR2" || { echo "postinst does not hand over on upgrade" >&2; exit 1; }
+echo "ok: $deb"
