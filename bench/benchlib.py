@@ -186,17 +186,18 @@ class Servers:
                            "--root", root, *extra], port, LOAD_CORE)
 
     def distilld(self, port, origin_port=None, workers=1, config="", core=SERVER_CORE, io="auto", log=None,
-                 binary=None):
+                 binary=None, admin=None):
         """distilld with `config` (by default distilld_config(): the shipped defaults, so
         its access log is on; it goes to /dev/null unless `log` names a file); `binary`
-        runs another build than this tree's release binary."""
+        runs another build than this tree's release binary; `admin` ("IP:port") turns
+        its admin listener on there (off otherwise)."""
         cfg = os.path.join(self.tmp, f"distilld-{port}.toml")
         with open(cfg, "w") as f:
             f.write(config or distilld_config())
         binary = binary or release_bin("distilld")
         # Benchmarks run several side by side: none takes the shipped admin port (a
         # build from before the admin listener has neither the port nor the flag).
-        admin = ["--admin", "off"] if has_admin_flag(binary) else []
+        admin = ["--admin", admin or "off"] if has_admin_flag(binary) else []
         argv = [binary, "run", "--config", cfg, *admin, "--listen", f"127.0.0.1:{port}",
                 "--workers", str(workers), "--io", io]
         if origin_port:

@@ -15,6 +15,7 @@ declare -A benches=(
   [gif-stall]=gif_stall.py
   [text-compression]=text_compression.py
   [before-after]=before_after.py
+  [admin-cost]=admin_cost.py
 )
 name="${1:-}"
 if [ -z "$name" ] || [ -z "${benches[$name]:-}" ]; then

@@ -10,7 +10,7 @@ dpkg-deb -I "$deb"
 dpkg-deb -c "$deb"
 contents=$(dpkg-deb -c "$deb")
 for path in ./usr/bin/distilld ./etc/distilld/distilld.toml ./usr/lib/sysusers.d/distilld.conf \
-            ./lib/systemd/system/distilld.service ./usr/share/doc/distilld/README.md; do
+            ./usr/lib/systemd/system/distilld.service ./usr/share/doc/distilld/README.md; do
   grep -q " $path\$" <<<"$contents" || { echo "missing $path in $deb" >&2; exit 1; }
 done
 dpkg-deb -I "$deb" conffiles | grep -qx /etc/distilld/distilld.toml || { echo "config is not a conffile" >&2; exit 1; }

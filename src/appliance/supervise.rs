@@ -209,7 +209,15 @@ impl Supervisor {
         new.listen = old.listen;
         new.workers = old.workers;
         new.io = old.io;
+        new.uring = old.uring;
         new.admin = old.admin;
+        new.upstream.dns_threads = old.upstream.dns_threads;
+        new.upstream.dns_lookups_per_client_max = old.upstream.dns_lookups_per_client_max;
+        new.distill.pool_threads = old.distill.pool_threads;
+        new.distill.pool_queue_max = old.distill.pool_queue_max;
+        if (old.cache.memory_bytes == 0) != (new.cache.memory_bytes == 0) {
+            new.cache.memory_bytes = old.cache.memory_bytes;
+        }
         if let Some(store) = &self.running.cache {
             store.set_budget(new.cache.memory_bytes.max(1));
         }
@@ -315,17 +323,24 @@ impl Supervisor {
     }
 }
 
-/// Keys a reload cannot change while the node runs.
+/// Keys a reload cannot change while the node runs: the sockets, the threads and the
+/// rings are made once at start. Everything else a request reads applies to the next
+/// request (`[upstream]` pool and name-cache settings at each shard's next tick).
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut changed = Vec::new();
-    let checks: [(&'static str, bool); 8] = [
+    let (o, n) = (&old.upstream, &new.upstream);
+    let checks = [
         ("server.listen", old.listen != new.listen),
         ("server.workers", old.workers != new.workers),
         ("server.io", old.io != new.io),
-        ("admin", old.admin != new.admin),
         (
-            "upstream.dns_threads",
-            old.upstream.dns_threads != new.upstream.dns_threads,
+            "[uring]",
+            format!("{:?}", old.uring) != format!("{:?}", new.uring),
+        ),
+        ("[admin]", old.admin != new.admin),
+        ("upstream.dns_threads", o.dns_threads != n.dns_threads),
+        (
+            "upstream.dns_lookups_per_client_max",
+            o.dns_lookups_per_client_max != n.dns_lookups_per_client_max,
         ),
         (
             "distill.pool_threads",
@@ -340,10 +355,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             (old.cache.memory_bytes == 0) != (new.cache.memory_bytes == 0),
         ),
     ];
-    for (key, differs) in checks {
-        if differs {
-            changed.push(key);
-        }
-    }
-    changed
+    checks
+        .into_iter()
+        .filter_map(|(key, differs)| differs.then_some(key))
+        .collect()
 }

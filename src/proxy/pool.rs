@@ -17,6 +17,13 @@ pub struct IdlePool {
 }
 
 impl IdlePool {
+    /// A reload's limits: connections over them leave as they expire or are taken.
+    pub fn set_limits(&mut self, per_origin_max: usize, total_max: usize, idle_timeout: Duration) {
+        self.per_origin_max = per_origin_max;
+        self.total_max = total_max;
+        self.idle_timeout = idle_timeout;
+    }
+
     pub fn new(per_origin_max: usize, total_max: usize, idle_timeout: Duration) -> IdlePool {
         IdlePool {
             idle: HashMap::new(),

@@ -185,6 +185,12 @@ pub struct DnsCache {
 }
 
 impl DnsCache {
+    /// A reload's lifetimes, for answers cached from now on and those already cached.
+    pub fn set_ttls(&mut self, ttl: Duration, negative_ttl: Duration) {
+        self.ttl = ttl;
+        self.negative_ttl = negative_ttl;
+    }
+
     pub fn new(ttl: Duration, negative_ttl: Duration) -> DnsCache {
         DnsCache {
             entries: HashMap::new(),

@@ -104,6 +104,19 @@ impl Lookups {
 }
 
 impl Lookups {
+    /// A reloaded `[upstream]`: pool limits, name lifetimes, lookup timeout (the
+    /// resolver threads and the per-client lookup limit are the node's, fixed at start).
+    pub fn reconfigure(&mut self, cfg: &Config) {
+        let up = cfg.upstream;
+        self.pool.set_limits(
+            up.pool_idle_per_origin_max,
+            up.pool_idle_total_max,
+            up.pool_idle_timeout,
+        );
+        self.dns.set_ttls(up.dns_cache_ttl, up.dns_negative_ttl);
+        self.dns_timeout = up.dns_timeout;
+    }
+
     /// Wakes the wait `to` names on this shard.
     fn waiter(&self, to: WakeUp) -> Box<FlightWaiter> {
         Box::new(FlightWaiter {
@@ -144,6 +157,7 @@ pub fn tick<D: ShardIo>(d: &mut D, now: Instant) {
     let Directives { config, drain } = d.control().tick(open);
     if let Some(cfg) = &config {
         d.reconfigure(cfg.clone());
+        d.lookups().reconfigure(cfg);
     }
     if drain.is_some() {
         d.stop_accepting(now);
