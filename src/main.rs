@@ -106,6 +106,15 @@ fn run(cfg: Config, source: Source) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // What a binary upgrade handed over, read from the environment while this is the
+    // only thread.
+    let handed = match HandedOver::take() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("distilld: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Read now: a binary upgrade starts this path, which a package upgrade replaces.
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
@@ -115,7 +124,13 @@ fn run(cfg: Config, source: Source) -> ExitCode {
         refuse_huge_pages();
     }
     return_freed_memory_at_once();
-    let admin = match cfg.admin.map(admin::listener).transpose() {
+    // An admin socket handed over to a process whose config turns admin off is closed.
+    let admin_handed = handed.admin;
+    let admin = match cfg
+        .admin
+        .map(|a| admin::listener(a, admin_handed))
+        .transpose()
+    {
         Ok(a) => a,
         Err(e) => {
             let addr = cfg.admin.map_or(String::new(), |a| a.to_string());
@@ -124,7 +139,7 @@ fn run(cfg: Config, source: Source) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let running = match distilld::shard::start(Arc::new(cfg)) {
+    let running = match distilld::shard::start(Arc::new(cfg), handed.listeners) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("{e}");
@@ -170,8 +185,28 @@ fn run(cfg: Config, source: Source) -> ExitCode {
         args,
         view,
         admin: admin_copy,
+        ready_pipe: handed.ready_pipe,
     };
     supervise(running, context)
+}
+
+/// What the process a binary upgrade replaces hands to this one.
+struct HandedOver {
+    listeners: Option<Vec<std::net::TcpListener>>,
+    admin: Option<std::net::TcpListener>,
+    ready_pipe: Option<std::fs::File>,
+}
+
+impl HandedOver {
+    /// Call before any thread starts: it edits the environment.
+    fn take() -> Result<HandedOver, String> {
+        Ok(HandedOver {
+            listeners: distilld::shard::listener::take_inherited().map_err(|e| e.to_string())?,
+            admin: admin::take_inherited()
+                .map_err(|e| format!("cannot take over the admin listener: {e}"))?,
+            ready_pipe: distilld::appliance::upgrade::take_ready_pipe(),
+        })
+    }
 }
 
 /// A line on stdout, where nobody may be reading any more (the test or script that

@@ -14,5 +14,10 @@ for path in ./usr/bin/distilld ./etc/distilld/distilld.toml ./usr/lib/sysusers.d
   grep -q " $path\$" <<<"$contents" || { echo "missing $path in $deb" >&2; exit 1; }
 done
 dpkg-deb -I "$deb" conffiles | grep -qx /etc/distilld/distilld.toml || { echo "config is not a conffile" >&2; exit 1; }
-dpkg-deb -I "$deb" postinst | grep -q "USR2" || { echo "postinst does not hand over on upgrade" >&2; exit 1; }
+postinst=$(dpkg-deb -I "$deb" postinst)
+grep -q "USR2" <<<"$postinst" || { echo "postinst does not hand over on upgrade" >&2; exit 1; }
+# The user must exist before the unit is first started.
+users=$(grep -n "systemd-sysusers" <<<"$postinst" | head -1 | cut -d: -f1)
+start=$(grep -n "deb-systemd-invoke start" <<<"$postinst" | head -1 | cut -d: -f1)
+[ -n "$users" ] && [ -n "$start" ] && [ "$users" -lt "$start" ] || { echo "postinst starts the unit before creating its user" >&2; exit 1; }
 echo "ok: $deb"

@@ -22,18 +22,35 @@ const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// The variable a binary upgrade passes the admin listener's descriptor in.
 pub const INHERITED_FD: &str = "DISTILLD_ADMIN_FD";
 
-/// The admin listener: handed over by the previous process after a binary upgrade, or
-/// bound now (a failure stops the start-up: an operator asked for it).
-pub fn listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    if let Ok(text) = std::env::var(INHERITED_FD) {
-        // SAFETY: called on the main thread before any other thread is started.
-        unsafe { std::env::remove_var(INHERITED_FD) };
-        let fd: i32 = text
-            .parse()
-            .map_err(|_| std::io::Error::other(format!("{INHERITED_FD}={text:?}")))?;
-        return crate::shard::listener::adopt(fd);
+/// The admin listener a binary upgrade handed over, if any. Call it first thing,
+/// before any thread starts (it edits the environment).
+pub fn take_inherited() -> std::io::Result<Option<TcpListener>> {
+    let Ok(text) = std::env::var(INHERITED_FD) else {
+        return Ok(None);
+    };
+    // SAFETY: the caller runs this before any other thread exists.
+    unsafe { std::env::remove_var(INHERITED_FD) };
+    let fd: i32 = text
+        .parse()
+        .map_err(|_| std::io::Error::other(format!("{INHERITED_FD}={text:?}")))?;
+    crate::shard::listener::adopt(fd).map(Some)
+}
+
+/// The admin listener on `addr`: the handed-over one (its address is the old
+/// process's: a changed `[admin] listen` takes a restart), or bound now (a failure
+/// stops the start-up: an operator asked for it).
+pub fn listener(addr: SocketAddr, inherited: Option<TcpListener>) -> std::io::Result<TcpListener> {
+    let Some(l) = inherited else {
+        return TcpListener::bind(addr);
+    };
+    if let Ok(had) = l.local_addr()
+        && addr.port() != 0
+        && had != addr
+    {
+        tracing::warn!(inherited = %had, configured = %addr,
+            "admin.listen differs from the socket handed over: a restart applies it");
     }
-    TcpListener::bind(addr)
+    Ok(l)
 }
 
 /// Serves on `listener` until `stop` is set (this process handed over to a new one,
@@ -171,7 +188,14 @@ fn health(view: &NodeView) -> Answer {
 fn read_head(stream: &mut TcpStream) -> Result<(String, String), u16> {
     let mut buf = vec![0u8; HEAD_MAX];
     let mut len = 0;
+    // One deadline for the whole head: a client trickling bytes cannot hold the
+    // listener (and with it /healthz) longer than this.
+    let until = std::time::Instant::now() + IO_TIMEOUT;
     loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return Err(408);
+        }
         let n = stream.read(&mut buf[len..]).map_err(|_| 408u16)?;
         if n == 0 {
             return Err(400);

@@ -94,8 +94,8 @@ fn traffic(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
     )?;
     counter(
         e,
-        "distilld_client_sent_body",
-        "Response body bytes sent to clients.",
+        "distilld_response_body_queued",
+        "Response body bytes queued to clients (a cached body when it is queued, whole).",
         Some(Unit::Bytes),
         v.total(|s| &s.client_body_bytes_out),
     )?;

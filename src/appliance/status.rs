@@ -19,8 +19,8 @@ pub fn json(v: &NodeView) -> String {
                 "healthy": v.shard_healthy(i),
                 "connections": v.shard_clients(i),
                 "requests": get(|s| s.requests.get()),
-                "errors": get(|s| s.upstream_errors.get() + s.upstream_timeouts.get()
-                    + s.truncated_responses.get() + s.responses[4].get()),
+                // What clients saw go wrong: a 5xx answer, or a response cut short.
+                "errors": get(|s| s.responses[4].get() + s.truncated_responses.get()),
             })
         })
         .collect();
@@ -40,7 +40,9 @@ pub fn json(v: &NodeView) -> String {
         "cache_bytes": bytes,
         "bytes_saved": v.total(|s| &s.distill_saved_bytes),
         "distilled": v.total(|s| &s.distilled),
-        "upstream_errors": v.total(|s| &s.upstream_errors),
+        "upstream_errors": v.stats.iter()
+            .map(|s| s.upstream_failures.iter().map(|c| c.get()).sum::<u64>())
+            .sum::<u64>(),
         "shards": shards,
     })
     .to_string()

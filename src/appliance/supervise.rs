@@ -44,6 +44,8 @@ pub struct Context {
     /// A copy of the admin listener, for an upgrade to hand over, and the switch that
     /// stops this process's admin thread once it has.
     pub admin: Option<(std::net::TcpListener, Arc<AtomicBool>)>,
+    /// In a process a binary upgrade started: the pipe to the old one.
+    pub ready_pipe: Option<std::fs::File>,
 }
 
 struct Supervisor {
@@ -60,6 +62,8 @@ struct Supervisor {
     /// A new process is the service's main process now: this one says nothing more
     /// to systemd.
     handed_over: bool,
+    /// A stop signal came (a second one exits at once).
+    stopping: bool,
     drained: usize,
 }
 
@@ -76,6 +80,7 @@ pub fn supervise(running: Running, ctx: Context) -> ExitCode {
         deadline: None,
         upgrade: None,
         handed_over: false,
+        stopping: false,
         drained: 0,
         running,
         ctx,
@@ -84,7 +89,7 @@ pub fn supervise(running: Running, ctx: Context) -> ExitCode {
     loop {
         if let Some(signal) = s.ctx.signals.wait(Duration::from_millis(100)) {
             match signal {
-                Signal::Stop if s.deadline.is_some() => {
+                Signal::Stop if s.stopping => {
                     tracing::warn!("second stop signal: exiting now");
                     return ExitCode::SUCCESS;
                 }
@@ -116,13 +121,17 @@ impl Supervisor {
 
     /// Every shard listens: tell systemd (and, after an upgrade, the old process).
     fn ready(&mut self) {
-        let upgraded = std::env::var_os(super::upgrade::READY_FD).is_some();
-        super::upgrade::signal_ready();
-        if upgraded {
-            // The old process's PID was the service's; this one takes over.
-            self.notify(&format!("MAINPID={}\nREADY=1", std::process::id()));
-        } else {
-            self.notify("READY=1");
+        match self.ctx.ready_pipe.take() {
+            Some(pipe) => {
+                super::upgrade::signal_ready(pipe);
+                // The old process's PID was the service's; this one takes over, and
+                // keeps the watchdog fed from now on.
+                self.notify(&format!(
+                    "MAINPID={}\nREADY=1\nWATCHDOG=1",
+                    std::process::id()
+                ));
+            }
+            None => self.notify("READY=1"),
         }
         self.notify(&format!("STATUS={}", self.status_line()));
     }
@@ -132,8 +141,17 @@ impl Supervisor {
             "stop signal: no new connections; in-flight requests get {} ms",
             self.config().drain_timeout.as_millis()
         );
+        self.stopping = true;
         self.notify("STOPPING=1");
+        if let Some(u) = self.upgrade.take() {
+            tracing::warn!("stop signal during a binary upgrade: the new process is stopped");
+            u.abandon();
+        }
         self.begin_drain(Drain::Stop);
+        // The copies kept for a hand-over would keep the sockets open (new clients
+        // would wait in a backlog nobody takes): the shards close theirs this tick.
+        self.running.listeners.clear();
+        self.ctx.admin = None;
     }
 
     fn begin_drain(&mut self, how: Drain) {
@@ -203,7 +221,8 @@ impl Supervisor {
     fn apply(&mut self, mut new: Config) {
         let old = self.config();
         for key in restart_only_changes(&old, &new) {
-            tracing::warn!("{key} changed: it takes effect at the next restart or binary upgrade");
+            // A binary upgrade keeps the sockets and sizes of the process it replaces.
+            tracing::warn!("{key} changed: it takes effect at the next restart");
         }
         // What cannot change live stays as it runs, so everything reads one truth.
         new.listen = old.listen;
@@ -211,6 +230,10 @@ impl Supervisor {
         new.io = old.io;
         new.uring = old.uring;
         new.admin = old.admin;
+        new.pin_workers = old.pin_workers;
+        new.transparent_huge_pages = old.transparent_huge_pages;
+        // The store's limit is fixed at start; connections must not hold more.
+        new.cache.object_bytes_max = old.cache.object_bytes_max;
         new.upstream.dns_threads = old.upstream.dns_threads;
         new.upstream.dns_lookups_per_client_max = old.upstream.dns_lookups_per_client_max;
         new.distill.pool_threads = old.distill.pool_threads;
@@ -223,7 +246,16 @@ impl Supervisor {
         }
         self.running.held.set_max(new.limits.held_bytes_max);
         self.ctx.logging.apply(&new);
-        self.running.control.publish(Arc::new(new));
+        let generation = self.running.control.publish(Arc::new(new));
+        // READY=1 (the reload is done) once every shard reads the new config.
+        let until = Instant::now() + Duration::from_secs(2);
+        while !self.running.control.applied_everywhere(generation) {
+            if Instant::now() >= until {
+                tracing::warn!("a shard has not taken the reloaded config within 2 s");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         tracing::info!("config reloaded");
     }
 
@@ -332,6 +364,15 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ("server.listen", old.listen != new.listen),
         ("server.workers", old.workers != new.workers),
         ("server.io", old.io != new.io),
+        ("server.pin_workers", old.pin_workers != new.pin_workers),
+        (
+            "server.transparent_huge_pages",
+            old.transparent_huge_pages != new.transparent_huge_pages,
+        ),
+        (
+            "cache.object_bytes_max",
+            old.cache.object_bytes_max != new.cache.object_bytes_max,
+        ),
         (
             "[uring]",
             format!("{:?}", old.uring) != format!("{:?}", new.uring),

@@ -50,6 +50,8 @@ impl Upgrade {
         let mut inherited: Vec<RawFd> = listeners.to_vec();
         inherited.push(write_end.as_raw_fd());
         let mut cmd = Command::new(exe);
+        // The watchdog is for whichever process is the main one: not this pid.
+        cmd.env_remove("WATCHDOG_PID");
         cmd.args(args)
             .env(INHERITED_FDS, fds.join(","))
             .env(READY_FD, write_end.as_raw_fd().to_string());
@@ -95,6 +97,12 @@ impl Upgrade {
         Progress::Waiting
     }
 
+    /// Stops the new process (a stop signal came while it was starting).
+    pub fn abandon(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     fn fail(&mut self, why: &str) -> Progress {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -102,21 +110,22 @@ impl Upgrade {
     }
 }
 
-/// In a process started by an upgrade: tell the old one this one is ready.
-pub fn signal_ready() {
-    let Ok(text) = std::env::var(READY_FD) else {
-        return;
-    };
-    // SAFETY: called on the main thread while no other thread reads the environment.
+/// In a process started by an upgrade: the pipe to tell the old one this one is
+/// ready. Call it first thing, before any thread starts (it edits the environment).
+pub fn take_ready_pipe() -> Option<std::fs::File> {
+    let text = std::env::var(READY_FD).ok()?;
+    // SAFETY: the caller runs this before any other thread exists.
     unsafe { std::env::remove_var(READY_FD) };
-    let Ok(fd) = text.parse::<RawFd>() else {
-        tracing::warn!("{READY_FD}={text:?} is not a descriptor");
-        return;
-    };
-    // SAFETY: the descriptor was inherited for this process to own and write once.
-    let pipe = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut file = std::fs::File::from(pipe);
-    if let Err(e) = std::io::Write::write_all(&mut file, b"R") {
+    let fd = text.parse::<RawFd>().ok()?;
+    // SAFETY: the descriptor was inherited for this process to own; fcntl checks it is
+    // open before it is owned.
+    (unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0)
+        .then(|| std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Tells the old process this one is ready (every shard listens).
+pub fn signal_ready(mut pipe: std::fs::File) {
+    if let Err(e) = std::io::Write::write_all(&mut pipe, b"R") {
         tracing::warn!("cannot tell the previous process this one is ready: {e}");
     }
 }

@@ -115,6 +115,10 @@ pub struct Conn {
     client_eof: bool,
     /// The node is draining: every response says `Connection: close`.
     draining: bool,
+    /// ... and stopping: the connection closes as soon as it is between requests.
+    close_when_idle: bool,
+    /// Requests begun on this connection.
+    requests_begun: u64,
     /// A config put in force by a reload, taken before the next request.
     next_cfg: Option<Arc<Config>>,
     head_started: Option<Instant>,
@@ -148,6 +152,8 @@ impl Conn {
             reset: false,
             client_eof: false,
             draining: false,
+            close_when_idle: false,
+            requests_begun: 0,
             next_cfg: None,
             head_started: None,
             last_client: now.instant,
@@ -223,13 +229,18 @@ impl Conn {
     }
 
     /// The node is draining: the response under way (or the next one) is the last and
-    /// says `Connection: close`. With `close_idle` a connection between requests closes
-    /// now; without, it stays until its next request, so a client is never cut off
-    /// between sending a request and reading the answer.
+    /// says `Connection: close`. With `close_idle` (a stop) a keep-alive connection
+    /// closes as soon as it is between requests — now, or when the response under way
+    /// (which may have promised keep-alive already) is done. A connection that has not
+    /// carried a request yet is not idle: its client connected before the stop and its
+    /// request may be on the way. Without `close_idle` (a hand-over) a connection stays
+    /// until its next request, so a client is never cut off between sending a request
+    /// and reading the answer.
     pub fn drain(&mut self, close_idle: bool) {
         self.draining = true;
+        self.close_when_idle |= close_idle;
         let idle = self.ex.is_none() && self.inbuf.is_empty() && self.head_started.is_none();
-        if close_idle && idle {
+        if self.close_when_idle && idle && self.requests_begun > 0 {
             self.no_more_requests = true;
         }
     }

@@ -27,7 +27,8 @@ pub enum Drain {
 pub struct NodeControl {
     config: Mutex<Arc<Config>>,
     generation: AtomicU64,
-    /// 0 = running, 1 = `Drain::Stop`, 2 = `Drain::Handover`.
+    /// 0 = running, 1 = `Drain::Handover`, 2 = `Drain::Stop` (a stop outranks a
+    /// hand-over under way).
     drain: AtomicU8,
     pub shards: Box<[ShardHealth]>,
     epoch: Instant,
@@ -51,26 +52,35 @@ impl NodeControl {
             .clone()
     }
 
-    /// Puts `config` in force: each shard takes it at its next tick.
-    pub fn publish(&self, config: Arc<Config>) {
+    /// Puts `config` in force: each shard takes it at its next tick. Returns its
+    /// generation (see `applied_everywhere`).
+    pub fn publish(&self, config: Arc<Config>) -> u64 {
         *self.config.lock().unwrap_or_else(|p| p.into_inner()) = config;
-        self.generation.fetch_add(1, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Every running shard has taken config `generation` (a stopped one never will).
+    pub fn applied_everywhere(&self, generation: u64) -> bool {
+        self.shards
+            .iter()
+            .all(|s| s.stopped() || s.applied.load(Ordering::Acquire) >= generation)
     }
 
     pub fn start_drain(&self, how: Drain) {
         let code = match how {
-            Drain::Stop => 1,
-            Drain::Handover => 2,
+            Drain::Handover => 1,
+            Drain::Stop => 2,
         };
-        // A stop after a handover keeps closing idle connections too.
+        // A stop during a hand-over's drain turns it into a stop (idle connections
+        // close); a hand-over never weakens a stop.
         self.drain.fetch_max(code, Ordering::AcqRel);
     }
 
     pub fn draining(&self) -> Option<Drain> {
         match self.drain.load(Ordering::Acquire) {
             0 => None,
-            1 => Some(Drain::Stop),
-            _ => Some(Drain::Handover),
+            1 => Some(Drain::Handover),
+            _ => Some(Drain::Stop),
         }
     }
 
@@ -102,6 +112,8 @@ pub struct ShardHealth {
     /// The loop has ended (drained, or failed).
     stopped: AtomicBool,
     pub clients: AtomicU64,
+    /// The config generation this shard reads.
+    applied: AtomicU64,
     /// How long the loop's turns take (events in to work done).
     pub turns: Histogram<8>,
 }
@@ -112,6 +124,7 @@ impl Default for ShardHealth {
             last_turn_ms: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
             clients: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
             turns: Histogram::new(TURN_BUCKETS),
         }
     }
@@ -201,6 +214,7 @@ impl ShardControl {
             self.generation = generation;
             self.node.config()
         });
+
         let now = self.node.draining();
         let drain = (now != self.drain_seen).then_some(now).flatten();
         self.drain_seen = now;
@@ -209,6 +223,14 @@ impl ShardControl {
 
     pub fn draining(&self) -> bool {
         self.drain_seen.is_some()
+    }
+
+    /// The config the last tick brought is in force on this shard (its connections and
+    /// its driver have it): the supervisor may say the reload is done.
+    pub fn confirm_applied(&self) {
+        if let Some(health) = self.node.shards.get(self.id) {
+            health.applied.store(self.generation, Ordering::Release);
+        }
     }
 
     /// The loop has ended.

@@ -185,7 +185,8 @@ pub struct DnsCache {
 }
 
 impl DnsCache {
-    /// A reload's lifetimes, for answers cached from now on and those already cached.
+    /// A reload's lifetimes, for answers cached from now on (those cached already keep
+    /// the expiry they were given).
     pub fn set_ttls(&mut self, ttl: Duration, negative_ttl: Duration) {
         self.ttl = ttl;
         self.negative_ttl = negative_ttl;

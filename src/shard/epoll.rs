@@ -185,6 +185,7 @@ impl Shard {
                 Ok((stream, peer)) => self.admit(stream, peer, now),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::ConnectionAborted => continue,
                 Err(e) => {
                     // EMFILE and friends: log and let the next readiness retry.
                     tracing::warn!(shard = self.id, "accept failed: {e}");

@@ -53,13 +53,14 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 pub const INHERITED_FDS: &str = "DISTILLD_LISTEN_FDS";
 
 /// The listeners handed over by the previous process, if this one was started by a
-/// binary upgrade: the same sockets, so no connection in their backlogs is lost.
-pub fn inherited() -> Result<Option<Vec<std::net::TcpListener>>, ShardError> {
+/// binary upgrade: the same sockets, so no connection in their backlogs is lost. Call
+/// it first thing, before any thread starts (it edits the environment).
+pub fn take_inherited() -> Result<Option<Vec<std::net::TcpListener>>, ShardError> {
     let Ok(list) = std::env::var(INHERITED_FDS) else {
         return Ok(None);
     };
     // Not passed on to processes this one starts (its own upgrade passes its own).
-    // SAFETY: called on the main thread before any other thread is started.
+    // SAFETY: the caller runs this before any other thread exists.
     unsafe { std::env::remove_var(INHERITED_FDS) };
     let mut listeners = Vec::new();
     for part in list.split(',').filter(|p| !p.is_empty()) {
@@ -75,6 +76,30 @@ pub fn inherited() -> Result<Option<Vec<std::net::TcpListener>>, ShardError> {
         )));
     }
     Ok(Some(listeners))
+}
+
+/// The sockets an upgrade keeps are the old process's: a changed `server.listen` or
+/// `server.workers` takes a restart, and the log says so.
+pub fn warn_if_unlike_config(inherited: &[std::net::TcpListener], config: &crate::config::Config) {
+    tracing::info!(
+        count = inherited.len(),
+        "took over the listeners of the previous process"
+    );
+    let addr = inherited.first().and_then(|l| l.local_addr().ok());
+    if let Some(addr) = addr
+        && config.listen.port() != 0
+        && addr != config.listen
+    {
+        tracing::warn!(inherited = %addr, configured = %config.listen,
+            "server.listen differs from the sockets handed over: a restart applies it");
+    }
+    if inherited.len() != config.effective_workers() {
+        tracing::warn!(
+            shards = inherited.len(),
+            configured = config.effective_workers(),
+            "one shard per handed-over socket: a restart applies server.workers"
+        );
+    }
 }
 
 /// Takes ownership of an inherited descriptor after checking it is a listening TCP

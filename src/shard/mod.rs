@@ -36,6 +36,8 @@ pub enum ShardError {
     },
     #[error("io = \"uring\" but {0}")]
     Uring(uring::probe::ProbeError),
+    #[error("a shard died while it was being built (see the log)")]
+    Died,
     #[error("cannot take over the listeners of the previous process: {0}")]
     Inherit(String),
     #[error("cannot copy a listening socket for later hand-over: {0}")]
@@ -128,19 +130,21 @@ pub struct Node {
 
 /// Binds the listeners and starts one shard per worker; returns once every shard is
 /// ready (or the first failed).
-pub fn start(config: Arc<Config>) -> Result<Running, ShardError> {
+/// `inherited`: the listening sockets a binary upgrade handed over
+/// (`listener::take_inherited`), used instead of binding.
+pub fn start(
+    config: Arc<Config>,
+    inherited: Option<Vec<std::net::TcpListener>>,
+) -> Result<Running, ShardError> {
     let (driver, why) = choose_driver(config.io)?;
     tracing::info!(
         driver = driver.name(),
         "network driver: {} ({why})",
         driver.name()
     );
-    let listeners = match listener::inherited()? {
+    let listeners = match inherited {
         Some(inherited) => {
-            tracing::info!(
-                count = inherited.len(),
-                "took over the listeners of the previous process"
-            );
+            listener::warn_if_unlike_config(&inherited, &config);
             inherited
         }
         None => listener::bind_all(config.listen, config.effective_workers())?,
@@ -209,11 +213,14 @@ pub fn start(config: Arc<Config>) -> Result<Running, ShardError> {
             .map_err(|source| ShardError::Spawn { shard: i, source })?;
         threads.push(thread);
     }
+    // Only the shards hold senders now: one that dies while building (a panic) ends
+    // the wait instead of leaving it forever.
+    drop(ready_tx);
     for _ in 0..threads.len() {
         match ready_rx.recv() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(e),
-            Err(_) => break,
+            Err(_) => return Err(ShardError::Died),
         }
     }
     tracing::info!(workers, addr = %local_addr, driver = driver.name(), "shards started");

@@ -160,6 +160,8 @@ pub fn tick<D: ShardIo>(d: &mut D, now: Instant) {
         d.lookups().reconfigure(cfg);
     }
     if drain.is_some() {
+        // Clients taken from the backlog now have sent nothing yet: `Conn::drain` does
+        // not count them idle, so their requests are answered.
         d.stop_accepting(now);
     }
     expire_lookups(d, now);
@@ -180,6 +182,9 @@ pub fn tick<D: ShardIo>(d: &mut D, now: Instant) {
         if conn.has_actions() || conn.is_finished() || !conn.client_out().is_empty() {
             d.kick(ci, now);
         }
+    }
+    if config.is_some() {
+        d.control().confirm_applied();
     }
 }
 

@@ -30,10 +30,35 @@ impl Daemon {
     /// distilld in front of `origin` with `config`, two shards, the admin listener on a
     /// free port, and `env` set.
     pub fn start(config: &str, origin: SocketAddr, env: Vec<(String, String)>) -> Daemon {
+        Daemon::start_on("auto", config, origin, env)
+    }
+
+    /// The same on network driver `io`. `WATCHDOG_PID=self` in `env` sets it to the
+    /// daemon's own pid, as systemd does for its main process.
+    pub fn start_on(
+        io: &str,
+        config: &str,
+        origin: SocketAddr,
+        env: Vec<(String, String)>,
+    ) -> Daemon {
         let path = temp_path("appliance.toml");
         std::fs::write(&path, config).expect("write config");
         let log = temp_path("appliance.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_distilld"))
+        let own_pid = env.iter().any(|(k, v)| k == "WATCHDOG_PID" && v == "self");
+        let env: Vec<_> = env
+            .into_iter()
+            .filter(|(k, _)| k != "WATCHDOG_PID")
+            .collect();
+        let mut cmd = if own_pid {
+            // The shell's pid is the daemon's once it execs.
+            let mut c = Command::new("sh");
+            let exe = env!("CARGO_BIN_EXE_distilld");
+            c.args(["-c", "export WATCHDOG_PID=$$; exec \"$0\" \"$@\"", exe]);
+            c
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_distilld"))
+        };
+        let mut child = cmd
             .args(["run", "--config"])
             .arg(&path)
             .args([
@@ -44,6 +69,7 @@ impl Daemon {
                 "--workers",
                 "2",
             ])
+            .args(["--io", io])
             .arg("--origin")
             .arg(format!("http://{origin}"))
             .envs(env)

@@ -131,9 +131,22 @@ fn sigterm_finishes_every_request_accepted_before_it() {
 
 #[test]
 fn reloads_and_a_binary_upgrade_under_load_lose_nothing() {
+    upgrade_under_load("uring");
+}
+
+#[test]
+fn reloads_and_a_binary_upgrade_under_load_lose_nothing_on_epoll() {
+    upgrade_under_load("epoll");
+}
+
+/// Keep-alive and connection-per-request clients, cached and proxied requests, while
+/// the daemon gets 20 SIGHUPs and then a binary upgrade: not one failed request, and
+/// the new process feeds the watchdog once the old one has gone.
+fn upgrade_under_load(io: &str) {
     let origin = start_origin(&[]);
     let notify = Notifications::bind();
-    let mut d = Daemon::start(CONFIG, origin.addr, notify.env(&[]));
+    let env = notify.env(&[("WATCHDOG_USEC", "1000000"), ("WATCHDOG_PID", "self")]);
+    let mut d = Daemon::start_on(io, CONFIG, origin.addr, env);
     assert!(
         notify
             .wait_for("READY=1", Duration::from_secs(10))
@@ -160,6 +173,11 @@ fn reloads_and_a_binary_upgrade_under_load_lose_nothing() {
         d.wait_exit(Duration::from_secs(40)),
         Some(0),
         "the old process drains and exits"
+    );
+    notify.drain();
+    assert!(
+        notify.count("WATCHDOG=1", Duration::from_millis(1600)) >= 2,
+        "the new process pings the watchdog"
     );
     for report in load::finish(runs) {
         report.assert_clean();
@@ -209,4 +227,30 @@ fn a_second_stop_signal_exits_at_once() {
         second.elapsed()
     );
     let _ = slow.join();
+}
+
+#[test]
+fn a_client_connected_before_a_stop_is_answered() {
+    for io in ["uring", "epoll"] {
+        let origin = start_origin(&[]);
+        let mut d = Daemon::start_on(io, CONFIG, origin.addr, Vec::new());
+        let mut early = std::net::TcpStream::connect(d.addr).expect("connect");
+        std::thread::sleep(Duration::from_millis(300));
+        signal(d.pid(), libc::SIGTERM);
+        // Past the shards' next tick: they drain now.
+        std::thread::sleep(Duration::from_millis(300));
+        use std::io::{Read, Write};
+        early
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            .expect("send");
+        let _ = early.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut answer = String::new();
+        let _ = early.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{io}: {answer:?}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{io}: {answer}"
+        );
+        assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0), "{io}");
+    }
 }

@@ -133,7 +133,7 @@ pub fn metrics_parse_and_count_what_was_sent() {
     assert_eq!(at(&first, "distilld_cache_hits_total{}"), 9.0);
     assert_eq!(at(&first, "distilld_cache_misses_total{}"), 3.0);
     assert_eq!(at(&first, "distilld_cache_objects{}"), 1.0);
-    assert!(at(&first, "distilld_client_sent_body_bytes_total{}") >= 10_000.0);
+    assert!(at(&first, "distilld_response_body_queued_bytes_total{}") >= 10_000.0);
     assert!(first.contains_key(r#"distilld_shard_connections{shard="0"}"#));
     let drivers: f64 = first
         .iter()
@@ -176,7 +176,7 @@ for i in $(seq 50); do
   (exec 3<>/dev/tcp/127.0.0.1/9180) 2>/dev/null && break
   sleep 0.1
 done
-"$LOAD" -c 4 -d 8 http://127.0.0.1:3128/bytes/1000 >/dev/null 2>&1 &
+"$LOAD" -c 4 -d 30 http://127.0.0.1:3128/bytes/1000 >/dev/null 2>&1 &
 sleep 2
 browse() {
   chromium --headless --no-sandbox --disable-gpu --user-data-dir="$OUT/profile-$1" \

@@ -45,7 +45,9 @@ impl Conn {
             }
             if self.inbuf.is_empty() {
                 self.head_started = None;
-                self.no_more_requests = self.client_eof;
+                // A stopping node closes a keep-alive connection once it is idle.
+                self.no_more_requests =
+                    self.client_eof || (self.close_when_idle && self.requests_begun > 0);
                 return;
             }
             if let Some(cfg) = self.next_cfg.take() {
@@ -73,6 +75,7 @@ impl Conn {
     }
 
     pub(super) fn begin(&mut self, head: RequestHead, now: Now<'_>) {
+        self.requests_begun += 1;
         if is_loop(&head, &self.cfg.via_name) {
             self.answer_local(
                 &head,

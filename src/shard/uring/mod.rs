@@ -610,6 +610,9 @@ impl Shard {
         let Some(listener) = self.listener.take() else {
             return;
         };
+        // Clients admitted from here on (the backlog below, an accept completing after
+        // the cancel) get one answer, then the close.
+        self.admission.drain();
         let e = opcode::AsyncCancel::new(token(Op::Accept, 0, 0))
             .build()
             .user_data(token(Op::Cancel, 0, 0));
@@ -626,6 +629,10 @@ impl Shard {
                 )
             };
             if fd < 0 {
+                let err = std::io::Error::last_os_error().raw_os_error();
+                if matches!(err, Some(libc::ECONNABORTED | libc::EINTR)) {
+                    continue; // that client gave up; others may wait behind it
+                }
                 break;
             }
             // SAFETY: accept4 returned a descriptor nobody else owns.
