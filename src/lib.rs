@@ -5,6 +5,7 @@
 
 pub mod appliance;
 pub mod cache;
+pub mod cluster;
 pub mod config;
 pub mod distill;
 pub mod histogram;

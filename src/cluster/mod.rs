@@ -1,0 +1,5 @@
+//! Clustering: N nodes as one cache. Each URL has one owner node (weighted rendezvous
+//! hashing over the primary cache key, `ring`); a node that does not own a request's
+//! key forwards it to the owner, once (`peers`).
+
+pub mod ring;
