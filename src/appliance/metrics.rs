@@ -52,6 +52,7 @@ impl Collector for NodeCollector {
         cache(v, &mut e)?;
         distill(v, &mut e)?;
         shards(v, &mut e)?;
+        cluster(v, &mut e)?;
         process(v, &mut e)
     }
 }
@@ -272,6 +273,58 @@ fn shards(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
         f.encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)?;
     }
     Ok(())
+}
+
+fn cluster(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
+    let plain: [(&str, &str, Pick); 4] = [
+        (
+            "distilld_cluster_forwarded",
+            "Requests forwarded to the node that owns their key.",
+            |s| &s.cluster_forwarded,
+        ),
+        (
+            "distilld_cluster_served_for_peers",
+            "Requests other nodes forwarded here.",
+            |s| &s.cluster_served_for_peers,
+        ),
+        (
+            "distilld_cluster_peer_failures",
+            "Forwards that failed before a response (the peer then passed over).",
+            |s| &s.cluster_peer_failures,
+        ),
+        (
+            "distilld_cluster_digest_mismatch",
+            "Forwarded requests from a node whose node list differs from this one's.",
+            |s| &s.cluster_digest_mismatch,
+        ),
+    ];
+    for (name, help, pick) in plain {
+        counter(e, name, help, None, v.total(pick))?;
+    }
+    let cfg = v.control.config();
+    let Some(c) = cfg.cluster.as_ref() else {
+        return Ok(());
+    };
+    let now = std::time::Instant::now();
+    let mut m = e.encode_descriptor(
+        "distilld_cluster_peer_up",
+        "1 while this node sends requests to the peer.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (i, node) in c.nodes.iter().enumerate().filter(|(i, _)| *i != c.me) {
+        let up = i64::from(c.health.is_up(i, now));
+        ConstGauge::new(up).encode(m.encode_family(&[("peer", node.id.as_str())])?)?;
+    }
+    let digest = format!("{:016x}", c.digest);
+    let mut m = e.encode_descriptor(
+        "distilld_cluster_node",
+        "This node's id and the digest of its node list (1).",
+        None,
+        MetricType::Gauge,
+    )?;
+    ConstGauge::new(1)
+        .encode(m.encode_family(&[("node", c.node.as_str()), ("digest", digest.as_str())])?)
 }
 
 fn process(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {

@@ -2,4 +2,5 @@
 //! hashing over the primary cache key, `ring`); a node that does not own a request's
 //! key forwards it to the owner, once (`peers`).
 
+pub mod hop;
 pub mod ring;

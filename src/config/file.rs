@@ -24,6 +24,8 @@ pub struct FileConfig {
     pub distill: FileDistill,
     #[serde(default)]
     pub admin: FileAdmin,
+    #[serde(default)]
+    pub cluster: super::cluster::FileCluster,
     #[serde(default, rename = "route")]
     pub routes: Vec<FileRoute>,
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+pub mod cluster;
 mod file;
 pub mod overrides;
 pub mod routes;
@@ -146,6 +147,8 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// How long a stopping or upgraded process lets in-flight requests finish.
     pub drain_timeout: Duration,
+    /// The cluster this node belongs to; None = it runs alone.
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 /// Distillation: profiles, how one is chosen, and the limits of a job.

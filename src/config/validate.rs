@@ -35,6 +35,7 @@ impl FileConfig {
         let routes = routes(&self.routes, &mut bad);
         let admin = self.admin.listen(&mut bad);
         let drain_timeout = s.drain_timeout(&mut bad);
+        let cluster = self.cluster.validate(&mut bad);
         let config = Config {
             listen,
             workers: s.workers.unwrap_or(DEFAULT_WORKERS),
@@ -61,6 +62,7 @@ impl FileConfig {
             distill,
             admin,
             drain_timeout,
+            cluster,
         };
         if config.workers > 1024 {
             errors.push(InvalidKey {

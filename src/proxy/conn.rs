@@ -29,6 +29,7 @@ mod answer;
 mod caching;
 mod distilling;
 mod exchange;
+mod forward;
 mod next;
 mod request;
 mod response;
@@ -311,6 +312,9 @@ impl Conn {
             UpstreamFailure::Resolve { .. } => upstream_kind::RESOLVE,
             UpstreamFailure::Connect { .. } => upstream_kind::CONNECT,
         });
+        if self.reroute(&failure.to_string(), now) {
+            return;
+        }
         tracing::warn!(client = %self.peer, "{failure}");
         self.fail_exchange(502, &failure.to_string(), now);
     }
@@ -342,10 +346,10 @@ impl Conn {
             return;
         };
         let has_body = ex.head.has_body();
-        let origin = ex.dest.origin.clone();
         let Some(fetch) = ex.fetch_mut() else {
             return;
         };
+        let origin = fetch.to.clone();
         match &mut fetch.response {
             Response::AwaitHead { buf } => {
                 let reused = matches!(fetch.upstream, Upstream::Attached { reused: true, .. });
@@ -362,6 +366,9 @@ impl Conn {
                         origin,
                         pooled_ok: false,
                     });
+                    return;
+                }
+                if self.reroute(error.unwrap_or("closed without a response"), now) {
                     return;
                 }
                 self.stats.upstream_failed(upstream_kind::CLOSED);
@@ -466,9 +473,12 @@ impl Conn {
                 ..
             }) => {
                 if t.saturating_duration_since(*since) >= to.upstream_connect {
+                    let detail = format!("connecting to origin {} timed out", ex.origin());
+                    if self.reroute("connect timed out", now) {
+                        return;
+                    }
                     self.stats.upstream_timeouts.incr();
                     self.stats.upstream_failures[upstream_kind::TIMEOUT].incr();
-                    let detail = format!("connecting to origin {} timed out", ex.origin());
                     self.fail_exchange(504, &detail, now);
                 }
             }

@@ -179,9 +179,43 @@ fn is_precondition(name: &str) -> bool {
 }
 
 fn is_framing_or_local(name: &str) -> bool {
-    ["host", "content-length", "expect"]
-        .iter()
-        .any(|n| n.eq_ignore_ascii_case(name))
+    [
+        "host",
+        "content-length",
+        "expect",
+        crate::cluster::hop::FIELD,
+    ]
+    .iter()
+    .any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// The request as forwarded to the node that owns its key: the client's request line
+/// and fields (hop-by-hop ones dropped), no Via of ours (the owner adds it once, on its
+/// way to the origin), and the hop field, which the owner never forwards on.
+pub fn write_peer_request(out: &mut Vec<u8>, head: &RequestHead, hop: &crate::cluster::hop::Hop) {
+    out.extend_from_slice(head.method().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(head.target().as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if let Some(host) = head.host() {
+        write_field(out, b"Host", host.as_bytes());
+    }
+    for (name, value) in head.fields() {
+        if !head.connection.drops(name) && !is_framing_or_local(name) {
+            write_field(out, name.as_bytes(), value);
+        }
+    }
+    hop.write(out);
+    match head.framing {
+        RequestFraming::Length(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            write_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        RequestFraming::Chunked => write_field(out, b"Transfer-Encoding", b"chunked"),
+        RequestFraming::None => {}
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 fn append_list(list: &mut Vec<u8>, value: &[u8]) {

@@ -57,6 +57,14 @@ pub struct Stats {
     pub distill_declined: [Counter; 6],
     /// Upstream failures by kind (`UPSTREAM_ERROR_KINDS`).
     pub upstream_failures: [Counter; 5],
+    /// Requests forwarded to the node that owns their key.
+    pub cluster_forwarded: Counter,
+    /// Requests peers forwarded here.
+    pub cluster_served_for_peers: Counter,
+    /// Forwards that failed before a response (the peer then passed over).
+    pub cluster_peer_failures: Counter,
+    /// Forwarded requests from a node whose node list differs from ours.
+    pub cluster_digest_mismatch: Counter,
 }
 
 /// The `reason` label of `distill_declined`, in its order.

@@ -81,7 +81,11 @@ fn keys_spread_within_five_percent_of_the_mean_for_up_to_16_nodes() {
         }
         let mean = keys.len() as f64 / n as f64;
         let max = *count.iter().max().expect("nodes") as f64;
-        assert!(max / mean <= 1.05, "n={n}: max/mean {:.3} ({count:?})", max / mean);
+        assert!(
+            max / mean <= 1.05,
+            "n={n}: max/mean {:.3} ({count:?})",
+            max / mean
+        );
     }
 }
 

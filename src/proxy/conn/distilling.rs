@@ -444,7 +444,7 @@ fn decline_reason(why: &Declined) -> usize {
 pub const ORIGINAL_MARKER: &str = "distilld=original";
 
 /// Removes the marker from a path's query; true if it was there.
-fn strip_original_marker(path: &mut String) -> bool {
+pub(super) fn strip_original_marker(path: &mut String) -> bool {
     let Some((base, query)) = path.split_once('?') else {
         return false;
     };

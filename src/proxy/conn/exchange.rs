@@ -19,6 +19,7 @@ use super::super::out::Out;
 use super::Ticket;
 use super::caching::CacheCtx;
 use super::distilling::{DistillCtx, HeldResponse, Running};
+use super::forward::PeerRoute;
 
 /// One request and its response.
 #[derive(Debug)]
@@ -43,6 +44,9 @@ pub(super) struct RequestBody {
     pub(super) bytes: u64,
 }
 
+// Fetching is the stage most exchanges are in, and the exchange is boxed already: a
+// second box per proxied request would cost more than the unused bytes of the others.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(super) enum Stage {
     /// Waiting on another request's fetch of the same URL (collapsed).
@@ -62,6 +66,10 @@ pub(super) enum Stage {
 pub(super) struct Fetch {
     /// The request head as sent upstream (sent again on a retry).
     pub(super) up_head: Vec<u8>,
+    /// Where it goes: the origin, or the peer node that owns the key.
+    pub(super) to: Authority,
+    /// Forwarded to a peer: which, and the candidates after it.
+    pub(super) peer: Option<PeerRoute>,
     pub(super) upstream: Upstream,
     /// Already sent again once on a fresh connection.
     pub(super) retried: bool,

@@ -14,6 +14,7 @@ use crate::http::target::Destination;
 use super::caching::CacheCtx;
 use super::distilling::{DistillCtx, JobInput};
 use super::exchange::{Exchange, Stage};
+use super::forward::PeerRoute;
 use super::stored::Served;
 use super::{Action, Conn, FlightWait, Now};
 
@@ -28,6 +29,8 @@ pub(super) enum Next {
     DistillStored(Arc<Object>, Work),
     /// After another request's fetch of the same URL.
     Wait(Box<CacheCtx>, Arc<Flight>),
+    /// From the peer node that owns the key (it answers from its cache, or fetches).
+    Peer(PeerRoute),
     /// From the origin: a miss, a stale entry to revalidate (also the one request that
     /// revalidates while others are served stale), a request the cache must not answer
     /// (unsafe method, a body, Authorization), or no cache at all. The cache's context
@@ -64,6 +67,7 @@ impl Conn {
                     .push_back(Action::AwaitFlight(FlightWait(flight), ticket));
             }
             Next::Origin(ctx) => self.start_fetch(head, dest, ctx, distill, now),
+            Next::Peer(route) => self.start_forward(head, dest, route, now),
         }
     }
 

@@ -11,6 +11,7 @@ use super::super::route::{Decision, route};
 use super::caching::CacheCtx;
 use super::distilling::DistillCtx;
 use super::exchange::{Exchange, Fetch, Response, Stage, Upstream};
+use super::next::Next;
 use super::{Action, Conn, Now};
 
 impl Conn {
@@ -102,6 +103,14 @@ impl Conn {
             self.refuse_malformed(&HttpError::BodyTooLarge { limit: max }, now);
             return;
         }
+        match self.peer_route(&head, &dest, now) {
+            Some(route) => self.go(Next::Peer(route), head, dest, None, now),
+            None => self.serve_here(head, dest, now),
+        }
+    }
+
+    /// This node answers: PURGE, or the cache, a job, or the origin.
+    pub(super) fn serve_here(&mut self, head: RequestHead, dest: Destination, now: Now<'_>) {
         if head.method() == "PURGE" {
             self.purge(&head, &dest, now);
             return;
@@ -134,13 +143,17 @@ impl Conn {
             last_modified: o.last_modified(),
         });
         let mut up_head = Vec::with_capacity(256 + head.fields().count() * 32);
-        write_upstream_request(&mut up_head, &head, &dest, &self.peer_ip, id, revalidate);
+        let client = self.forwarded_client(&head);
+        let client = client.as_deref().unwrap_or(&self.peer_ip);
+        write_upstream_request(&mut up_head, &head, &dest, client, id, revalidate);
         self.actions.push_back(Action::Acquire {
             origin: dest.origin.clone(),
             pooled_ok: true,
         });
         let fetch = Stage::Fetching(Fetch {
             up_head,
+            to: dest.origin.clone(),
+            peer: None,
             upstream: Upstream::Acquiring { since: now.instant },
             retried: false,
             response: Response::AwaitHead { buf: Vec::new() },

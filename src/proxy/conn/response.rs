@@ -63,7 +63,10 @@ impl Conn {
                 ex.cache = Some(ctx);
                 plan
             }
-            None => ResponsePlan::Stream(Vec::new()),
+            None => {
+                let route = ex.fetch_mut().and_then(|f| f.peer.clone());
+                ResponsePlan::Stream(route.map_or_else(Vec::new, |r| self.forwarded_status(&r)))
+            }
         };
         let (sink, enc) = match plan {
             ResponsePlan::FromStore(object, how) => {

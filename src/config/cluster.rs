@@ -1,0 +1,208 @@
+//! `[cluster]`: this node's id and the node list. Without it a node runs alone.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::cluster::ring::{Member, Ring};
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileCluster {
+    pub node: Option<String>,
+    pub secret_file: Option<String>,
+    pub peer_down_ms: Option<u64>,
+    #[serde(default)]
+    pub nodes: Vec<FileNode>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileNode {
+    pub id: String,
+    pub http: String,
+    pub gossip: Option<String>,
+    pub weight: Option<u32>,
+}
+
+/// A node of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub id: String,
+    /// Where peers send it forwarded requests (its listener).
+    pub http: SocketAddr,
+    pub gossip: Option<SocketAddr>,
+    pub weight: u32,
+}
+
+/// The cluster as this node sees it: the members, the placement table, and which
+/// peers it found down. The peers' health belongs to this membership: a reload that
+/// changes it starts with every peer up again.
+#[derive(Clone)]
+pub struct ClusterConfig {
+    pub node: String,
+    /// This node's index in `nodes` (and in the ring).
+    pub me: usize,
+    pub nodes: Vec<Node>,
+    pub ring: Arc<Ring>,
+    /// Identifies the node list and the hash parameters: two nodes whose digests differ
+    /// place keys differently and do not forward to each other.
+    pub digest: u64,
+    /// How long a peer that failed is passed over.
+    pub peer_down: Duration,
+    pub health: Arc<PeerHealth>,
+    pub secret_file: Option<String>,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ClusterConfig(node {}, {} nodes, digest {:016x})",
+            self.node,
+            self.nodes.len(),
+            self.digest
+        )
+    }
+}
+
+/// Until when each peer is passed over (milliseconds since `epoch`; 0 = up).
+pub struct PeerHealth {
+    epoch: Instant,
+    down_until: Vec<AtomicU64>,
+}
+
+impl PeerHealth {
+    fn new(nodes: usize) -> PeerHealth {
+        PeerHealth {
+            epoch: Instant::now(),
+            down_until: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn millis(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_millis() as u64 + 1
+    }
+
+    /// The peer failed at `now`: pass it over for `for_`.
+    pub fn mark_down(&self, node: usize, now: Instant, for_: Duration) {
+        if let Some(d) = self.down_until.get(node) {
+            d.store(self.millis(now + for_), Ordering::Relaxed);
+        }
+    }
+
+    pub fn is_up(&self, node: usize, now: Instant) -> bool {
+        self.down_until
+            .get(node)
+            .is_none_or(|d| d.load(Ordering::Relaxed) <= self.millis(now))
+    }
+}
+
+pub const DEFAULT_PEER_DOWN_MS: u64 = 5_000;
+
+impl FileCluster {
+    /// None when there is no `[cluster]` (the node runs alone).
+    pub fn validate(&self, bad: &mut impl FnMut(&str, String)) -> Option<ClusterConfig> {
+        if self.node.is_none() && self.nodes.is_empty() {
+            return None;
+        }
+        let nodes = self.nodes(bad);
+        let Some(node) = self.node.clone() else {
+            bad(
+                "cluster.node",
+                "missing: which of cluster.nodes is this node?".into(),
+            );
+            return None;
+        };
+        let Some(me) = nodes.iter().position(|n| n.id == node) else {
+            bad("cluster.node", format!("{node:?} is not in cluster.nodes"));
+            return None;
+        };
+        let members = nodes
+            .iter()
+            .map(|n| Member {
+                id: n.id.clone(),
+                weight: n.weight,
+            })
+            .collect();
+        Some(ClusterConfig {
+            digest: digest(&nodes),
+            ring: Arc::new(Ring::new(members)),
+            health: Arc::new(PeerHealth::new(nodes.len())),
+            peer_down: Duration::from_millis(self.peer_down_ms.unwrap_or(DEFAULT_PEER_DOWN_MS)),
+            secret_file: self.secret_file.clone(),
+            node,
+            me,
+            nodes,
+        })
+    }
+
+    fn nodes(&self, bad: &mut impl FnMut(&str, String)) -> Vec<Node> {
+        if self.nodes.len() > 255 {
+            bad(
+                "cluster.nodes",
+                format!("{} nodes: at most 255", self.nodes.len()),
+            );
+        }
+        let mut nodes: Vec<Node> = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate().take(255) {
+            let key = format!("cluster.nodes[{i}]");
+            if n.id.is_empty() || nodes.iter().any(|m| m.id == n.id) {
+                bad(
+                    &format!("{key}.id"),
+                    format!("{:?} is empty or not unique", n.id),
+                );
+                continue;
+            }
+            let http = match n.http.parse::<SocketAddr>() {
+                Ok(a) => a,
+                Err(e) => {
+                    bad(
+                        &format!("{key}.http"),
+                        format!("{:?} is not an IP:port address ({e})", n.http),
+                    );
+                    continue;
+                }
+            };
+            let gossip = n
+                .gossip
+                .as_deref()
+                .and_then(|g| match g.parse::<SocketAddr>() {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        bad(
+                            &format!("{key}.gossip"),
+                            format!("{g:?} is not an IP:port address ({e})"),
+                        );
+                        None
+                    }
+                });
+            let weight = n.weight.unwrap_or(1);
+            if weight == 0 {
+                bad(
+                    &format!("{key}.weight"),
+                    "0: a node's weight is at least 1".into(),
+                );
+            }
+            nodes.push(Node {
+                id: n.id.clone(),
+                http,
+                gossip,
+                weight: weight.max(1),
+            });
+        }
+        nodes
+    }
+}
+
+/// The node list and the placement's parameters, hashed.
+fn digest(nodes: &[Node]) -> u64 {
+    let mut text = format!("rendezvous-xxh3 slots={}", crate::cluster::ring::SLOTS);
+    for n in nodes {
+        text.push_str(&format!("\n{} {} {}", n.id, n.http, n.weight));
+    }
+    xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+}

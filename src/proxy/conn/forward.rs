@@ -1,0 +1,194 @@
+//! Forwarding a request to the node that owns its key (`crate::cluster`): the owner
+//! answers from its cache or fetches, distils and stores, and this node streams the
+//! answer back. A forwarded request carries the hop field and is never forwarded
+//! again. A peer that cannot be reached is passed over for `cluster.peer_down_ms` and
+//! the request goes to the next candidate, or is served here: a client never sees an
+//! error for a request that could be served (idempotent requests without a body; others
+//! get the error, as from an origin).
+
+use crate::cluster::hop::{self, Hop};
+use crate::config::cluster::ClusterConfig;
+use crate::http::request::RequestHead;
+use crate::http::target::{Authority, Destination};
+
+use super::super::heads::write_peer_request;
+use super::distilling::strip_original_marker;
+use super::exchange::{Exchange, Fetch, Response, Stage, Upstream};
+use super::{Action, Conn, Now};
+
+/// The peer a request goes to, and the candidates after it.
+#[derive(Debug, Clone)]
+pub(super) struct PeerRoute {
+    pub(super) node: usize,
+    rest: Vec<u8>,
+}
+
+impl Conn {
+    /// The peer to forward `head` to, or None to serve it here (no cluster, this node
+    /// owns the key or is the best candidate up, or the request was forwarded already).
+    pub(super) fn peer_route(
+        &self,
+        head: &RequestHead,
+        dest: &Destination,
+        now: Now<'_>,
+    ) -> Option<PeerRoute> {
+        let c = self.cfg.cluster.as_ref()?;
+        if let Some((_, value)) = head
+            .fields()
+            .find(|(n, _)| n.eq_ignore_ascii_case(hop::FIELD))
+        {
+            self.stats.cluster_served_for_peers.incr();
+            if Hop::parse(value).is_none_or(|h| h.digest != c.digest) {
+                // Placed with another node list: served here all the same, never sent on.
+                self.stats.cluster_digest_mismatch.incr();
+                tracing::debug!(client = %self.peer, "forwarded request from a node whose cluster view differs");
+            }
+            return None;
+        }
+        // Every variant of a URL (profiles, codings, the original) lives with its owner.
+        let mut path = dest.path.clone();
+        strip_original_marker(&mut path);
+        let key = crate::cache::key::primary(&Destination {
+            path,
+            ..dest.clone()
+        });
+        next_candidate(c, c.ring.candidates(&key), now)
+    }
+
+    /// Sends the request to the peer (asks the driver for a connection to it).
+    pub(super) fn start_forward(
+        &mut self,
+        head: RequestHead,
+        dest: Destination,
+        route: PeerRoute,
+        now: Now<'_>,
+    ) {
+        let Some(c) = self.cfg.cluster.clone() else {
+            return self.serve_here(head, dest, now);
+        };
+        let Some(peer) = c.nodes.get(route.node) else {
+            return self.serve_here(head, dest, now);
+        };
+        if head.expect_continue && head.has_body() && head.minor_version == 1 {
+            self.out.extend(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        let hop = Hop {
+            node: c.node.clone(),
+            digest: c.digest,
+            client: Some(self.peer.ip()),
+        };
+        let mut up_head = Vec::with_capacity(256 + head.fields().count() * 32);
+        write_peer_request(&mut up_head, &head, &hop);
+        let to = Authority {
+            host: peer.http.ip().to_string(),
+            port: peer.http.port(),
+        };
+        self.actions.push_back(Action::Acquire {
+            origin: to.clone(),
+            pooled_ok: true,
+        });
+        self.stats.cluster_forwarded.incr();
+        let fetch = Stage::Fetching(Fetch {
+            up_head,
+            to,
+            peer: Some(route),
+            upstream: Upstream::Acquiring { since: now.instant },
+            retried: false,
+            response: Response::AwaitHead { buf: Vec::new() },
+        });
+        self.ex = Some(Exchange::new(head, dest, None, None, fetch, now.instant));
+    }
+
+    /// The peer the exchange was forwarded to failed before its response began: pass
+    /// it over, and send the request to the next candidate or serve it here. False
+    /// (nothing done) when the exchange is not a forward or may not be sent again.
+    pub(super) fn reroute(&mut self, why: &str, now: Now<'_>) -> bool {
+        let Some(c) = self.cfg.cluster.clone() else {
+            return false;
+        };
+        let Some(ex) = self.ex.as_mut() else {
+            return false;
+        };
+        let replayable = is_idempotent(ex.head.method()) && !ex.head.has_body();
+        let Some(Fetch {
+            peer: Some(route), ..
+        }) = ex.fetch_mut()
+        else {
+            return false;
+        };
+        let route = route.clone();
+        let failed = c.nodes.get(route.node).map_or("?", |n| n.id.as_str());
+        c.health.mark_down(route.node, now.instant, c.peer_down);
+        self.stats.cluster_peer_failures.incr();
+        tracing::warn!(
+            peer = failed,
+            "cluster peer failed ({why}): passed over for {} ms",
+            c.peer_down.as_millis()
+        );
+        if !replayable {
+            return false;
+        }
+        let Some(ex) = self.ex.take() else {
+            return false;
+        };
+        self.actions.push_back(Action::CloseUpstream);
+        self.up_out.clear();
+        let Exchange { head, dest, .. } = *ex;
+        match next_candidate(&c, &route.rest, now) {
+            Some(next) => self.start_forward(head, dest, next, now),
+            None => self.serve_here(head, dest, now),
+        }
+        true
+    }
+
+    /// The client a peer forwarded this request for, written into X-Forwarded-For in
+    /// its stead. Believed only from a node of the cluster.
+    pub(super) fn forwarded_client(&self, head: &RequestHead) -> Option<String> {
+        let c = self.cfg.cluster.as_ref()?;
+        if !c.nodes.iter().any(|n| n.http.ip() == self.peer.ip()) {
+            return None;
+        }
+        let (_, value) = head
+            .fields()
+            .find(|(n, _)| n.eq_ignore_ascii_case(hop::FIELD))?;
+        Hop::parse(value)?.client.map(|ip| ip.to_string())
+    }
+
+    /// The `Cache-Status` entry this node adds to a forwarded response.
+    pub(super) fn forwarded_status(&self, route: &PeerRoute) -> Vec<u8> {
+        let Some(c) = self.cfg.cluster.as_ref() else {
+            return Vec::new();
+        };
+        let owner = c.nodes.get(route.node).map_or("?", |n| n.id.as_str());
+        format!(
+            "Cache-Status: distilld-{}; fwd=bypass; detail=owner-{owner}\r\n",
+            c.node
+        )
+        .into_bytes()
+    }
+}
+
+/// The first of `candidates` that is this node (None: serve here) or a peer up.
+fn next_candidate(c: &ClusterConfig, candidates: &[u8], now: Now<'_>) -> Option<PeerRoute> {
+    for (i, &n) in candidates.iter().enumerate() {
+        let n = usize::from(n);
+        if n == c.me {
+            return None;
+        }
+        if c.health.is_up(n, now.instant) {
+            return Some(PeerRoute {
+                node: n,
+                rest: candidates[i + 1..].to_vec(),
+            });
+        }
+    }
+    None
+}
+
+/// RFC 9110 §9.2.2: safe to send again after a failure.
+fn is_idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    )
+}
