@@ -242,3 +242,27 @@ fn nodes_with_different_lists_never_forward_twice() {
     assert!(started.elapsed() < Duration::from_secs(20), "none hangs");
     let _ = (a.origin, b.origin);
 }
+
+#[test]
+fn a_reload_changes_the_node_list() {
+    let origin = start_origin(&[]);
+    let port = free_port();
+    let a = start_node(0, &cluster_config("a", &["a"], port), port, origin.addr);
+    let _b = start_node(1, &cluster_config("b", &["a", "b"], port), port, origin.addr);
+    let forwarded = |n: &Node| {
+        (0..40)
+            .filter(|u| {
+                let r = get(n, &format!("/bytes/10?reload={u}"));
+                assert_eq!(r.status, 200);
+                r.headers.iter().any(|(_, v)| v.contains("detail=owner-b"))
+            })
+            .count()
+    };
+    assert_eq!(forwarded(&a), 0, "alone, a serves everything");
+    std::fs::write(&a.config, cluster_config("a", &["a", "b"], port)).expect("rewrite");
+    // SAFETY: signals a process this test started.
+    unsafe { libc::kill(a.child.id() as i32, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(500));
+    let n = forwarded(&a);
+    assert!((8..=32).contains(&n), "about half of 40 keys go to b now: {n}");
+}
