@@ -16,6 +16,7 @@ declare -A benches=(
   [text-compression]=text_compression.py
   [before-after]=before_after.py
   [admin-cost]=admin_cost.py
+  [cluster-hop]=cluster_hop.py
 )
 name="${1:-}"
 if [ -z "$name" ] || [ -z "${benches[$name]:-}" ]; then
