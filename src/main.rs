@@ -147,6 +147,13 @@ fn run(cfg: Config, source: Source) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(cluster) = running.control.config().cluster.as_ref()
+        && let Err(e) = distilld::cluster::swim::start(cluster)
+    {
+        tracing::error!("cannot start cluster membership (gossip): {e}");
+        eprintln!("distilld: cannot start cluster membership (gossip): {e}");
+        return ExitCode::FAILURE;
+    }
     let view = Arc::new(NodeView::new(
         running.control.clone(),
         running.stats.clone(),

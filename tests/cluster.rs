@@ -49,8 +49,10 @@ fn weighted_config(me: &str, nodes: &[(&str, u32)], port: u16) -> String {
         format!("[log]\naccess_log = false\n[cluster]\nnode = \"{me}\"\npeer_down_ms = 500\n");
     for (i, (id, weight)) in nodes.iter().enumerate() {
         let idx = IDS.iter().position(|x| x == id).unwrap_or(i);
+        // Gossip (UDP) on the same port number as http.
         s.push_str(&format!(
-            "[[cluster.nodes]]\nid = \"{id}\"\nhttp = \"{}\"\nweight = {weight}\n",
+            "[[cluster.nodes]]\nid = \"{id}\"\nhttp = \"{}\"\ngossip = \"{}\"\nweight = {weight}\n",
+            node_addr(idx, port),
             node_addr(idx, port)
         ));
     }
@@ -248,7 +250,12 @@ fn a_reload_changes_the_node_list() {
     let origin = start_origin(&[]);
     let port = free_port();
     let a = start_node(0, &cluster_config("a", &["a"], port), port, origin.addr);
-    let _b = start_node(1, &cluster_config("b", &["a", "b"], port), port, origin.addr);
+    let _b = start_node(
+        1,
+        &cluster_config("b", &["a", "b"], port),
+        port,
+        origin.addr,
+    );
     let forwarded = |n: &Node| {
         (0..40)
             .filter(|u| {
@@ -264,5 +271,42 @@ fn a_reload_changes_the_node_list() {
     unsafe { libc::kill(a.child.id() as i32, libc::SIGHUP) };
     std::thread::sleep(Duration::from_millis(500));
     let n = forwarded(&a);
-    assert!((8..=32).contains(&n), "about half of 40 keys go to b now: {n}");
+    assert!(
+        (8..=32).contains(&n),
+        "about half of 40 keys go to b now: {n}"
+    );
+}
+
+#[test]
+fn a_frozen_owner_s_keys_are_served_within_two_seconds() {
+    let origin = start_origin(&[]);
+    let (nodes, _) = three_nodes(&origin);
+    // Membership forms (a few probe periods).
+    std::thread::sleep(Duration::from_millis(1500));
+    let path = "/bytes/4000?frozen=1";
+    let owner = owner_seen(&nodes[0], &get(&nodes[0], path));
+    let owner_i = IDS.iter().position(|id| *id == owner).expect("owner id");
+    let pid = nodes[owner_i].child.id() as i32;
+    // SAFETY: stops (then resumes) a process this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let frozen = Instant::now();
+    let other = &nodes[(owner_i + 1) % 3];
+    // It still accepts connections (the kernel does) but never answers. Each request
+    // waits at most until membership declares it down, then goes to the next candidate.
+    let mut answered_by = Vec::new();
+    for round in 0..6 {
+        let sent = frozen.elapsed();
+        let r = get(other, &format!("{path}&round={round}"));
+        assert_eq!(
+            r.status, 200,
+            "round {round}, sent {sent:?} after the freeze"
+        );
+        answered_by.push(frozen.elapsed());
+    }
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert!(
+        answered_by[0] < Duration::from_secs(2),
+        "first answer after {:?}",
+        answered_by[0]
+    );
 }

@@ -4,3 +4,4 @@
 
 pub mod hop;
 pub mod ring;
+pub mod swim;

@@ -69,10 +69,12 @@ impl std::fmt::Debug for ClusterConfig {
     }
 }
 
-/// Until when each peer is passed over (milliseconds since `epoch`; 0 = up).
+/// Until when each peer is passed over (milliseconds since `epoch`; 0 = up), and
+/// whether membership (SWIM) holds it alive.
 pub struct PeerHealth {
     epoch: Instant,
     down_until: Vec<AtomicU64>,
+    alive: Vec<std::sync::atomic::AtomicBool>,
 }
 
 impl PeerHealth {
@@ -80,6 +82,18 @@ impl PeerHealth {
         PeerHealth {
             epoch: Instant::now(),
             down_until: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
+            // Until membership says otherwise, a peer is tried (and passed over when
+            // it fails).
+            alive: (0..nodes)
+                .map(|_| std::sync::atomic::AtomicBool::new(true))
+                .collect(),
+        }
+    }
+
+    /// Membership's verdict on a peer.
+    pub fn set_alive(&self, node: usize, alive: bool) {
+        if let Some(a) = self.alive.get(node) {
+            a.store(alive, Ordering::Relaxed);
         }
     }
 
@@ -95,9 +109,15 @@ impl PeerHealth {
     }
 
     pub fn is_up(&self, node: usize, now: Instant) -> bool {
-        self.down_until
+        let alive = self
+            .alive
             .get(node)
-            .is_none_or(|d| d.load(Ordering::Relaxed) <= self.millis(now))
+            .is_none_or(|a| a.load(Ordering::Relaxed));
+        alive
+            && self
+                .down_until
+                .get(node)
+                .is_none_or(|d| d.load(Ordering::Relaxed) <= self.millis(now))
     }
 }
 

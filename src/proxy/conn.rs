@@ -445,6 +445,10 @@ impl Conn {
 
     /// The deadline of the exchange's stage.
     fn exchange_tick(&mut self, client_idle: bool, now: Now<'_>) {
+        if self.forward_abandoned(now) && self.reroute("declared down while a request waited", now)
+        {
+            return;
+        }
         let t = now.instant;
         let to = self.cfg.timeouts;
         let Some(ex) = self.ex.as_ref() else { return };

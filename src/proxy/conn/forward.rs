@@ -141,6 +141,22 @@ impl Conn {
         true
     }
 
+    /// The peer this exchange waits on for a response head has been declared down
+    /// (by membership, or by another request's failure): it will not answer.
+    pub(super) fn forward_abandoned(&self, now: Now<'_>) -> bool {
+        let (Some(c), Some(ex)) = (self.cfg.cluster.as_ref(), self.ex.as_ref()) else {
+            return false;
+        };
+        match &ex.stage {
+            Stage::Fetching(Fetch {
+                peer: Some(route),
+                response: Response::AwaitHead { .. },
+                ..
+            }) => !c.health.is_up(route.node, now.instant),
+            _ => false,
+        }
+    }
+
     /// The client a peer forwarded this request for, written into X-Forwarded-For in
     /// its stead. Believed only from a node of the cluster.
     pub(super) fn forwarded_client(&self, head: &RequestHead) -> Option<String> {
