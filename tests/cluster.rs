@@ -45,8 +45,13 @@ fn cluster_config(me: &str, ids: &[&str], port: u16) -> String {
 }
 
 fn weighted_config(me: &str, nodes: &[(&str, u32)], port: u16) -> String {
-    let mut s =
-        format!("[log]\naccess_log = false\n[cluster]\nnode = \"{me}\"\npeer_down_ms = 500\n");
+    // Every node of a test shares the secret that authenticates gossip.
+    let secret = temp_path("cluster.key");
+    std::fs::write(&secret, "a shared secret of the test cluster\n").expect("secret");
+    let mut s = format!(
+        "[log]\naccess_log = false\n[cluster]\nnode = \"{me}\"\npeer_down_ms = 500\nsecret_file = \"{}\"\n",
+        secret.display()
+    );
     for (i, (id, weight)) in nodes.iter().enumerate() {
         let idx = IDS.iter().position(|x| x == id).unwrap_or(i);
         // Gossip (UDP) on the same port number as http.

@@ -108,22 +108,67 @@ pub fn start(cluster: &ClusterConfig) -> std::io::Result<()> {
             })
         })
         .collect();
-    let ids: Vec<String> = cluster.nodes.iter().map(|n| n.id.clone()).collect();
-    let (health, digest) = (cluster.health.clone(), cluster.digest);
+    let view = View {
+        ids: cluster.nodes.iter().map(|n| n.id.clone()).collect(),
+        health: cluster.health.clone(),
+        digest: cluster.digest,
+        seal: Seal(cluster.secret.clone()),
+    };
     std::thread::Builder::new()
         .name("cluster-swim".into())
-        .spawn(move || run(socket, identity, peers, ids, health, digest))
+        .spawn(move || run(socket, identity, peers, view))
         .map(|_| ())
 }
 
-fn run(
-    socket: UdpSocket,
-    identity: Swimmer,
-    peers: Vec<Swimmer>,
+/// What the membership thread reports to and checks against.
+struct View {
     ids: Vec<String>,
     health: Arc<PeerHealth>,
     digest: u64,
-) {
+    seal: Seal,
+}
+
+/// HMAC-SHA256 over each datagram (its first 16 bytes appended), when a secret is set:
+/// a datagram without the right tag is dropped before foca reads it.
+struct Seal(Option<Arc<[u8]>>);
+
+const TAG: usize = 16;
+
+impl Seal {
+    fn tag(&self, key: &[u8], data: &[u8]) -> [u8; TAG] {
+        use hmac::{Hmac, Mac};
+        let mut out = [0u8; TAG];
+        if let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(key) {
+            mac.update(data);
+            out.copy_from_slice(&mac.finalize().into_bytes()[..TAG]);
+        }
+        out
+    }
+
+    fn seal(&self, data: &[u8]) -> Vec<u8> {
+        let mut out = data.to_vec();
+        if let Some(key) = &self.0 {
+            out.extend_from_slice(&self.tag(key, data));
+        }
+        out
+    }
+
+    /// The payload of an authentic datagram.
+    fn open<'a>(&self, datagram: &'a [u8]) -> Option<&'a [u8]> {
+        let Some(key) = &self.0 else {
+            return Some(datagram);
+        };
+        let at = datagram.len().checked_sub(TAG)?;
+        let (data, tag) = datagram.split_at(at);
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).ok()?;
+        mac.update(data);
+        mac.verify_truncated_left(tag).ok().map(|()| data)
+    }
+}
+
+fn run(socket: UdpSocket, identity: Swimmer, peers: Vec<Swimmer>, view: View) {
+    let ids = &view.ids;
     let seed = u64::from(std::process::id()) ^ xxhash_rust::xxh3::xxh3_64(identity.node.as_bytes());
     let mut foca = Foca::new(
         identity,
@@ -161,20 +206,25 @@ fn run(
             })
             .clamp(Duration::from_millis(1), Duration::from_millis(100));
         let _ = socket.set_read_timeout(Some(wait));
-        if let Ok((n, _)) = socket.recv_from(&mut buf)
-            && let Err(e) = foca.handle_data(&buf[..n], &mut rt)
-        {
-            tracing::debug!("cluster: a gossip datagram was refused: {e}");
+        if let Ok((n, from)) = socket.recv_from(&mut buf) {
+            match view.seal.open(&buf[..n]) {
+                Some(data) => {
+                    if let Err(e) = foca.handle_data(data, &mut rt) {
+                        tracing::debug!("cluster: a gossip datagram was refused: {e}");
+                    }
+                }
+                None => tracing::warn!(%from, "cluster: a gossip datagram failed authentication"),
+            }
         }
         while let Some((to, data)) = rt.to_send() {
-            let _ = socket.send_to(&data, to.gossip);
+            let _ = socket.send_to(&view.seal.seal(&data), to.gossip);
         }
         while let Some((after, t)) = rt.to_schedule() {
             seq += 1;
             timers.push(Due(Instant::now() + after, seq, t));
         }
         while let Some(n) = rt.to_notify() {
-            verdict(n, &ids, &health, digest);
+            verdict(n, ids, &view.health, view.digest);
         }
     }
 }
@@ -202,4 +252,41 @@ fn verdict(n: OwnedNotification<Swimmer>, ids: &[String], health: &PeerHealth, d
     }
     tracing::info!(member = who.node, alive = up, "cluster: membership changed");
     health.set_alive(i, up && agrees);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_datagrams_sealed_with_the_secret_open() {
+        let ours = Seal(Some(Arc::from(&b"0123456789abcdef-ours"[..])));
+        let theirs = Seal(Some(Arc::from(&b"0123456789abcdef-theirs"[..])));
+        let sealed = ours.seal(b"ping");
+        assert_eq!(ours.open(&sealed), Some(&b"ping"[..]));
+        assert_eq!(theirs.open(&sealed), None, "another secret");
+        let mut tampered = sealed.clone();
+        tampered[0] ^= 1;
+        assert_eq!(ours.open(&tampered), None, "a changed byte");
+        assert_eq!(ours.open(b"short"), None, "no room for a tag");
+        assert_eq!(ours.open(b"ping"), None, "unsealed");
+        let open = Seal(None);
+        assert_eq!(open.open(b"ping"), Some(&b"ping"[..]), "no secret: as sent");
+    }
+
+    #[test]
+    fn a_renewed_identity_wins_over_the_old_one() {
+        let old = Swimmer {
+            node: "a".into(),
+            gossip: "127.0.0.1:7946".parse().unwrap(),
+            digest: 1,
+            bump: u16::MAX,
+        };
+        let new = foca::Identity::renew(&old).unwrap();
+        assert!(
+            foca::Identity::win_addr_conflict(&new, &old),
+            "across the wrap"
+        );
+        assert!(!foca::Identity::win_addr_conflict(&old, &new));
+    }
 }

@@ -54,7 +54,8 @@ pub struct ClusterConfig {
     /// How long a peer that failed is passed over.
     pub peer_down: Duration,
     pub health: Arc<PeerHealth>,
-    pub secret_file: Option<String>,
+    /// Authenticates membership datagrams (read from `secret_file`).
+    pub secret: Option<Arc<[u8]>>,
 }
 
 impl std::fmt::Debug for ClusterConfig {
@@ -153,11 +154,33 @@ impl FileCluster {
             ring: Arc::new(Ring::new(members)),
             health: Arc::new(PeerHealth::new(nodes.len())),
             peer_down: Duration::from_millis(self.peer_down_ms.unwrap_or(DEFAULT_PEER_DOWN_MS)),
-            secret_file: self.secret_file.clone(),
+            secret: self.secret(bad),
             node,
             me,
             nodes,
         })
+    }
+
+    /// The shared secret, at least 16 bytes (surrounding whitespace ignored).
+    fn secret(&self, bad: &mut impl FnMut(&str, String)) -> Option<Arc<[u8]>> {
+        let path = self.secret_file.as_deref()?;
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let secret = bytes.trim_ascii();
+                if secret.len() < 16 {
+                    bad(
+                        "cluster.secret_file",
+                        format!("{path}: shorter than 16 bytes"),
+                    );
+                    return None;
+                }
+                Some(secret.into())
+            }
+            Err(e) => {
+                bad("cluster.secret_file", format!("cannot read {path}: {e}"));
+                None
+            }
+        }
     }
 
     fn nodes(&self, bad: &mut impl FnMut(&str, String)) -> Vec<Node> {
