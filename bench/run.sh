@@ -17,6 +17,7 @@ declare -A benches=(
   [before-after]=before_after.py
   [admin-cost]=admin_cost.py
   [cluster-hop]=cluster_hop.py
+  [cluster-storage]=cluster_storage.py
 )
 name="${1:-}"
 if [ -z "$name" ] || [ -z "${benches[$name]:-}" ]; then

@@ -491,7 +491,10 @@ impl Worker {
                 if r.version == Some(0) && v.windows(10).any(|w| w == b"keep-alive") {
                     close = false;
                 }
-            } else if name.eq_ignore_ascii_case("cache-status") {
+            } else if name.eq_ignore_ascii_case("cache-status") && cache.is_none() {
+                // The first member (of the first field line) is the cache nearest the
+                // origin: through a cluster node, the owner's; the node that forwarded
+                // adds its own member after it.
                 cache = Some(is_cache_hit(h.value));
             } else if name.eq_ignore_ascii_case(crate::DISTILL_HEADER) {
                 original = original_bytes(h.value);
