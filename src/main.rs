@@ -147,13 +147,17 @@ fn run(cfg: Config, source: Source) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(cluster) = running.control.config().cluster.as_ref()
-        && let Err(e) = distilld::cluster::swim::start(cluster)
-    {
-        tracing::error!("cannot start cluster membership (gossip): {e}");
-        eprintln!("distilld: cannot start cluster membership (gossip): {e}");
-        return ExitCode::FAILURE;
-    }
+    let swim = match running.control.config().cluster.as_ref() {
+        Some(cluster) => match distilld::cluster::swim::start(cluster) {
+            Ok(swim) => swim,
+            Err(e) => {
+                tracing::error!("cannot start cluster membership (gossip): {e}");
+                eprintln!("distilld: cannot start cluster membership (gossip): {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let view = Arc::new(NodeView::new(
         running.control.clone(),
         running.stats.clone(),
@@ -193,6 +197,7 @@ fn run(cfg: Config, source: Source) -> ExitCode {
         view,
         admin: admin_copy,
         ready_pipe: handed.ready_pipe,
+        swim,
     };
     supervise(running, context)
 }

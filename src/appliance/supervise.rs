@@ -46,6 +46,8 @@ pub struct Context {
     pub admin: Option<(std::net::TcpListener, Arc<AtomicBool>)>,
     /// In a process a binary upgrade started: the pipe to the old one.
     pub ready_pipe: Option<std::fs::File>,
+    /// Cluster membership, when this node gossips.
+    pub swim: Option<crate::cluster::swim::Swim>,
 }
 
 struct Supervisor {
@@ -220,6 +222,16 @@ impl Supervisor {
 
     fn apply(&mut self, mut new: Config) {
         let old = self.config();
+        // The same node list keeps its membership view and its peers' health; another
+        // one gets a new membership thread once it is in force.
+        let membership_changes = match (&old.cluster, &mut new.cluster) {
+            (Some(o), Some(n)) if o.digest == n.digest && o.secret == n.secret => {
+                n.health = o.health.clone();
+                false
+            }
+            (None, None) => false,
+            _ => true,
+        };
         for key in restart_only_changes(&old, &new) {
             // A binary upgrade keeps the sockets and sizes of the process it replaces.
             tracing::warn!("{key} changed: it takes effect at the next restart");
@@ -256,6 +268,9 @@ impl Supervisor {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+        if membership_changes {
+            self.restart_membership();
+        }
         tracing::info!("config reloaded");
     }
 
@@ -274,14 +289,36 @@ impl Supervisor {
             .map(|l| l.as_raw_fd())
             .collect();
         let admin = self.ctx.admin.as_ref().map(|(l, _)| l.as_raw_fd());
+        // The new process binds the gossip port: this one's membership stops first (its
+        // peers see a newer identity from the new process within a probe period).
+        if let Some(swim) = self.ctx.swim.take() {
+            swim.stop();
+        }
         match Upgrade::start(&self.ctx.exe, &self.ctx.args, &fds, admin) {
             Ok(u) => {
                 tracing::info!(exe = %self.ctx.exe.display(), "binary upgrade: started the new process");
                 self.upgrade = Some(u);
             }
             Err(e) => {
-                tracing::error!(exe = %self.ctx.exe.display(), "binary upgrade: cannot start the new process: {e}")
+                tracing::error!(exe = %self.ctx.exe.display(), "binary upgrade: cannot start the new process: {e}");
+                self.restart_membership();
             }
+        }
+    }
+
+    /// Membership for the cluster config in force (after a failed upgrade, or a reload
+    /// that changed the node list).
+    fn restart_membership(&mut self) {
+        if let Some(swim) = self.ctx.swim.take() {
+            swim.stop();
+        }
+        let cfg = self.config();
+        let Some(cluster) = cfg.cluster.as_ref() else {
+            return;
+        };
+        match crate::cluster::swim::start(cluster) {
+            Ok(swim) => self.ctx.swim = swim,
+            Err(e) => tracing::error!("cannot restart cluster membership: {e}"),
         }
     }
 
@@ -306,6 +343,7 @@ impl Supervisor {
             Progress::Failed(why) => {
                 tracing::error!("binary upgrade failed, this process keeps serving: {why}");
                 self.upgrade = None;
+                self.restart_membership();
             }
         }
     }

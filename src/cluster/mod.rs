@@ -2,6 +2,7 @@
 //! hashing over the primary cache key, `ring`); a node that does not own a request's
 //! key forwards it to the owner, once (`peers`).
 
+pub mod auth;
 pub mod hop;
 pub mod ring;
 pub mod swim;

@@ -12,6 +12,7 @@ use std::collections::BinaryHeap;
 use std::net::{SocketAddr, UdpSocket};
 use std::num::{NonZeroU8, NonZeroUsize};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use foca::{AccumulatingRuntime, Config, Foca, OwnedNotification, PostcardCodec, Timer};
@@ -27,8 +28,9 @@ pub struct Swimmer {
     pub node: String,
     pub gossip: SocketAddr,
     pub digest: u64,
-    /// Raised on each rejoin, so the newer identity wins.
-    pub bump: u16,
+    /// Raised on each rejoin and set from the clock at start, so the newer identity
+    /// (a restarted or upgraded process, or one that was declared down) wins.
+    pub bump: u32,
 }
 
 impl foca::Identity for Swimmer {
@@ -46,11 +48,14 @@ impl foca::Identity for Swimmer {
     }
 
     fn win_addr_conflict(&self, adversary: &Self) -> bool {
-        self.bump.wrapping_sub(adversary.bump) < u16::MAX / 2
+        self.bump.wrapping_sub(adversary.bump) < u32::MAX / 2
     }
 }
 
-/// Timings for a LAN: a dead or frozen member is declared down in about a second.
+/// Timings for a LAN: a dead or frozen member is declared down in about a second. A
+/// member declared down is told so (it then rejoins under a renewed identity), down
+/// members are announced to every second (one that comes back is seen), and they are
+/// forgotten after 30 s (a restarted process starts with a newer identity anyway).
 fn swim_config(members: usize) -> Config {
     let mut c = Config::simple();
     c.probe_period = Duration::from_millis(300);
@@ -58,7 +63,21 @@ fn swim_config(members: usize) -> Config {
     c.suspect_to_down_after = Duration::from_millis(700);
     c.num_indirect_probes = NonZeroUsize::new(members.clamp(1, 3)).unwrap_or(NonZeroUsize::MIN);
     c.max_transmissions = NonZeroU8::new(8).unwrap_or(NonZeroU8::MIN);
+    c.notify_down_members = true;
+    c.remove_down_after = Duration::from_secs(30);
+    c.periodic_announce_to_down_members = Some(foca::PeriodicParams {
+        frequency: Duration::from_secs(1),
+        num_members: NonZeroUsize::new(members.max(1)).unwrap_or(NonZeroUsize::MIN),
+    });
     c
+}
+
+/// A start-dependent first `bump`: seconds since the epoch, so each process's identity
+/// is newer than the last one's.
+fn first_bump() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as u32)
 }
 
 /// A scheduled timer, soonest first in the heap.
@@ -81,18 +100,36 @@ impl Ord for Due {
     }
 }
 
+/// The membership thread, stopped (and its socket closed) on `stop`: before a binary
+/// upgrade starts the new process (which binds the gossip port), and when a reload
+/// changes the node list (a new thread takes the new one).
+pub struct Swim {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Swim {
+    /// Stops the thread and waits for its socket to close (within its 100 ms wait).
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Starts the membership thread for `cluster` when this node has a gossip address.
-pub fn start(cluster: &ClusterConfig) -> std::io::Result<()> {
+pub fn start(cluster: &ClusterConfig) -> std::io::Result<Option<Swim>> {
     let me = &cluster.nodes[cluster.me];
     let Some(gossip) = me.gossip else {
-        return Ok(());
+        return Ok(None);
     };
     let socket = UdpSocket::bind(gossip)?;
     let identity = Swimmer {
         node: me.id.clone(),
         gossip,
         digest: cluster.digest,
-        bump: 0,
+        bump: first_bump(),
     };
     let peers: Vec<Swimmer> = cluster
         .nodes
@@ -109,46 +146,63 @@ pub fn start(cluster: &ClusterConfig) -> std::io::Result<()> {
         })
         .collect();
     let view = View {
-        ids: cluster.nodes.iter().map(|n| n.id.clone()).collect(),
+        members: cluster
+            .nodes
+            .iter()
+            .map(|n| (n.id.clone(), n.gossip))
+            .collect(),
         health: cluster.health.clone(),
         digest: cluster.digest,
         seal: Seal(cluster.secret.clone()),
+        refused: 0,
     };
-    std::thread::Builder::new()
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let thread = std::thread::Builder::new()
         .name("cluster-swim".into())
-        .spawn(move || run(socket, identity, peers, view))
-        .map(|_| ())
+        .spawn(move || run(socket, identity, peers, view, &stopped))?;
+    Ok(Some(Swim {
+        stop,
+        thread: Some(thread),
+    }))
 }
 
 /// What the membership thread reports to and checks against.
 struct View {
-    ids: Vec<String>,
+    /// The configured nodes: id and gossip address.
+    members: Vec<(String, Option<SocketAddr>)>,
     health: Arc<PeerHealth>,
     digest: u64,
     seal: Seal,
+    /// Datagrams refused so far (logged at powers of two).
+    refused: u64,
+}
+
+impl View {
+    /// Only configured gossip addresses are listened to.
+    fn knows(&self, from: SocketAddr) -> bool {
+        self.members.iter().any(|(_, g)| *g == Some(from))
+    }
+
+    fn refuse(&mut self, from: SocketAddr, why: &str) {
+        self.refused += 1;
+        if self.refused.is_power_of_two() {
+            tracing::warn!(%from, refused = self.refused, "cluster: gossip datagram refused: {why}");
+        }
+    }
 }
 
 /// HMAC-SHA256 over each datagram (its first 16 bytes appended), when a secret is set:
 /// a datagram without the right tag is dropped before foca reads it.
 struct Seal(Option<Arc<[u8]>>);
 
-const TAG: usize = 16;
+use super::auth::{self, TAG};
 
 impl Seal {
-    fn tag(&self, key: &[u8], data: &[u8]) -> [u8; TAG] {
-        use hmac::{Hmac, Mac};
-        let mut out = [0u8; TAG];
-        if let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(key) {
-            mac.update(data);
-            out.copy_from_slice(&mac.finalize().into_bytes()[..TAG]);
-        }
-        out
-    }
-
     fn seal(&self, data: &[u8]) -> Vec<u8> {
         let mut out = data.to_vec();
         if let Some(key) = &self.0 {
-            out.extend_from_slice(&self.tag(key, data));
+            out.extend_from_slice(&auth::tag(key, &[data]));
         }
         out
     }
@@ -160,19 +214,22 @@ impl Seal {
         };
         let at = datagram.len().checked_sub(TAG)?;
         let (data, tag) = datagram.split_at(at);
-        use hmac::{Hmac, Mac};
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).ok()?;
-        mac.update(data);
-        mac.verify_truncated_left(tag).ok().map(|()| data)
+        auth::verify(key, &[data], tag).then_some(data)
     }
 }
 
-fn run(socket: UdpSocket, identity: Swimmer, peers: Vec<Swimmer>, view: View) {
-    let ids = &view.ids;
+fn run(
+    socket: UdpSocket,
+    identity: Swimmer,
+    peers: Vec<Swimmer>,
+    mut view: View,
+    stop: &AtomicBool,
+) {
+    let members = view.members.len();
     let seed = u64::from(std::process::id()) ^ xxhash_rust::xxh3::xxh3_64(identity.node.as_bytes());
     let mut foca = Foca::new(
         identity,
-        swim_config(ids.len()),
+        swim_config(members),
         SmallRng::seed_from_u64(seed),
         PostcardCodec,
     );
@@ -181,14 +238,17 @@ fn run(socket: UdpSocket, identity: Swimmer, peers: Vec<Swimmer>, view: View) {
     let mut seq = 0u64;
     let mut last_announce: Option<Instant> = None;
     let mut buf = vec![0u8; 64 * 1024];
-    loop {
+    while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
-        // Knock on every configured peer until one answers (and after a partition).
-        if foca.num_members() == 0 && last_announce.is_none_or(|t| now - t > Duration::from_secs(1))
-        {
+        // Every second, knock on each configured peer that is not an active member: at
+        // start, after a partition, and when one comes back.
+        if last_announce.is_none_or(|t| now - t > Duration::from_secs(1)) {
             last_announce = Some(now);
             for p in &peers {
-                let _ = foca.announce(p.clone(), &mut rt);
+                let active = foca.iter_members().any(|m| m.id().gossip == p.gossip);
+                if !active {
+                    let _ = foca.announce(p.clone(), &mut rt);
+                }
             }
         }
         while let Some(Due(at, _, _)) = timers.peek() {
@@ -207,13 +267,17 @@ fn run(socket: UdpSocket, identity: Swimmer, peers: Vec<Swimmer>, view: View) {
             .clamp(Duration::from_millis(1), Duration::from_millis(100));
         let _ = socket.set_read_timeout(Some(wait));
         if let Ok((n, from)) = socket.recv_from(&mut buf) {
-            match view.seal.open(&buf[..n]) {
-                Some(data) => {
-                    if let Err(e) = foca.handle_data(data, &mut rt) {
-                        tracing::debug!("cluster: a gossip datagram was refused: {e}");
+            if !view.knows(from) {
+                view.refuse(from, "not from a configured gossip address");
+            } else {
+                match view.seal.open(&buf[..n]) {
+                    Some(data) => {
+                        if let Err(e) = foca.handle_data(data, &mut rt) {
+                            tracing::debug!("cluster: a gossip datagram was refused: {e}");
+                        }
                     }
+                    None => view.refuse(from, "failed authentication"),
                 }
-                None => tracing::warn!(%from, "cluster: a gossip datagram failed authentication"),
             }
         }
         while let Some((to, data)) = rt.to_send() {
@@ -224,25 +288,31 @@ fn run(socket: UdpSocket, identity: Swimmer, peers: Vec<Swimmer>, view: View) {
             timers.push(Due(Instant::now() + after, seq, t));
         }
         while let Some(n) = rt.to_notify() {
-            verdict(n, ids, &view.health, view.digest);
+            verdict(n, &view);
         }
     }
 }
 
 /// A member's verdict, into the shards' view of the peers.
-fn verdict(n: OwnedNotification<Swimmer>, ids: &[String], health: &PeerHealth, digest: u64) {
+fn verdict(n: OwnedNotification<Swimmer>, view: &View) {
     let (who, up) = match &n {
         OwnedNotification::MemberUp(m) => (m, true),
         OwnedNotification::MemberDown(m) => (m, false),
         _ => return,
     };
-    let Some(i) = ids.iter().position(|id| *id == who.node) else {
+    // A configured node, at its configured gossip address.
+    let found = view
+        .members
+        .iter()
+        .position(|(id, g)| *id == who.node && *g == Some(who.gossip));
+    let Some(i) = found else {
         tracing::warn!(
             member = who.node,
             "cluster: a member not in the node list gossips with us"
         );
         return;
     };
+    let (health, digest) = (&view.health, view.digest);
     let agrees = who.digest == digest;
     if up && !agrees {
         tracing::warn!(
@@ -280,7 +350,7 @@ mod tests {
             node: "a".into(),
             gossip: "127.0.0.1:7946".parse().unwrap(),
             digest: 1,
-            bump: u16::MAX,
+            bump: u32::MAX,
         };
         let new = foca::Identity::renew(&old).unwrap();
         assert!(

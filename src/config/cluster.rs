@@ -109,6 +109,13 @@ impl PeerHealth {
         }
     }
 
+    /// Membership holds the peer alive (whatever local failures say).
+    pub fn is_alive(&self, node: usize) -> bool {
+        self.alive
+            .get(node)
+            .is_none_or(|a| a.load(Ordering::Relaxed))
+    }
+
     pub fn is_up(&self, node: usize, now: Instant) -> bool {
         let alive = self
             .alive
@@ -193,14 +200,21 @@ impl FileCluster {
         let mut nodes: Vec<Node> = Vec::new();
         for (i, n) in self.nodes.iter().enumerate().take(255) {
             let key = format!("cluster.nodes[{i}]");
-            if n.id.is_empty() || nodes.iter().any(|m| m.id == n.id) {
-                bad(
-                    &format!("{key}.id"),
-                    format!("{:?} is empty or not unique", n.id),
-                );
+            // Ids travel in a header field and in Cache-Status: a token, and unique.
+            let token =
+                n.id.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if n.id.is_empty() || !token || nodes.iter().any(|m| m.id == n.id) {
+                let why = "an id is unique and made of letters, digits, '.', '_', '-'";
+                bad(&format!("{key}.id"), format!("{:?}: {why}", n.id));
                 continue;
             }
             let http = match n.http.parse::<SocketAddr>() {
+                Ok(a) if a.ip().is_unspecified() || a.port() == 0 => {
+                    let why = "peers need an address they can reach";
+                    bad(&format!("{key}.http"), format!("{a}: {why}"));
+                    continue;
+                }
                 Ok(a) => a,
                 Err(e) => {
                     bad(

@@ -445,8 +445,12 @@ impl Conn {
 
     /// The deadline of the exchange's stage.
     fn exchange_tick(&mut self, client_idle: bool, now: Now<'_>) {
-        if self.forward_abandoned(now) && self.reroute("declared down while a request waited", now)
-        {
+        if self.forward_abandoned() {
+            // Membership declared the peer down: it will not answer. Elsewhere if the
+            // request may go again; else an error now rather than at the deadline.
+            if !self.reroute("declared down while a request waited", now) {
+                self.fail_exchange(502, "the cluster peer that owns this URL went down", now);
+            }
             return;
         }
         let t = now.instant;

@@ -192,14 +192,19 @@ fn is_framing_or_local(name: &str) -> bool {
 /// The request as forwarded to the node that owns its key: the client's request line
 /// and fields (hop-by-hop ones dropped), no Via of ours (the owner adds it once, on its
 /// way to the origin), and the hop field, which the owner never forwards on.
-pub fn write_peer_request(out: &mut Vec<u8>, head: &RequestHead, hop: &crate::cluster::hop::Hop) {
+pub fn write_peer_request(
+    out: &mut Vec<u8>,
+    head: &RequestHead,
+    dest: &Destination,
+    hop: &crate::cluster::hop::Hop,
+) {
     out.extend_from_slice(head.method().as_bytes());
     out.push(b' ');
     out.extend_from_slice(head.target().as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    if let Some(host) = head.host() {
-        write_field(out, b"Host", host.as_bytes());
-    }
+    // HTTP/1.1 needs a Host: an HTTP/1.0 client may have sent none.
+    let host = head.host().unwrap_or(&dest.host_field);
+    write_field(out, b"Host", host.as_bytes());
     for (name, value) in head.fields() {
         if !head.connection.drops(name) && !is_framing_or_local(name) {
             write_field(out, name.as_bytes(), value);

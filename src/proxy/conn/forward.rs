@@ -33,12 +33,9 @@ impl Conn {
         now: Now<'_>,
     ) -> Option<PeerRoute> {
         let c = self.cfg.cluster.as_ref()?;
-        if let Some((_, value)) = head
-            .fields()
-            .find(|(n, _)| n.eq_ignore_ascii_case(hop::FIELD))
-        {
+        if let Some(hop) = self.trusted_hop(head) {
             self.stats.cluster_served_for_peers.incr();
-            if Hop::parse(value).is_none_or(|h| h.digest != c.digest) {
+            if hop.digest != c.digest {
                 // Placed with another node list: served here all the same, never sent on.
                 self.stats.cluster_digest_mismatch.incr();
                 tracing::debug!(client = %self.peer, "forwarded request from a node whose cluster view differs");
@@ -72,13 +69,17 @@ impl Conn {
         if head.expect_continue && head.has_body() && head.minor_version == 1 {
             self.out.extend(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
-        let hop = Hop {
+        let mut hop = Hop {
             node: c.node.clone(),
             digest: c.digest,
             client: Some(self.peer.ip()),
+            mac: None,
         };
+        if let Some(secret) = &c.secret {
+            hop.vouch(secret, head.method(), head.target());
+        }
         let mut up_head = Vec::with_capacity(256 + head.fields().count() * 32);
-        write_peer_request(&mut up_head, &head, &hop);
+        write_peer_request(&mut up_head, &head, &dest, &hop);
         let to = Authority {
             host: peer.http.ip().to_string(),
             port: peer.http.port(),
@@ -109,13 +110,18 @@ impl Conn {
         let Some(ex) = self.ex.as_mut() else {
             return false;
         };
-        let replayable = is_idempotent(ex.head.method()) && !ex.head.has_body();
+        let safe_again = is_idempotent(ex.head.method()) && !ex.head.has_body();
         let Some(Fetch {
-            peer: Some(route), ..
+            peer: Some(route),
+            upstream,
+            ..
         }) = ex.fetch_mut()
         else {
             return false;
         };
+        // Nothing has left this node before the connection is attached: any request
+        // may go elsewhere then; after, only one that is safe to send twice.
+        let replayable = matches!(upstream, Upstream::Acquiring { .. }) || safe_again;
         let route = route.clone();
         let failed = c.nodes.get(route.node).map_or("?", |n| n.id.as_str());
         c.health.mark_down(route.node, now.instant, c.peer_down);
@@ -143,7 +149,7 @@ impl Conn {
 
     /// The peer this exchange waits on for a response head has been declared down
     /// (by membership, or by another request's failure): it will not answer.
-    pub(super) fn forward_abandoned(&self, now: Now<'_>) -> bool {
+    pub(super) fn forward_abandoned(&self) -> bool {
         let (Some(c), Some(ex)) = (self.cfg.cluster.as_ref(), self.ex.as_ref()) else {
             return false;
         };
@@ -152,22 +158,36 @@ impl Conn {
                 peer: Some(route),
                 response: Response::AwaitHead { .. },
                 ..
-            }) => !c.health.is_up(route.node, now.instant),
+            }) => !c.health.is_alive(route.node),
             _ => false,
         }
     }
 
     /// The client a peer forwarded this request for, written into X-Forwarded-For in
-    /// its stead. Believed only from a node of the cluster.
+    /// its stead (only from a hop this node trusts).
     pub(super) fn forwarded_client(&self, head: &RequestHead) -> Option<String> {
+        self.trusted_hop(head)?.client.map(|ip| ip.to_string())
+    }
+
+    /// The request's hop field, when it comes from a node of the cluster: with a secret,
+    /// its tag must vouch for this request; without one, the connection must come from
+    /// another node's address. A hop from anyone else is ignored (the request is placed
+    /// as any other, and the field is replaced if it is forwarded).
+    fn trusted_hop(&self, head: &RequestHead) -> Option<Hop> {
         let c = self.cfg.cluster.as_ref()?;
-        if !c.nodes.iter().any(|n| n.http.ip() == self.peer.ip()) {
-            return None;
-        }
         let (_, value) = head
             .fields()
             .find(|(n, _)| n.eq_ignore_ascii_case(hop::FIELD))?;
-        Hop::parse(value)?.client.map(|ip| ip.to_string())
+        let hop = Hop::parse(value)?;
+        let trusted = match &c.secret {
+            Some(secret) => hop.vouched(secret, head.method(), head.target()),
+            None => {
+                let from = self.peer.ip().to_canonical();
+                let mine = c.nodes.get(c.me).map(|n| n.http.ip().to_canonical());
+                Some(from) != mine && c.nodes.iter().any(|n| n.http.ip().to_canonical() == from)
+            }
+        };
+        trusted.then_some(hop)
     }
 
     /// The `Cache-Status` entry this node adds to a forwarded response.
