@@ -356,3 +356,45 @@ fn a_client_cannot_forge_the_hop() {
         r.headers
     );
 }
+
+#[test]
+fn a_binary_upgrade_takes_the_gossip_port_too() {
+    let origin = start_origin(&[]);
+    let port = free_port();
+    let mut a = start_node(
+        0,
+        &cluster_config("a", &["a", "b"], port),
+        port,
+        origin.addr,
+    );
+    let config = a.config.display().to_string();
+    // SAFETY: signals a process this test started.
+    unsafe { libc::kill(a.child.id() as i32, libc::SIGUSR2) };
+    let until = Instant::now() + Duration::from_secs(15);
+    let mut exited = None;
+    while Instant::now() < until && exited.is_none() {
+        exited = a.child.try_wait().ok().flatten();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The new process (found by its config path) is killed at the end.
+    let new_pids = Command::new("pgrep")
+        .args(["-f", &config])
+        .output()
+        .expect("pgrep");
+    let pids: Vec<i32> = String::from_utf8_lossy(&new_pids.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    let status = get(&a, "/bytes/10?after-upgrade=1").status;
+    for pid in &pids {
+        // SAFETY: the process the upgrade started, from this test's config.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    assert_eq!(
+        exited.and_then(|s| s.code()),
+        Some(0),
+        "the old process handed over and drained"
+    );
+    assert_eq!(pids.len(), 1, "one new process: {pids:?}");
+    assert_eq!(status, 200, "the new process serves");
+}
