@@ -18,6 +18,7 @@ declare -A benches=(
   [admin-cost]=admin_cost.py
   [cluster-hop]=cluster_hop.py
   [cluster-storage]=cluster_storage.py
+  [cluster-failover]=cluster_failover.py
 )
 name="${1:-}"
 if [ -z "$name" ] || [ -z "${benches[$name]:-}" ]; then
