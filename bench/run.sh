@@ -19,6 +19,7 @@ declare -A benches=(
   [cluster-hop]=cluster_hop.py
   [cluster-storage]=cluster_storage.py
   [cluster-failover]=cluster_failover.py
+  [cluster-hotspot]=cluster_hotspot.py
 )
 name="${1:-}"
 if [ -z "$name" ] || [ -z "${benches[$name]:-}" ]; then

@@ -276,7 +276,12 @@ fn shards(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
 }
 
 fn cluster(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
-    let plain: [(&str, &str, Pick); 4] = [
+    let plain: [(&str, &str, Pick); 5] = [
+        (
+            "distilld_cluster_spilled",
+            "Requests sent to a key's next candidate: its owner was over its load bound.",
+            |s| &s.cluster_spilled,
+        ),
         (
             "distilld_cluster_forwarded",
             "Requests forwarded to the node that owns their key.",

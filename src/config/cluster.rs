@@ -15,6 +15,7 @@ pub struct FileCluster {
     pub node: Option<String>,
     pub secret_file: Option<String>,
     pub peer_down_ms: Option<u64>,
+    pub balance_factor: Option<f64>,
     #[serde(default)]
     pub nodes: Vec<FileNode>,
 }
@@ -53,6 +54,9 @@ pub struct ClusterConfig {
     pub digest: u64,
     /// How long a peer that failed is passed over.
     pub peer_down: Duration,
+    /// Bounded load: a peer with more than this times the mean of the forwards in
+    /// flight gets no new ones (they go to the next candidate); 0 = off.
+    pub balance_factor: f64,
     pub health: Arc<PeerHealth>,
     /// Authenticates membership datagrams (read from `secret_file`).
     pub secret: Option<Arc<[u8]>>,
@@ -76,6 +80,40 @@ pub struct PeerHealth {
     epoch: Instant,
     down_until: Vec<AtomicU64>,
     alive: Vec<std::sync::atomic::AtomicBool>,
+    /// Requests this node has forwarded to each peer and not yet seen answered.
+    inflight: Vec<AtomicU64>,
+}
+
+/// One forward in flight to a peer: counted while it lives.
+pub struct InFlight {
+    health: Arc<PeerHealth>,
+    node: usize,
+}
+
+impl InFlight {
+    pub fn start(health: &Arc<PeerHealth>, node: usize) -> InFlight {
+        if let Some(n) = health.inflight.get(node) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+        InFlight {
+            health: health.clone(),
+            node,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(n) = self.health.inflight.get(self.node) {
+            n.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "InFlight(node {})", self.node)
+    }
 }
 
 impl PeerHealth {
@@ -88,7 +126,30 @@ impl PeerHealth {
             alive: (0..nodes)
                 .map(|_| std::sync::atomic::AtomicBool::new(true))
                 .collect(),
+            inflight: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
         }
+    }
+
+    /// Bounded load (Mirrokni, Thorup & Zadimoghaddam): `node` may take one more
+    /// forward while its load stays within `factor` times the mean over the peers up.
+    pub fn within_bound(&self, node: usize, factor: f64, me: usize, now: Instant) -> bool {
+        if factor == 0.0 {
+            return true;
+        }
+        let up: Vec<u64> = (0..self.inflight.len())
+            .filter(|&i| i != me && self.is_up(i, now))
+            .map(|i| self.inflight[i].load(Ordering::Relaxed))
+            .collect();
+        if up.is_empty() {
+            return true;
+        }
+        let total: u64 = up.iter().sum();
+        let bound = (factor * (total + 1) as f64 / up.len() as f64).ceil() as u64;
+        let load = self
+            .inflight
+            .get(node)
+            .map_or(0, |n| n.load(Ordering::Relaxed));
+        load < bound.max(1)
     }
 
     /// Membership's verdict on a peer.
@@ -130,6 +191,8 @@ impl PeerHealth {
 }
 
 pub const DEFAULT_PEER_DOWN_MS: u64 = 5_000;
+/// HAProxy's hash-balance-factor, and Mirrokni et al.'s c: 1.25.
+pub const DEFAULT_BALANCE_FACTOR: f64 = 1.25;
 
 impl FileCluster {
     /// None when there is no `[cluster]` (the node runs alone).
@@ -162,10 +225,23 @@ impl FileCluster {
             health: Arc::new(PeerHealth::new(nodes.len())),
             peer_down: Duration::from_millis(self.peer_down_ms.unwrap_or(DEFAULT_PEER_DOWN_MS)),
             secret: self.secret(bad),
+            balance_factor: self.balance_factor(bad),
             node,
             me,
             nodes,
         })
+    }
+
+    fn balance_factor(&self, bad: &mut impl FnMut(&str, String)) -> f64 {
+        let c = self.balance_factor.unwrap_or(DEFAULT_BALANCE_FACTOR);
+        if c != 0.0 && !(1.0..=100.0).contains(&c) {
+            bad(
+                "cluster.balance_factor",
+                format!("{c}: 0 (off) or from 1 to 100"),
+            );
+            return DEFAULT_BALANCE_FACTOR;
+        }
+        c
     }
 
     /// The shared secret, at least 16 bytes (surrounding whitespace ignored).
@@ -262,4 +338,32 @@ fn digest(nodes: &[Node]) -> u64 {
         text.push_str(&format!("\n{} {} {}", n.id, n.http, n.weight));
     }
     xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_over_c_times_the_mean_takes_no_more() {
+        let h = Arc::new(PeerHealth::new(3)); // node 0 is this one
+        let now = Instant::now();
+        let mut held = Vec::new();
+        // Node 1 takes forwards until it is over 1.25 x the mean of nodes 1 and 2.
+        while h.within_bound(1, 1.25, 0, now) {
+            held.push(InFlight::start(&h, 1));
+            assert!(held.len() < 10, "never bounded");
+        }
+        assert_eq!(held.len(), 2, "1.25 x (2 + 1) / 2 rounds up to 2");
+        assert!(
+            h.within_bound(2, 1.25, 0, now),
+            "the idle peer takes the next"
+        );
+        held.pop();
+        assert!(
+            h.within_bound(1, 1.25, 0, now),
+            "an answered forward frees room"
+        );
+        assert!(h.within_bound(1, 0.0, 0, now), "off");
+    }
 }

@@ -65,6 +65,8 @@ pub struct Stats {
     pub cluster_peer_failures: Counter,
     /// Forwarded requests from a node whose node list differs from ours.
     pub cluster_digest_mismatch: Counter,
+    /// Requests sent to a key's next candidate because its owner was over its bound.
+    pub cluster_spilled: Counter,
 }
 
 /// The `reason` label of `distill_declined`, in its order.

@@ -70,6 +70,8 @@ pub(super) struct Fetch {
     pub(super) to: Authority,
     /// Forwarded to a peer: which, and the candidates after it.
     pub(super) peer: Option<PeerRoute>,
+    /// Counts this forward in the peer's load while it lives (bounded load).
+    pub(super) _in_flight: Option<crate::config::cluster::InFlight>,
     pub(super) upstream: Upstream,
     /// Already sent again once on a fresh connection.
     pub(super) retried: bool,

@@ -7,11 +7,12 @@
 //! get the error, as from an origin).
 
 use crate::cluster::hop::{self, Hop};
-use crate::config::cluster::ClusterConfig;
+use crate::config::cluster::{ClusterConfig, InFlight};
 use crate::http::request::RequestHead;
 use crate::http::target::{Authority, Destination};
 
 use super::super::heads::write_peer_request;
+use super::super::stats::Stats;
 use super::distilling::strip_original_marker;
 use super::exchange::{Exchange, Fetch, Response, Stage, Upstream};
 use super::{Action, Conn, Now};
@@ -49,7 +50,7 @@ impl Conn {
             path,
             ..dest.clone()
         });
-        next_candidate(c, c.ring.candidates(&key), now)
+        next_candidate(c, c.ring.candidates(&key), &self.stats, now)
     }
 
     /// Sends the request to the peer (asks the driver for a connection to it).
@@ -92,6 +93,7 @@ impl Conn {
         let fetch = Stage::Fetching(Fetch {
             up_head,
             to,
+            _in_flight: Some(InFlight::start(&c.health, route.node)),
             peer: Some(route),
             upstream: Upstream::Acquiring { since: now.instant },
             retried: false,
@@ -140,7 +142,7 @@ impl Conn {
         self.actions.push_back(Action::CloseUpstream);
         self.up_out.clear();
         let Exchange { head, dest, .. } = *ex;
-        match next_candidate(&c, &route.rest, now) {
+        match next_candidate(&c, &route.rest, &self.stats, now) {
             Some(next) => self.start_forward(head, dest, next, now),
             None => self.serve_here(head, dest, now),
         }
@@ -205,18 +207,35 @@ impl Conn {
 }
 
 /// The first of `candidates` that is this node (None: serve here) or a peer up.
-fn next_candidate(c: &ClusterConfig, candidates: &[u8], now: Now<'_>) -> Option<PeerRoute> {
+/// A peer over its bound is passed over for the next candidate (the last candidate
+/// takes the request whatever its load: the key has to be served somewhere).
+fn next_candidate(
+    c: &ClusterConfig,
+    candidates: &[u8],
+    stats: &Stats,
+    now: Now<'_>,
+) -> Option<PeerRoute> {
+    let last = candidates.len().saturating_sub(1);
     for (i, &n) in candidates.iter().enumerate() {
         let n = usize::from(n);
         if n == c.me {
             return None;
         }
-        if c.health.is_up(n, now.instant) {
-            return Some(PeerRoute {
-                node: n,
-                rest: candidates[i + 1..].to_vec(),
-            });
+        if !c.health.is_up(n, now.instant) {
+            continue;
         }
+        if i != last
+            && !c
+                .health
+                .within_bound(n, c.balance_factor, c.me, now.instant)
+        {
+            stats.cluster_spilled.incr();
+            continue;
+        }
+        return Some(PeerRoute {
+            node: n,
+            rest: candidates[i + 1..].to_vec(),
+        });
     }
     None
 }

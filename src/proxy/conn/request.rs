@@ -154,6 +154,7 @@ impl Conn {
             up_head,
             to: dest.origin.clone(),
             peer: None,
+            _in_flight: None,
             upstream: Upstream::Acquiring { since: now.instant },
             retried: false,
             response: Response::AwaitHead { buf: Vec::new() },
