@@ -507,6 +507,32 @@ def distill_load(url, seconds, connections, threads=1, core=LOAD_CORE, extra=(),
     return with_client_cpu(check_run(parse_distill_load(report), what or f"distill-load {url}"), before)
 
 
+def draws_side_by_side(argvs, what):
+    """distill-load runs side by side (one thread each, argv without --json), each
+    checked; returns their reports, in order. BadRun if any failed or did not finish."""
+    import threading
+    reports, failures = [None] * len(argvs), []
+
+    def draw(i):
+        try:
+            reports[i] = distill_load_report(argvs[i])
+        except BadRun as e:
+            failures.append(e)
+
+    threads = [threading.Thread(target=draw, args=(i,)) for i in range(len(argvs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise failures[0]
+    if any(r is None for r in reports):
+        raise BadRun(f"{what}: a draw did not finish")
+    for i, rep in enumerate(reports):
+        check_run(parse_distill_load(rep), f"{what} draw {i}")
+    return reports
+
+
 def measured(run, pids, client_pid_hint=None):
     """Runs `run()` (a load run) and adds CPU seconds of `pids` and requests per CPU-second."""
     before = cpu_ticks(pids)

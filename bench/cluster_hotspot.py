@@ -12,7 +12,6 @@ own node, as a forward proxy, over 2,000 objects of 1 KiB. Every response must b
 import argparse
 import os
 import sys
-import threading
 
 import benchlib as b
 
@@ -45,21 +44,9 @@ def main(argv):
         def run(name):
             ports = SETUPS[name][0]
             before = [b.cpu_ticks([p]) for p in pids[name]]
-            reports = [None] * 3
-
-            def draw(i):
-                reports[i] = b.distill_load_report(["-c", "8", "-d", str(args.seconds), "--proxy", f"127.0.0.1:{ports[i]}",
-                                                    "--urls", urls, "--zipf", "1.1", "--seed", str(7 + i)])
-
-            threads = [threading.Thread(target=draw, args=(i,)) for i in range(3)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            if any(r is None for r in reports):
-                raise b.BadRun(f"{name}: a draw did not finish")
-            for i, rep in enumerate(reports):
-                b.check_run(b.parse_distill_load(rep), f"{name} draw {i}")
+            argvs = [["-c", "8", "-d", str(args.seconds), "--proxy", f"127.0.0.1:{ports[i]}",
+                      "--urls", urls, "--zipf", "1.1", "--seed", str(7 + i)] for i in range(3)]
+            reports = b.draws_side_by_side(argvs, name)
             cpu = [(b.cpu_ticks([p]) - t0) / b.CLK_TCK for p, t0 in zip(pids[name], before)]
             mean = sum(cpu) / len(cpu)
             requests = sum(rep["requests"] for rep in reports)

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import sys
-import threading
 import urllib.request
 
 import benchlib as b
@@ -61,21 +60,12 @@ def run(args, entries, admins, tmp, what):
     """Three seeded draws side by side, draw i through entries[i % len(entries)]."""
     before = origin_requests()
     urls = trace(args, tmp)
-    reports = [None] * 3
-
-    def draw(i):
-        proxy = f"127.0.0.1:{entries[i % len(entries)]}"
-        reports[i] = b.distill_load_report(["-c", "8", "-n", str(args.requests // 3), "--proxy", proxy,
-                                            "--urls", urls, "--zipf", "0.9", "--seed", str(7 + i)])
-
-    threads = [threading.Thread(target=draw, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if any(r is None for r in reports):
-        raise b.BadRun(f"{what}: a draw did not finish")
-    runs = [b.check_run(b.parse_distill_load(rep), f"{what} draw {i}") for i, rep in enumerate(reports)]
+    argvs = [["-c", "8", "-n", str(args.requests // 3), "--proxy", f"127.0.0.1:{entries[i % len(entries)]}",
+              "--urls", urls, "--zipf", "0.9", "--seed", str(7 + i)] for i in range(3)]
+    reports = b.draws_side_by_side(argvs, what)
+    runs = [b.parse_distill_load(rep) for rep in reports]
+    for i, run_ in enumerate(runs):
+        b.check_run(run_, f"{what} draw {i}")
     r = {**runs[0], "requests": sum(x["requests"] for x in runs)}
     fetches = origin_requests() - before - 1  # the /stats request before counts
     cache = {k: sum(rep["cache"][k] for rep in reports) for k in ("hits", "lookups")}

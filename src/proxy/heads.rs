@@ -79,16 +79,7 @@ pub fn write_upstream_request(
         xff.extend_from_slice(client_ip.as_bytes());
         write_field(out, b"X-Forwarded-For", &xff);
     }
-    match head.framing {
-        RequestFraming::Length(n) => {
-            out.extend_from_slice(b"Content-Length: ");
-            write_decimal(out, n);
-            out.extend_from_slice(b"\r\n");
-        }
-        RequestFraming::Chunked => write_field(out, b"Transfer-Encoding", b"chunked"),
-        RequestFraming::None => {}
-    }
-    out.extend_from_slice(b"\r\n");
+    end_request_head(out, head);
 }
 
 /// How the response body travels to the client.
@@ -211,6 +202,11 @@ pub fn write_peer_request(
         }
     }
     hop.write(out);
+    end_request_head(out, head);
+}
+
+/// The framing of the body as this proxy re-encodes it, and the blank line.
+fn end_request_head(out: &mut Vec<u8>, head: &RequestHead) {
     match head.framing {
         RequestFraming::Length(n) => {
             out.extend_from_slice(b"Content-Length: ");
