@@ -13,6 +13,14 @@ use common::{Client, Process, Response, origin_stats, start_origin, temp_path};
 
 const IDS: [&str; 3] = ["a", "b", "c"];
 
+/// The tests here run one at a time: each starts three nodes, and membership's timing
+/// (a frozen node declared down within 2 s) should not wait on other tests' CPU.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A cluster node: killed when dropped.
 struct Node {
     child: Child,
@@ -142,6 +150,7 @@ fn owner_seen(node: &Node, r: &Response) -> String {
 
 #[test]
 fn one_url_through_each_node_is_fetched_once() {
+    let _serial = one_at_a_time();
     let origin = start_origin(&[]);
     let (nodes, _) = three_nodes(&origin);
     let (_, before) = origin_stats(origin.addr);
@@ -182,6 +191,7 @@ fn one_url_through_each_node_is_fetched_once() {
 
 #[test]
 fn a_killed_owner_s_keys_are_served_by_the_next_candidate() {
+    let _serial = one_at_a_time();
     let origin = start_origin(&[]);
     let (mut nodes, port) = three_nodes(&origin);
     let path = "/bytes/4000?killed=1";
@@ -219,6 +229,7 @@ fn a_killed_owner_s_keys_are_served_by_the_next_candidate() {
 
 #[test]
 fn nodes_with_different_lists_never_forward_twice() {
+    let _serial = one_at_a_time();
     let origin = start_origin(&[]);
     let port = free_port();
     // a and b weigh each other differently (and b knows a c): for many keys each
@@ -260,6 +271,7 @@ fn nodes_with_different_lists_never_forward_twice() {
 
 #[test]
 fn a_reload_changes_the_node_list() {
+    let _serial = one_at_a_time();
     let origin = start_origin(&[]);
     let port = free_port();
     let a = start_node(0, &cluster_config("a", &["a"], port), port, origin.addr);
@@ -292,6 +304,7 @@ fn a_reload_changes_the_node_list() {
 
 #[test]
 fn a_frozen_owner_s_keys_are_served_within_two_seconds() {
+    let _serial = one_at_a_time();
     let origin = start_origin(&[]);
     let (nodes, _) = three_nodes(&origin);
     // Membership forms (a few probe periods).
@@ -332,6 +345,7 @@ fn a_frozen_owner_s_keys_are_served_within_two_seconds() {
 
 #[test]
 fn a_client_cannot_forge_the_hop() {
+    let _serial = one_at_a_time();
     let origin = start_origin(&[]);
     let (nodes, _) = three_nodes(&origin);
     // A URL node a does not own.
@@ -359,6 +373,7 @@ fn a_client_cannot_forge_the_hop() {
 
 #[test]
 fn a_binary_upgrade_takes_the_gossip_port_too() {
+    let _serial = one_at_a_time();
     let origin = start_origin(&[]);
     let port = free_port();
     let mut a = start_node(

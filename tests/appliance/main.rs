@@ -65,7 +65,11 @@ fn notifies_ready_watchdog_reload_and_stopping() {
         200,
         "the old config still serves"
     );
-    assert!(d.log().contains("reload refused"), "{}", d.log());
+    // The log is written by a thread of its own: the line lands shortly after.
+    let logged = common::wait_until(Duration::from_secs(3), || {
+        d.log().contains("reload refused")
+    });
+    assert!(logged, "{}", d.log());
 
     signal(d.pid(), libc::SIGTERM);
     assert!(
