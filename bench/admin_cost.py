@@ -12,7 +12,6 @@ scrapes are distilld's own CPU time, so they are in the figure. Target: within 2
 
 import argparse
 import sys
-import threading
 import urllib.request
 
 import benchlib as b
@@ -21,11 +20,12 @@ ORIGIN, ON, OFF, ADMIN = 18891, 18892, 18893, 18894
 PATH = "/bytes/1024"
 
 
-class Scraper:
+class Scraper(b.Background):
     """Reads /metrics and /status.json every `every` seconds while running."""
 
     def __init__(self, every):
-        self.every, self.stop, self.scrapes, self.failures = every, threading.Event(), 0, 0
+        super().__init__()
+        self.every, self.scrapes, self.failures = every, 0, 0
 
     def run(self):
         while not self.stop.wait(self.every):
@@ -37,14 +37,6 @@ class Scraper:
                 except OSError:
                     self.failures += 1
 
-    def __enter__(self):
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
 
 
 def main(argv):

@@ -507,6 +507,28 @@ def distill_load(url, seconds, connections, threads=1, core=LOAD_CORE, extra=(),
     return with_client_cpu(check_run(parse_distill_load(report), what or f"distill-load {url}"), before)
 
 
+class Background:
+    """A loop (`run`, which returns once `self.stop` is set) on a thread of its own for
+    the length of a `with` block: a scraper, a prober."""
+
+    def __init__(self):
+        import threading
+        self.stop = threading.Event()
+
+    def run(self):
+        raise NotImplementedError
+
+    def __enter__(self):
+        import threading
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
 def draws_side_by_side(argvs, what):
     """distill-load runs side by side (one thread each, argv without --json), each
     checked; returns their reports, in order. BadRun if any failed or did not finish."""

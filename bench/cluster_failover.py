@@ -5,7 +5,8 @@ node a while node c is killed (SIGKILL) — and, in a second run, frozen (SIGSTO
 accepting connections but never answers). Reported: client-visible errors (any non-2xx,
 connect, timeout, read or parse error counted by distill-load) and, from a prober that
 asks one of c's URLs through a every 20 ms, how long after the event its answers took and
-when the first one came back fast (under 50 ms) for good: the time to full service.
+when the first one came back fast (under 50 ms) for good: the time to full service; and
+the slowest answer distill-load saw (the requests a frozen owner held).
 """
 
 import argparse
@@ -34,11 +35,12 @@ def owner(path):
     return status.split("detail=owner-")[1].split()[0] if "detail=owner-" in status else "a"
 
 
-class Prober:
+class Prober(b.Background):
     """Asks `path` through a every 20 ms; keeps (sent, latency or None)."""
 
     def __init__(self, path):
-        self.path, self.stop, self.samples = path, threading.Event(), []
+        super().__init__()
+        self.path, self.samples = path, []
 
     def run(self):
         while not self.stop.is_set():
@@ -52,19 +54,12 @@ class Prober:
             self.samples.append((sent, time.monotonic() - sent if ok else None))
             time.sleep(0.02)
 
-    def __enter__(self):
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
 
 
 def recovery(samples, at):
-    """Seconds after `at` until answers stay under 50 ms; the slowest answer after it."""
-    after = [(t, lat) for t, lat in samples if t >= at]
+    """Seconds after `at` until answers stay under 50 ms; the slowest answer after it.
+    A request in flight at `at` counts (it is the one a frozen owner holds)."""
+    after = [(t, lat) for t, lat in samples if t + (lat or 0) >= at]
     failed = sum(1 for _, lat in after if lat is None)
     slow_until = at
     for t, lat in after:
@@ -109,6 +104,7 @@ def one_run(event, args, tmp):
         errors = sum(parsed["errors"].values()) + parsed["non_2xx"]
         took, worst, failed = recovery(prober.samples, at)
         return {"event": event, "requests": parsed["requests"], "client_errors": errors,
+                "load_max_s": report["latency_ms"]["max"] / 1000,
                 "prober_failures": failed, "time_to_full_service_s": took, "worst_answer_s": worst}
 
 
@@ -122,10 +118,10 @@ def main(argv):
     tmp = tempfile.mkdtemp(prefix="distilld-failover-")
     runs = [one_run(e, args, tmp) for e in ("kill", "freeze")]
     print(f"{'event':<8} {'requests':>9} {'client errors':>14} {'prober failures':>16} "
-          f"{'time to full service':>21} {'worst answer':>13}")
+          f"{'time to full service':>21} {'worst answer':>13} {'load max':>9}")
     for r in runs:
         print(f"{r['event']:<8} {r['requests']:>9} {r['client_errors']:>14} {r['prober_failures']:>16} "
-              f"{r['time_to_full_service_s']:>20.2f}s {r['worst_answer_s']:>12.2f}s")
+              f"{r['time_to_full_service_s']:>20.2f}s {r['worst_answer_s']:>12.2f}s {r['load_max_s']:>8.2f}s")
     b.write_json(args.json, {"benchmark": "cluster-failover", "args": vars(args), "runs": runs})
 
 

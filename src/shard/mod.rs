@@ -274,32 +274,33 @@ fn build_and_run(
     p: ShardParts,
     ready: crossbeam_channel::Sender<Result<(), ShardError>>,
 ) -> Result<(), String> {
-    let failed = |source| ShardError::Poll { shard: i, source };
-    let loop_failed = |e: std::io::Error| format!("its event loop failed: {e}");
     match driver {
         Driver::Epoll => {
-            match epoll::Shard::new(i, p.cfg, p.stats, p.listener, p.node, p.control) {
-                Ok(shard) => {
-                    let _ = ready.send(Ok(()));
-                    shard.run().map_err(loop_failed)
-                }
-                Err(e) => {
-                    let _ = ready.send(Err(failed(e)));
-                    Ok(())
-                }
-            }
+            let built = epoll::Shard::new(i, p.cfg, p.stats, p.listener, p.node, p.control);
+            report_and_run(i, built, &ready, epoll::Shard::run)
         }
         Driver::Uring => {
-            match uring::Shard::new(i, p.cfg, p.stats, p.listener, p.node, p.control, 0) {
-                Ok(shard) => {
-                    let _ = ready.send(Ok(()));
-                    shard.run().map_err(loop_failed)
-                }
-                Err(e) => {
-                    let _ = ready.send(Err(failed(e)));
-                    Ok(())
-                }
-            }
+            let built = uring::Shard::new(i, p.cfg, p.stats, p.listener, p.node, p.control, 0);
+            report_and_run(i, built, &ready, uring::Shard::run)
+        }
+    }
+}
+
+/// Tells `start` whether shard `i` was built, then runs it.
+fn report_and_run<S>(
+    i: usize,
+    built: std::io::Result<S>,
+    ready: &crossbeam_channel::Sender<Result<(), ShardError>>,
+    run: impl FnOnce(S) -> std::io::Result<()>,
+) -> Result<(), String> {
+    match built {
+        Ok(shard) => {
+            let _ = ready.send(Ok(()));
+            run(shard).map_err(|e| format!("its event loop failed: {e}"))
+        }
+        Err(source) => {
+            let _ = ready.send(Err(ShardError::Poll { shard: i, source }));
+            Ok(())
         }
     }
 }
