@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use common::{Client, Process, Response, origin_stats, start_origin, temp_path};
 
 const IDS: [&str; 3] = ["a", "b", "c"];
+/// A node back from down gets its keys back over this long (and warms as long).
+const RAMPUP_MS: u64 = 3000;
 
 /// The tests here run one at a time: each starts three nodes, and membership's timing
 /// (a frozen node declared down within 2 s) should not wait on other tests' CPU.
@@ -58,7 +60,7 @@ fn weighted_config(me: &str, nodes: &[(&str, u32)], port: u16, gossip: bool) -> 
     let secret = temp_path("cluster.key");
     std::fs::write(&secret, "a shared secret of the test cluster\n").expect("secret");
     let mut s = format!(
-        "[log]\naccess_log = false\n[cluster]\nnode = \"{me}\"\npeer_down_ms = 500\nsecret_file = \"{}\"\n",
+        "[log]\naccess_log = false\n[cluster]\nnode = \"{me}\"\npeer_down_ms = 500\nrampup_ms = {RAMPUP_MS}\nsecret_file = \"{}\"\n",
         secret.display()
     );
     for (i, (id, weight)) in nodes.iter().enumerate() {
@@ -129,6 +131,17 @@ fn get(node: &Node, path: &str) -> Response {
     let mut c = Client::connect(node.addr);
     c.send(
         format!("GET {path} HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    c.response(false)
+}
+
+/// Past any near copy (a node keeps hot objects owned elsewhere a few seconds): the
+/// request goes to the owner, which revalidates.
+fn get_from_owner(node: &Node, path: &str) -> Response {
+    let mut c = Client::connect(node.addr);
+    c.send(
+        format!("GET {path} HTTP/1.1\r\nHost: site.test\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
     );
     c.response(false)
 }
@@ -214,17 +227,127 @@ fn a_killed_owner_s_keys_are_served_by_the_next_candidate() {
         }
     }
     assert!(started.elapsed() < Duration::from_secs(10));
+    // The dead owner's URL is fetched (once) by the key's next candidate.
+    let other = (owner_i + 1) % 3;
+    assert_eq!(get(&nodes[other], path).status, 200);
     // Long enough for membership to declare it down; then it comes back (a newer
     // identity) and owns its keys again.
     std::thread::sleep(Duration::from_secs(2));
+    let (_, before) = origin_stats(origin.addr);
     let restarted = spawn_node(owner_i, config, port, origin.addr);
     nodes[owner_i] = restarted;
-    let other = (owner_i + 1) % 3;
+    // Its first miss is filled from the previous owner, not the origin.
+    let r = get(&nodes[owner_i], path);
+    assert_eq!(r.status, 200);
+    // RFC 9211: the previous owner's entry (a hit), then this node's.
+    let statuses: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("cache-status"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert!(
+        statuses.iter().any(|s| s.contains("detail=warm-from-")),
+        "filled from the previous owner: {statuses:?}"
+    );
+    let (_, after) = origin_stats(origin.addr);
+    assert_eq!(after - before - 1, 0, "no origin fetch for the warm miss");
     let back = common::wait_until(Duration::from_secs(6), || {
-        let r = get(&nodes[other], path);
+        let r = get_from_owner(&nodes[other], path);
         r.status == 200 && owner_seen(&nodes[other], &r) == owner
     });
     assert!(back, "the restarted owner serves its keys again");
+}
+
+/// A URL through `node` that another node owns, and that owner.
+fn owned_elsewhere(node: &Node, prefix: &str) -> (String, String) {
+    (0..64)
+        .map(|k| format!("{prefix}{k}"))
+        .find_map(|p| {
+            let o = owner_seen(node, &get(node, &p));
+            (o != node.id).then_some((p, o))
+        })
+        .expect("a key the node does not own")
+}
+
+#[test]
+fn a_hot_url_owned_elsewhere_is_answered_near() {
+    let _serial = one_at_a_time();
+    let origin = start_origin(&[]);
+    let (nodes, _) = three_nodes(&origin);
+    let a = &nodes[0];
+    let (path, owner) = owned_elsewhere(a, "/bytes/3000?near=");
+    let (_, before) = origin_stats(origin.addr);
+    // Forwarded until popular (near_admit_after = 4 by default, the first request
+    // above counted once), then kept near: answered by a itself.
+    let answers: Vec<Response> = (0..6).map(|_| get(a, &path)).collect();
+    let (_, after) = origin_stats(origin.addr);
+    assert_eq!(after - before - 1, 0, "the owner had it: no origin fetch");
+    let near = |r: &Response| {
+        r.headers
+            .iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case("cache-status") && v.contains("detail=near"))
+    };
+    let hops: Vec<String> = answers.iter().map(|r| owner_seen(a, r)).collect();
+    assert!(
+        answers.iter().take(3).all(|r| !near(r)) && hops[..3].iter().all(|o| *o == owner),
+        "the first ones go to the owner: {hops:?}"
+    );
+    assert!(
+        answers[4..].iter().all(near),
+        "then answered near: {:?}",
+        answers[5].headers
+    );
+    for r in &answers {
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, answers[0].body, "the same bytes");
+    }
+    // A PURGE goes to the owner and takes the near copy with it.
+    let mut c = Client::connect(a.addr);
+    c.send(
+        format!("PURGE {path} HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(c.response(false).status, 200, "purged at the owner");
+    let r = get(a, &path);
+    assert!(!near(&r), "no near copy after the purge: {:?}", r.headers);
+    assert_eq!(owner_seen(a, &r), owner);
+}
+
+#[test]
+fn a_peer_out_of_connections_is_passed_over() {
+    let _serial = one_at_a_time();
+    let origin = start_origin(&[]);
+    let port = free_port();
+    let limited = format!(
+        "[limits]\nconnections_per_shard_max = 1\n{}",
+        cluster_config("b", &IDS, port)
+    );
+    let nodes = [
+        start_node(0, &cluster_config("a", &IDS, port), port, origin.addr),
+        start_node(1, &limited, port, origin.addr),
+        start_node(2, &cluster_config("c", &IDS, port), port, origin.addr),
+    ];
+    let (a, c) = (&nodes[0], &nodes[2]);
+    // URLs b owns, found through c: c's kept-alive connection to b then holds b's only
+    // one, and b answers a's 503 (its own refusal, with Proxy-Status).
+    let owned_by_b: Vec<String> = (0..64)
+        .map(|k| format!("/bytes/500?full={k}"))
+        .filter(|p| owner_seen(c, &get(c, p)) == "b")
+        .take(3)
+        .collect();
+    assert!(!owned_by_b.is_empty(), "b owns some keys");
+    let mut direct = Client::connect(nodes[1].addr);
+    direct.send(b"GET /bytes/10 HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n");
+    assert_eq!(direct.response(false).status, 503, "b is full");
+    for p in &owned_by_b {
+        let r = get(a, p);
+        assert_eq!(
+            r.status, 200,
+            "served by another candidate: {:?}",
+            r.headers
+        );
+        assert_ne!(owner_seen(a, &r), "b", "not by the full node");
+    }
 }
 
 #[test]
@@ -337,7 +460,7 @@ fn a_frozen_owner_s_keys_are_served_within_two_seconds() {
     );
     // Thawed, it rejoins (declared down, it renews its identity) and owns its keys.
     let back = common::wait_until(Duration::from_secs(8), || {
-        let r = get(other, path);
+        let r = get_from_owner(other, path);
         r.status == 200 && owner_seen(other, &r) == owner
     });
     assert!(back, "the thawed owner serves its keys again");
@@ -349,13 +472,7 @@ fn a_client_cannot_forge_the_hop() {
     let origin = start_origin(&[]);
     let (nodes, _) = three_nodes(&origin);
     // A URL node a does not own.
-    let (path, owner) = (0..64)
-        .map(|k| format!("/bytes/100?forge={k}"))
-        .find_map(|p| {
-            let o = owner_seen(&nodes[0], &get(&nodes[0], &p));
-            (o != "a").then_some((p, o))
-        })
-        .expect("a key a does not own");
+    let (path, owner) = owned_elsewhere(&nodes[0], "/bytes/100?forge=");
     let mut c = Client::connect(nodes[0].addr);
     let forged = format!(
         "GET {path} HTTP/1.1\r\nHost: site.test\r\nX-Distilld-Hop: node={owner}; digest=0; mac=00\r\nConnection: close\r\n\r\n"

@@ -276,7 +276,32 @@ fn shards(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
 }
 
 fn cluster(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
-    let plain: [(&str, &str, Pick); 5] = [
+    let plain: [(&str, &str, Pick); 10] = [
+        (
+            "distilld_cluster_ramped",
+            "Requests sent past a peer still ramping up (its share of keys not yet back).",
+            |s| &s.cluster_ramped,
+        ),
+        (
+            "distilld_cluster_warm_fills",
+            "Misses filled from the key's previous owner while this node warms.",
+            |s| &s.cluster_warm_fills,
+        ),
+        (
+            "distilld_cluster_warm_misses",
+            "Misses the previous owner did not hold either (fetched from the origin).",
+            |s| &s.cluster_warm_misses,
+        ),
+        (
+            "distilld_cluster_near_hits",
+            "Requests answered from the near-cache of hot objects owned elsewhere.",
+            |s| &s.cluster_near_hits,
+        ),
+        (
+            "distilld_cluster_near_stores",
+            "Owners' answers kept in the near-cache.",
+            |s| &s.cluster_near_stores,
+        ),
         (
             "distilld_cluster_spilled",
             "Requests sent to a key's next candidate: its owner was over its load bound.",

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use crate::cluster::near::NearCache;
 use crate::cluster::ring::{Member, Ring};
 
 #[derive(Debug, Deserialize, Default)]
@@ -16,6 +17,10 @@ pub struct FileCluster {
     pub secret_file: Option<String>,
     pub peer_down_ms: Option<u64>,
     pub balance_factor: Option<f64>,
+    pub rampup_ms: Option<u64>,
+    pub near_cache_bytes: Option<u64>,
+    pub near_ttl_s: Option<u64>,
+    pub near_admit_after: Option<u8>,
     #[serde(default)]
     pub nodes: Vec<FileNode>,
 }
@@ -58,6 +63,13 @@ pub struct ClusterConfig {
     /// flight gets no new ones (they go to the next candidate); 0 = off.
     pub balance_factor: f64,
     pub health: Arc<PeerHealth>,
+    /// A peer back from down gets its share of keys back over this long; and for this
+    /// long after this membership began, this node fills its misses from each key's
+    /// previous owner (the runner-up) before the origin.
+    pub rampup: Duration,
+    pub warm_until: Instant,
+    /// Copies of hot objects owned elsewhere; None = off.
+    pub near: Option<Arc<NearCache>>,
     /// Authenticates membership datagrams (read from `secret_file`).
     pub secret: Option<Arc<[u8]>>,
 }
@@ -82,6 +94,9 @@ pub struct PeerHealth {
     alive: Vec<std::sync::atomic::AtomicBool>,
     /// Requests this node has forwarded to each peer and not yet seen answered.
     inflight: Vec<AtomicU64>,
+    /// When each peer came back (milliseconds since `epoch`; 0 = never away): its
+    /// share of keys returns over the ramp-up from then.
+    back_at: Vec<AtomicU64>,
 }
 
 /// One forward in flight to a peer: counted while it lives.
@@ -127,6 +142,7 @@ impl PeerHealth {
                 .map(|_| std::sync::atomic::AtomicBool::new(true))
                 .collect(),
             inflight: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
+            back_at: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -158,11 +174,39 @@ impl PeerHealth {
         load < bound.max(1)
     }
 
-    /// Membership's verdict on a peer.
+    /// Membership's verdict on a peer. One that was dead and is alive again ramps up.
     pub fn set_alive(&self, node: usize, alive: bool) {
         if let Some(a) = self.alive.get(node) {
-            a.store(alive, Ordering::Relaxed);
+            let was = a.swap(alive, Ordering::Relaxed);
+            if alive
+                && !was
+                && let Some(b) = self.back_at.get(node)
+            {
+                b.store(self.millis(Instant::now()), Ordering::Relaxed);
+            }
         }
+    }
+
+    /// Whether a key in `slot` goes to `node` yet while it ramps up: the share of its
+    /// slots it has back grows from none to all over `rampup`, always the same slots
+    /// first, so a key moves back once.
+    pub fn ramped(&self, node: usize, slot: usize, rampup: Duration, now: Instant) -> bool {
+        let back = self
+            .back_at
+            .get(node)
+            .map_or(0, |b| b.load(Ordering::Relaxed));
+        let span = rampup.as_millis() as u64;
+        if back == 0 || span == 0 {
+            return true;
+        }
+        let since = self.millis(now).saturating_sub(back);
+        if since >= span {
+            return true;
+        }
+        // The slot's place in [0, 1), spread by a multiplicative hash.
+        let place =
+            ((slot as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f64 / (1u64 << 24) as f64;
+        place < since as f64 / span as f64
     }
 
     fn millis(&self, at: Instant) -> u64 {
@@ -171,8 +215,13 @@ impl PeerHealth {
 
     /// The peer failed at `now`: pass it over for `for_`.
     pub fn mark_down(&self, node: usize, now: Instant, for_: Duration) {
+        let until = self.millis(now + for_);
         if let Some(d) = self.down_until.get(node) {
-            d.store(self.millis(now + for_), Ordering::Relaxed);
+            d.store(until, Ordering::Relaxed);
+        }
+        // When it is tried again, its keys come back gradually.
+        if let Some(b) = self.back_at.get(node) {
+            b.store(until, Ordering::Relaxed);
         }
     }
 
@@ -201,10 +250,21 @@ pub const DEFAULT_PEER_DOWN_MS: u64 = 5_000;
 pub const DEFAULT_BALANCE_FACTOR: f64 = 1.25;
 /// Forwards in flight to one peer below which bounded load never spills.
 pub const SPILL_FLOOR: u64 = 16;
+pub const DEFAULT_RAMPUP_MS: u64 = 10_000;
+/// The near-cache's share of the cache's memory by default (1/16).
+pub const NEAR_CACHE_SHARE: u64 = 16;
+/// The longest a near copy is served: a purge or a change at the owner shows through
+/// everywhere within this (min(freshness, 10 s)).
+pub const NEAR_TTL_S_MAX: u64 = 10;
+pub const DEFAULT_NEAR_ADMIT_AFTER: u8 = 4;
 
 impl FileCluster {
     /// None when there is no `[cluster]` (the node runs alone).
-    pub fn validate(&self, bad: &mut impl FnMut(&str, String)) -> Option<ClusterConfig> {
+    pub fn validate(
+        &self,
+        cache: &crate::config::CacheConfig,
+        bad: &mut impl FnMut(&str, String),
+    ) -> Option<ClusterConfig> {
         if self.node.is_none() && self.nodes.is_empty() {
             return None;
         }
@@ -227,7 +287,11 @@ impl FileCluster {
                 weight: n.weight,
             })
             .collect();
+        let rampup = Duration::from_millis(self.rampup_ms.unwrap_or(DEFAULT_RAMPUP_MS));
         Some(ClusterConfig {
+            rampup,
+            warm_until: Instant::now() + rampup,
+            near: self.near(cache, bad),
             digest: digest(&nodes),
             ring: Arc::new(Ring::new(members)),
             health: Arc::new(PeerHealth::new(nodes.len())),
@@ -250,6 +314,38 @@ impl FileCluster {
             return DEFAULT_BALANCE_FACTOR;
         }
         c
+    }
+
+    /// The near-cache, when it has memory and the node a cache.
+    fn near(
+        &self,
+        cache: &crate::config::CacheConfig,
+        bad: &mut impl FnMut(&str, String),
+    ) -> Option<Arc<NearCache>> {
+        let ttl = self.near_ttl_s.unwrap_or(NEAR_TTL_S_MAX);
+        if ttl > NEAR_TTL_S_MAX {
+            let why = "a copy must not outlive a change at the owner by long";
+            bad(
+                "cluster.near_ttl_s",
+                format!("{ttl}: at most {NEAR_TTL_S_MAX} ({why})"),
+            );
+        }
+        let admit = self.near_admit_after.unwrap_or(DEFAULT_NEAR_ADMIT_AFTER);
+        if !(1..=15).contains(&admit) {
+            bad("cluster.near_admit_after", format!("{admit}: from 1 to 15"));
+        }
+        let bytes = self
+            .near_cache_bytes
+            .unwrap_or(cache.memory_bytes / NEAR_CACHE_SHARE);
+        if !cache.enabled() || bytes == 0 || ttl == 0 {
+            return None;
+        }
+        Some(Arc::new(NearCache::new(
+            bytes,
+            cache.object_bytes_max,
+            ttl.min(NEAR_TTL_S_MAX),
+            admit,
+        )))
     }
 
     /// The shared secret, at least 16 bytes (surrounding whitespace ignored).
@@ -351,6 +447,44 @@ fn digest(nodes: &[Node]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_back_from_down_gets_its_slots_back_over_the_rampup() {
+        let h = PeerHealth::new(2);
+        let rampup = Duration::from_secs(10);
+        let now = Instant::now();
+        let share = |at: Instant| {
+            (0..1000)
+                .filter(|&slot| h.ramped(1, slot, rampup, at))
+                .count()
+        };
+        assert_eq!(share(now), 1000, "never away: every slot");
+        h.set_alive(1, false);
+        h.set_alive(1, true);
+        let back = Instant::now();
+        assert!(share(back) < 50, "just back: hardly any");
+        let half = share(back + rampup / 2);
+        assert!((400..=600).contains(&half), "half way: about half, {half}");
+        assert_eq!(share(back + rampup), 1000, "after the ramp-up: all");
+        // The slots it has back at a quarter it keeps at a half: a key moves once.
+        let quarter: Vec<usize> = (0..1000)
+            .filter(|&s| h.ramped(1, s, rampup, back + rampup / 4))
+            .collect();
+        assert!(
+            quarter
+                .iter()
+                .all(|&s| h.ramped(1, s, rampup, back + rampup / 2))
+        );
+        assert!(
+            h.ramped(1, 7, Duration::ZERO, back),
+            "no ramp-up: back at once"
+        );
+        // A local failure passes it over, then it ramps up from when it is tried again.
+        h.mark_down(1, back + rampup, Duration::from_secs(1));
+        let retried = back + rampup + Duration::from_secs(1);
+        assert!(!h.is_up(1, back + rampup));
+        assert!(share(retried) < 50, "tried again: ramps up again");
+    }
 
     #[test]
     fn a_peer_over_c_times_the_mean_takes_no_more() {

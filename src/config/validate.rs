@@ -35,7 +35,7 @@ impl FileConfig {
         let routes = routes(&self.routes, &mut bad);
         let admin = self.admin.listen(&mut bad);
         let drain_timeout = s.drain_timeout(&mut bad);
-        let cluster = self.cluster.validate(&mut bad);
+        let cluster = self.cluster.validate(&cache, &mut bad);
         let config = Config {
             listen,
             workers: s.workers.unwrap_or(DEFAULT_WORKERS),

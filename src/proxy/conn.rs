@@ -502,9 +502,20 @@ impl Conn {
                         self.truncate("client stalled");
                     }
                 } else if t.saturating_duration_since(*last_active) >= to.upstream_response {
+                    let head_due = matches!(
+                        ex.stage,
+                        Stage::Fetching(Fetch {
+                            response: Response::AwaitHead { .. },
+                            ..
+                        })
+                    );
+                    let detail = format!("origin {} did not answer in time", ex.origin());
+                    // A peer that accepted the request and never answered: passed over.
+                    if head_due && self.reroute("did not answer in time", now) {
+                        return;
+                    }
                     self.stats.upstream_timeouts.incr();
                     self.stats.upstream_failures[upstream_kind::TIMEOUT].incr();
-                    let detail = format!("origin {} did not answer in time", ex.origin());
                     self.fail_exchange(504, &detail, now);
                 }
             }

@@ -183,11 +183,13 @@ fn is_framing_or_local(name: &str) -> bool {
 /// The request as forwarded to the node that owns its key: the client's request line
 /// and fields (hop-by-hop ones dropped), no Via of ours (the owner adds it once, on its
 /// way to the origin), and the hop field, which the owner never forwards on.
+/// `extra`: whole field lines added after the client's (a warm-up probe's directives).
 pub fn write_peer_request(
     out: &mut Vec<u8>,
     head: &RequestHead,
     dest: &Destination,
     hop: &crate::cluster::hop::Hop,
+    extra: &[u8],
 ) {
     out.extend_from_slice(head.method().as_bytes());
     out.push(b' ');
@@ -202,6 +204,7 @@ pub fn write_peer_request(
         }
     }
     hop.write(out);
+    out.extend_from_slice(extra);
     end_request_head(out, head);
 }
 

@@ -67,6 +67,16 @@ pub struct Stats {
     pub cluster_digest_mismatch: Counter,
     /// Requests sent to a key's next candidate because its owner was over its bound.
     pub cluster_spilled: Counter,
+    /// Requests sent past a peer that is ramping up (its share of keys not yet back).
+    pub cluster_ramped: Counter,
+    /// Misses filled from the key's previous owner (while this node warms).
+    pub cluster_warm_fills: Counter,
+    /// Misses the previous owner did not have either (then fetched from the origin).
+    pub cluster_warm_misses: Counter,
+    /// Requests answered from the near-cache (no hop to the owner).
+    pub cluster_near_hits: Counter,
+    /// Owners' answers kept in the near-cache.
+    pub cluster_near_stores: Counter,
 }
 
 /// The `reason` label of `distill_declined`, in its order.

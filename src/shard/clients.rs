@@ -16,7 +16,7 @@ use super::date::DateCache;
 use super::upstreams::{Link, Lookups};
 
 /// What a connection over `connections_per_shard_max` gets before it is closed.
-pub(crate) const REFUSED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 40\r\nConnection: close\r\n\r\ndistilld: 503 too many connections here\n";
+pub(crate) const REFUSED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 40\r\nProxy-Status: distilld; error=proxy_internal_response; details=\"too many connections\"\r\nConnection: close\r\n\r\ndistilld: 503 too many connections here\n";
 
 /// Admits a shard's clients.
 pub struct Admission {

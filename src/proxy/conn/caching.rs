@@ -25,7 +25,7 @@ use super::super::held::HeldBody;
 use super::super::local::error_body;
 use super::distilling::DistillCtx;
 use super::next::Next;
-use super::stored::{Served, cache_status_line};
+use super::stored::{Served, cache_status_line, with_detail};
 use super::{Conn, Now};
 use crate::http::target::Destination;
 
@@ -43,6 +43,14 @@ pub(super) struct CacheCtx {
     request_time: u64,
     /// RFC 9211 `fwd` parameter: why the request went to the origin.
     fwd: &'static str,
+    /// What this context stores into: the node's cache, or the near-cache (a forward's
+    /// answer kept under `primary`, which is then the client's variant key).
+    near: bool,
+    /// The miss is being filled from this peer, the key's previous owner, instead of
+    /// the origin (`Cache-Control: only-if-cached`).
+    pub(super) warm_from: Option<usize>,
+    /// The previous owner was asked already: the origin is next.
+    pub(super) warm_tried: bool,
 }
 
 /// A response being stored as it streams to the client.
@@ -60,6 +68,21 @@ impl std::fmt::Debug for Found {
 }
 
 impl CacheCtx {
+    /// A miss this request fetches for the cache (it leads the flight), with nothing
+    /// stored to revalidate and no previous owner asked yet.
+    pub(super) fn is_cold_miss(&self) -> bool {
+        !self.near
+            && self.leader.is_some()
+            && self.stale.is_none()
+            && !self.had_authorization
+            && !self.warm_tried
+            && !self.req_cc.only_if_cached
+    }
+
+    pub(super) fn primary(&self) -> &str {
+        &self.primary
+    }
+
     /// Copies a piece of the body into the capture; gives up past the object limit.
     pub(super) fn capture_body(&mut self, piece: &[u8], max: u64) {
         let Some(cap) = self.capture.as_mut() else {
@@ -159,7 +182,9 @@ impl Conn {
                 })
             }
             Verdict::StaleWhileRevalidate => {
-                if let FlightRole::Leader(guard) = store.fetch(&ctx.primary) {
+                // only-if-cached: the stale copy, and no request to the origin at all.
+                let may_fetch = !ctx.req_cc.only_if_cached;
+                if may_fetch && let FlightRole::Leader(guard) = store.fetch(&ctx.primary) {
                     ctx.leader = Some(guard);
                     ctx.fwd = "stale";
                     ctx.stale = Some(found);
@@ -216,7 +241,24 @@ impl Conn {
             capture: None,
             request_time: now.unix_secs,
             fwd,
+            near: false,
+            warm_from: None,
+            warm_tried: false,
         })
+    }
+
+    /// A context that keeps a forward's answer in the near-cache under `key`.
+    pub(super) fn near_ctx(
+        &self,
+        head: &RequestHead,
+        dest: &Destination,
+        key: Arc<str>,
+        now: Now<'_>,
+    ) -> Box<CacheCtx> {
+        let mut ctx = self.cache_ctx(head, dest, "bypass", now);
+        ctx.primary = key;
+        ctx.near = true;
+        ctx
     }
 
     /// Validators to send upstream when the request revalidates a stored response.
@@ -250,8 +292,13 @@ impl Conn {
                 None,
             ));
         }
+        let warm = ctx.warm_from.is_some();
+        if warm {
+            self.stats.cluster_warm_fills.incr();
+        }
+        // A previous owner's own Cache-Status describes its cache, not the origin's answer.
         let fields = Fields::from_response(resp.status, resp.reason(), resp.fields(), |n| {
-            resp.connection.drops(n)
+            resp.connection.drops(n) || (warm && n.eq_ignore_ascii_case("cache-status"))
         });
         if let Some(stale) = ctx.stale.take() {
             if resp.status == 304 {
@@ -284,7 +331,16 @@ impl Conn {
             }
         }
         let stored = ctx.capture.is_some();
-        ResponsePlan::Stream(cache_status_line(ctx.fwd, Some(resp.status), stored, None))
+        let line = cache_status_line(ctx.fwd, Some(resp.status), stored, None);
+        ResponsePlan::Stream(match ctx.warm_from.and_then(|n| self.node_id(n)) {
+            Some(id) => with_detail(line, &format!("warm-from-{id}")),
+            None => line,
+        })
+    }
+
+    fn node_id(&self, node: usize) -> Option<&str> {
+        let c = self.cfg.cluster.as_ref()?;
+        c.nodes.get(node).map(|n| n.id.as_str())
     }
 
     /// May this response be stored (RFC 9111 §3), and is it worth it here?
@@ -328,14 +384,69 @@ impl Conn {
     /// The response ended complete: store what was captured (before the flight ends, so
     /// the requests that waited on it find it).
     pub(super) fn finish_capture(&self, ctx: &mut CacheCtx, head: &RequestHead) {
-        let (Some(store), Some(cap)) = (self.cache.as_ref(), ctx.capture.take()) else {
+        let Some(cap) = ctx.capture.take() else {
             return;
+        };
+        let near = self.cfg.cluster.as_ref().and_then(|c| c.near.as_ref());
+        let store = match (ctx.near, near) {
+            (true, Some(near)) => &near.store,
+            (false, _) => match self.cache.as_ref() {
+                Some(store) => store,
+                None => return,
+            },
+            (true, None) => return,
         };
         let body = crate::cache::body::stored(cap.body.as_slice());
         drop(cap.body);
-        let object = Arc::new(Object::new(cap.fields, body, cap.times, self.build()));
-        if store.insert(&ctx.primary, object, head.fields()) {
-            self.stats.cache_stores.incr();
+        let mut object = Object::new(cap.fields, body, cap.times, self.build());
+        if let (true, Some(near)) = (ctx.near, near) {
+            let age = object.age(ctx.request_time);
+            object.lifetime = near.capped_lifetime(object.lifetime, age);
+        }
+        if store.insert(&ctx.primary, Arc::new(object), head.fields()) {
+            match ctx.near {
+                true => self.stats.cluster_near_stores.incr(),
+                false => self.stats.cache_stores.incr(),
+            }
+        }
+    }
+
+    /// A forward's answer arrived: keep it in the near-cache when it may be stored.
+    pub(super) fn keep_near(&mut self, ctx: &mut CacheCtx, resp: &ResponseHead, now: Now<'_>) {
+        let fields = Fields::from_response(resp.status, resp.reason(), resp.fields(), |n| {
+            resp.connection.drops(n)
+        });
+        let times = read_times(&fields, ctx.request_time, now.unix_secs);
+        if !self.admissible(ctx, &fields, &times, resp) {
+            return;
+        }
+        let expected = match resp.framing {
+            Framing::Length(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            _ => 0,
+        };
+        ctx.capture = HeldBody::new(&self.held, expected).map(|body| Capture {
+            fields,
+            times,
+            body,
+        });
+    }
+
+    /// A fresh copy in the near-cache of what the owner of this request's key would
+    /// answer (never stale: the owner decides about stale copies).
+    pub(super) fn near_copy(
+        &self,
+        head: &RequestHead,
+        key: &str,
+        now: Now<'_>,
+    ) -> Option<Arc<Object>> {
+        let near = self.cfg.cluster.as_ref()?.near.as_ref()?;
+        let found = near.store.lookup(key, head.fields())?;
+        let o = &found.object;
+        let mut req_cc = CacheControl::from_fields(head.fields());
+        req_cc.no_cache |= pragma_no_cache(head);
+        match verdict(&req_cc, &o.control, o.lifetime, o.age(now.unix_secs)) {
+            Verdict::Fresh => Some(found.object),
+            _ => None,
         }
     }
 
@@ -360,7 +471,7 @@ impl Conn {
 
     /// PURGE from an allowed address removes a URL and all its variants.
     pub(super) fn purge(&mut self, head: &RequestHead, dest: &Destination, now: Now<'_>) {
-        let allowed = self.cfg.cache.purge_from.contains(&self.peer.ip());
+        let allowed = self.cfg.cache.purge_from.contains(&self.client_ip(head));
         let (status, detail) = match self.cache.as_ref() {
             None => (404, "the cache is off"),
             Some(_) if !allowed => (403, "PURGE is not allowed from this address"),
@@ -405,7 +516,7 @@ impl Conn {
 
     /// Removes a URL, its Vary variants and its distilled variants; true when any was
     /// stored.
-    fn remove_with_variants(&self, store: &crate::cache::Store, primary: &str) -> bool {
+    pub(super) fn remove_with_variants(&self, store: &crate::cache::Store, primary: &str) -> bool {
         let profiles = &self.cfg.distill.choice.profiles;
         let mut removed = store.remove(primary);
         for k in super::distilling::all_variant_keys(primary, profiles) {

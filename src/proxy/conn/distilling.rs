@@ -139,7 +139,7 @@ impl Conn {
         let choice = &self.cfg.distill.choice;
         let mut signals = Signals::read(head.fields());
         signals.original |= marked;
-        let (profile, why) = choice.choose(&signals, self.peer.ip());
+        let (profile, why) = choice.choose(&signals, self.client_ip(head));
         let coding = accepted_encoding(head.fields()).filter(|_| profile.compress_text);
         if profile.is_off() && coding.is_none() {
             return None;

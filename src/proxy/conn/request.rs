@@ -11,7 +11,6 @@ use super::super::route::{Decision, route};
 use super::caching::CacheCtx;
 use super::distilling::DistillCtx;
 use super::exchange::{Exchange, Fetch, Response, Stage, Upstream};
-use super::next::Next;
 use super::{Action, Conn, Now};
 
 impl Conn {
@@ -104,7 +103,10 @@ impl Conn {
             return;
         }
         match self.peer_route(&head, &dest, now) {
-            Some(route) => self.go(Next::Peer(route), head, dest, None, now),
+            Some(route) => {
+                let next = self.near_or_peer(&head, route, now);
+                self.go(next, head, dest, None, now);
+            }
             None => self.serve_here(head, dest, now),
         }
     }
@@ -130,6 +132,17 @@ impl Conn {
         distill: Option<Box<DistillCtx>>,
         now: Now<'_>,
     ) {
+        let mut cache = cache;
+        let warm = cache
+            .as_deref()
+            .and_then(|ctx| self.warm_source(&head, ctx, now));
+        if let Some(node) = warm
+            && let Some(mut ctx) = cache.take()
+        {
+            ctx.warm_from = Some(node);
+            ctx.warm_tried = true;
+            return self.start_warm(head, dest, ctx, distill, node, now);
+        }
         if head.expect_continue && head.has_body() && head.minor_version == 1 {
             // The body is within limits, so ask for it; Expect is not forwarded.
             self.out.extend(b"HTTP/1.1 100 Continue\r\n\r\n");

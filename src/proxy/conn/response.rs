@@ -11,6 +11,7 @@ use super::super::stats::upstream_kind;
 use super::caching::ResponsePlan;
 use super::distilling::JobInput;
 use super::exchange::{Exchange, Fetch, Response, ResponseBody, Sink};
+use super::forward::peer_layer_failure;
 use super::{Action, Conn, Now};
 
 impl Conn {
@@ -19,13 +20,16 @@ impl Conn {
         let Some(ex) = self.ex.as_mut() else { return };
         let head_only = ex.head.is_head();
         let origin = &ex.dest.origin;
+        let warm = ex.cache.as_deref().is_some_and(|c| c.warm_from.is_some());
         let Some(Fetch {
             response: Response::AwaitHead { buf },
+            peer,
             ..
         }) = ex.stage.fetch_mut()
         else {
             return;
         };
+        let forwarded = peer.is_some();
         loop {
             match parse_response(buf, limits, head_only) {
                 Ok(None) => return,
@@ -45,8 +49,20 @@ impl Conn {
                     buf.drain(..n);
                 }
                 Ok(Some((resp, n))) => {
+                    if warm && (resp.status == 504 || peer_layer_failure(&resp)) {
+                        // Not held by the previous owner (504: only-if-cached).
+                        let failed = (resp.status != 504).then_some("it answered 5xx itself");
+                        self.warm_missed(failed, now);
+                        return;
+                    }
                     let rest = buf.split_off(n);
                     *buf = Vec::new();
+                    if forwarded
+                        && peer_layer_failure(&resp)
+                        && self.reroute("it answered 5xx itself", now)
+                    {
+                        return;
+                    }
                     self.start_response(&resp, now);
                     self.feed_body(&rest, now);
                     return;
@@ -57,14 +73,19 @@ impl Conn {
 
     pub(super) fn start_response(&mut self, resp: &ResponseHead, now: Now<'_>) {
         let Some(mut ex) = self.ex.take() else { return };
-        let plan = match ex.cache.take() {
-            Some(mut ctx) => {
+        let route = ex.fetch_mut().and_then(|f| f.peer.clone());
+        let plan = match (ex.cache.take(), route) {
+            (Some(mut ctx), Some(route)) => {
+                self.keep_near(&mut ctx, resp, now);
+                ex.cache = Some(ctx);
+                ResponsePlan::Stream(self.forwarded_status(&route))
+            }
+            (Some(mut ctx), None) => {
                 let plan = self.on_cached_response(&mut ctx, &ex.head, resp, now);
                 ex.cache = Some(ctx);
                 plan
             }
-            None => {
-                let route = ex.fetch_mut().and_then(|f| f.peer.clone());
+            (None, route) => {
                 ResponsePlan::Stream(route.map_or_else(Vec::new, |r| self.forwarded_status(&r)))
             }
         };

@@ -26,6 +26,8 @@ pub(super) enum Served {
     Revalidated,
     /// The origin failed and the stale response is allowed on error (RFC 5861).
     StaleIfError,
+    /// A copy of the owner's answer kept in the near-cache (the key is owned elsewhere).
+    Near,
 }
 
 impl Conn {
@@ -55,22 +57,19 @@ impl Conn {
         fresh.extend_from_slice(b"\r\n");
         let status_line = match how {
             Served::Hit => cache_status_line("", None, false, Some(ttl)),
-            Served::StaleWhileRevalidate => {
-                let mut l = cache_status_line("", None, false, Some(ttl));
-                l.truncate(l.len() - 2);
-                l.extend_from_slice(b"; detail=stale-while-revalidate\r\n");
-                l
-            }
+            Served::StaleWhileRevalidate => with_detail(
+                cache_status_line("", None, false, Some(ttl)),
+                "stale-while-revalidate",
+            ),
             Served::Revalidated => cache_status_line("stale", Some(304), false, Some(ttl)),
             Served::Distilled { fwd, stored } => {
                 cache_status_line(fwd, Some(200), stored, Some(ttl))
             }
-            Served::StaleIfError => {
-                let mut l = cache_status_line("", None, false, Some(ttl));
-                l.truncate(l.len() - 2);
-                l.extend_from_slice(b"; detail=stale-if-error\r\n");
-                l
-            }
+            Served::StaleIfError => with_detail(
+                cache_status_line("", None, false, Some(ttl)),
+                "stale-if-error",
+            ),
+            Served::Near => with_detail(cache_status_line("", None, false, Some(ttl)), "near"),
         };
         fresh.extend_from_slice(&status_line);
         write_connection(&mut fresh, keep, head.minor_version);
@@ -95,6 +94,15 @@ impl Conn {
 }
 
 /// `Cache-Status: distilld; hit|fwd=...; fwd-status=N; stored; ttl=N` (RFC 9211).
+/// A Cache-Status line with RFC 9211's `detail` parameter added.
+pub(super) fn with_detail(mut line: Vec<u8>, detail: &str) -> Vec<u8> {
+    line.truncate(line.len().saturating_sub(2));
+    line.extend_from_slice(b"; detail=");
+    line.extend_from_slice(detail.as_bytes());
+    line.extend_from_slice(b"\r\n");
+    line
+}
+
 pub(super) fn cache_status_line(
     fwd: &str,
     fwd_status: Option<u16>,
