@@ -203,6 +203,41 @@ fn one_url_through_each_node_is_fetched_once() {
 }
 
 #[test]
+fn a_distilled_variant_is_fetched_and_made_once_cluster_wide() {
+    let _serial = one_at_a_time();
+    let origin = start_origin(&[]);
+    let (nodes, _) = three_nodes(&origin);
+    let original = std::fs::read(common::corpus_dir().join("LadyBird.jpg")).expect("fixture");
+    let (_, before) = origin_stats(origin.addr);
+    let answers: Vec<Response> = nodes
+        .iter()
+        .map(|n| {
+            let mut c = Client::connect(n.addr);
+            c.send(b"GET /LadyBird.jpg HTTP/1.1\r\nHost: site.test\r\nSave-Data: on\r\nConnection: close\r\n\r\n");
+            c.response(false)
+        })
+        .collect();
+    let (_, after) = origin_stats(origin.addr);
+    assert_eq!(after - before - 1, 1, "one origin fetch cluster-wide");
+    for r in &answers {
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, answers[0].body, "the same variant everywhere");
+        assert!(r.body.len() < original.len(), "distilled");
+    }
+    // Made once, by the owner (its entry says it went to the origin); the other two
+    // were the owner's stored variant.
+    let made = answers
+        .iter()
+        .filter(|r| {
+            r.headers
+                .iter()
+                .any(|(n, v)| n.eq_ignore_ascii_case("cache-status") && v.contains("fwd=miss"))
+        })
+        .count();
+    assert_eq!(made, 1, "one distillation: {:?}", answers[2].headers);
+}
+
+#[test]
 fn a_killed_owner_s_keys_are_served_by_the_next_candidate() {
     let _serial = one_at_a_time();
     let origin = start_origin(&[]);
