@@ -346,6 +346,19 @@ fn cluster(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
         let up = i64::from(c.health.is_up(i, now));
         ConstGauge::new(up).encode(m.encode_family(&[("peer", node.id.as_str())])?)?;
     }
+    if let Some(near) = c.near.as_ref() {
+        let (objects, bytes) = near.store.usage();
+        let help = "Memory the near-cache's copies of objects owned elsewhere take.";
+        gauge(e, "distilld_cluster_near", help, Some(Unit::Bytes), bytes)?;
+        let help = "Copies in the near-cache.";
+        gauge(
+            e,
+            "distilld_cluster_near_objects",
+            help,
+            None,
+            objects as u64,
+        )?;
+    }
     let digest = format!("{:016x}", c.digest);
     let mut m = e.encode_descriptor(
         "distilld_cluster_node",

@@ -254,7 +254,7 @@ impl Supervisor {
             new.cache.memory_bytes = old.cache.memory_bytes;
         }
         if let Some(store) = &self.running.cache {
-            store.set_budget(new.cache.memory_bytes.max(1));
+            store.set_budget(new.store_budget());
         }
         self.running.held.set_max(new.limits.held_bytes_max);
         self.ctx.logging.apply(&new);

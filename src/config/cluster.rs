@@ -251,7 +251,8 @@ pub const DEFAULT_BALANCE_FACTOR: f64 = 1.25;
 /// Forwards in flight to one peer below which bounded load never spills.
 pub const SPILL_FLOOR: u64 = 16;
 pub const DEFAULT_RAMPUP_MS: u64 = 10_000;
-/// The near-cache's share of the cache's memory by default (1/16).
+/// The near-cache's share of `cache.memory_bytes` by default (1/16): carved out of it,
+/// so a node's cache memory stays `cache.memory_bytes`.
 pub const NEAR_CACHE_SHARE: u64 = 16;
 /// The longest a near copy is served: a purge or a change at the owner shows through
 /// everywhere within this (min(freshness, 10 s)).
@@ -338,6 +339,14 @@ impl FileCluster {
             .near_cache_bytes
             .unwrap_or(cache.memory_bytes / NEAR_CACHE_SHARE);
         if !cache.enabled() || bytes == 0 || ttl == 0 {
+            return None;
+        }
+        if bytes >= cache.memory_bytes {
+            let why = "it is a share of cache.memory_bytes";
+            bad(
+                "cluster.near_cache_bytes",
+                format!("{bytes}: less than {} ({why})", cache.memory_bytes),
+            );
             return None;
         }
         Some(Arc::new(NearCache::new(
@@ -447,6 +456,43 @@ fn digest(nodes: &[Node]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two nodes, with `extra` keys in `[cluster]`.
+    fn two(extra: &str) -> String {
+        let nodes = "[[cluster.nodes]]\nid = \"a\"\nhttp = \"127.0.0.1:1\"\n[[cluster.nodes]]\nid = \"b\"\nhttp = \"127.0.0.1:2\"\n";
+        format!("[cluster]\nnode = \"a\"\n{extra}{nodes}")
+    }
+
+    #[test]
+    fn the_near_cache_is_a_share_of_the_cache_memory() {
+        let text = format!("[cache]\nmemory_bytes = 1600\nobject_bytes_max = 100\n{}", two(""));
+        let cfg = crate::config::Config::from_toml_str(&text, "test").expect("valid");
+        let near = cfg
+            .cluster
+            .as_ref()
+            .and_then(|c| c.near.as_ref())
+            .expect("on");
+        assert_eq!(near.store.budget(), 100, "1/16 by default");
+        assert_eq!(cfg.store_budget(), 1500, "the node's store gets the rest");
+        let text = two("near_cache_bytes = 0\n");
+        let cfg = crate::config::Config::from_toml_str(&text, "test").expect("valid");
+        assert!(
+            cfg.cluster.as_ref().is_some_and(|c| c.near.is_none()),
+            "off"
+        );
+        assert_eq!(cfg.store_budget(), cfg.cache.memory_bytes);
+        for bad in [
+            "near_cache_bytes = 99999999999\n",
+            "near_ttl_s = 11\n",
+            "near_admit_after = 0\n",
+        ] {
+            let text = two(bad);
+            assert!(
+                crate::config::Config::from_toml_str(&text, "test").is_err(),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn a_peer_back_from_down_gets_its_slots_back_over_the_rampup() {

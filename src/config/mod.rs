@@ -259,6 +259,17 @@ pub struct UpstreamConfig {
 }
 
 impl Config {
+    /// The node's store budget: `cache.memory_bytes` less the near-cache's share of
+    /// it (a cluster node's cache memory is the two together).
+    pub fn store_budget(&self) -> u64 {
+        let near = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.near.as_ref())
+            .map_or(0, |n| n.store.budget());
+        self.cache.memory_bytes.saturating_sub(near).max(1)
+    }
+
     /// The embedded default configuration (forward proxy on 127.0.0.1:3128).
     pub fn embedded_default() -> Result<Config, ConfigError> {
         Config::from_toml_str(EMBEDDED_DEFAULT_TOML, "<embedded default>")

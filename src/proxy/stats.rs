@@ -159,4 +159,42 @@ impl Stats {
             "shard stats"
         );
     }
+
+    /// The cluster's line: this shard's forwarding counters, the placement's digest
+    /// (which node list it is) and each peer's state as this node sees it.
+    pub fn log_cluster(
+        &self,
+        shard: usize,
+        c: &crate::config::cluster::ClusterConfig,
+        now: std::time::Instant,
+    ) {
+        let peers: Vec<String> = c
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != c.me)
+            .map(|(i, n)| {
+                let state = if c.health.is_up(i, now) { "up" } else { "down" };
+                format!("{}={state}", n.id)
+            })
+            .collect();
+        tracing::info!(
+            target: "stats",
+            shard,
+            node = c.node.as_str(),
+            digest = format!("{:016x}", c.digest),
+            peers = peers.join(","),
+            forwarded = self.cluster_forwarded.get(),
+            served_for_peers = self.cluster_served_for_peers.get(),
+            spilled = self.cluster_spilled.get(),
+            ramped = self.cluster_ramped.get(),
+            peer_failures = self.cluster_peer_failures.get(),
+            digest_mismatch = self.cluster_digest_mismatch.get(),
+            near_hits = self.cluster_near_hits.get(),
+            near_stores = self.cluster_near_stores.get(),
+            warm_fills = self.cluster_warm_fills.get(),
+            warm_misses = self.cluster_warm_misses.get(),
+            "cluster stats"
+        );
+    }
 }

@@ -526,6 +526,9 @@ impl Shard {
             let open = (self.clients.len(), self.upstreams.len());
             self.stats
                 .log(self.id, "epoll", open, self.lookups.held.used());
+            if let Some(c) = self.cfg.cluster.as_ref() {
+                self.stats.log_cluster(self.id, c, now);
+            }
         }
         upstreams::tick(self, now);
     }

@@ -166,7 +166,7 @@ pub fn start(
         ),
         cache: config.cache.enabled().then(|| {
             Arc::new(Store::new(
-                config.cache.memory_bytes,
+                config.store_budget(),
                 config.cache.object_bytes_max,
             ))
         }),

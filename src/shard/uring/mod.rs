@@ -597,6 +597,9 @@ impl Shard {
                 (self.clients.len(), self.upstreams.len()),
                 self.lookups.held.used(),
             );
+            if let Some(c) = self.cfg.cluster.as_ref() {
+                self.stats.log_cluster(self.id, c, now);
+            }
         }
         if !self.accept_armed {
             self.arm_accept();
