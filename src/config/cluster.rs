@@ -251,9 +251,9 @@ pub const DEFAULT_BALANCE_FACTOR: f64 = 1.25;
 /// Forwards in flight to one peer below which bounded load never spills.
 pub const SPILL_FLOOR: u64 = 16;
 pub const DEFAULT_RAMPUP_MS: u64 = 10_000;
-/// The near-cache's share of `cache.memory_bytes` by default (1/16): carved out of it,
+/// The near-cache's share of `cache.memory_bytes` by default (1/64): carved out of it,
 /// so a node's cache memory stays `cache.memory_bytes`.
-pub const NEAR_CACHE_SHARE: u64 = 16;
+pub const NEAR_CACHE_SHARE: u64 = 64;
 /// The longest a near copy is served: a purge or a change at the owner shows through
 /// everywhere within this (min(freshness, 10 s)).
 pub const NEAR_TTL_S_MAX: u64 = 10;
@@ -472,8 +472,8 @@ mod tests {
             .as_ref()
             .and_then(|c| c.near.as_ref())
             .expect("on");
-        assert_eq!(near.store.budget(), 100, "1/16 by default");
-        assert_eq!(cfg.store_budget(), 1500, "the node's store gets the rest");
+        assert_eq!(near.store.budget(), 25, "1/64 by default");
+        assert_eq!(cfg.store_budget(), 1575, "the node's store gets the rest");
         let text = two("near_cache_bytes = 0\n");
         let cfg = crate::config::Config::from_toml_str(&text, "test").expect("valid");
         assert!(
