@@ -353,14 +353,13 @@ fn a_peer_out_of_connections_is_passed_over() {
     let _serial = one_at_a_time();
     let origin = start_origin(&[]);
     let port = free_port();
-    let limited = format!(
-        "[limits]\nconnections_per_shard_max = 1\n{}",
-        cluster_config("b", &IDS, port)
-    );
+    // No warm-up: its probes to b would take b's one connection too.
+    let config = |me| cluster_config(me, &IDS, port).replace("rampup_ms = ", "rampup_ms = 0\n#");
+    let limited = format!("[limits]\nconnections_per_shard_max = 1\n{}", config("b"));
     let nodes = [
-        start_node(0, &cluster_config("a", &IDS, port), port, origin.addr),
+        start_node(0, &config("a"), port, origin.addr),
         start_node(1, &limited, port, origin.addr),
-        start_node(2, &cluster_config("c", &IDS, port), port, origin.addr),
+        start_node(2, &config("c"), port, origin.addr),
     ];
     let (a, c) = (&nodes[0], &nodes[2]);
     // URLs b owns, found through c: c's kept-alive connection to b then holds b's only

@@ -227,6 +227,13 @@ impl Supervisor {
         let membership_changes = match (&old.cluster, &mut new.cluster) {
             (Some(o), Some(n)) if o.digest == n.digest && o.secret == n.secret => {
                 n.health = o.health.clone();
+                // Nothing moved: no new warm-up (nor a second store of near copies).
+                n.warm_until = o.warm_until;
+                if let (Some(on), Some(nn)) = (&o.near, &n.near)
+                    && on.same_settings(nn)
+                {
+                    n.near = Some(on.clone());
+                }
                 false
             }
             (None, None) => false,

@@ -36,6 +36,13 @@ impl NearCache {
         }
     }
 
+    /// The same budget, time to live and admission: a reload may keep the copies.
+    pub fn same_settings(&self, other: &NearCache) -> bool {
+        self.store.budget() == other.store.budget()
+            && self.ttl_secs == other.ttl_secs
+            && self.admit_after == other.admit_after
+    }
+
     /// Counts one more request for `key`; true when it is now popular enough to keep.
     pub fn touch(&self, key: &str) -> bool {
         self.sketch.increment(xxh3_64(key.as_bytes())) >= self.admit_after

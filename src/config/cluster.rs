@@ -215,13 +215,10 @@ impl PeerHealth {
 
     /// The peer failed at `now`: pass it over for `for_`.
     pub fn mark_down(&self, node: usize, now: Instant, for_: Duration) {
-        let until = self.millis(now + for_);
+        // Not a ramp-up when it is tried again: a local failure does not mean its cache
+        // was lost (membership's dead-then-alive does).
         if let Some(d) = self.down_until.get(node) {
-            d.store(until, Ordering::Relaxed);
-        }
-        // When it is tried again, its keys come back gradually.
-        if let Some(b) = self.back_at.get(node) {
-            b.store(until, Ordering::Relaxed);
+            d.store(self.millis(now + for_), Ordering::Relaxed);
         }
     }
 
@@ -251,6 +248,7 @@ pub const DEFAULT_BALANCE_FACTOR: f64 = 1.25;
 /// Forwards in flight to one peer below which bounded load never spills.
 pub const SPILL_FLOOR: u64 = 16;
 pub const DEFAULT_RAMPUP_MS: u64 = 10_000;
+pub const RAMPUP_MS_MAX: u64 = 3_600_000;
 /// The near-cache's share of `cache.memory_bytes` by default (1/64): carved out of it,
 /// so a node's cache memory stays `cache.memory_bytes`.
 pub const NEAR_CACHE_SHARE: u64 = 64;
@@ -288,10 +286,11 @@ impl FileCluster {
                 weight: n.weight,
             })
             .collect();
-        let rampup = Duration::from_millis(self.rampup_ms.unwrap_or(DEFAULT_RAMPUP_MS));
+        let rampup = Duration::from_millis(self.rampup_ms(bad));
+        let now = Instant::now();
         Some(ClusterConfig {
             rampup,
-            warm_until: Instant::now() + rampup,
+            warm_until: now.checked_add(rampup).unwrap_or(now),
             near: self.near(cache, bad),
             digest: digest(&nodes),
             ring: Arc::new(Ring::new(members)),
@@ -315,6 +314,18 @@ impl FileCluster {
             return DEFAULT_BALANCE_FACTOR;
         }
         c
+    }
+
+    fn rampup_ms(&self, bad: &mut impl FnMut(&str, String)) -> u64 {
+        let ms = self.rampup_ms.unwrap_or(DEFAULT_RAMPUP_MS);
+        if ms > RAMPUP_MS_MAX {
+            bad(
+                "cluster.rampup_ms",
+                format!("{ms}: at most {RAMPUP_MS_MAX} (an hour)"),
+            );
+            return DEFAULT_RAMPUP_MS;
+        }
+        ms
     }
 
     /// The near-cache, when it has memory and the node a cache.
@@ -465,7 +476,10 @@ mod tests {
 
     #[test]
     fn the_near_cache_is_a_share_of_the_cache_memory() {
-        let text = format!("[cache]\nmemory_bytes = 1600\nobject_bytes_max = 100\n{}", two(""));
+        let text = format!(
+            "[cache]\nmemory_bytes = 1600\nobject_bytes_max = 100\n{}",
+            two("")
+        );
         let cfg = crate::config::Config::from_toml_str(&text, "test").expect("valid");
         let near = cfg
             .cluster
@@ -485,6 +499,7 @@ mod tests {
             "near_cache_bytes = 99999999999\n",
             "near_ttl_s = 11\n",
             "near_admit_after = 0\n",
+            "rampup_ms = 99999999999999\n",
         ] {
             let text = two(bad);
             assert!(
@@ -525,11 +540,15 @@ mod tests {
             h.ramped(1, 7, Duration::ZERO, back),
             "no ramp-up: back at once"
         );
-        // A local failure passes it over, then it ramps up from when it is tried again.
+        // A local failure passes it over for a while, then all its slots are back.
         h.mark_down(1, back + rampup, Duration::from_secs(1));
         let retried = back + rampup + Duration::from_secs(1);
         assert!(!h.is_up(1, back + rampup));
-        assert!(share(retried) < 50, "tried again: ramps up again");
+        assert_eq!(
+            share(retried),
+            1000,
+            "tried again: its cache was never lost"
+        );
     }
 
     #[test]

@@ -510,8 +510,11 @@ impl Conn {
                         })
                     );
                     let detail = format!("origin {} did not answer in time", ex.origin());
-                    // A peer that accepted the request and never answered: passed over.
-                    if head_due && self.reroute("did not answer in time", now) {
+                    // A previous owner asked only-if-cached answers from memory: past the
+                    // deadline it failed, and the origin is asked. A forward is not passed
+                    // over here: its owner may be waiting on a slow origin itself (a
+                    // silent peer is membership's to declare down).
+                    if head_due && self.warm_missed(Some("did not answer in time"), now) {
                         return;
                     }
                     self.stats.upstream_timeouts.incr();

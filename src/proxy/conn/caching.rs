@@ -51,6 +51,9 @@ pub(super) struct CacheCtx {
     pub(super) warm_from: Option<usize>,
     /// The previous owner was asked already: the origin is next.
     pub(super) warm_tried: bool,
+    /// A near copy's freshness left at the owner (its Cache-Status `ttl`): a hit's Date
+    /// is the time it was served, so the lifetime computed here could outrun the owner's.
+    owner_ttl: Option<i64>,
 }
 
 /// A response being stored as it streams to the client.
@@ -244,6 +247,7 @@ impl Conn {
             near: false,
             warm_from: None,
             warm_tried: false,
+            owner_ttl: None,
         })
     }
 
@@ -292,13 +296,11 @@ impl Conn {
                 None,
             ));
         }
-        let warm = ctx.warm_from.is_some();
-        if warm {
+        if ctx.warm_from.is_some() {
             self.stats.cluster_warm_fills.incr();
         }
-        // A previous owner's own Cache-Status describes its cache, not the origin's answer.
         let fields = Fields::from_response(resp.status, resp.reason(), resp.fields(), |n| {
-            resp.connection.drops(n) || (warm && n.eq_ignore_ascii_case("cache-status"))
+            resp.connection.drops(n)
         });
         if let Some(stale) = ctx.stale.take() {
             if resp.status == 304 {
@@ -402,6 +404,10 @@ impl Conn {
         if let (true, Some(near)) = (ctx.near, near) {
             let age = object.age(ctx.request_time);
             object.lifetime = near.capped_lifetime(object.lifetime, age);
+            if let Some(ttl) = ctx.owner_ttl {
+                let left = u64::try_from(ttl).unwrap_or(0);
+                object.lifetime = object.lifetime.min(age.saturating_add(left));
+            }
         }
         if store.insert(&ctx.primary, Arc::new(object), head.fields()) {
             match ctx.near {
@@ -417,9 +423,20 @@ impl Conn {
             resp.connection.drops(n)
         });
         let times = read_times(&fields, ctx.request_time, now.unix_secs);
-        if !self.admissible(ctx, &fields, &times, resp) {
+        let near_max = self
+            .cfg
+            .cluster
+            .as_ref()
+            .and_then(|c| c.near.as_ref())
+            .map_or(0, |n| n.store.budget());
+        let fits = match resp.framing {
+            Framing::Length(n) => n < near_max,
+            _ => true,
+        };
+        if !fits || !self.admissible(ctx, &fields, &times, resp) {
             return;
         }
+        ctx.owner_ttl = owner_ttl(resp);
         let expected = match resp.framing {
             Framing::Length(n) => usize::try_from(n).unwrap_or(usize::MAX),
             _ => 0,
@@ -543,6 +560,19 @@ pub(super) enum ResponsePlan {
     FromStore(Arc<Object>, Served),
     /// Stream the response on, with this Cache-Status line.
     Stream(Vec<u8>),
+}
+
+/// The `ttl` of the last Cache-Status member (the owner's, the cache nearest this one).
+fn owner_ttl(resp: &ResponseHead) -> Option<i64> {
+    let (_, last) = resp
+        .fields()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("cache-status"))
+        .last()?;
+    let member = std::str::from_utf8(last).ok()?.rsplit(',').next()?;
+    member
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("ttl="))
+        .and_then(|t| t.trim().parse().ok())
 }
 
 fn pragma_no_cache(head: &RequestHead) -> bool {

@@ -22,7 +22,6 @@ use super::exchange::{Exchange, Fetch, Response, Stage, Upstream};
 use super::next::Next;
 use super::stored::Served;
 use super::{Action, Conn, Now};
-use crate::distill::profile::ORIGINAL_HEADER;
 
 /// The peer a request goes to, and the candidates after it.
 #[derive(Debug, Clone)]
@@ -216,15 +215,19 @@ impl Conn {
         node: usize,
         now: Now<'_>,
     ) {
-        let Some(c) = self.cfg.cluster.clone() else {
+        let peer = self.cfg.cluster.clone().and_then(|c| {
+            let peer = c.nodes.get(node)?.clone();
+            Some((c, peer))
+        });
+        let Some((c, peer)) = peer else {
+            let mut cache = cache;
+            cache.warm_from = None;
             return self.start_fetch(head, dest, Some(cache), distill, now);
         };
-        let Some(peer) = c.nodes.get(node) else {
-            return self.start_fetch(head, dest, Some(cache), distill, now);
-        };
-        let extra = format!("Cache-Control: only-if-cached\r\n{ORIGINAL_HEADER}: 1\r\n");
-        let up_head = self.peer_head(&c, &head, &dest, extra.as_bytes());
-        let to = peer_authority(peer);
+        // no-transform: its stored original byte for byte (no profile, no coding).
+        let extra = b"Cache-Control: only-if-cached, no-transform\r\n";
+        let up_head = self.peer_head(&c, &head, &dest, extra);
+        let to = peer_authority(&peer);
         self.actions.push_back(Action::Acquire {
             origin: to.clone(),
             pooled_ok: true,
@@ -333,7 +336,10 @@ impl Conn {
         self.up_out.clear();
         let Exchange { head, dest, .. } = *ex;
         match next_candidate(&c, route.slot, &route.rest, &self.stats, now) {
-            Some(next) => self.start_forward(head, dest, next, now),
+            Some(mut next) => {
+                next.near_key = route.near_key;
+                self.start_forward(head, dest, next, now)
+            }
             None => self.serve_here(head, dest, now),
         }
         true
@@ -460,9 +466,14 @@ fn peer_authority(peer: &crate::config::cluster::Node) -> Authority {
 
 /// A 5xx the peer made about itself (RFC 9209 Proxy-Status naming an error of the
 /// intermediary, such as a node out of connections), not an error of the origin it
-/// passes on: the peer failed, and the request can go to the next candidate.
+/// passes on: the peer failed, and the request can go to the next candidate. Whatever
+/// a peer passes on from an origin (or serves from its cache) carries its Via, which an
+/// origin cannot take off: a response with a Via is never the peer's own refusal, so an
+/// origin cannot make a healthy peer look failed by sending such a Proxy-Status itself.
 pub(super) fn peer_layer_failure(resp: &crate::http::response::ResponseHead) -> bool {
+    let passed_on = resp.fields().any(|(n, _)| n.eq_ignore_ascii_case("via"));
     resp.status >= 500
+        && !passed_on
         && resp
             .fields()
             .filter(|(n, _)| n.eq_ignore_ascii_case("proxy-status"))
@@ -511,6 +522,12 @@ mod tests {
         assert!(!peer_layer_failure(&head(origin_503)));
         let unreachable = "HTTP/1.1 502 Bad Gateway\r\nProxy-Status: distilld; error=connection_refused\r\nContent-Length: 0\r\n\r\n";
         assert!(!peer_layer_failure(&head(unreachable)));
+        // An origin's own Proxy-Status, passed on by the owner (with its Via).
+        let forged = "HTTP/1.1 503 Busy\r\nProxy-Status: x; error=proxy_internal_error\r\nVia: 1.1 distilld\r\nContent-Length: 0\r\n\r\n";
+        assert!(
+            !peer_layer_failure(&head(forged)),
+            "the origin's, not the peer's"
+        );
         let ok = "HTTP/1.1 200 OK\r\nProxy-Status: distilld; error=proxy_internal_error\r\nContent-Length: 0\r\n\r\n";
         assert!(!peer_layer_failure(&head(ok)), "not an error at all");
     }

@@ -93,7 +93,6 @@ impl Conn {
     }
 }
 
-/// `Cache-Status: distilld; hit|fwd=...; fwd-status=N; stored; ttl=N` (RFC 9211).
 /// A Cache-Status line with RFC 9211's `detail` parameter added.
 pub(super) fn with_detail(mut line: Vec<u8>, detail: &str) -> Vec<u8> {
     line.truncate(line.len().saturating_sub(2));
@@ -103,6 +102,7 @@ pub(super) fn with_detail(mut line: Vec<u8>, detail: &str) -> Vec<u8> {
     line
 }
 
+/// `Cache-Status: distilld; hit|fwd=...; fwd-status=N; stored; ttl=N` (RFC 9211).
 pub(super) fn cache_status_line(
     fwd: &str,
     fwd_status: Option<u16>,
