@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use common::{Client, Process, Response, origin_stats, start_origin, temp_path};
 
 const IDS: [&str; 3] = ["a", "b", "c"];
+/// Ids by node index (a fourth node joins in one test).
+const ALL_IDS: [&str; 4] = ["a", "b", "c", "d"];
 /// A node back from down gets its keys back over this long (and warms as long).
 const RAMPUP_MS: u64 = 3000;
 
@@ -64,7 +66,7 @@ fn weighted_config(me: &str, nodes: &[(&str, u32)], port: u16, gossip: bool) -> 
         secret.display()
     );
     for (i, (id, weight)) in nodes.iter().enumerate() {
-        let idx = IDS.iter().position(|x| x == id).unwrap_or(i);
+        let idx = ALL_IDS.iter().position(|x| x == id).unwrap_or(i);
         let addr = node_addr(idx, port);
         let gossip = if gossip {
             format!("gossip = \"{addr}\"\n")
@@ -113,7 +115,7 @@ fn spawn_node(i: usize, config: std::path::PathBuf, port: u16, origin: SocketAdd
     Node {
         child,
         addr,
-        id: IDS[i],
+        id: ALL_IDS[i],
         config,
         origin,
     }
@@ -457,6 +459,43 @@ fn a_reload_changes_the_node_list() {
         (8..=32).contains(&n),
         "about half of 40 keys go to b now: {n}"
     );
+}
+
+#[test]
+fn a_fourth_node_takes_only_the_keys_it_now_owns() {
+    let _serial = one_at_a_time();
+    let origin = start_origin(&[]);
+    let (nodes, port) = three_nodes(&origin);
+    let keys: Vec<String> = (0..60).map(|k| format!("/bytes/100?join={k}")).collect();
+    // Who owns each key, as node a sees it (past any near copy).
+    let owners = |a: &Node| -> Vec<String> {
+        keys.iter()
+            .map(|k| owner_seen(a, &get_from_owner(a, k)))
+            .collect()
+    };
+    let before = owners(&nodes[0]);
+    let four = ["a", "b", "c", "d"];
+    let d = start_node(3, &cluster_config("d", &four, port), port, origin.addr);
+    for n in &nodes {
+        std::fs::write(&n.config, cluster_config(n.id, &four, port)).expect("rewrite");
+        // SAFETY: signals a process this test started.
+        unsafe { libc::kill(n.child.id() as i32, libc::SIGHUP) };
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    let after = owners(&nodes[0]);
+    let moved: Vec<(&String, &String)> =
+        before.iter().zip(&after).filter(|(b, a)| b != a).collect();
+    assert!(
+        moved.iter().all(|(_, a)| a.as_str() == "d"),
+        "keys moved between the old three: {moved:?}"
+    );
+    // About a quarter of the keys are d's now (rendezvous: 1/(N+1) of them).
+    assert!(
+        (5..=25).contains(&moved.len()),
+        "{} of 60 keys moved to d",
+        moved.len()
+    );
+    let _ = d.origin;
 }
 
 #[test]
