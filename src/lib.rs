@@ -3,6 +3,7 @@
 //! The crate is the engine; `src/main.rs` is the daemon's command line and
 //! `tools/` holds the bundled origin simulator. See ARCHITECTURE.md for the codemap.
 
+pub mod access;
 pub mod appliance;
 pub mod cache;
 pub mod cluster;

@@ -4,6 +4,7 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
 use common::{Client, Mode, Setup, temp_path};
 
@@ -152,4 +153,40 @@ fn readme_documents_the_embedded_default_config_verbatim() {
         distilld::config::EMBEDDED_DEFAULT_TOML,
         "README's config block is out of date"
     );
+}
+
+#[test]
+fn a_client_outside_the_list_is_refused_before_any_upstream_work() {
+    // Only a network the loopback client is not in: it is an outsider here.
+    let s = Setup::with(
+        Mode::Forward,
+        "[forward]\nclients_allowed = [\"10.0.0.0/8\"]\n",
+        &[],
+    );
+    let (_, before) = s.origin_stats();
+    for _ in 0..3 {
+        let r = s.get("/bytes/10");
+        assert_eq!(r.status, 403);
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(
+            body.contains("forward.clients_allowed"),
+            "names the key: {body}"
+        );
+    }
+    let (_, after) = s.origin_stats();
+    assert_eq!(after - before - 1, 0, "no request reached the origin");
+    // The health check is not the forward proxy's to refuse.
+    let mut c = s.client();
+    c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(c.response(false).status, 200);
+    // Logged once for the three refusals (a line per address a minute).
+    let lines = || {
+        std::fs::read_to_string(&s.proxy.log)
+            .unwrap_or_default()
+            .matches("not in forward.clients_allowed")
+            .count()
+    };
+    assert!(common::wait_until(Duration::from_secs(2), || lines() >= 1));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(lines(), 1, "one line for three refusals");
 }

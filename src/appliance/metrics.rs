@@ -276,7 +276,12 @@ fn shards(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
 }
 
 fn cluster(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
-    let plain: [(&str, &str, Pick); 10] = [
+    let plain: [(&str, &str, Pick); 11] = [
+        (
+            "distilld_forward_clients_refused",
+            "Forward-proxy requests refused (403): the client is not in forward.clients_allowed.",
+            |s| &s.forward_clients_refused,
+        ),
         (
             "distilld_cluster_ramped",
             "Requests sent past a peer still ramping up (its share of keys not yet back).",

@@ -26,8 +26,17 @@ pub struct FileConfig {
     pub admin: FileAdmin,
     #[serde(default)]
     pub cluster: super::cluster::FileCluster,
+    #[serde(default)]
+    pub forward: FileForward,
     #[serde(default, rename = "route")]
     pub routes: Vec<FileRoute>,
+}
+
+/// `[forward]`: who may use the forward proxy.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileForward {
+    pub clients_allowed: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

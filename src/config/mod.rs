@@ -149,6 +149,15 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// The cluster this node belongs to; None = it runs alone.
     pub cluster: Option<cluster::ClusterConfig>,
+    pub forward: ForwardConfig,
+}
+
+/// `[forward]`: who may use the forward proxy (absolute-form requests).
+#[derive(Debug, Clone)]
+pub struct ForwardConfig {
+    pub clients_allowed: crate::access::clients::ClientList,
+    /// When each refused client was last logged (a line per address a minute).
+    pub refusals: std::sync::Arc<crate::access::clients::RefusalLog>,
 }
 
 /// Distillation: profiles, how one is chosen, and the limits of a job.

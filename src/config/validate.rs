@@ -36,6 +36,7 @@ impl FileConfig {
         let admin = self.admin.listen(&mut bad);
         let drain_timeout = s.drain_timeout(&mut bad);
         let cluster = self.cluster.validate(&cache, &mut bad);
+        let forward = forward(&self.forward, &mut bad);
         let config = Config {
             listen,
             workers: s.workers.unwrap_or(DEFAULT_WORKERS),
@@ -63,6 +64,7 @@ impl FileConfig {
             admin,
             drain_timeout,
             cluster,
+            forward,
         };
         if config.workers > 1024 {
             errors.push(InvalidKey {
@@ -630,4 +632,30 @@ fn ms(bad: &mut impl FnMut(&str, String), key: &str, v: Option<u64>, default: u6
         bad(key, format!("{v} ms is outside 1..=86400000"));
     }
     Duration::from_millis(v.max(1))
+}
+
+/// `[forward]`: the client list (default: loopback and the private ranges).
+fn forward(
+    f: &super::file::FileForward,
+    bad: &mut impl FnMut(&str, String),
+) -> super::ForwardConfig {
+    use crate::access::clients::{ClientList, DEFAULT_CLIENTS};
+    let given: Vec<String> = match &f.clients_allowed {
+        Some(list) => list.clone(),
+        None => DEFAULT_CLIENTS.iter().map(|s| s.to_string()).collect(),
+    };
+    let mut prefixes = Vec::new();
+    for (i, p) in given.iter().enumerate() {
+        match parse_prefix(p) {
+            Some(prefix) => prefixes.push(prefix),
+            None => bad(
+                &format!("forward.clients_allowed[{i}]"),
+                format!("{p:?} is not an address or a prefix like 10.0.0.0/8"),
+            ),
+        }
+    }
+    super::ForwardConfig {
+        clients_allowed: ClientList::new(prefixes),
+        refusals: Default::default(),
+    }
 }

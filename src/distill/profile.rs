@@ -5,6 +5,9 @@
 
 use std::net::IpAddr;
 
+use crate::access::prefix::in_prefix;
+pub use crate::access::prefix::parse_prefix;
+
 use crate::http::headers::{list_items, trim};
 
 /// How hard to distill.
@@ -64,31 +67,6 @@ impl Rule {
             .as_ref()
             .is_none_or(|want| user_agent.is_some_and(|ua| ua.contains(want.as_str())));
         addr_ok && ua_ok
-    }
-}
-
-/// Parses `10.0.0.0/8` (or a bare address) into a network and prefix length.
-pub fn parse_prefix(s: &str) -> Option<(IpAddr, u8)> {
-    let (addr, bits) = match s.split_once('/') {
-        Some((a, b)) => (a, b.parse().ok()?),
-        None => (s, if s.contains(':') { 128 } else { 32 }),
-    };
-    let addr: IpAddr = addr.parse().ok()?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    (bits <= max).then_some((addr, bits))
-}
-
-fn in_prefix(peer: IpAddr, net: IpAddr, bits: u8) -> bool {
-    match (peer, net) {
-        (IpAddr::V4(p), IpAddr::V4(n)) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
-            u32::from(p) & mask == u32::from(n) & mask
-        }
-        (IpAddr::V6(p), IpAddr::V6(n)) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
-            u128::from(p) & mask == u128::from(n) & mask
-        }
-        _ => false,
     }
 }
 

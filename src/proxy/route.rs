@@ -1,6 +1,8 @@
 //! Where a request goes: answered here (health), to an origin named by the request
 //! (forward proxy, absolute-form), or to an origin named by a route (reverse proxy).
 
+use std::net::IpAddr;
+
 use thiserror::Error;
 
 use crate::config::Config;
@@ -19,6 +21,9 @@ pub enum Decision {
     Proxy(Destination),
 }
 
+/// The start of the reason a client outside the forward proxy's list is given.
+pub const CLIENT_DENIED: &str = "this client may not use the forward proxy";
+
 /// A request that cannot be routed: the status and the reason the client is told.
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("{status}: {reason}")]
@@ -34,7 +39,9 @@ fn refuse(status: u16, reason: impl Into<String>) -> Refusal {
     }
 }
 
-pub fn route(config: &Config, head: &RequestHead) -> Result<Decision, Refusal> {
+/// `client`: the address the request comes from (checked against the forward proxy's
+/// client list before anything else is done for it).
+pub fn route(config: &Config, head: &RequestHead, client: IpAddr) -> Result<Decision, Refusal> {
     let target =
         parse_target(head.target(), head.method()).map_err(|e| refuse(400, e.to_string()))?;
     if let Target::Origin(path) | Target::Absolute { path, .. } = &target
@@ -55,6 +62,12 @@ pub fn route(config: &Config, head: &RequestHead) -> Result<Decision, Refusal> {
         } => {
             if !config.forward_proxy {
                 return Err(refuse(403, "forward proxying is turned off"));
+            }
+            if !config.forward.clients_allowed.allows(client) {
+                return Err(refuse(
+                    403,
+                    format!("{CLIENT_DENIED}: {client} is not in forward.clients_allowed"),
+                ));
             }
             if https {
                 return Err(refuse(
@@ -128,6 +141,8 @@ mod tests {
         parse_request(s.as_bytes(), limits).unwrap().unwrap().0
     }
 
+    const LAN: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 168, 1, 20));
+
     fn config(toml: &str) -> Config {
         Config::from_toml_str(toml, "t").unwrap()
     }
@@ -138,6 +153,7 @@ mod tests {
         let d = route(
             &c,
             &head("GET http://a.test:81/x HTTP/1.1\r\nHost: zz\r\n\r\n"),
+            LAN,
         )
         .unwrap();
         assert_eq!(
@@ -152,20 +168,49 @@ mod tests {
             })
         );
         assert_eq!(
-            route(&c, &head("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")).unwrap(),
+            route(&c, &head("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"), LAN).unwrap(),
             Decision::Health
         );
         assert_eq!(
-            route(&c, &head("GET /other HTTP/1.1\r\nHost: a\r\n\r\n"))
+            route(&c, &head("GET /other HTTP/1.1\r\nHost: a\r\n\r\n"), LAN)
                 .unwrap_err()
                 .status,
             400
         );
         assert_eq!(
-            route(&c, &head("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n"))
+            route(&c, &head("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n"), LAN)
                 .unwrap_err()
                 .status,
             501
+        );
+    }
+
+    #[test]
+    fn only_listed_clients_may_use_the_forward_proxy() {
+        let get = head("GET http://a.test/x HTTP/1.1\r\nHost: a.test\r\n\r\n");
+        let outsider: IpAddr = "203.0.113.7".parse().unwrap();
+        let c = config("");
+        assert!(route(&c, &get, LAN).is_ok(), "private ranges by default");
+        let refused = route(&c, &get, outsider).unwrap_err();
+        assert_eq!(refused.status, 403);
+        assert!(
+            refused.reason.starts_with(CLIENT_DENIED),
+            "{}",
+            refused.reason
+        );
+        assert!(
+            refused.reason.contains("forward.clients_allowed"),
+            "names the key"
+        );
+        // The list is the operator's: here only one network.
+        let c = config("[forward]\nclients_allowed = [\"203.0.113.0/24\"]\n");
+        assert!(route(&c, &get, outsider).is_ok());
+        assert_eq!(route(&c, &get, LAN).unwrap_err().status, 403);
+        // Reverse-proxy routes and the health check are not the forward proxy's.
+        let health = head("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(route(&c, &health, LAN), Ok(Decision::Health));
+        assert!(
+            Config::from_toml_str("[forward]\nclients_allowed = [\"10.0.0.0/40\"]\n", "t").is_err()
         );
     }
 
@@ -175,7 +220,7 @@ mod tests {
             "[[route]]\nhost = \"img.test\"\norigin = \"http://127.0.0.1:9001\"\n\
              [[route]]\npath_prefix = \"/api/\"\norigin = \"http://127.0.0.1:9002\"\npreserve_host = true\n",
         );
-        let port = |s: &str| match route(&c, &head(s)) {
+        let port = |s: &str| match route(&c, &head(s), LAN) {
             Ok(Decision::Proxy(d)) => (d.origin.port, d.host_field),
             other => panic!("{other:?}"),
         };
@@ -196,7 +241,7 @@ mod tests {
             (9001, "127.0.0.1:9001".into())
         );
         assert_eq!(
-            route(&c, &head("GET /b HTTP/1.1\r\nHost: w.test\r\n\r\n"))
+            route(&c, &head("GET /b HTTP/1.1\r\nHost: w.test\r\n\r\n"), LAN)
                 .unwrap_err()
                 .status,
             404

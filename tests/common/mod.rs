@@ -59,6 +59,8 @@ pub fn corpus_dir() -> PathBuf {
 pub struct Process {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Where its stderr (the log) goes.
+    pub log: PathBuf,
 }
 
 impl Drop for Process {
@@ -81,7 +83,8 @@ impl Process {
 
 /// Spawns `bin args`, waits for its "... listening on ADDR" line.
 fn spawn(bin: &str, args: &[String], log_name: &str) -> Process {
-    let log = std::fs::File::create(temp_path(log_name)).expect("log file");
+    let log_path = temp_path(log_name);
+    let log = std::fs::File::create(&log_path).expect("log file");
     let mut child = Command::new(bin)
         .args(args)
         .stdout(Stdio::piped())
@@ -99,7 +102,11 @@ fn spawn(bin: &str, args: &[String], log_name: &str) -> Process {
         .nth(3)
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("{bin} did not report its address: {line:?}"));
-    Process { child, addr }
+    Process {
+        child,
+        addr,
+        log: log_path,
+    }
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);

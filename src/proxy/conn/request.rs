@@ -7,7 +7,7 @@ use crate::http::target::Destination;
 
 use super::super::heads::{Identity, Validators, is_loop, write_upstream_request};
 use super::super::local::{HEALTH_BODY, error_body};
-use super::super::route::{Decision, route};
+use super::super::route::{CLIENT_DENIED, Decision, route};
 use super::caching::CacheCtx;
 use super::distilling::DistillCtx;
 use super::exchange::{Exchange, Fetch, Response, Stage, Upstream};
@@ -85,8 +85,15 @@ impl Conn {
             );
             return;
         }
-        match route(&self.cfg, &head) {
+        let client = self.client_ip(&head);
+        match route(&self.cfg, &head, client) {
             Err(refusal) => {
+                if refusal.reason.starts_with(CLIENT_DENIED) {
+                    self.stats.forward_clients_refused.incr();
+                    if self.cfg.forward.refusals.should_log(client, now.instant) {
+                        tracing::warn!(%client, "refused: not in forward.clients_allowed (logged once a minute per address)");
+                    }
+                }
                 let body = error_body(refusal.status, &refusal.reason);
                 self.answer_local(&head, refusal.status, &body, now);
             }
