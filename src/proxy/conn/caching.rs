@@ -319,18 +319,7 @@ impl Conn {
         let times = read_times(&fields, ctx.request_time, now.unix_secs);
         let admissible = head.method() == "GET" && self.admissible(ctx, &fields, &times, resp);
         if admissible {
-            let expected = match resp.framing {
-                Framing::Length(n) => usize::try_from(n).unwrap_or(usize::MAX),
-                _ => 0,
-            };
-            ctx.capture = HeldBody::new(&self.held, expected).map(|body| Capture {
-                fields,
-                times,
-                body,
-            });
-            if ctx.capture.is_none() {
-                self.stats.held_budget_full.incr();
-            }
+            self.start_capture(ctx, fields, times, resp);
         }
         let stored = ctx.capture.is_some();
         let line = cache_status_line(ctx.fwd, Some(resp.status), stored, None);
@@ -437,6 +426,12 @@ impl Conn {
             return;
         }
         ctx.owner_ttl = owner_ttl(resp);
+        self.start_capture(ctx, fields, times, resp);
+    }
+
+    /// Starts copying the response into held memory for the store (none when the
+    /// node's held budget is spent: the response then streams through unstored).
+    fn start_capture(&self, ctx: &mut CacheCtx, fields: Fields, times: Times, resp: &ResponseHead) {
         let expected = match resp.framing {
             Framing::Length(n) => usize::try_from(n).unwrap_or(usize::MAX),
             _ => 0,
@@ -446,6 +441,9 @@ impl Conn {
             times,
             body,
         });
+        if ctx.capture.is_none() {
+            self.stats.held_budget_full.incr();
+        }
     }
 
     /// A fresh copy in the near-cache of what the owner of this request's key would

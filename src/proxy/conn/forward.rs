@@ -132,10 +132,6 @@ impl Conn {
         }
         let up_head = self.peer_head(&c, &head, &dest, b"");
         let to = peer_authority(peer);
-        self.actions.push_back(Action::Acquire {
-            origin: to.clone(),
-            pooled_ok: true,
-        });
         self.stats.cluster_forwarded.incr();
         self.drop_near_copies(&c, &head, &dest);
         // Popular enough to keep: the answer is copied into the near-cache.
@@ -143,15 +139,8 @@ impl Conn {
             let key = route.near_key.clone().filter(|k| near.touch(k))?;
             Some(self.near_ctx(&head, &dest, key, now))
         });
-        let fetch = Stage::Fetching(Fetch {
-            up_head,
-            to,
-            _in_flight: Some(InFlight::start(&c.health, route.node)),
-            peer: Some(route),
-            upstream: Upstream::Acquiring { since: now.instant },
-            retried: false,
-            response: Response::AwaitHead { buf: Vec::new() },
-        });
+        let in_flight = InFlight::start(&c.health, route.node);
+        let fetch = self.fetching(up_head, to, Some(route), Some(in_flight), now);
         self.ex = Some(Exchange::new(head, dest, near, None, fetch, now.instant));
     }
 
@@ -227,20 +216,8 @@ impl Conn {
         // no-transform: its stored original byte for byte (no profile, no coding).
         let extra = b"Cache-Control: only-if-cached, no-transform\r\n";
         let up_head = self.peer_head(&c, &head, &dest, extra);
-        let to = peer_authority(&peer);
-        self.actions.push_back(Action::Acquire {
-            origin: to.clone(),
-            pooled_ok: true,
-        });
-        let fetch = Stage::Fetching(Fetch {
-            up_head,
-            to,
-            _in_flight: Some(InFlight::start(&c.health, node)),
-            peer: None,
-            upstream: Upstream::Acquiring { since: now.instant },
-            retried: false,
-            response: Response::AwaitHead { buf: Vec::new() },
-        });
+        let in_flight = InFlight::start(&c.health, node);
+        let fetch = self.fetching(up_head, peer_authority(&peer), None, Some(in_flight), now);
         self.ex = Some(Exchange::new(
             head,
             dest,

@@ -1,9 +1,10 @@
 //! The request side of a connection: parse each request as its turn comes, decide
 //! where it goes, send it upstream and pump its body from the client to the origin.
 
+use crate::config::cluster::InFlight;
 use crate::http::HttpError;
 use crate::http::request::{HeadLimits, RequestFraming, RequestHead, parse_request};
-use crate::http::target::Destination;
+use crate::http::target::{Authority, Destination};
 
 use super::super::heads::{Identity, Validators, is_loop, write_upstream_request};
 use super::super::local::{HEALTH_BODY, error_body};
@@ -11,6 +12,7 @@ use super::super::route::{CLIENT_DENIED, Decision, route};
 use super::caching::CacheCtx;
 use super::distilling::DistillCtx;
 use super::exchange::{Exchange, Fetch, Response, Stage, Upstream};
+use super::forward::PeerRoute;
 use super::{Action, Conn, Now};
 
 impl Conn {
@@ -166,19 +168,7 @@ impl Conn {
         let client = self.forwarded_client(&head);
         let client = client.as_deref().unwrap_or(&self.peer_ip);
         write_upstream_request(&mut up_head, &head, &dest, client, id, revalidate);
-        self.actions.push_back(Action::Acquire {
-            origin: dest.origin.clone(),
-            pooled_ok: true,
-        });
-        let fetch = Stage::Fetching(Fetch {
-            up_head,
-            to: dest.origin.clone(),
-            peer: None,
-            _in_flight: None,
-            upstream: Upstream::Acquiring { since: now.instant },
-            retried: false,
-            response: Response::AwaitHead { buf: Vec::new() },
-        });
+        let fetch = self.fetching(up_head, dest.origin.clone(), None, None, now);
         self.ex = Some(Exchange::new(
             head,
             dest,
@@ -187,6 +177,31 @@ impl Conn {
             fetch,
             now.instant,
         ));
+    }
+
+    /// The fetching stage of a request to `to` (an origin, or a peer node), the driver
+    /// asked for a connection to it.
+    pub(super) fn fetching(
+        &mut self,
+        up_head: Vec<u8>,
+        to: Authority,
+        peer: Option<PeerRoute>,
+        in_flight: Option<InFlight>,
+        now: Now<'_>,
+    ) -> Stage {
+        self.actions.push_back(Action::Acquire {
+            origin: to.clone(),
+            pooled_ok: true,
+        });
+        Stage::Fetching(Fetch {
+            up_head,
+            to,
+            peer,
+            _in_flight: in_flight,
+            upstream: Upstream::Acquiring { since: now.instant },
+            retried: false,
+            response: Response::AwaitHead { buf: Vec::new() },
+        })
     }
 
     /// Moves request body bytes from the client's input to the origin's output, as far
