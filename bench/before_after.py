@@ -50,7 +50,9 @@ def main(argv):
     args = ap.parse_args(argv)
     b.ensure(())
     before = args.before_bin or build_before(args.before, args.target)
-    hits_cfg, proxy_cfg = b.distilld_config(), b.NO_CACHE
+    # Reverse proxying only (no destination rules apply), so an older build reads both.
+    hits_cfg = b.distilld_config(loopback=False)
+    proxy_cfg = b.distilld_config(loopback=False, cache={"memory_bytes": 0})
     turns = {}
     with b.Servers() as s:
         s.origin(ORIGIN)

@@ -100,18 +100,25 @@ def _toml(v):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return str(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
     return json.dumps(str(v))
 
 
-def distilld_config(access_log=True, **tables):
+def distilld_config(access_log=True, loopback=True, **tables):
     """distilld's config for a benchmark: the shipped defaults (src/default.toml: access
     log on at level info, cache on with 256 MiB, ...) except `server.pin_workers = false`,
     because taskset already places the process on the benchmark's cores and pin_workers
     would move shard i to core i, onto the load generator. `access_log=False` is the one
     other setting a benchmark may turn, for a server it names "-nolog" next to the
     shipped one. `tables` ({"cache": {"memory_bytes": 0}}) are what a benchmark is about
-    and are named in its README section."""
+    and are named in its README section. The benchmarks' origins listen on loopback, which
+    the shipped forward proxy refuses as a destination (SSRF), so `forward.destinations_allowed`
+    lets it through when the forward proxy is measured (`loopback=False` leaves it out, for
+    a build from before that key)."""
     t = {"server": {"pin_workers": False}}
+    if loopback:
+        t["forward"] = {"destinations_allowed": ["127.0.0.0/8"]}
     if not access_log:
         t["log"] = {"access_log": False}
     for name, keys in tables.items():

@@ -445,8 +445,14 @@ class Settings(unittest.TestCase):
         self.assertIn("access log OFF", b.describe_config(off))
 
     def test_tables_merge(self):
-        config = b.distilld_config(server={"pin_workers": True}, log={"stats_interval_ms": 500})
+        config = b.distilld_config(loopback=False, server={"pin_workers": True}, log={"stats_interval_ms": 500})
         self.assertEqual(config, "[server]\npin_workers = true\n[log]\nstats_interval_ms = 500\n")
+
+    def test_loopback_destinations_are_allowed_explicitly(self):
+        config = b.distilld_config()
+        self.assertIn('[forward]\ndestinations_allowed = ["127.0.0.0/8"]\n', config)
+        self.assertIn('forward.destinations_allowed = ["127.0.0.0/8"]', b.describe_config(config))
+        self.assertNotIn("[forward]", b.distilld_config(loopback=False))
 
 
 if __name__ == "__main__":

@@ -139,7 +139,8 @@ fn run(cfg: Config, source: Source) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let running = match distilld::shard::start(Arc::new(cfg), handed.listeners) {
+    let admin_addr: Vec<_> = admin.iter().filter_map(|l| l.local_addr().ok()).collect();
+    let running = match distilld::shard::start(Arc::new(cfg), handed.listeners, &admin_addr) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("{e}");

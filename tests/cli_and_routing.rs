@@ -83,12 +83,91 @@ fn forward_proxy_resolves_names_off_the_shard() {
 }
 
 #[test]
-fn request_to_itself_is_a_loop() {
+fn request_to_itself_is_refused_and_a_loop_is_caught() {
+    // Loopback is allowed here, but the proxy's own listener never is.
     let s = Setup::new(Mode::Forward);
     let me = s.proxy.addr;
     let mut c = Client::connect(me);
     c.send(format!("GET http://{me}/x HTTP/1.1\r\nHost: {me}\r\n\r\n").as_bytes());
+    let r = c.response(false);
+    assert_eq!(r.status, 403);
+    assert!(String::from_utf8_lossy(&r.body).contains("own listener"));
+    // A loop some other way round (another proxy sent it back) has our Via on it.
+    let origin = s.origin.addr;
+    c.send(
+        format!("GET http://{origin}/x HTTP/1.1\r\nHost: {origin}\r\nVia: 1.1 distilld\r\n\r\n")
+            .as_bytes(),
+    );
     assert_eq!(c.response(false).status, 508);
+}
+
+/// The shipped destination rules (loopback denied) in front of a listener that must
+/// never see a connection: every spelling of loopback, a name that resolves to it (the
+/// hosts file's `localhost`), and a port outside the list are refused with 403 naming
+/// the rule and the key.
+#[test]
+fn denied_destinations_get_403_and_no_connection_is_attempted() {
+    let s = Setup::with(Mode::Forward, "[forward]\ndestinations_allowed = []\n", &[]);
+    let trap = std::net::TcpListener::bind("127.0.0.1:0").expect("trap");
+    trap.set_nonblocking(true).expect("nonblocking");
+    let p = trap.local_addr().expect("addr").port();
+    let mut c = s.client();
+    let denied = [
+        format!("127.0.0.1:{p}"),
+        format!("2130706433:{p}"),
+        format!("0177.0.0.1:{p}"),
+        format!("0x7f.0.0.1:{p}"),
+        format!("0x7f000001:{p}"),
+        format!("127.1:{p}"),
+        format!("[::ffff:127.0.0.1]:{p}"),
+        format!("[::1]:{p}"),
+        format!("localhost:{p}"),
+        format!("LocalHost:{p}"),
+    ];
+    for authority in &denied {
+        c.send(
+            format!("GET http://{authority}/x HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes(),
+        );
+        let r = c.response(false);
+        let body = String::from_utf8_lossy(&r.body);
+        assert_eq!(r.status, 403, "{authority}: {body}");
+        assert!(
+            body.contains("forward.destinations_denied"),
+            "{authority}: {body}"
+        );
+        assert!(
+            body.contains("127.0.0.0/8") || body.contains("::1/128"),
+            "{authority}: {body}"
+        );
+    }
+    c.send(b"GET http://localhost:22/ HTTP/1.1\r\nHost: localhost:22\r\n\r\n");
+    let r = c.response(false);
+    assert_eq!(r.status, 403);
+    assert!(String::from_utf8_lossy(&r.body).contains("forward.ports_allowed"));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        trap.accept().is_err(),
+        "a denied destination saw a connection"
+    );
+    let (connections, _) = s.origin_stats();
+    assert_eq!(connections, 0, "nothing reached the test's origin either");
+}
+
+#[test]
+fn a_client_outside_the_list_gets_403_and_one_inside_is_served() {
+    let s = Setup::with(
+        Mode::Forward,
+        "[forward]\nclients_allowed = [\"127.0.0.1\"]\n",
+        &[],
+    );
+    let (target, host) = s.target("/bytes/10");
+    let get = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    let mut outsider = Client::connect_from(s.proxy.addr, [127, 0, 0, 2]);
+    outsider.send(get.as_bytes());
+    assert_eq!(outsider.response(false).status, 403);
+    let mut insider = Client::connect_from(s.proxy.addr, [127, 0, 0, 1]);
+    insider.send(get.as_bytes());
+    assert_eq!(insider.response(false).status, 200);
 }
 
 #[test]

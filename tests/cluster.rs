@@ -77,7 +77,7 @@ fn weighted_config(me: &str, nodes: &[(&str, u32)], port: u16, gossip: bool) -> 
             "[[cluster.nodes]]\nid = \"{id}\"\nhttp = \"{addr}\"\n{gossip}weight = {weight}\n"
         ));
     }
-    s
+    common::allow_loopback(&s)
 }
 
 fn start_node(i: usize, config: &str, port: u16, origin: SocketAddr) -> Node {

@@ -276,11 +276,16 @@ fn shards(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
 }
 
 fn cluster(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
-    let plain: [(&str, &str, Pick); 11] = [
+    let plain: [(&str, &str, Pick); 12] = [
         (
             "distilld_forward_clients_refused",
             "Forward-proxy requests refused (403): the client is not in forward.clients_allowed.",
             |s| &s.forward_clients_refused,
+        ),
+        (
+            "distilld_forward_destinations_refused",
+            "Forward-proxy requests refused (403): the port or the address the destination resolved to is denied ([forward] destinations_denied, ports_allowed).",
+            |s| &s.forward_destinations_refused,
         ),
         (
             "distilld_cluster_ramped",

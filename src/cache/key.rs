@@ -96,6 +96,7 @@ mod tests {
                 },
                 host_field: host_field.into(),
                 path: path.into(),
+                screened: true,
             })
         };
         assert_ne!(key("a:80/x", "/y"), key("a:80", "/x/y"));

@@ -32,11 +32,14 @@ pub struct FileConfig {
     pub routes: Vec<FileRoute>,
 }
 
-/// `[forward]`: who may use the forward proxy.
+/// `[forward]`: who may use the forward proxy, and where it may connect.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct FileForward {
     pub clients_allowed: Option<Vec<String>>,
+    pub destinations_denied: Option<Vec<String>>,
+    pub destinations_allowed: Option<Vec<String>>,
+    pub ports_allowed: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

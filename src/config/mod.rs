@@ -152,12 +152,16 @@ pub struct Config {
     pub forward: ForwardConfig,
 }
 
-/// `[forward]`: who may use the forward proxy (absolute-form requests).
+/// `[forward]`: who may use the forward proxy (absolute-form requests), and where it
+/// may connect.
 #[derive(Debug, Clone)]
 pub struct ForwardConfig {
     pub clients_allowed: crate::access::clients::ClientList,
     /// When each refused client was last logged (a line per address a minute).
     pub refusals: std::sync::Arc<crate::access::clients::RefusalLog>,
+    pub destinations: crate::access::destinations::DestinationRules,
+    /// When each client refused a destination was last logged.
+    pub destination_refusals: std::sync::Arc<crate::access::clients::RefusalLog>,
 }
 
 /// Distillation: profiles, how one is chosen, and the limits of a job.

@@ -634,28 +634,66 @@ fn ms(bad: &mut impl FnMut(&str, String), key: &str, v: Option<u64>, default: u6
     Duration::from_millis(v.max(1))
 }
 
-/// `[forward]`: the client list (default: loopback and the private ranges).
+/// `[forward]`: the client list (default: loopback and the private ranges), the
+/// destination rules and the ports.
 fn forward(
     f: &super::file::FileForward,
     bad: &mut impl FnMut(&str, String),
 ) -> super::ForwardConfig {
     use crate::access::clients::{ClientList, DEFAULT_CLIENTS};
-    let given: Vec<String> = match &f.clients_allowed {
-        Some(list) => list.clone(),
-        None => DEFAULT_CLIENTS.iter().map(|s| s.to_string()).collect(),
+    use crate::access::destinations::{
+        DEFAULT_DENIED, DEFAULT_PORTS, DestinationRules, parse_port_range,
     };
-    let mut prefixes = Vec::new();
-    for (i, p) in given.iter().enumerate() {
-        match parse_prefix(p) {
-            Some(prefix) => prefixes.push(prefix),
+    let clients = prefixes(&f.clients_allowed, &DEFAULT_CLIENTS, "clients_allowed", bad);
+    let denied = prefixes(
+        &f.destinations_denied,
+        &DEFAULT_DENIED,
+        "destinations_denied",
+        bad,
+    );
+    let allowed = prefixes(&f.destinations_allowed, &[], "destinations_allowed", bad);
+    let mut ports = Vec::new();
+    for (i, p) in strings(&f.ports_allowed, &DEFAULT_PORTS).iter().enumerate() {
+        match parse_port_range(p) {
+            Some(range) => ports.push(range),
             None => bad(
-                &format!("forward.clients_allowed[{i}]"),
-                format!("{p:?} is not an address or a prefix like 10.0.0.0/8"),
+                &format!("forward.ports_allowed[{i}]"),
+                format!("{p:?} is not a port (1-65535) or a range like \"1025-65535\""),
             ),
         }
     }
     super::ForwardConfig {
-        clients_allowed: ClientList::new(prefixes),
+        clients_allowed: ClientList::new(clients),
         refusals: Default::default(),
+        destinations: DestinationRules::new(denied, allowed, ports),
+        destination_refusals: Default::default(),
     }
+}
+
+/// A list of strings from the file, or the default.
+fn strings(given: &Option<Vec<String>>, default: &[&str]) -> Vec<String> {
+    match given {
+        Some(list) => list.clone(),
+        None => default.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// `forward.<key>`: addresses and prefixes, each checked.
+fn prefixes(
+    given: &Option<Vec<String>>,
+    default: &[&str],
+    key: &str,
+    bad: &mut impl FnMut(&str, String),
+) -> Vec<crate::access::prefix::Prefix> {
+    let mut out = Vec::new();
+    for (i, p) in strings(given, default).iter().enumerate() {
+        match parse_prefix(p) {
+            Some(prefix) => out.push(prefix),
+            None => bad(
+                &format!("forward.{key}[{i}]"),
+                format!("{p:?} is not an address or a prefix like 10.0.0.0/8"),
+            ),
+        }
+    }
+    out
 }

@@ -27,6 +27,9 @@ pub struct Destination {
     pub path: String,
     /// Value of the Host field sent upstream.
     pub host_field: String,
+    /// Named by the client (the forward proxy): the address it is connected to must
+    /// pass `[forward]`'s destination rules. An origin from the config is exempt.
+    pub screened: bool,
 }
 
 /// A host (lower-cased; IPv6 without brackets) and port.

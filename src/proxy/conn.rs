@@ -49,8 +49,13 @@ pub struct Now<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Action {
     /// Attach a connection to `origin`: from the pool when `pooled_ok`, else fresh.
-    /// Answered by `on_upstream_ready` or `on_upstream_failed`.
-    Acquire { origin: Authority, pooled_ok: bool },
+    /// `screened`: named by the client, so its address must pass the forward proxy's
+    /// destination rules first. Answered by `on_upstream_ready` or `on_upstream_failed`.
+    Acquire {
+        origin: Authority,
+        pooled_ok: bool,
+        screened: bool,
+    },
     /// The exchange is over and the upstream connection can be reused.
     Release,
     /// Close the upstream connection, or cancel its acquisition.
@@ -91,6 +96,9 @@ pub enum UpstreamFailure {
     Resolve { host: String, reason: String },
     #[error("cannot connect to {addr}: {reason}")]
     Connect { addr: String, reason: String },
+    /// The address the name resolved to is one the destination rules deny.
+    #[error("{}: {denied}", crate::proxy::route::DESTINATION_DENIED, denied = .0)]
+    Denied(crate::access::destinations::Denied),
 }
 
 pub struct Conn {
@@ -308,9 +316,13 @@ impl Conn {
         if self.ex.is_none() {
             return;
         }
+        if let UpstreamFailure::Denied(_) = failure {
+            self.refuse_destination(&failure.to_string(), now);
+            return;
+        }
         self.stats.upstream_failed(match failure {
             UpstreamFailure::Resolve { .. } => upstream_kind::RESOLVE,
-            UpstreamFailure::Connect { .. } => upstream_kind::CONNECT,
+            UpstreamFailure::Connect { .. } | UpstreamFailure::Denied(_) => upstream_kind::CONNECT,
         });
         if self.reroute(&failure.to_string(), now) {
             return;
@@ -362,9 +374,11 @@ impl Conn {
                     fetch.upstream = Upstream::Acquiring { since: now.instant };
                     self.up_out.clear();
                     self.actions.push_back(Action::CloseUpstream);
+                    let screened = fetch.screened;
                     self.actions.push_back(Action::Acquire {
                         origin,
                         pooled_ok: false,
+                        screened,
                     });
                     return;
                 }

@@ -272,6 +272,7 @@ mod tests {
             },
             path: "/p".into(),
             host_field: "o.test".into(),
+            screened: true,
         };
         let mut out = Vec::new();
         write_upstream_request(&mut out, &head, &dest, "127.0.0.1", ID, None);

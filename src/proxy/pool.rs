@@ -7,9 +7,20 @@ use std::time::{Duration, Instant};
 
 use crate::http::target::Authority;
 
+/// What makes an upstream connection fit for a request: where it goes, and whether it
+/// was made for a client-named destination (checked against the forward proxy's
+/// destination rules when it connected). A connection made for an origin from the
+/// config, which is exempt, is never handed to a client-named request for the same
+/// name: the name may have resolved elsewhere since, or the check never ran.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UpstreamKey {
+    pub origin: Authority,
+    pub screened: bool,
+}
+
 #[derive(Debug)]
 pub struct IdlePool {
-    idle: HashMap<Authority, VecDeque<(usize, Instant)>>,
+    idle: HashMap<UpstreamKey, VecDeque<(usize, Instant)>>,
     per_origin_max: usize,
     total_max: usize,
     idle_timeout: Duration,
@@ -44,7 +55,7 @@ impl IdlePool {
 
     /// Keeps `id` for reuse. Returns the ids that must be closed to stay in bounds
     /// (possibly `id` itself when the limits are zero).
-    pub fn put(&mut self, origin: &Authority, id: usize, now: Instant) -> Vec<usize> {
+    pub fn put(&mut self, origin: &UpstreamKey, id: usize, now: Instant) -> Vec<usize> {
         let mut evicted = Vec::new();
         if self.per_origin_max == 0 || self.total_max == 0 {
             evicted.push(id);
@@ -69,7 +80,7 @@ impl IdlePool {
     }
 
     /// The most recently parked connection to `origin` (the warmest one).
-    pub fn take(&mut self, origin: &Authority) -> Option<usize> {
+    pub fn take(&mut self, origin: &UpstreamKey) -> Option<usize> {
         let queue = self.idle.get_mut(origin)?;
         let (id, _) = queue.pop_back()?;
         self.total -= 1;
@@ -115,7 +126,7 @@ impl IdlePool {
         expired
     }
 
-    fn oldest_origin(&self) -> Option<Authority> {
+    fn oldest_origin(&self) -> Option<UpstreamKey> {
         self.idle
             .iter()
             .filter_map(|(k, q)| q.front().map(|&(_, t)| (k, t)))
@@ -123,7 +134,7 @@ impl IdlePool {
             .map(|(k, _)| k.clone())
     }
 
-    fn pop_oldest(&mut self, key: &Authority) -> Option<usize> {
+    fn pop_oldest(&mut self, key: &UpstreamKey) -> Option<usize> {
         let queue = self.idle.get_mut(key)?;
         let (id, _) = queue.pop_front()?;
         self.total -= 1;
@@ -138,10 +149,13 @@ impl IdlePool {
 mod tests {
     use super::*;
 
-    fn origin(port: u16) -> Authority {
-        Authority {
-            host: "127.0.0.1".into(),
-            port,
+    fn origin(port: u16) -> UpstreamKey {
+        UpstreamKey {
+            origin: Authority {
+                host: "127.0.0.1".into(),
+                port,
+            },
+            screened: false,
         }
     }
 
@@ -160,6 +174,19 @@ mod tests {
         assert!(p.remove(4));
         assert!(!p.remove(4));
         assert_eq!(p.len(), 1);
+    }
+
+    #[test]
+    fn a_connection_made_for_a_configured_origin_is_not_given_to_a_client_named_one() {
+        let t0 = Instant::now();
+        let mut p = IdlePool::new(8, 8, Duration::from_secs(5));
+        p.put(&origin(1), 1, t0);
+        let screened = UpstreamKey {
+            screened: true,
+            ..origin(1)
+        };
+        assert_eq!(p.take(&screened), None);
+        assert_eq!(p.take(&origin(1)), Some(1));
     }
 
     #[test]

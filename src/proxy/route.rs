@@ -23,6 +23,8 @@ pub enum Decision {
 
 /// The start of the reason a client outside the forward proxy's list is given.
 pub const CLIENT_DENIED: &str = "this client may not use the forward proxy";
+/// The start of the reason a destination the rules deny is given.
+pub const DESTINATION_DENIED: &str = "the forward proxy may not connect there";
 
 /// A request that cannot be routed: the status and the reason the client is told.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -75,6 +77,7 @@ pub fn route(config: &Config, head: &RequestHead, client: IpAddr) -> Result<Deci
                     "https:// targets need CONNECT, which is not supported yet",
                 ));
             }
+            let origin = screen(config, &authority)?;
             let path = if path.is_empty() {
                 "/".to_string()
             } else {
@@ -82,13 +85,34 @@ pub fn route(config: &Config, head: &RequestHead, client: IpAddr) -> Result<Deci
             };
             Ok(Decision::Proxy(Destination {
                 host_field: authority.host_field(),
-                origin: authority,
+                origin,
                 path,
+                screened: true,
             }))
         }
         Target::AuthorityForm(_) => Err(refuse(501, "CONNECT is not supported yet")),
         Target::Asterisk => Err(refuse(400, "asterisk-form is not proxied")),
     }
+}
+
+/// A client-named destination, checked before any upstream work: its port, and its
+/// address when the host is numeric (in any spelling a resolver takes: the host is
+/// rewritten to the address it means, so the connection goes where the check looked).
+/// A name is checked again on the address it resolves to, when it is connected to.
+fn screen(config: &Config, authority: &Authority) -> Result<Authority, Refusal> {
+    let rules = &config.forward.destinations;
+    let deny =
+        |d: crate::access::destinations::Denied| refuse(403, format!("{DESTINATION_DENIED}: {d}"));
+    rules.check_port(authority.port).map_err(deny)?;
+    let Some(ip) = crate::access::numeric::numeric_host(&authority.host) else {
+        return Ok(authority.clone());
+    };
+    let to = std::net::SocketAddr::new(ip, authority.port);
+    rules.check(to, &[]).map_err(deny)?;
+    Ok(Authority {
+        host: ip.to_string(),
+        port: authority.port,
+    })
 }
 
 fn route_origin_form(config: &Config, head: &RequestHead, path: &str) -> Result<Decision, Refusal> {
@@ -119,6 +143,7 @@ fn route_origin_form(config: &Config, head: &RequestHead, path: &str) -> Result<
                 (true, Some(h)) => h.to_string(),
                 _ => r.origin.authority.host_field(),
             },
+            screened: false,
         })),
         None if config.routes.is_empty() => Err(refuse(
             400,
@@ -152,7 +177,7 @@ mod tests {
         let c = config("");
         let d = route(
             &c,
-            &head("GET http://a.test:81/x HTTP/1.1\r\nHost: zz\r\n\r\n"),
+            &head("GET http://a.test:8081/x HTTP/1.1\r\nHost: zz\r\n\r\n"),
             LAN,
         )
         .unwrap();
@@ -161,10 +186,11 @@ mod tests {
             Decision::Proxy(Destination {
                 origin: Authority {
                     host: "a.test".into(),
-                    port: 81
+                    port: 8081
                 },
                 path: "/x".into(),
-                host_field: "a.test:81".into()
+                host_field: "a.test:8081".into(),
+                screened: true,
             })
         );
         assert_eq!(
@@ -212,6 +238,69 @@ mod tests {
         assert!(
             Config::from_toml_str("[forward]\nclients_allowed = [\"10.0.0.0/40\"]\n", "t").is_err()
         );
+    }
+
+    #[test]
+    fn denied_destinations_are_refused_before_any_upstream_work() {
+        let get = |target: &str| head(&format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        let c = config("");
+        for target in [
+            "http://127.0.0.1:8080/",
+            "http://2130706433:8080/",
+            "http://0177.0.0.1:8080/",
+            "http://0x7f.1:8080/",
+            "http://127.1:8080/",
+            "http://[::1]:8080/",
+            "http://[::ffff:127.0.0.1]:8080/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://0xa9fea9fe/",
+            "http://[fd00:ec2::254]/",
+            "http://100.100.100.200/",
+            "http://0/",
+            "http://a.test:22/",
+            "http://10.0.0.1:25/",
+        ] {
+            let refused = route(&c, &get(target), LAN).unwrap_err();
+            assert_eq!(refused.status, 403, "{target}");
+            assert!(
+                refused.reason.starts_with(DESTINATION_DENIED),
+                "{target}: {}",
+                refused.reason
+            );
+            assert!(
+                refused.reason.contains("forward."),
+                "names the key: {}",
+                refused.reason
+            );
+        }
+        // A name passes here: its address is checked when it is connected to.
+        assert!(route(&c, &get("http://localhost:8080/"), LAN).is_ok());
+        // Loopback allowed: a numeric host is rewritten to the address it means.
+        let c = config(
+            "[forward]\ndestinations_allowed = [\"127.0.0.0/8\"]\nports_allowed = [\"8080\"]\n",
+        );
+        match route(&c, &get("http://0x7f.1:8080/a"), LAN) {
+            Ok(Decision::Proxy(d)) => {
+                assert_eq!(d.origin.host, "127.0.0.1");
+                assert!(d.screened);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            route(&c, &get("http://127.0.0.1:8081/"), LAN)
+                .unwrap_err()
+                .status,
+            403
+        );
+        for bad in [
+            "[forward]\nports_allowed = [\"0\"]\n",
+            "[forward]\nports_allowed = [\"9-8\"]\n",
+            "[forward]\ndestinations_denied = [\"nope\"]\n",
+            "[forward]\ndestinations_allowed = [\"::/200\"]\n",
+        ] {
+            let e = Config::from_toml_str(bad, "t").unwrap_err().to_string();
+            assert!(e.contains("forward."), "{e}");
+        }
     }
 
     #[test]

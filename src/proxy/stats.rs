@@ -69,6 +69,8 @@ pub struct Stats {
     pub cluster_spilled: Counter,
     /// Forward-proxy requests from clients outside `forward.clients_allowed` (403).
     pub forward_clients_refused: Counter,
+    /// Forward-proxy requests to a port or an address the destination rules deny (403).
+    pub forward_destinations_refused: Counter,
     /// Requests sent past a peer that is ramping up (its share of keys not yet back).
     pub cluster_ramped: Counter,
     /// Misses filled from the key's previous owner (while this node warms).

@@ -14,8 +14,8 @@ use slab::Slab;
 use socket2::SockRef;
 
 use crate::config::Config;
-use crate::http::target::Authority;
 use crate::proxy::out::IOV_MAX;
+use crate::proxy::pool::UpstreamKey;
 use crate::proxy::stats::Stats;
 use crate::proxy::{Conn, UpstreamFailure};
 
@@ -46,7 +46,7 @@ struct Client {
 
 struct Upstream {
     stream: TcpStream,
-    origin: Authority,
+    key: UpstreamKey,
     owner: Option<usize>,
     connected: bool,
     readable: bool,
@@ -414,7 +414,7 @@ impl Shard {
                 let addr = up
                     .stream
                     .peer_addr()
-                    .map_or(up.origin.to_string(), |a| a.to_string());
+                    .map_or(up.key.origin.to_string(), |a| a.to_string());
                 c.conn.on_upstream_failed(
                     UpstreamFailure::Connect {
                         addr,
@@ -429,7 +429,7 @@ impl Shard {
 
     // ---- upstream actions ------------------------------------------------------------
 
-    fn connect(&mut self, ci: usize, origin: Authority, addr: SocketAddr, now: Instant) {
+    fn connect(&mut self, ci: usize, key: UpstreamKey, addr: SocketAddr, now: Instant) {
         let Some(c) = self.clients.get_mut(ci) else {
             return;
         };
@@ -445,7 +445,7 @@ impl Shard {
             let ui = entry.key();
             entry.insert(Upstream {
                 stream,
-                origin,
+                key,
                 owner: Some(ci),
                 connected: false,
                 readable: false,
@@ -471,8 +471,8 @@ impl Shard {
             return;
         };
         up.owner = None;
-        let origin = up.origin.clone();
-        for evicted in self.lookups.pool.put(&origin, ui, now) {
+        let key = up.key.clone();
+        for evicted in self.lookups.pool.put(&key, ui, now) {
             self.close_upstream(evicted);
         }
         // The origin may have closed it already; look before it is handed out.
@@ -544,8 +544,8 @@ impl ShardIo for Shard {
         Some((&mut c.conn, &mut c.link, &self.date))
     }
 
-    fn take_pooled(&mut self, origin: &Authority, ci: usize) -> Option<usize> {
-        while let Some(ui) = self.lookups.pool.take(origin) {
+    fn take_pooled(&mut self, key: &UpstreamKey, ci: usize) -> Option<usize> {
+        while let Some(ui) = self.lookups.pool.take(key) {
             if let Some(up) = self.upstreams.get_mut(ui) {
                 up.owner = Some(ci);
                 return Some(ui);
@@ -554,8 +554,8 @@ impl ShardIo for Shard {
         None
     }
 
-    fn connect(&mut self, ci: usize, origin: Authority, addr: SocketAddr, now: Instant) {
-        Shard::connect(self, ci, origin, addr, now)
+    fn connect(&mut self, ci: usize, key: UpstreamKey, addr: SocketAddr, now: Instant) {
+        Shard::connect(self, ci, key, addr, now)
     }
 
     fn park(&mut self, ui: usize, now: Instant) {

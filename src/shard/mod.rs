@@ -126,15 +126,33 @@ pub struct Node {
     pub jobs: crate::distill::pool::JobPool,
     /// Response bodies held in memory by all shards together.
     pub held: Arc<crate::proxy::held::HeldBudget>,
+    /// The node's own listening addresses, as destinations the forward proxy refuses
+    /// (a request there would loop, or reach the admin listener from outside).
+    pub own: Arc<[SocketAddr]>,
+}
+
+/// Every address the node listens on, a wildcard one as each local address.
+fn own_addresses(main: SocketAddr, also: &[SocketAddr]) -> Arc<[SocketAddr]> {
+    use crate::access::destinations::{local_addresses, own_addresses};
+    let listening: Vec<SocketAddr> = std::iter::once(main).chain(also.iter().copied()).collect();
+    let wildcard = listening.iter().any(|a| a.ip().is_unspecified());
+    let local = if wildcard {
+        local_addresses()
+    } else {
+        Vec::new()
+    };
+    own_addresses(&listening, &local).into()
 }
 
 /// Binds the listeners and starts one shard per worker; returns once every shard is
 /// ready (or the first failed).
 /// `inherited`: the listening sockets a binary upgrade handed over
-/// (`listener::take_inherited`), used instead of binding.
+/// (`listener::take_inherited`), used instead of binding. `also_own`: the node's other
+/// listeners (admin), which the forward proxy must not connect to either.
 pub fn start(
     config: Arc<Config>,
     inherited: Option<Vec<std::net::TcpListener>>,
+    also_own: &[SocketAddr],
 ) -> Result<Running, ShardError> {
     let (driver, why) = choose_driver(config.io)?;
     tracing::info!(
@@ -175,6 +193,7 @@ pub fn start(
             config.distill.pool_queue_max,
         ),
         held: crate::proxy::held::HeldBudget::new(config.limits.held_bytes_max),
+        own: own_addresses(local_addr, also_own),
     };
     let cores = if config.pin_workers {
         core_affinity::get_core_ids().unwrap_or_default()

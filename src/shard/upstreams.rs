@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use crate::access::destinations::DestinationRules;
 use crate::config::Config;
 use crate::http::target::Authority;
-use crate::proxy::pool::IdlePool;
+use crate::proxy::pool::{IdlePool, UpstreamKey};
 use crate::proxy::{Action, Conn, UpstreamFailure};
 
 use super::control::{Directives, Drain, ShardControl};
@@ -55,13 +56,25 @@ pub struct Link {
     /// the next connection in the same slot.
     pub serial: u64,
     pub upstream: Option<usize>,
-    pub awaiting_dns: Option<Authority>,
+    /// The connection asked for while its name resolves.
+    pub awaiting_dns: Option<Wanted>,
+}
+
+/// A connection asked for and not yet had: where, and whether a pooled one will do.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    pub key: UpstreamKey,
+    pub pooled_ok: bool,
 }
 
 /// A shard's upstream bookkeeping: idle pool, name cache, lookups under way, and the
 /// node's response cache with the flights its clients wait on.
 pub struct Lookups {
     pub pool: IdlePool,
+    /// `[forward]`'s rules for client-named destinations (reloaded with the config).
+    destinations: DestinationRules,
+    /// The node's own listeners: never a destination.
+    own: Arc<[SocketAddr]>,
     pub cache: Option<Arc<Store>>,
     pub held: Arc<crate::proxy::held::HeldBudget>,
     jobs: JobPool,
@@ -82,6 +95,8 @@ impl Lookups {
         let (tx, rx) = crossbeam_channel::unbounded();
         let (flight_tx, flight_rx) = crossbeam_channel::unbounded();
         Lookups {
+            destinations: cfg.forward.destinations.clone(),
+            own: node.own,
             cache: node.cache,
             held: node.held,
             jobs: node.jobs,
@@ -115,6 +130,7 @@ impl Lookups {
         );
         self.dns.set_ttls(up.dns_cache_ttl, up.dns_negative_ttl);
         self.dns_timeout = up.dns_timeout;
+        self.destinations = cfg.forward.destinations.clone();
     }
 
     /// Wakes the wait `to` names on this shard.
@@ -133,8 +149,8 @@ pub trait ShardIo {
     /// The client in slot `ci`, its link, and the Date value for `Now`.
     fn client(&mut self, ci: usize) -> Option<(&mut Conn, &mut Link, &DateCache)>;
     /// An idle pooled connection to `origin` that is still usable, now owned by `ci`.
-    fn take_pooled(&mut self, origin: &Authority, ci: usize) -> Option<usize>;
-    fn connect(&mut self, ci: usize, origin: Authority, addr: SocketAddr, now: Instant);
+    fn take_pooled(&mut self, key: &UpstreamKey, ci: usize) -> Option<usize>;
+    fn connect(&mut self, ci: usize, key: UpstreamKey, addr: SocketAddr, now: Instant);
     /// Park upstream `ui`, no longer owned by any client, in the pool (or close it).
     fn park(&mut self, ui: usize, now: Instant);
     fn close_upstream(&mut self, ui: usize);
@@ -198,7 +214,14 @@ pub fn apply_actions<D: ShardIo>(d: &mut D, ci: usize, now: Instant) {
             return;
         };
         match action {
-            Action::Acquire { origin, pooled_ok } => acquire(d, ci, origin, pooled_ok, now),
+            Action::Acquire {
+                origin,
+                pooled_ok,
+                screened,
+            } => {
+                let key = UpstreamKey { origin, screened };
+                acquire(d, ci, Wanted { key, pooled_ok }, now)
+            }
             Action::Release => {
                 if let Some(ui) = link.upstream.take() {
                     d.park(ui, now);
@@ -225,22 +248,52 @@ pub fn apply_actions<D: ShardIo>(d: &mut D, ci: usize, now: Instant) {
     }
 }
 
-fn acquire<D: ShardIo>(d: &mut D, ci: usize, origin: Authority, pooled_ok: bool, now: Instant) {
-    if pooled_ok && let Some(ui) = d.take_pooled(&origin, ci) {
-        if let Some((conn, link, date)) = d.client(ci) {
-            link.upstream = Some(ui);
-            conn.on_upstream_ready(true, date.now(now));
-        }
+/// A configured origin may take a pooled connection before its name is looked at; a
+/// client-named one only once the address it resolves to passed the rules.
+fn acquire<D: ShardIo>(d: &mut D, ci: usize, want: Wanted, now: Instant) {
+    if want.pooled_ok && !want.key.screened && attach_pooled(d, ci, &want.key, now) {
         return;
     }
-    match literal(&origin)
+    let origin = &want.key.origin;
+    match literal(origin)
         .map(Ok)
-        .or_else(|| d.lookups().dns.get(&origin, now))
+        .or_else(|| d.lookups().dns.get(origin, now))
     {
-        Some(Ok(addr)) => d.connect(ci, origin, addr, now),
-        Some(Err(reason)) => fail_lookup(d, ci, &origin, reason, now),
-        None => resolve(d, ci, origin, now),
+        Some(Ok(addr)) => connect_to(d, ci, want, addr, now),
+        Some(Err(reason)) => fail_lookup(d, ci, origin, reason, now),
+        None => resolve(d, ci, want, now),
     }
+}
+
+/// Attaches an idle pooled connection for `key`, if there is one.
+fn attach_pooled<D: ShardIo>(d: &mut D, ci: usize, key: &UpstreamKey, now: Instant) -> bool {
+    let Some(ui) = d.take_pooled(key, ci) else {
+        return false;
+    };
+    if let Some((conn, link, date)) = d.client(ci) {
+        link.upstream = Some(ui);
+        conn.on_upstream_ready(true, date.now(now));
+    }
+    true
+}
+
+/// `addr` is where `want` resolved: checked against the destination rules when the
+/// client named it (nothing is sent to a denied address), then a pooled connection
+/// made under the same rules, or a new one.
+fn connect_to<D: ShardIo>(d: &mut D, ci: usize, want: Wanted, addr: SocketAddr, now: Instant) {
+    if want.key.screened {
+        let l = d.lookups();
+        if let Err(denied) = l.destinations.check(addr, &l.own) {
+            if let Some((conn, _, date)) = d.client(ci) {
+                conn.on_upstream_failed(UpstreamFailure::Denied(denied), date.now(now));
+            }
+            return;
+        }
+        if want.pooled_ok && attach_pooled(d, ci, &want.key, now) {
+            return;
+        }
+    }
+    d.connect(ci, want.key, addr, now)
 }
 
 /// The request in `ci` cannot have an address for `origin`: 502, naming why.
@@ -252,12 +305,13 @@ fn fail_lookup<D: ShardIo>(d: &mut D, ci: usize, origin: &Authority, reason: Str
     conn.on_upstream_failed(UpstreamFailure::Resolve { host, reason }, date.now(now));
 }
 
-fn resolve<D: ShardIo>(d: &mut D, ci: usize, origin: Authority, now: Instant) {
+fn resolve<D: ShardIo>(d: &mut D, ci: usize, want: Wanted, now: Instant) {
     let Some((conn, link, _)) = d.client(ci) else {
         return;
     };
     let (serial, client) = (link.serial, conn.peer().ip());
-    link.awaiting_dns = Some(origin.clone());
+    let origin = want.key.origin.clone();
+    link.awaiting_dns = Some(want);
     let l = d.lookups();
     if !l.waiters.add(&origin, (ci, serial), now) {
         return; // a lookup for this name is already under way: it answers this one too
@@ -320,12 +374,15 @@ fn answer_waiters<D: ShardIo>(d: &mut D, answer: Answer, now: Instant) {
         let Some((conn, link, date)) = d.client(ci) else {
             continue;
         };
-        if link.serial != serial || link.awaiting_dns.as_ref() != Some(&answer.origin) {
+        let awaited = link.awaiting_dns.as_ref().map(|w| &w.key.origin);
+        if link.serial != serial || awaited != Some(&answer.origin) {
             continue;
         }
-        link.awaiting_dns = None;
+        let Some(want) = link.awaiting_dns.take() else {
+            continue;
+        };
         match &answer.result {
-            Ok(addr) => d.connect(ci, answer.origin.clone(), *addr, now),
+            Ok(addr) => connect_to(d, ci, want, *addr, now),
             Err(reason) => conn.on_upstream_failed(
                 UpstreamFailure::Resolve {
                     host: answer.origin.host.clone(),

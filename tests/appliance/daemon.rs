@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use super::common::temp_path;
+use super::common::{allow_loopback, temp_path};
 
 pub struct Daemon {
     child: Child,
@@ -42,7 +42,7 @@ impl Daemon {
         env: Vec<(String, String)>,
     ) -> Daemon {
         let path = temp_path("appliance.toml");
-        std::fs::write(&path, config).expect("write config");
+        std::fs::write(&path, allow_loopback(config)).expect("write config");
         let log = temp_path("appliance.log");
         let own_pid = env.iter().any(|(k, v)| k == "WATCHDOG_PID" && v == "self");
         let env: Vec<_> = env
@@ -101,7 +101,7 @@ impl Daemon {
     }
 
     pub fn write_config(&self, text: &str) {
-        std::fs::write(&self.config, text).expect("rewrite config");
+        std::fs::write(&self.config, allow_loopback(text)).expect("rewrite config");
     }
 
     pub fn log(&self) -> String {

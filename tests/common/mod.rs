@@ -128,10 +128,28 @@ pub fn start_origin_at(root: &std::path::Path, extra: &[&str]) -> Process {
     spawn(env!("CARGO_BIN_EXE_distill-origin"), &args, "origin.log")
 }
 
-/// Starts distilld with `config` (TOML), in `mode`, in front of `origin`.
+/// The forward proxy denies loopback destinations by default (SSRF); the tests' origins
+/// listen on loopback, so their configs allow it explicitly (unless a test sets the
+/// destination rules itself).
+pub fn allow_loopback(config: &str) -> String {
+    const ALLOW: &str = "destinations_allowed = [\"127.0.0.0/8\", \"::1\"]\n";
+    if config.contains("destinations_allowed") {
+        return config.to_string();
+    }
+    match config.find("[forward]\n") {
+        Some(at) => {
+            let end = at + "[forward]\n".len();
+            format!("{}{ALLOW}{}", &config[..end], &config[end..])
+        }
+        None => format!("{config}\n[forward]\n{ALLOW}"),
+    }
+}
+
+/// Starts distilld with `config` (TOML, loopback destinations allowed), in `mode`, in
+/// front of `origin`.
 pub fn start_proxy(mode: Mode, origin: SocketAddr, config: &str, workers: usize) -> Process {
     let path = temp_path("config.toml");
-    std::fs::write(&path, config).expect("write config");
+    std::fs::write(&path, allow_loopback(config)).expect("write config");
     let mut args: Vec<String> = vec![
         "run".into(),
         "--config".into(),
@@ -270,8 +288,22 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client whose connection comes from `source` (any loopback address).
+    pub fn connect_from(addr: SocketAddr, source: [u8; 4]) -> Client {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket
+            .bind(&SocketAddr::from((source, 0)).into())
+            .expect("bind a loopback source");
+        socket.connect(&addr.into()).expect("connect");
+        Client::on(socket.into())
+    }
+
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect");
+        Client::on(TcpStream::connect(addr).expect("connect"))
+    }
+
+    fn on(stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(Duration::from_secs(20))).ok();
         stream.set_nodelay(true).ok();
         Client {

@@ -68,6 +68,8 @@ pub(super) struct Fetch {
     pub(super) up_head: Vec<u8>,
     /// Where it goes: the origin, or the peer node that owns the key.
     pub(super) to: Authority,
+    /// `to` was named by the client: its address must pass the destination rules.
+    pub(super) screened: bool,
     /// Forwarded to a peer: which, and the candidates after it.
     pub(super) peer: Option<PeerRoute>,
     /// Counts this forward in the peer's load while it lives (bounded load).

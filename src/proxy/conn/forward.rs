@@ -140,7 +140,7 @@ impl Conn {
             Some(self.near_ctx(&head, &dest, key, now))
         });
         let in_flight = InFlight::start(&c.health, route.node);
-        let fetch = self.fetching(up_head, to, Some(route), Some(in_flight), now);
+        let fetch = self.fetching(up_head, (to, false), Some(route), Some(in_flight), now);
         self.ex = Some(Exchange::new(head, dest, near, None, fetch, now.instant));
     }
 
@@ -217,7 +217,8 @@ impl Conn {
         let extra = b"Cache-Control: only-if-cached, no-transform\r\n";
         let up_head = self.peer_head(&c, &head, &dest, extra);
         let in_flight = InFlight::start(&c.health, node);
-        let fetch = self.fetching(up_head, peer_authority(&peer), None, Some(in_flight), now);
+        let to = (peer_authority(&peer), false);
+        let fetch = self.fetching(up_head, to, None, Some(in_flight), now);
         self.ex = Some(Exchange::new(
             head,
             dest,

@@ -8,7 +8,7 @@ use crate::http::target::{Authority, Destination};
 
 use super::super::heads::{Identity, Validators, is_loop, write_upstream_request};
 use super::super::local::{HEALTH_BODY, error_body};
-use super::super::route::{CLIENT_DENIED, Decision, route};
+use super::super::route::{CLIENT_DENIED, DESTINATION_DENIED, Decision, route};
 use super::caching::CacheCtx;
 use super::distilling::DistillCtx;
 use super::exchange::{Exchange, Fetch, Response, Stage, Upstream};
@@ -90,12 +90,7 @@ impl Conn {
         let client = self.client_ip(&head);
         match route(&self.cfg, &head, client) {
             Err(refusal) => {
-                if refusal.reason.starts_with(CLIENT_DENIED) {
-                    self.stats.forward_clients_refused.incr();
-                    if self.cfg.forward.refusals.should_log(client, now.instant) {
-                        tracing::warn!(%client, "refused: not in forward.clients_allowed (logged once a minute per address)");
-                    }
-                }
+                self.count_refusal(&refusal.reason, client, now);
                 let body = error_body(refusal.status, &refusal.reason);
                 self.answer_local(&head, refusal.status, &body, now);
             }
@@ -103,6 +98,31 @@ impl Conn {
             Ok(Decision::Preferences(query)) => self.answer_preferences(&head, &query, now),
             Ok(Decision::Proxy(dest)) => self.begin_proxy(head, dest, now),
         }
+    }
+
+    /// A refusal by the forward proxy's rules is counted, and logged at most once a
+    /// minute per client address (a scan would otherwise write a line per request).
+    fn count_refusal(&self, reason: &str, client: std::net::IpAddr, now: Now<'_>) {
+        let forward = &self.cfg.forward;
+        if reason.starts_with(CLIENT_DENIED) {
+            self.stats.forward_clients_refused.incr();
+            if forward.refusals.should_log(client, now.instant) {
+                tracing::warn!(%client, "refused: not in forward.clients_allowed (logged once a minute per address)");
+            }
+        } else if reason.starts_with(DESTINATION_DENIED) {
+            self.stats.forward_destinations_refused.incr();
+            if forward.destination_refusals.should_log(client, now.instant) {
+                tracing::warn!(%client, "refused: {reason} (logged once a minute per client address)");
+            }
+        }
+    }
+
+    /// The address a client-named destination resolved to is denied: 403, nothing sent.
+    pub(super) fn refuse_destination(&mut self, reason: &str, now: Now<'_>) {
+        let Some(ex) = self.ex.as_ref() else { return };
+        let client = self.client_ip(&ex.head);
+        self.count_refusal(reason, client, now);
+        self.end_exchange_with(403, reason, false, now);
     }
 
     pub(super) fn begin_proxy(&mut self, head: RequestHead, dest: Destination, now: Now<'_>) {
@@ -168,7 +188,8 @@ impl Conn {
         let client = self.forwarded_client(&head);
         let client = client.as_deref().unwrap_or(&self.peer_ip);
         write_upstream_request(&mut up_head, &head, &dest, client, id, revalidate);
-        let fetch = self.fetching(up_head, dest.origin.clone(), None, None, now);
+        let to = (dest.origin.clone(), dest.screened);
+        let fetch = self.fetching(up_head, to, None, None, now);
         self.ex = Some(Exchange::new(
             head,
             dest,
@@ -181,10 +202,11 @@ impl Conn {
 
     /// The fetching stage of a request to `to` (an origin, or a peer node), the driver
     /// asked for a connection to it.
+    /// `to`: where, and whether the client named it (the destination rules apply).
     pub(super) fn fetching(
         &mut self,
         up_head: Vec<u8>,
-        to: Authority,
+        (to, screened): (Authority, bool),
         peer: Option<PeerRoute>,
         in_flight: Option<InFlight>,
         now: Now<'_>,
@@ -192,10 +214,12 @@ impl Conn {
         self.actions.push_back(Action::Acquire {
             origin: to.clone(),
             pooled_ok: true,
+            screened,
         });
         Stage::Fetching(Fetch {
             up_head,
             to,
+            screened,
             peer,
             _in_flight: in_flight,
             upstream: Upstream::Acquiring { since: now.instant },

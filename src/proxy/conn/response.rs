@@ -292,6 +292,18 @@ impl Conn {
 
     /// The exchange failed before its response started: answer with `status`.
     pub(super) fn fail_exchange(&mut self, status: u16, detail: &str, now: Now<'_>) {
+        self.end_exchange_with(status, detail, true, now);
+    }
+
+    /// `fail_exchange`, with the log line left to the caller when not `logged` (a
+    /// refusal logged once a minute per client, not once per request).
+    pub(super) fn end_exchange_with(
+        &mut self,
+        status: u16,
+        detail: &str,
+        logged: bool,
+        now: Now<'_>,
+    ) {
         let Some(ex) = self.ex.take() else { return };
         if ex.response_body().is_some() {
             self.ex = Some(ex);
@@ -310,7 +322,9 @@ impl Conn {
             self.advance(now);
             return;
         }
-        tracing::warn!(client = %self.peer, target = ex.head.target(), "{status}: {detail}");
+        if logged {
+            tracing::warn!(client = %self.peer, target = ex.head.target(), "{status}: {detail}");
+        }
         let keep = ex.keep_alive && ex.request_body.dec.is_done() && !matches!(status, 400 | 413);
         let body = error_body(status, detail);
         self.write_local(

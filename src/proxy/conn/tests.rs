@@ -11,6 +11,7 @@ const DATE_SECS: u64 = 1_795_824_000;
 
 struct Harness {
     conn: Conn,
+    stats: Arc<Stats>,
     start: Instant,
     t: Instant,
 }
@@ -25,10 +26,12 @@ impl Harness {
         let cfg = Arc::new(Config::from_toml_str(toml, "test").expect("valid config"));
         let t = Instant::now();
         let peer = "127.0.0.9:5000".parse().unwrap();
+        let stats = Arc::new(Stats::default());
         Harness {
+            stats: stats.clone(),
             conn: Conn::new(
                 cfg,
-                Arc::new(Stats::default()),
+                stats,
                 cache,
                 crate::proxy::held::HeldBudget::new(1 << 30),
                 peer,
@@ -114,7 +117,8 @@ fn pipelined_requests_are_answered_in_order() {
         h.actions(),
         vec![Action::Acquire {
             origin: origin_authority(),
-            pooled_ok: true
+            pooled_ok: true,
+            screened: true,
         }]
     );
     assert_eq!(
@@ -134,7 +138,8 @@ fn pipelined_requests_are_answered_in_order() {
             Action::Release,
             Action::Acquire {
                 origin: origin_authority(),
-                pooled_ok: true
+                pooled_ok: true,
+                screened: true,
             }
         ]
     );
@@ -147,6 +152,32 @@ fn pipelined_requests_are_answered_in_order() {
     h.origin("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nB");
     assert!(h.sent_client().ends_with("B"));
     assert!(!h.conn.is_finished());
+}
+
+#[test]
+fn a_name_that_resolves_to_a_denied_address_gets_403_and_nothing_is_sent() {
+    let mut h = Harness::new("");
+    h.client("GET http://o.test/ HTTP/1.1\r\nHost: o.test\r\n\r\n");
+    h.actions();
+    let denied = crate::access::destinations::Denied::Address {
+        to: "127.0.0.1:80".parse().expect("addr"),
+        rule: ("127.0.0.0".parse().expect("ip"), 8),
+    };
+    let now = h.now();
+    h.conn
+        .on_upstream_failed(UpstreamFailure::Denied(denied), now);
+    let out = h.sent_client();
+    assert!(out.starts_with("HTTP/1.1 403 "), "{out}");
+    assert!(out.contains("forward.destinations_denied"), "{out}");
+    assert!(out.contains("127.0.0.0/8"), "{out}");
+    assert_eq!(h.sent_upstream(), "");
+    assert_eq!(h.stats.forward_destinations_refused.get(), 1);
+    let failures: u64 = h.stats.upstream_failures.iter().map(|c| c.get()).sum();
+    assert_eq!(failures, 0, "a refusal is not an upstream failure");
+    assert!(
+        !h.conn.is_finished(),
+        "the connection stays open for the next request"
+    );
 }
 
 #[test]
@@ -164,7 +195,8 @@ fn stale_pooled_connection_is_retried_once_on_a_fresh_one() {
             Action::CloseUpstream,
             Action::Acquire {
                 origin: origin_authority(),
-                pooled_ok: false
+                pooled_ok: false,
+                screened: true,
             }
         ]
     );

@@ -24,8 +24,8 @@ use slab::Slab;
 use socket2::{SockAddr, SockRef};
 
 use crate::config::Config;
-use crate::http::target::Authority;
 use crate::proxy::Conn;
+use crate::proxy::pool::UpstreamKey;
 use crate::proxy::stats::Stats;
 
 use super::Node;
@@ -72,7 +72,7 @@ struct Client {
 
 struct Upstream {
     io: Io,
-    origin: Authority,
+    key: UpstreamKey,
     owner: Option<usize>,
     connected: bool,
     /// Read by the kernel while the connect is in flight.

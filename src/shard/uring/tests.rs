@@ -3,6 +3,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::Shard;
@@ -13,14 +14,22 @@ use crate::shard::{Node, dns};
 
 /// An origin that answers every request on a connection with `200 ok`.
 fn origin() -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+    counted_origin([127, 0, 0, 1]).0
+}
+
+/// An origin on `ip` that counts the connections it accepts.
+fn counted_origin(ip: [u8; 4]) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind(std::net::SocketAddr::from((ip, 0))).expect("bind origin");
     let addr = listener.local_addr().expect("origin addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
+            count.fetch_add(1, Ordering::SeqCst);
             std::thread::spawn(move || serve(stream));
         }
     });
-    addr
+    (addr, accepted)
 }
 
 fn serve(stream: TcpStream) {
@@ -65,6 +74,7 @@ fn start(toml: &str, resolver: dns::Resolver, first: u32) -> std::net::SocketAdd
         cache: None,
         jobs: crate::distill::pool::JobPool::start(1, 4),
         held: crate::proxy::held::HeldBudget::new(1 << 20),
+        own: Arc::from([addr]),
     };
     let (ready, is_ready) = crossbeam_channel::bounded(1);
     let control = ShardControl::new(NodeControl::new(cfg.clone(), 1), 0);
@@ -154,7 +164,8 @@ fn a_name_that_never_resolves_gets_502_and_delays_no_other() {
         }
         Ok(std::net::SocketAddr::from(([127, 0, 0, 1], origin.port())))
     });
-    let toml = "[upstream]\ndns_timeout_ms = 300\n";
+    let toml =
+        "[forward]\ndestinations_allowed = [\"127.0.0.0/8\"]\n[upstream]\ndns_timeout_ms = 300\n";
     let proxy = start(toml, dns::Resolver::with_lookup(4, 2, lookup), 0);
     let get = |host: &str| {
         format!("GET http://{host}/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
@@ -192,4 +203,51 @@ fn a_name_that_never_resolves_gets_502_and_delays_no_other() {
     assert!(again.contains("no answer within 300 ms"), "{again}");
     assert_eq!(lookups.load(std::sync::atomic::Ordering::SeqCst), before);
     drop(closed);
+}
+
+/// DNS rebinding: a name first resolves to an allowed address, then to a denied one.
+/// The rules look at the address each connection goes to, so the second answer is
+/// refused and its listener sees no connection (nor does a pooled one to the first).
+#[test]
+fn the_address_a_name_resolves_to_is_checked_at_every_connect() {
+    let (allowed, allowed_seen) = counted_origin([127, 0, 0, 2]);
+    let (denied, denied_seen) = counted_origin([127, 0, 0, 1]);
+    let answer = Arc::new(std::sync::Mutex::new(allowed));
+    let current = answer.clone();
+    let lookup: dns::LookupFn = Arc::new(move |_: &crate::http::target::Authority| {
+        Ok(*current.lock().unwrap_or_else(|p| p.into_inner()))
+    });
+    let toml = "[forward]\ndestinations_allowed = [\"127.0.0.2\"]\n\
+                [upstream]\ndns_cache_ttl_ms = 1\n";
+    let proxy = start(toml, dns::Resolver::with_lookup(2, 2, lookup), 0);
+    let get = "GET http://rebind.test:8080/x HTTP/1.1\r\nHost: rebind.test\r\n\r\n";
+    let first = ask(
+        proxy,
+        [127, 0, 0, 5],
+        &get.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n"),
+    );
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert_eq!(allowed_seen.load(Ordering::SeqCst), 1);
+    *answer.lock().unwrap_or_else(|p| p.into_inner()) = denied;
+    std::thread::sleep(Duration::from_millis(20));
+    let second = ask(
+        proxy,
+        [127, 0, 0, 5],
+        &get.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n"),
+    );
+    assert!(second.starts_with("HTTP/1.1 403"), "{second}");
+    assert!(
+        second.contains("127.0.0.0/8 of forward.destinations_denied"),
+        "{second}"
+    );
+    assert_eq!(
+        denied_seen.load(Ordering::SeqCst),
+        0,
+        "no connection to a denied address"
+    );
+    assert_eq!(
+        allowed_seen.load(Ordering::SeqCst),
+        1,
+        "nor a pooled one elsewhere"
+    );
 }

@@ -12,7 +12,7 @@ use io_uring::types;
 use super::files::on_socket;
 use socket2::{SockAddr, Socket};
 
-use crate::http::target::Authority;
+use crate::proxy::pool::UpstreamKey;
 use crate::proxy::{Conn, UpstreamFailure};
 use crate::shard::date::DateCache;
 use crate::shard::upstreams::{Link, Lookups, ShardIo};
@@ -46,7 +46,7 @@ impl Shard {
             up.io.failed = true;
             c.conn.on_upstream_failed(
                 UpstreamFailure::Connect {
-                    addr: up.origin.to_string(),
+                    addr: up.key.origin.to_string(),
                     reason: std::io::Error::from_raw_os_error(-res).to_string(),
                 },
                 now_,
@@ -149,7 +149,7 @@ impl Shard {
     pub(super) fn connect(
         &mut self,
         ci: usize,
-        origin: Authority,
+        key: UpstreamKey,
         addr: std::net::SocketAddr,
         now: Instant,
     ) {
@@ -187,7 +187,7 @@ impl Shard {
         let generation = io.generation;
         let ui = self.upstreams.insert(Upstream {
             io,
-            origin,
+            key,
             owner: Some(ci),
             connected: false,
             _addr: sockaddr,
@@ -211,11 +211,11 @@ impl Shard {
             self.close_upstream(ui);
             return;
         }
-        let origin = up.origin.clone();
+        let key = up.key.clone();
         // Keep a receive armed while idle: a close by the origin shows up at once.
         let cap = u32::try_from(4 * self.cfg.limits.io_buffer_bytes).unwrap_or(u32::MAX);
         self.arm_recv(Op::UpRecv, ui, Some(cap));
-        for evicted in self.lookups.pool.put(&origin, ui, now) {
+        for evicted in self.lookups.pool.put(&key, ui, now) {
             self.close_upstream(evicted);
         }
     }
@@ -259,8 +259,8 @@ impl ShardIo for Shard {
         Some((&mut c.conn, &mut c.link, &self.date))
     }
 
-    fn take_pooled(&mut self, origin: &Authority, ci: usize) -> Option<usize> {
-        while let Some(ui) = self.lookups.pool.take(origin) {
+    fn take_pooled(&mut self, key: &UpstreamKey, ci: usize) -> Option<usize> {
+        while let Some(ui) = self.lookups.pool.take(key) {
             let usable = |u: &&mut Upstream| !u.io.closing && !u.io.eof && !u.io.failed;
             if let Some(up) = self.upstreams.get_mut(ui).filter(usable) {
                 up.owner = Some(ci);
@@ -270,8 +270,8 @@ impl ShardIo for Shard {
         None
     }
 
-    fn connect(&mut self, ci: usize, origin: Authority, addr: std::net::SocketAddr, now: Instant) {
-        Shard::connect(self, ci, origin, addr, now)
+    fn connect(&mut self, ci: usize, key: UpstreamKey, addr: std::net::SocketAddr, now: Instant) {
+        Shard::connect(self, ci, key, addr, now)
     }
 
     fn park(&mut self, ui: usize, now: Instant) {
