@@ -171,13 +171,18 @@ fn a_client_outside_the_list_gets_403_and_one_inside_is_served() {
 }
 
 #[test]
-fn https_and_connect_are_refused_clearly() {
+fn https_in_absolute_form_and_connect_to_other_ports_are_refused_clearly() {
     let s = Setup::new(Mode::Forward);
     let mut c = s.client();
     c.send(b"GET https://example.test/ HTTP/1.1\r\nHost: example.test\r\n\r\n");
-    assert_eq!(c.response(false).status, 501);
-    c.send(b"CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\n");
-    assert_eq!(c.response(false).status, 501);
+    let r = c.response(false);
+    assert_eq!(r.status, 501);
+    assert!(String::from_utf8_lossy(&r.body).contains("CONNECT"));
+    // Refused before any lookup: no name leaves this machine.
+    c.send(b"CONNECT example.test:25 HTTP/1.1\r\nHost: example.test:25\r\n\r\n");
+    let r = c.response(false);
+    assert_eq!(r.status, 403);
+    assert!(String::from_utf8_lossy(&r.body).contains("forward.connect_ports"));
 }
 
 #[test]

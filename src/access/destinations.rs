@@ -47,6 +47,8 @@ pub fn parse_port_range(s: &str) -> Option<PortRange> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denied {
     Port(u16),
+    /// A CONNECT tunnel to a port not in `connect_ports`.
+    ConnectPort(u16),
     Address {
         to: SocketAddr,
         rule: Prefix,
@@ -59,6 +61,9 @@ impl fmt::Display for Denied {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Denied::Port(port) => write!(f, "port {port} is not in forward.ports_allowed"),
+            Denied::ConnectPort(port) => {
+                write!(f, "port {port} is not in forward.connect_ports (CONNECT)")
+            }
             Denied::Address {
                 to,
                 rule: (net, bits),
@@ -96,10 +101,10 @@ impl DestinationRules {
         }
     }
 
-    /// The address `to` about to be connected to. `own`: the proxy's listening
-    /// addresses (an unspecified IP stands for every local one: `own_addresses`).
+    /// The address `to` about to be connected to (its port was checked when the request
+    /// was routed: `check_port`, or `connect_ports` for a tunnel). `own`: the proxy's
+    /// listening addresses (an unspecified IP stands for every local one).
     pub fn check(&self, to: SocketAddr, own: &[SocketAddr]) -> Result<(), Denied> {
-        self.check_port(to.port())?;
         let forms = forms_of(to.ip());
         if own
             .iter()

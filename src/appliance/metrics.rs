@@ -276,7 +276,7 @@ fn shards(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
 }
 
 fn cluster(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
-    let plain: [(&str, &str, Pick); 12] = [
+    let plain: [(&str, &str, Pick); 13] = [
         (
             "distilld_forward_clients_refused",
             "Forward-proxy requests refused (403): the client is not in forward.clients_allowed.",
@@ -286,6 +286,11 @@ fn cluster(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
             "distilld_forward_destinations_refused",
             "Forward-proxy requests refused (403): the port or the address the destination resolved to is denied ([forward] destinations_denied, ports_allowed).",
             |s| &s.forward_destinations_refused,
+        ),
+        (
+            "distilld_forward_tunnels",
+            "CONNECT tunnels opened (the destination connected, 200 sent).",
+            |s| &s.forward_tunnels,
         ),
         (
             "distilld_cluster_ramped",

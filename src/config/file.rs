@@ -40,6 +40,8 @@ pub struct FileForward {
     pub destinations_denied: Option<Vec<String>>,
     pub destinations_allowed: Option<Vec<String>>,
     pub ports_allowed: Option<Vec<String>>,
+    pub connect_ports: Option<Vec<u16>>,
+    pub connect_idle_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

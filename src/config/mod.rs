@@ -162,6 +162,10 @@ pub struct ForwardConfig {
     pub destinations: crate::access::destinations::DestinationRules,
     /// When each client refused a destination was last logged.
     pub destination_refusals: std::sync::Arc<crate::access::clients::RefusalLog>,
+    /// The ports a CONNECT tunnel may go to.
+    pub connect_ports: Vec<u16>,
+    /// A tunnel silent both ways this long is closed.
+    pub connect_idle: Duration,
 }
 
 /// Distillation: profiles, how one is chosen, and the limits of a job.

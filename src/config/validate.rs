@@ -662,11 +662,22 @@ fn forward(
             ),
         }
     }
+    let connect_ports = f.connect_ports.clone().unwrap_or(vec![443]);
+    for (i, p) in connect_ports.iter().enumerate() {
+        if *p == 0 {
+            bad(
+                &format!("forward.connect_ports[{i}]"),
+                "port 0 is not a port".into(),
+            );
+        }
+    }
     super::ForwardConfig {
         clients_allowed: ClientList::new(clients),
         refusals: Default::default(),
         destinations: DestinationRules::new(denied, allowed, ports),
         destination_refusals: Default::default(),
+        connect_ports,
+        connect_idle: ms(bad, "forward.connect_idle_ms", f.connect_idle_ms, 300_000),
     }
 }
 

@@ -34,6 +34,7 @@ mod next;
 mod request;
 mod response;
 mod stored;
+mod tunnel;
 
 /// The time of an event, as the driver read it once for a batch of events.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +61,9 @@ pub enum Action {
     Release,
     /// Close the upstream connection, or cancel its acquisition.
     CloseUpstream,
+    /// The client closed its side of a tunnel: end the destination's side too (a FIN,
+    /// once everything queued for it is sent), and keep reading its answer.
+    ShutdownUpstreamWrite,
     /// Another request is fetching what this one needs: call `on_wait_over` with the
     /// ticket when its flight ends.
     AwaitFlight(FlightWait, Ticket),
@@ -294,6 +298,10 @@ impl Conn {
     // ---- events from the upstream side -----------------------------------------------
 
     pub fn on_upstream_ready(&mut self, reused: bool, now: Now<'_>) {
+        let ex_is_connect = self
+            .ex
+            .as_ref()
+            .is_some_and(|ex| ex.head.method() == "CONNECT");
         let Some(fetch) = self.ex.as_mut().and_then(|ex| ex.fetch_mut()) else {
             self.actions.push_back(Action::CloseUpstream);
             return;
@@ -304,11 +312,14 @@ impl Conn {
         };
         if reused {
             self.stats.upstream_reuses.incr();
-        } else {
+        } else if !ex_is_connect {
             self.stats.upstream_connects.incr();
         }
         self.up_out.clear();
         self.up_out.extend(&fetch.up_head);
+        if self.open_tunnel(now) {
+            return;
+        }
         self.pump_request_body(now);
     }
 
@@ -339,6 +350,9 @@ impl Conn {
     }
 
     pub fn on_upstream_data(&mut self, data: &[u8], now: Now<'_>) {
+        if self.relay_to_client(data, now) {
+            return;
+        }
         let Some(fetch) = self.ex.as_mut().and_then(|ex| ex.fetch_mut()) else {
             return;
         };
@@ -354,6 +368,9 @@ impl Conn {
 
     /// The origin ended its stream (`error` = None) or the connection failed.
     pub fn on_upstream_closed(&mut self, error: Option<&str>, now: Now<'_>) {
+        if self.close_tunnel(error.unwrap_or("destination closed"), now) {
+            return;
+        }
         let Some(ex) = self.ex.as_mut() else {
             return;
         };
@@ -536,6 +553,7 @@ impl Conn {
                     self.fail_exchange(504, &detail, now);
                 }
             }
+            Stage::Tunnel(_) => self.tunnel_tick(now),
             Stage::Answering => {}
         }
     }

@@ -19,6 +19,8 @@ pub enum Decision {
     /// The profile preference page; the query (after `?`) is kept.
     Preferences(String),
     Proxy(Destination),
+    /// A CONNECT tunnel to the destination's origin.
+    Tunnel(Destination),
 }
 
 /// The start of the reason a client outside the forward proxy's list is given.
@@ -62,22 +64,15 @@ pub fn route(config: &Config, head: &RequestHead, client: IpAddr) -> Result<Deci
             authority,
             path,
         } => {
-            if !config.forward_proxy {
-                return Err(refuse(403, "forward proxying is turned off"));
-            }
-            if !config.forward.clients_allowed.allows(client) {
-                return Err(refuse(
-                    403,
-                    format!("{CLIENT_DENIED}: {client} is not in forward.clients_allowed"),
-                ));
-            }
+            may_use_forward_proxy(config, client)?;
             if https {
                 return Err(refuse(
                     501,
-                    "https:// targets need CONNECT, which is not supported yet",
+                    "distilld does not fetch https:// itself: send it through a CONNECT tunnel",
                 ));
             }
-            let origin = screen(config, &authority)?;
+            let rules = &config.forward.destinations;
+            let origin = screen(config, &authority, rules.check_port(authority.port))?;
             let path = if path.is_empty() {
                 "/".to_string()
             } else {
@@ -90,20 +85,53 @@ pub fn route(config: &Config, head: &RequestHead, client: IpAddr) -> Result<Deci
                 screened: true,
             }))
         }
-        Target::AuthorityForm(_) => Err(refuse(501, "CONNECT is not supported yet")),
+        Target::AuthorityForm(authority) => {
+            may_use_forward_proxy(config, client)?;
+            let port = authority.port;
+            let port_ok = match config.forward.connect_ports.contains(&port) {
+                true => Ok(()),
+                false => Err(crate::access::destinations::Denied::ConnectPort(port)),
+            };
+            let origin = screen(config, &authority, port_ok)?;
+            Ok(Decision::Tunnel(Destination {
+                host_field: authority.host_field(),
+                origin,
+                path: String::new(),
+                screened: true,
+            }))
+        }
         Target::Asterisk => Err(refuse(400, "asterisk-form is not proxied")),
     }
 }
 
-/// A client-named destination, checked before any upstream work: its port, and its
-/// address when the host is numeric (in any spelling a resolver takes: the host is
-/// rewritten to the address it means, so the connection goes where the check looked).
-/// A name is checked again on the address it resolves to, when it is connected to.
-fn screen(config: &Config, authority: &Authority) -> Result<Authority, Refusal> {
+/// The forward proxy is on and `client` may use it.
+fn may_use_forward_proxy(config: &Config, client: IpAddr) -> Result<(), Refusal> {
+    if !config.forward_proxy {
+        return Err(refuse(403, "forward proxying is turned off"));
+    }
+    if !config.forward.clients_allowed.allows(client) {
+        return Err(refuse(
+            403,
+            format!("{CLIENT_DENIED}: {client} is not in forward.clients_allowed"),
+        ));
+    }
+    Ok(())
+}
+
+/// A client-named destination, checked before any upstream work: its port (`port`,
+/// the verdict of the list that applies), and its address when the host is numeric (in
+/// any spelling a resolver takes: the host is rewritten to the address it means, so the
+/// connection goes where the check looked). A name is checked again on the address it
+/// resolves to, when it is connected to.
+fn screen(
+    config: &Config,
+    authority: &Authority,
+    port: Result<(), crate::access::destinations::Denied>,
+) -> Result<Authority, Refusal> {
     let rules = &config.forward.destinations;
     let deny =
         |d: crate::access::destinations::Denied| refuse(403, format!("{DESTINATION_DENIED}: {d}"));
-    rules.check_port(authority.port).map_err(deny)?;
+    port.map_err(deny)?;
     let Some(ip) = crate::access::numeric::numeric_host(&authority.host) else {
         return Ok(authority.clone());
     };
@@ -203,12 +231,10 @@ mod tests {
                 .status,
             400
         );
-        assert_eq!(
-            route(&c, &head("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n"), LAN)
-                .unwrap_err()
-                .status,
-            501
-        );
+        assert!(matches!(
+            route(&c, &head("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n"), LAN),
+            Ok(Decision::Tunnel(Destination { screened: true, .. }))
+        ));
     }
 
     #[test]
@@ -301,6 +327,38 @@ mod tests {
             let e = Config::from_toml_str(bad, "t").unwrap_err().to_string();
             assert!(e.contains("forward."), "{e}");
         }
+    }
+
+    #[test]
+    fn connect_goes_only_to_connect_ports_and_allowed_addresses() {
+        let connect = |a: &str| head(&format!("CONNECT {a} HTTP/1.1\r\nHost: {a}\r\n\r\n"));
+        let c = config("");
+        assert!(matches!(
+            route(&c, &connect("a.test:443"), LAN),
+            Ok(Decision::Tunnel(_))
+        ));
+        for (target, says) in [
+            ("a.test:22", "forward.connect_ports"),
+            ("a.test:8443", "forward.connect_ports"),
+            ("127.0.0.1:443", "forward.destinations_denied"),
+            ("0x7f.1:443", "forward.destinations_denied"),
+            ("[::1]:443", "forward.destinations_denied"),
+            ("169.254.169.254:443", "forward.destinations_denied"),
+        ] {
+            let refused = route(&c, &connect(target), LAN).unwrap_err();
+            assert_eq!(refused.status, 403, "{target}");
+            assert!(
+                refused.reason.contains(says),
+                "{target}: {}",
+                refused.reason
+            );
+        }
+        let outsider: IpAddr = "203.0.113.7".parse().unwrap();
+        let refused = route(&c, &connect("a.test:443"), outsider).unwrap_err();
+        assert!(refused.reason.starts_with(CLIENT_DENIED));
+        let c = config("[forward]\nconnect_ports = [443, 8443]\n");
+        assert!(route(&c, &connect("a.test:8443"), LAN).is_ok());
+        assert!(Config::from_toml_str("[forward]\nconnect_ports = [0]\n", "t").is_err());
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub struct Stats {
     pub forward_clients_refused: Counter,
     /// Forward-proxy requests to a port or an address the destination rules deny (403).
     pub forward_destinations_refused: Counter,
+    /// CONNECT tunnels opened (the destination connected, 200 sent).
+    pub forward_tunnels: Counter,
     /// Requests sent past a peer that is ramping up (its share of keys not yet back).
     pub cluster_ramped: Counter,
     /// Misses filled from the key's previous owner (while this node warms).

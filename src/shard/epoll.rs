@@ -566,6 +566,14 @@ impl ShardIo for Shard {
         Shard::close_upstream(self, ui)
     }
 
+    /// Writes go straight from the connection's buffer to the socket: once the
+    /// connection asks, all it queued is in the kernel's hands.
+    fn shutdown_upstream_write(&mut self, ui: usize) {
+        if let Some(up) = self.upstreams.get(ui) {
+            let _ = up.stream.shutdown(std::net::Shutdown::Write);
+        }
+    }
+
     fn kick(&mut self, ci: usize, now: Instant) {
         self.pump(ci, now)
     }

@@ -154,6 +154,8 @@ pub trait ShardIo {
     /// Park upstream `ui`, no longer owned by any client, in the pool (or close it).
     fn park(&mut self, ui: usize, now: Instant);
     fn close_upstream(&mut self, ui: usize);
+    /// Sends a FIN on upstream `ui` once everything queued for it is sent.
+    fn shutdown_upstream_write(&mut self, ui: usize);
     /// Move the client along after an event that arrived outside its own I/O.
     fn kick(&mut self, ci: usize, now: Instant);
     /// The client slots whose connections still run (not being closed).
@@ -225,6 +227,11 @@ pub fn apply_actions<D: ShardIo>(d: &mut D, ci: usize, now: Instant) {
             Action::Release => {
                 if let Some(ui) = link.upstream.take() {
                     d.park(ui, now);
+                }
+            }
+            Action::ShutdownUpstreamWrite => {
+                if let Some(ui) = link.upstream {
+                    d.shutdown_upstream_write(ui);
                 }
             }
             Action::CloseUpstream => {

@@ -20,7 +20,8 @@ impl Conn {
     ) {
         self.stats.local_responses.incr();
         // A body we did not read would be taken for the next request: close instead.
-        let keep = head.wants_keep_alive() && !head.has_body();
+        // After a refused CONNECT the client may have sent tunnel bytes already.
+        let keep = head.wants_keep_alive() && !head.has_body() && head.method() != "CONNECT";
         self.write_local(status, body, head.is_head(), keep, head.minor_version, now);
         self.log_access(head, status, body.len() as u64, now.instant, now, None);
     }

@@ -55,10 +55,24 @@ pub(super) enum Stage {
     Fetching(Fetch),
     /// The response is being distilled on the job pool.
     Distilling(Box<Running>),
+    /// A CONNECT tunnel: bytes relayed both ways until either side closes.
+    Tunnel(Tunnel),
     /// Waiting on nothing outside: the exchange is answered here. A job's exchange is in
     /// this stage just before its job starts and just after it ended; it is never left
     /// in it between events.
     Answering,
+}
+
+/// A tunnel's tally: bytes each way, and when one last moved (its idle timeout).
+#[derive(Debug)]
+pub(super) struct Tunnel {
+    /// Client to destination.
+    pub(super) up: u64,
+    /// Destination to client.
+    pub(super) down: u64,
+    pub(super) last_active: Instant,
+    /// The client closed its side, and the destination was told.
+    pub(super) client_done: bool,
 }
 
 /// The exchange's dealings with the origin.
@@ -159,15 +173,23 @@ impl Exchange {
         self.stage.fetch_mut()
     }
 
-    /// Connected to the origin: the request can be sent and the response read.
+    /// Connected to the origin: the request can be sent and the response read (or a
+    /// tunnel's bytes relayed).
     pub(super) fn is_attached(&self) -> bool {
         matches!(
             &self.stage,
             Stage::Fetching(Fetch {
                 upstream: Upstream::Attached { .. },
                 ..
-            })
+            }) | Stage::Tunnel(_)
         )
+    }
+
+    pub(super) fn tunnel_mut(&mut self) -> Option<&mut Tunnel> {
+        match &mut self.stage {
+            Stage::Tunnel(t) => Some(t),
+            _ => None,
+        }
     }
 
     /// The response, once its head has been read.

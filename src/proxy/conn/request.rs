@@ -97,6 +97,7 @@ impl Conn {
             Ok(Decision::Health) => self.answer_local(&head, 200, HEALTH_BODY, now),
             Ok(Decision::Preferences(query)) => self.answer_preferences(&head, &query, now),
             Ok(Decision::Proxy(dest)) => self.begin_proxy(head, dest, now),
+            Ok(Decision::Tunnel(dest)) => self.begin_tunnel(head, dest, now),
         }
     }
 
@@ -235,6 +236,10 @@ impl Conn {
         let max = self.cfg.limits.request_body_bytes_max;
         let Some(ex) = self.ex.as_mut() else { return };
         if !ex.is_attached() {
+            return;
+        }
+        if ex.tunnel_mut().is_some() {
+            self.relay_to_upstream(now);
             return;
         }
         let body = &mut ex.request_body;

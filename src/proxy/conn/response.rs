@@ -304,6 +304,10 @@ impl Conn {
         logged: bool,
         now: Now<'_>,
     ) {
+        // A tunnel's client is past its response: it is closed, never answered again.
+        if self.close_tunnel(detail, now) {
+            return;
+        }
         let Some(ex) = self.ex.take() else { return };
         if ex.response_body().is_some() {
             self.ex = Some(ex);
@@ -325,7 +329,11 @@ impl Conn {
         if logged {
             tracing::warn!(client = %self.peer, target = ex.head.target(), "{status}: {detail}");
         }
-        let keep = ex.keep_alive && ex.request_body.dec.is_done() && !matches!(status, 400 | 413);
+        // After a CONNECT that failed the client may have sent tunnel bytes already.
+        let keep = ex.keep_alive
+            && ex.request_body.dec.is_done()
+            && !matches!(status, 400 | 413)
+            && ex.head.method() != "CONNECT";
         let body = error_body(status, detail);
         self.write_local(
             status,

@@ -181,6 +181,70 @@ fn a_name_that_resolves_to_a_denied_address_gets_403_and_nothing_is_sent() {
 }
 
 #[test]
+fn a_connect_tunnel_takes_a_fresh_connection_and_relays_both_ways() {
+    let mut h = Harness::new("");
+    h.client("CONNECT o.test:443 HTTP/1.1\r\nHost: o.test:443\r\n\r\n\x16\x03\x01hello");
+    assert_eq!(
+        h.actions(),
+        vec![Action::Acquire {
+            origin: Authority {
+                host: "o.test".into(),
+                port: 443
+            },
+            pooled_ok: false,
+            screened: true,
+        }]
+    );
+    assert_eq!(
+        h.sent_client(),
+        "",
+        "no answer before the destination is connected"
+    );
+    h.ready(false);
+    assert_eq!(
+        h.sent_client(),
+        "HTTP/1.1 200 Connection established\r\n\r\n"
+    );
+    assert_eq!(h.sent_upstream(), "\x16\x03\x01hello");
+    h.origin("HTTP/1.1 200 OK\r\n\r\nnot parsed, relayed");
+    assert_eq!(
+        h.sent_client(),
+        "HTTP/1.1 200 OK\r\n\r\nnot parsed, relayed"
+    );
+    h.client("GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(h.sent_upstream(), "GET / HTTP/1.1\r\n\r\n");
+    let now = h.now();
+    h.conn.on_client_eof(now);
+    assert_eq!(h.actions(), vec![Action::ShutdownUpstreamWrite]);
+    h.origin("last words");
+    let now = h.now();
+    h.conn.on_upstream_closed(None, now);
+    assert_eq!(h.actions(), vec![Action::CloseUpstream]);
+    assert_eq!(h.sent_client(), "last words");
+    assert!(h.conn.is_finished());
+    assert_eq!(h.stats.forward_tunnels.get(), 1);
+}
+
+#[test]
+fn a_connect_that_cannot_connect_is_answered_and_the_connection_closed() {
+    let mut h = Harness::new("");
+    h.client("CONNECT o.test:443 HTTP/1.1\r\nHost: o.test:443\r\n\r\n\x16\x03\x01");
+    h.actions();
+    let now = h.now();
+    let failure = UpstreamFailure::Connect {
+        addr: "o.test:443".into(),
+        reason: "refused".into(),
+    };
+    h.conn.on_upstream_failed(failure, now);
+    let out = h.sent_client();
+    assert!(out.starts_with("HTTP/1.1 502 "), "{out}");
+    assert!(
+        h.conn.is_finished(),
+        "tunnel bytes may follow: never parsed as a request"
+    );
+}
+
+#[test]
 fn stale_pooled_connection_is_retried_once_on_a_fresh_one() {
     let mut h = Harness::new("");
     h.client("GET http://o.test/ HTTP/1.1\r\nHost: o.test\r\n\r\n");

@@ -73,6 +73,8 @@ struct Client {
 struct Upstream {
     io: Io,
     key: UpstreamKey,
+    /// A FIN is owed once the bytes queued are sent (a tunnel's client closed its side).
+    shut_write: bool,
     owner: Option<usize>,
     connected: bool,
     /// Read by the kernel while the connect is in flight.

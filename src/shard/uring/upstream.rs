@@ -137,6 +137,7 @@ impl Shard {
         let now_ = self.date.now(now);
         if res > 0 {
             up.io.sending.consume(res as usize);
+            up.shutdown_if_sent();
             c.conn.on_upstream_written(now_);
         } else if res < 0 {
             up.io.failed = true;
@@ -190,6 +191,7 @@ impl Shard {
             key,
             owner: Some(ci),
             connected: false,
+            shut_write: false,
             _addr: sockaddr,
         });
         if let Some(c) = self.clients.get_mut(ci) {
@@ -282,6 +284,14 @@ impl ShardIo for Shard {
         Shard::close_upstream(self, ui)
     }
 
+    /// A send may still be in flight (the ring owns those bytes): the FIN follows it.
+    fn shutdown_upstream_write(&mut self, ui: usize) {
+        if let Some(up) = self.upstreams.get_mut(ui) {
+            up.shut_write = true;
+            up.shutdown_if_sent();
+        }
+    }
+
     fn kick(&mut self, ci: usize, now: Instant) {
         self.service(ci, now)
     }
@@ -302,5 +312,17 @@ impl ShardIo for Shard {
 
     fn stop_accepting(&mut self, now: Instant) {
         self.stop_accepting_now(now);
+    }
+}
+
+impl Upstream {
+    /// The FIN owed, once nothing queued is left to send (a direct shutdown(2): the
+    /// descriptor stays open for the answer still to come).
+    fn shutdown_if_sent(&mut self) {
+        if self.shut_write && !self.io.send_inflight && self.io.unsent() == 0 {
+            self.shut_write = false;
+            // SAFETY: the descriptor is this socket's own, open while `io` lives.
+            unsafe { libc::shutdown(self.io.raw(), libc::SHUT_WR) };
+        }
     }
 }
