@@ -20,6 +20,7 @@ declare -A benches=(
   [cluster-storage]=cluster_storage.py
   [cluster-failover]=cluster_failover.py
   [cluster-hotspot]=cluster_hotspot.py
+  [tunnel]=tunnel.py
 )
 name="${1:-}"
 if [ -z "$name" ] || [ -z "${benches[$name]:-}" ]; then
