@@ -274,3 +274,62 @@ fn a_client_outside_the_list_is_refused_before_any_upstream_work() {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(lines(), 1, "one line for three refusals");
 }
+
+/// Per-client limits: a burst past the token bucket gets 429 with Retry-After, and
+/// service comes back after the refill; connections past the cap get 429 and are
+/// closed, and a new one is admitted once one closes.
+#[test]
+fn a_client_over_its_limits_gets_429_then_service_again() {
+    let s = Setup::with(
+        Mode::Forward,
+        "[forward]\nclient_requests_per_s = 4\nclient_requests_burst = 3\nclient_connections_max = 2\n",
+        &[],
+    );
+    let (target, host) = s.target("/bytes/10");
+    let get = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    let mut c = s.client();
+    let statuses: Vec<u16> = (0..5)
+        .map(|_| {
+            c.send(get.as_bytes());
+            c.response(false).status
+        })
+        .collect();
+    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    assert!(statuses[3..].iter().all(|&st| st == 429), "{statuses:?}");
+    c.send(get.as_bytes());
+    let r = c.response(false);
+    assert_eq!(r.status, 429);
+    let retry = r
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+        .map(|(_, v)| v.clone())
+        .expect("Retry-After");
+    assert_eq!(retry, "1");
+    // A token every 250 ms.
+    std::thread::sleep(Duration::from_millis(300));
+    c.send(get.as_bytes());
+    assert_eq!(
+        c.response(false).status,
+        200,
+        "served again after the refill"
+    );
+    // Two connections are open (c, and this one); a third is refused.
+    let second = s.client();
+    let mut third = s.client();
+    let mut refused = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut third.stream, &mut refused);
+    let refused = String::from_utf8_lossy(&refused);
+    assert!(refused.starts_with("HTTP/1.1 429 "), "{refused}");
+    assert!(
+        refused.contains("forward.client_connections_max"),
+        "{refused}"
+    );
+    drop(second);
+    let admitted = common::wait_until(Duration::from_secs(3), || {
+        let mut fourth = s.client();
+        fourth.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        fourth.try_response(false).is_ok_and(|r| r.status == 200)
+    });
+    assert!(admitted, "a connection closed makes room");
+}

@@ -276,7 +276,7 @@ fn shards(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
 }
 
 fn cluster(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
-    let plain: [(&str, &str, Pick); 13] = [
+    let plain: [(&str, &str, Pick); 14] = [
         (
             "distilld_forward_clients_refused",
             "Forward-proxy requests refused (403): the client is not in forward.clients_allowed.",
@@ -291,6 +291,11 @@ fn cluster(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
             "distilld_forward_tunnels",
             "CONNECT tunnels opened (the destination connected, 200 sent).",
             |s| &s.forward_tunnels,
+        ),
+        (
+            "distilld_client_limited",
+            "Requests and connections refused with 429: the client was over forward.client_requests_per_s or forward.client_connections_max.",
+            |s| &s.client_limited,
         ),
         (
             "distilld_cluster_ramped",

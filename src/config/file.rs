@@ -42,6 +42,9 @@ pub struct FileForward {
     pub ports_allowed: Option<Vec<String>>,
     pub connect_ports: Option<Vec<u16>>,
     pub connect_idle_ms: Option<u64>,
+    pub client_requests_per_s: Option<u32>,
+    pub client_requests_burst: Option<u32>,
+    pub client_connections_max: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Default)]

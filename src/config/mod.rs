@@ -166,6 +166,10 @@ pub struct ForwardConfig {
     pub connect_ports: Vec<u16>,
     /// A tunnel silent both ways this long is closed.
     pub connect_idle: Duration,
+    /// Each client's token bucket of requests (None: no limit). A reload starts full ones.
+    pub request_rate: Option<std::sync::Arc<crate::access::limits::RequestRate>>,
+    /// Concurrent connections per client address, node-wide (0: no cap).
+    pub client_connections_max: u32,
 }
 
 /// Distillation: profiles, how one is chosen, and the limits of a job.

@@ -678,7 +678,34 @@ fn forward(
         destination_refusals: Default::default(),
         connect_ports,
         connect_idle: ms(bad, "forward.connect_idle_ms", f.connect_idle_ms, 300_000),
+        request_rate: request_rate(f, bad),
+        client_connections_max: f.client_connections_max.unwrap_or(1024),
     }
+}
+
+/// `forward.client_requests_per_s` (0: off) and its burst.
+fn request_rate(
+    f: &super::file::FileForward,
+    bad: &mut impl FnMut(&str, String),
+) -> Option<std::sync::Arc<crate::access::limits::RequestRate>> {
+    use crate::access::limits::{BURST_MAX, RequestRate};
+    let per_s = f.client_requests_per_s.unwrap_or(0);
+    let burst = f.client_requests_burst.unwrap_or(100);
+    check_range(
+        bad,
+        "forward.client_requests_per_s",
+        per_s as usize,
+        0,
+        1_000_000,
+    );
+    check_range(
+        bad,
+        "forward.client_requests_burst",
+        burst as usize,
+        1,
+        BURST_MAX as usize,
+    );
+    (per_s > 0).then(|| std::sync::Arc::new(RequestRate::new(per_s, burst)))
 }
 
 /// A list of strings from the file, or the default.

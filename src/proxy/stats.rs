@@ -73,6 +73,9 @@ pub struct Stats {
     pub forward_destinations_refused: Counter,
     /// CONNECT tunnels opened (the destination connected, 200 sent).
     pub forward_tunnels: Counter,
+    /// Requests and connections refused with 429: the client was over
+    /// `forward.client_requests_per_s` or `forward.client_connections_max`.
+    pub client_limited: Counter,
     /// Requests sent past a peer that is ramping up (its share of keys not yet back).
     pub cluster_ramped: Counter,
     /// Misses filled from the key's previous owner (while this node warms).

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use socket2::SockRef;
 
+use crate::access::limits::{ConnectionCounts, ConnectionSlot};
 use crate::config::Config;
 use crate::proxy::Conn;
 use crate::proxy::stats::Stats;
@@ -18,22 +19,33 @@ use super::upstreams::{Link, Lookups};
 /// What a connection over `connections_per_shard_max` gets before it is closed.
 pub(crate) const REFUSED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 40\r\nProxy-Status: distilld; error=proxy_internal_response; details=\"too many connections\"\r\nConnection: close\r\n\r\ndistilld: 503 too many connections here\n";
 
+/// What a connection over its client's `forward.client_connections_max` gets.
+pub(crate) const CLIENT_FULL_RESPONSE: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nContent-Length: 86\r\nRetry-After: 1\r\nConnection: close\r\n\r\ndistilld: 429 this client has forward.client_connections_max connections open already\n";
+
 /// Admits a shard's clients.
 pub struct Admission {
     shard: usize,
     cfg: Arc<Config>,
     stats: Arc<Stats>,
+    /// Every client's connections, node-wide.
+    connections: Arc<ConnectionCounts>,
     next_serial: u64,
     /// The node is draining: a client accepted now gets one answer, then the close.
     draining: bool,
 }
 
 impl Admission {
-    pub fn new(shard: usize, cfg: Arc<Config>, stats: Arc<Stats>) -> Admission {
+    pub fn new(
+        shard: usize,
+        cfg: Arc<Config>,
+        stats: Arc<Stats>,
+        connections: Arc<ConnectionCounts>,
+    ) -> Admission {
         Admission {
             shard,
             cfg,
             stats,
+            connections,
             next_serial: 0,
             draining: false,
         }
@@ -47,22 +59,47 @@ impl Admission {
         self.draining = true;
     }
 
-    /// The shard already holds `open` clients, all it may: the driver writes
-    /// `REFUSED_RESPONSE` to the new one and closes it.
-    pub fn refuse_if_full(&self, open: usize, peer: SocketAddr) -> bool {
-        if open < self.cfg.limits.connections_per_shard_max {
-            return false;
+    /// A new client, when the shard holds `open` already: counted against its address
+    /// (cluster peers are not: they carry many clients), or refused with the response
+    /// the driver writes before it closes the socket (503 when the shard is full, 429
+    /// when the client is).
+    pub fn screen(
+        &self,
+        open: usize,
+        peer: SocketAddr,
+    ) -> Result<Option<ConnectionSlot>, &'static [u8]> {
+        if open >= self.cfg.limits.connections_per_shard_max {
+            self.stats.connections_refused.incr();
+            tracing::warn!(shard = self.shard, client = %peer,
+                "connection refused: connections_per_shard_max reached");
+            return Err(REFUSED_RESPONSE);
         }
-        self.stats.connections_refused.incr();
-        tracing::warn!(shard = self.shard, client = %peer,
-            "connection refused: connections_per_shard_max reached");
-        true
+        if self.is_peer_node(peer) {
+            return Ok(None);
+        }
+        let max = self.cfg.forward.client_connections_max;
+        self.connections.open(peer.ip(), max).map_err(|_| {
+            self.stats.client_limited.incr();
+            tracing::debug!(shard = self.shard, client = %peer,
+                "connection refused: forward.client_connections_max reached");
+            CLIENT_FULL_RESPONSE
+        })
     }
 
-    /// A new client's state: its connection and its link record.
+    fn is_peer_node(&self, peer: SocketAddr) -> bool {
+        let ip = peer.ip().to_canonical();
+        self.cfg
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.nodes.iter().any(|n| n.http.ip() == ip))
+    }
+
+    /// A new client's state: its connection and its link record (`counted`: its place
+    /// in its client's connection count).
     pub fn admit(
         &mut self,
         peer: SocketAddr,
+        counted: Option<ConnectionSlot>,
         lookups: &Lookups,
         date: &DateCache,
         now: Instant,
@@ -82,6 +119,7 @@ impl Admission {
         }
         let link = Link {
             serial: self.next_serial,
+            counted,
             ..Link::default()
         };
         (conn, link)

@@ -20,7 +20,7 @@ use crate::proxy::stats::Stats;
 use crate::proxy::{Conn, UpstreamFailure};
 
 use super::Node;
-use super::clients::{self, Admission, REFUSED_RESPONSE};
+use super::clients::{self, Admission};
 use super::control::ShardControl;
 use super::date::DateCache;
 use super::upstreams::{self, Link, Lookups, ShardIo};
@@ -86,6 +86,7 @@ impl Shard {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let admission = Admission::new(id, cfg.clone(), stats.clone(), node.connections.clone());
         Ok(Shard {
             id,
             stats: stats.clone(),
@@ -98,7 +99,7 @@ impl Shard {
             ready: VecDeque::new(),
             date: DateCache::default(),
             stats_logged: Instant::now(),
-            admission: Admission::new(id, cfg.clone(), stats.clone()),
+            admission,
             control,
             cfg,
         })
@@ -196,10 +197,13 @@ impl Shard {
     }
 
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
-        if self.admission.refuse_if_full(self.clients.len(), peer) {
-            let _ = stream.write(REFUSED_RESPONSE);
-            return;
-        }
+        let counted = match self.admission.screen(self.clients.len(), peer) {
+            Ok(counted) => counted,
+            Err(refusal) => {
+                let _ = stream.write(refusal);
+                return;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let entry = self.clients.vacant_entry();
         let ci = entry.key();
@@ -211,7 +215,9 @@ impl Shard {
             tracing::warn!(shard = self.id, "cannot register client: {e}");
             return;
         }
-        let (conn, link) = self.admission.admit(peer, &self.lookups, &self.date, now);
+        let (conn, link) = self
+            .admission
+            .admit(peer, counted, &self.lookups, &self.date, now);
         entry.insert(Client {
             stream,
             conn,

@@ -129,6 +129,8 @@ pub struct Node {
     /// The node's own listening addresses, as destinations the forward proxy refuses
     /// (a request there would loop, or reach the admin listener from outside).
     pub own: Arc<[SocketAddr]>,
+    /// Each client's connections, node-wide (`forward.client_connections_max`).
+    pub connections: Arc<crate::access::limits::ConnectionCounts>,
 }
 
 /// Every address the node listens on, a wildcard one as each local address.
@@ -194,6 +196,7 @@ pub fn start(
         ),
         held: crate::proxy::held::HeldBudget::new(config.limits.held_bytes_max),
         own: own_addresses(local_addr, also_own),
+        connections: Default::default(),
     };
     let cores = if config.pin_workers {
         core_affinity::get_core_ids().unwrap_or_default()

@@ -58,6 +58,8 @@ pub struct Link {
     pub upstream: Option<usize>,
     /// The connection asked for while its name resolves.
     pub awaiting_dns: Option<Wanted>,
+    /// Counted against its client's connections while it lives.
+    pub counted: Option<crate::access::limits::ConnectionSlot>,
 }
 
 /// A connection asked for and not yet had: where, and whether a pooled one will do.

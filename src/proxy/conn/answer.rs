@@ -18,11 +18,24 @@ impl Conn {
         body: &[u8],
         now: Now<'_>,
     ) {
+        self.answer_local_with(head, status, body, b"", now);
+    }
+
+    /// `answer_local` with `extra` header lines (each ending in CRLF).
+    pub(super) fn answer_local_with(
+        &mut self,
+        head: &RequestHead,
+        status: u16,
+        body: &[u8],
+        extra: &[u8],
+        now: Now<'_>,
+    ) {
         self.stats.local_responses.incr();
         // A body we did not read would be taken for the next request: close instead.
         // After a refused CONNECT the client may have sent tunnel bytes already.
         let keep = head.wants_keep_alive() && !head.has_body() && head.method() != "CONNECT";
-        self.write_local(status, body, head.is_head(), keep, head.minor_version, now);
+        let minor = head.minor_version;
+        self.write_local_with(status, body, head.is_head(), keep, minor, extra, now);
         self.log_access(head, status, body.len() as u64, now.instant, now, None);
     }
 
@@ -78,6 +91,20 @@ impl Conn {
         minor: u8,
         now: Now<'_>,
     ) {
+        self.write_local_with(status, body, head_only, keep_alive, minor, b"", now);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn write_local_with(
+        &mut self,
+        status: u16,
+        body: &[u8],
+        head_only: bool,
+        keep_alive: bool,
+        minor: u8,
+        extra: &[u8],
+        now: Now<'_>,
+    ) {
         LocalResponse {
             status,
             body,
@@ -87,7 +114,7 @@ impl Conn {
             date: now.date,
             via_name: &self.cfg.via_name,
             content_type: TEXT_PLAIN,
-            extra: b"",
+            extra,
         }
         .write(self.out.compacted_tail());
         if !keep_alive || self.draining {

@@ -362,7 +362,7 @@ impl Conn {
     /// its tag must vouch for this request; without one, the connection must come from
     /// another node's address. A hop from anyone else is ignored (the request is placed
     /// as any other, and the field is replaced if it is forwarded).
-    fn trusted_hop(&self, head: &RequestHead) -> Option<Hop> {
+    pub(super) fn trusted_hop(&self, head: &RequestHead) -> Option<Hop> {
         let c = self.cfg.cluster.as_ref()?;
         let (_, value) = head
             .fields()

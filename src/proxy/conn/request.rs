@@ -96,6 +96,7 @@ impl Conn {
             }
             Ok(Decision::Health) => self.answer_local(&head, 200, HEALTH_BODY, now),
             Ok(Decision::Preferences(query)) => self.answer_preferences(&head, &query, now),
+            Ok(Decision::Proxy(_) | Decision::Tunnel(_)) if self.over_rate(&head, now) => {}
             Ok(Decision::Proxy(dest)) => self.begin_proxy(head, dest, now),
             Ok(Decision::Tunnel(dest)) => self.begin_tunnel(head, dest, now),
         }
@@ -116,6 +117,36 @@ impl Conn {
                 tracing::warn!(%client, "refused: {reason} (logged once a minute per client address)");
             }
         }
+    }
+
+    /// The client is over `forward.client_requests_per_s`: 429 with Retry-After (the
+    /// time until its bucket has a token), counted, logged at most once a minute per
+    /// client. A request a peer node forwards was counted at that node.
+    fn over_rate(&mut self, head: &RequestHead, now: Now<'_>) -> bool {
+        let Some(rate) = self.cfg.forward.request_rate.clone() else {
+            return false;
+        };
+        if self.trusted_hop(head).is_some() {
+            return false;
+        }
+        let client = self.client_ip(head);
+        let Err(wait) = rate.take(client, now.instant) else {
+            return false;
+        };
+        self.stats.client_limited.incr();
+        if self
+            .cfg
+            .forward
+            .destination_refusals
+            .should_log(client, now.instant)
+        {
+            tracing::warn!(%client, "429: over forward.client_requests_per_s (logged once a minute per client address)");
+        }
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let extra = format!("Retry-After: {secs}\r\n");
+        let body = error_body(429, "this client is over forward.client_requests_per_s");
+        self.answer_local_with(head, 429, &body, extra.as_bytes(), now);
+        true
     }
 
     /// The address a client-named destination resolved to is denied: 403, nothing sent.

@@ -245,6 +245,35 @@ fn a_connect_that_cannot_connect_is_answered_and_the_connection_closed() {
 }
 
 #[test]
+fn a_client_over_its_request_rate_gets_429_with_retry_after() {
+    let mut h = Harness::new("[forward]\nclient_requests_per_s = 2\nclient_requests_burst = 1\n");
+    h.client("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        h.sent_client().starts_with("HTTP/1.1 200 "),
+        "the health check is not limited"
+    );
+    h.client("GET http://o.test/ HTTP/1.1\r\nHost: o.test\r\n\r\n");
+    assert_eq!(h.actions().len(), 1, "the first takes the burst's token");
+    h.ready(false);
+    h.origin("HTTP/1.1 204 No Content\r\n\r\n");
+    h.actions();
+    h.sent_client();
+    h.client("GET http://o.test/ HTTP/1.1\r\nHost: o.test\r\n\r\n");
+    let out = h.sent_client();
+    assert!(
+        out.starts_with("HTTP/1.1 429 Too Many Requests\r\n"),
+        "{out}"
+    );
+    assert!(out.contains("Retry-After: 1\r\n"), "{out}");
+    assert!(out.contains("forward.client_requests_per_s"), "{out}");
+    assert!(h.actions().is_empty(), "nothing is fetched");
+    assert_eq!(h.stats.client_limited.get(), 1);
+    h.advance(Duration::from_millis(500));
+    h.client("GET http://o.test/ HTTP/1.1\r\nHost: o.test\r\n\r\n");
+    assert_eq!(h.actions().len(), 1, "a token again after 1/rate");
+}
+
+#[test]
 fn stale_pooled_connection_is_retried_once_on_a_fresh_one() {
     let mut h = Harness::new("");
     h.client("GET http://o.test/ HTTP/1.1\r\nHost: o.test\r\n\r\n");

@@ -29,7 +29,7 @@ use crate::proxy::pool::UpstreamKey;
 use crate::proxy::stats::Stats;
 
 use super::Node;
-use super::clients::{self, Admission, REFUSED_RESPONSE};
+use super::clients::{self, Admission};
 use super::control::ShardControl;
 use super::date::DateCache;
 use super::upstreams::{self, Link, Lookups};
@@ -136,6 +136,7 @@ impl Shard {
         }
         // SAFETY: `efd` is a fresh descriptor nobody else owns.
         let wake = Arc::new(EventFd(unsafe { OwnedFd::from_raw_fd(efd) }));
+        let admission = Admission::new(id, cfg.clone(), stats.clone(), node.connections.clone());
         Ok(Shard {
             ring,
             bufs,
@@ -155,7 +156,7 @@ impl Shard {
             dirty: Vec::with_capacity(1024),
             generations: Generations::starting_at(first_generation),
             capped_recv: probe::capped_multishot_works(),
-            admission: Admission::new(id, cfg.clone(), stats.clone()),
+            admission,
             control,
             cfg,
         })
@@ -391,20 +392,25 @@ impl Shard {
             .ok()
             .and_then(|a| a.as_socket())
             .unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
-        if self.admission.refuse_if_full(self.clients.len(), peer) {
-            // SAFETY: a non-blocking send of a static buffer on a socket we own.
-            unsafe {
-                libc::send(
-                    fd.as_raw_fd(),
-                    REFUSED_RESPONSE.as_ptr().cast(),
-                    REFUSED_RESPONSE.len(),
-                    libc::MSG_NOSIGNAL,
-                )
-            };
-            return;
-        }
+        let counted = match self.admission.screen(self.clients.len(), peer) {
+            Ok(counted) => counted,
+            Err(refusal) => {
+                // SAFETY: a non-blocking send of a static buffer on a socket we own.
+                unsafe {
+                    libc::send(
+                        fd.as_raw_fd(),
+                        refusal.as_ptr().cast(),
+                        refusal.len(),
+                        libc::MSG_NOSIGNAL,
+                    )
+                };
+                return;
+            }
+        };
         let generation = self.generations.next();
-        let (conn, link) = self.admission.admit(peer, &self.lookups, &self.date, now);
+        let (conn, link) = self
+            .admission
+            .admit(peer, counted, &self.lookups, &self.date, now);
         let mut io = Io::new(fd, generation);
         io.slot = self.files.register(&self.ring, io.raw());
         let ci = self.clients.insert(Client {
