@@ -333,3 +333,67 @@ fn a_client_over_its_limits_gets_429_then_service_again() {
     });
     assert!(admitted, "a connection closed makes room");
 }
+
+/// Basic authentication against an htpasswd file (bcrypt and argon2): 407 with the
+/// challenge without or with wrong credentials, 200 with good ones, the credentials
+/// absent at the origin and from the log, and a client that keeps failing gets 429.
+#[test]
+fn the_forward_proxy_asks_for_credentials_and_never_passes_them_on() {
+    use argon2::PasswordHasher;
+    let file = temp_path("htpasswd");
+    let argon = argon2::Argon2::default()
+        .hash_password(b"battery staple")
+        .expect("argon2");
+    let bcrypt = bcrypt::hash("correct horse", 4).expect("bcrypt");
+    std::fs::write(&file, format!("ann:{bcrypt}\nbob:{argon}\n")).expect("write htpasswd");
+    let config = format!(
+        "[forward]\nauth_file = \"{}\"\nauth_failures_per_min = 3\n",
+        file.display()
+    );
+    let s = Setup::with(Mode::Forward, &config, &[]);
+    let (target, host) = s.target("/headers?_echo=Proxy-Authorization");
+    let ask = |c: &mut Client, creds: Option<&str>| {
+        let field = creds.map_or(String::new(), |b64| {
+            format!("Proxy-Authorization: Basic {b64}\r\n")
+        });
+        c.send(format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n{field}\r\n").as_bytes());
+        c.response(false)
+    };
+    let header = |r: &common::Response, name: &str| {
+        r.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let mut c = s.client();
+    let r = ask(&mut c, None);
+    assert_eq!(r.status, 407);
+    let challenge = header(&r, "proxy-authenticate").expect("a challenge");
+    assert!(
+        challenge.starts_with("Basic realm=\"distilld\""),
+        "{challenge}"
+    );
+    // ann:correct horse, bob:battery staple, then a wrong password for ann.
+    let ann = "YW5uOmNvcnJlY3QgaG9yc2U=";
+    let bob = "Ym9iOmJhdHRlcnkgc3RhcGxl";
+    let wrong = "YW5uOndyb25n";
+    for good in [ann, bob, ann] {
+        let r = ask(&mut c, Some(good));
+        assert_eq!(r.status, 200, "{good}");
+        assert_eq!(r.body, b"\n", "the origin saw no Proxy-Authorization");
+    }
+    let r = ask(&mut c, Some(wrong));
+    assert_eq!(r.status, 407);
+    assert!(header(&r, "proxy-authenticate").is_some());
+    // Two more failures use the client's three a minute; the next is not even checked.
+    for _ in 0..2 {
+        assert_eq!(ask(&mut c, Some(wrong)).status, 407);
+    }
+    let r = ask(&mut c, Some(wrong));
+    assert_eq!(r.status, 429);
+    assert!(header(&r, "retry-after").is_some());
+    let log = std::fs::read_to_string(&s.proxy.log).unwrap_or_default();
+    for secret in [ann, bob, wrong, "correct horse", "battery staple"] {
+        assert!(!log.contains(secret), "the log holds {secret}");
+    }
+}

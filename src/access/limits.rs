@@ -99,33 +99,56 @@ impl ConnectionCounts {
 pub struct RequestRate {
     buckets: Box<[AtomicU64]>,
     start: Instant,
-    /// Thousandths of a token added per millisecond (= requests per second).
-    per_ms: u64,
+    /// Tokens added per minute (thousandths of a token per 60 ms).
+    per_min: u64,
     burst: u64,
 }
 
 impl RequestRate {
     /// `per_s` requests a second, `burst` at once (at most `BURST_MAX`).
     pub fn new(per_s: u32, burst: u32) -> RequestRate {
+        RequestRate::per_minute(per_s.saturating_mul(60), burst)
+    }
+
+    /// `per_min` a minute, `burst` at once (at most `BURST_MAX`).
+    pub fn per_minute(per_min: u32, burst: u32) -> RequestRate {
         RequestRate {
             buckets: (0..WIDTH).map(|_| AtomicU64::new(u64::MAX)).collect(),
             start: Instant::now(),
-            per_ms: u64::from(per_s),
+            per_min: u64::from(per_min.max(1)),
             burst: u64::from(burst.clamp(1, BURST_MAX)) * MILLI,
         }
+    }
+
+    /// Whether `client` has a token at `now`, without taking it.
+    pub fn peek(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
+        let word = self.buckets[slots(client)[0]].load(Ordering::Relaxed);
+        let tokens = self.refilled(word, self.ms(now));
+        match tokens < MILLI {
+            true => Err(self.wait(tokens)),
+            false => Ok(()),
+        }
+    }
+
+    fn ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.start).as_millis() as u64
+    }
+
+    /// How long until a bucket holding `tokens` (thousandths) has a whole one.
+    fn wait(&self, tokens: u64) -> Duration {
+        Duration::from_millis((MILLI - tokens).saturating_mul(60).div_ceil(self.per_min))
     }
 
     /// Takes a token for a request of `client` at `now`; when there is none, how long
     /// until there is (for Retry-After).
     pub fn take(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
         let slot = &self.buckets[slots(client)[0]];
-        let ms = now.saturating_duration_since(self.start).as_millis() as u64;
+        let ms = self.ms(now);
         let mut word = slot.load(Ordering::Relaxed);
         loop {
             let tokens = self.refilled(word, ms);
             if tokens < MILLI {
-                let wait_ms = (MILLI - tokens).div_ceil(self.per_ms.max(1));
-                return Err(Duration::from_millis(wait_ms));
+                return Err(self.wait(tokens));
             }
             let next = (ms << TOKEN_BITS) | (tokens - MILLI);
             match slot.compare_exchange_weak(word, next, Ordering::Relaxed, Ordering::Relaxed) {
@@ -142,7 +165,7 @@ impl RequestRate {
             return self.burst;
         }
         let (then, tokens) = (word >> TOKEN_BITS, word & ((1 << TOKEN_BITS) - 1));
-        let gained = ms.saturating_sub(then).saturating_mul(self.per_ms);
+        let gained = ms.saturating_sub(then).saturating_mul(self.per_min) / 60;
         tokens.saturating_add(gained).min(self.burst)
     }
 }

@@ -4,6 +4,7 @@
 //! (`numeric`), over address prefixes (`prefix`); per-client limits on connections and
 //! requests per second (`limits`).
 
+pub mod auth;
 pub mod clients;
 pub mod destinations;
 pub mod limits;

@@ -45,6 +45,9 @@ pub struct FileForward {
     pub client_requests_per_s: Option<u32>,
     pub client_requests_burst: Option<u32>,
     pub client_connections_max: Option<u32>,
+    pub auth_file: Option<String>,
+    pub auth_realm: Option<String>,
+    pub auth_failures_per_min: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -170,6 +170,8 @@ pub struct ForwardConfig {
     pub request_rate: Option<std::sync::Arc<crate::access::limits::RequestRate>>,
     /// Concurrent connections per client address, node-wide (0: no cap).
     pub client_connections_max: u32,
+    /// Basic authentication of the forward proxy's clients (None: none asked).
+    pub auth: Option<std::sync::Arc<crate::access::auth::ProxyAuth>>,
 }
 
 /// Distillation: profiles, how one is chosen, and the limits of a job.

@@ -680,6 +680,43 @@ fn forward(
         connect_idle: ms(bad, "forward.connect_idle_ms", f.connect_idle_ms, 300_000),
         request_rate: request_rate(f, bad),
         client_connections_max: f.client_connections_max.unwrap_or(1024),
+        auth: proxy_auth(f, bad),
+    }
+}
+
+/// `forward.auth_file` (users and their bcrypt or argon2 hashes), its realm, and the
+/// failed attempts a client may make a minute.
+fn proxy_auth(
+    f: &super::file::FileForward,
+    bad: &mut impl FnMut(&str, String),
+) -> Option<std::sync::Arc<crate::access::auth::ProxyAuth>> {
+    use crate::access::auth::{ProxyAuth, Users};
+    let failures = f.auth_failures_per_min.unwrap_or(10);
+    check_range(
+        bad,
+        "forward.auth_failures_per_min",
+        failures as usize,
+        1,
+        10_000,
+    );
+    let realm = f.auth_realm.clone().unwrap_or_else(|| "distilld".into());
+    if realm.is_empty()
+        || realm
+            .bytes()
+            .any(|b| b.is_ascii_control() || b == b'"' || b == b'\\')
+    {
+        bad(
+            "forward.auth_realm",
+            format!("{realm:?}: printable, without quotes or backslashes"),
+        );
+    }
+    let path = f.auth_file.as_deref().filter(|p| !p.is_empty())?;
+    match Users::load(std::path::Path::new(path)) {
+        Ok(users) => Some(std::sync::Arc::new(ProxyAuth::new(users, realm, failures))),
+        Err(e) => {
+            bad("forward.auth_file", e.to_string());
+            None
+        }
     }
 }
 

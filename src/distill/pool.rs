@@ -24,23 +24,29 @@ pub struct JobPool {
 
 impl JobPool {
     pub fn start(threads: usize, queue: usize) -> JobPool {
+        JobPool::start_named("distill", threads, queue)
+    }
+
+    /// A pool whose threads are called `name-i` (distillation, credential checks).
+    pub fn start_named(name: &str, threads: usize, queue: usize) -> JobPool {
         let (tx, rx) = crossbeam_channel::bounded::<Queued>(queue.max(1));
         for i in 0..threads.max(1) {
             let rx: Receiver<Queued> = rx.clone();
+            let label = name.to_string();
             let spawned = std::thread::Builder::new()
-                .name(format!("distill-{i}"))
+                .name(format!("{name}-{i}"))
                 .spawn(move || {
                     for job in rx {
                         // The waiter is woken whatever happens to the work.
                         let work = std::panic::AssertUnwindSafe(job.work);
                         if std::panic::catch_unwind(work).is_err() {
-                            tracing::error!("a distillation job panicked");
+                            tracing::error!("a job on the {label} pool panicked");
                         }
                         job.done.notify();
                     }
                 });
             if let Err(e) = spawned {
-                tracing::error!("cannot start distillation thread {i}: {e}");
+                tracing::error!("cannot start {name} thread {i}: {e}");
             }
         }
         JobPool { tx }

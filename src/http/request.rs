@@ -60,6 +60,13 @@ impl RequestHead {
             .map(|(n, v)| (self.str_at(n), &self.raw[v.clone()]))
     }
 
+    /// The value of the first field called `name` (any case).
+    pub fn field(&self, name: &str) -> Option<&[u8]> {
+        self.fields()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
     pub fn is_head(&self) -> bool {
         self.method() == "HEAD"
     }

@@ -26,6 +26,7 @@ pub use distilling::DistillJob;
 use exchange::{Exchange, Fetch, Response, Stage, Upstream};
 
 mod answer;
+mod auth;
 mod caching;
 mod distilling;
 mod exchange;
@@ -69,6 +70,8 @@ pub enum Action {
     AwaitFlight(FlightWait, Ticket),
     /// Run this distillation job on the pool, then call `on_wait_over` with the ticket.
     RunJob(DistillJob, Ticket),
+    /// Check these credentials on the node's verifier threads, then `on_wait_over`.
+    CheckCredentials(DistillJob, Ticket),
 }
 
 /// Names one wait of one exchange, so a wake-up that arrives late (an abandoned flight,
@@ -137,6 +140,10 @@ pub struct Conn {
     head_started: Option<Instant>,
     last_client: Instant,
 }
+
+/// How long a request waits for its credentials to be checked (the verifier threads'
+/// queue); past it, 503.
+const VERIFY_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Conn {
     pub fn new(
@@ -435,6 +442,7 @@ impl Conn {
                 self.advance(now);
             }
             Stage::Distilling(job) if job.ticket == ticket => self.on_job_done(ex, now),
+            Stage::Verifying(v) if v.ticket == ticket => self.on_verified(ex, now),
             _ => self.ex = Some(ex),
         }
     }
@@ -554,6 +562,13 @@ impl Conn {
                 }
             }
             Stage::Tunnel(_) => self.tunnel_tick(now),
+            Stage::Verifying(v) => {
+                if t.saturating_duration_since(v.since) >= VERIFY_WAIT_MAX
+                    && let Some(ex) = self.ex.take()
+                {
+                    self.answer_unverified(ex, now);
+                }
+            }
             Stage::Answering => {}
         }
     }

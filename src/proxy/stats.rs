@@ -76,6 +76,8 @@ pub struct Stats {
     /// Requests and connections refused with 429: the client was over
     /// `forward.client_requests_per_s` or `forward.client_connections_max`.
     pub client_limited: Counter,
+    /// Proxy credentials checked and found wrong (407).
+    pub auth_failures: Counter,
     /// Requests sent past a peer that is ramping up (its share of keys not yet back).
     pub cluster_ramped: Counter,
     /// Misses filled from the key's previous owner (while this node warms).

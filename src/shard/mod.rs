@@ -124,6 +124,8 @@ pub struct Node {
     pub cache: Option<Arc<Store>>,
     /// Threads for distillation jobs too large to run on a shard.
     pub jobs: crate::distill::pool::JobPool,
+    /// Threads that check credentials (bcrypt, argon2: slow on purpose).
+    pub auth_jobs: crate::distill::pool::JobPool,
     /// Response bodies held in memory by all shards together.
     pub held: Arc<crate::proxy::held::HeldBudget>,
     /// The node's own listening addresses, as destinations the forward proxy refuses
@@ -132,6 +134,12 @@ pub struct Node {
     /// Each client's connections, node-wide (`forward.client_connections_max`).
     pub connections: Arc<crate::access::limits::ConnectionCounts>,
 }
+
+/// Credential checks at once, node-wide: at tens of milliseconds each, two threads check
+/// about fifty new clients a second; a client's later requests are remembered.
+const AUTH_THREADS: usize = 2;
+/// Checks waiting for a thread; past it a request gets 503 at once.
+const AUTH_QUEUE: usize = 256;
 
 /// Every address the node listens on, a wildcard one as each local address.
 fn own_addresses(main: SocketAddr, also: &[SocketAddr]) -> Arc<[SocketAddr]> {
@@ -197,6 +205,7 @@ pub fn start(
         held: crate::proxy::held::HeldBudget::new(config.limits.held_bytes_max),
         own: own_addresses(local_addr, also_own),
         connections: Default::default(),
+        auth_jobs: crate::distill::pool::JobPool::start_named("auth", AUTH_THREADS, AUTH_QUEUE),
     };
     let cores = if config.pin_workers {
         core_affinity::get_core_ids().unwrap_or_default()

@@ -80,6 +80,7 @@ pub struct Lookups {
     pub cache: Option<Arc<Store>>,
     pub held: Arc<crate::proxy::held::HeldBudget>,
     jobs: JobPool,
+    auth_jobs: JobPool,
     flight_tx: Sender<WakeUp>,
     flight_rx: Receiver<WakeUp>,
     dns: DnsCache,
@@ -102,6 +103,7 @@ impl Lookups {
             cache: node.cache,
             held: node.held,
             jobs: node.jobs,
+            auth_jobs: node.auth_jobs,
             flight_tx,
             flight_rx,
             pool: IdlePool::new(
@@ -246,6 +248,12 @@ pub fn apply_actions<D: ShardIo>(d: &mut D, ci: usize, now: Instant) {
                 let serial = link.serial;
                 let waiter = d.lookups().waiter(WakeUp { ci, serial, ticket });
                 flight.wait(waiter);
+            }
+            Action::CheckCredentials(DistillJob(work), ticket) => {
+                let serial = link.serial;
+                let l = d.lookups();
+                let waiter = l.waiter(WakeUp { ci, serial, ticket });
+                l.auth_jobs.submit(work, waiter);
             }
             Action::RunJob(DistillJob(work), ticket) => {
                 let serial = link.serial;

@@ -57,10 +57,23 @@ pub(super) enum Stage {
     Distilling(Box<Running>),
     /// A CONNECT tunnel: bytes relayed both ways until either side closes.
     Tunnel(Tunnel),
+    /// The client's credentials are being checked on the verifier threads.
+    Verifying(Box<Verifying>),
     /// Waiting on nothing outside: the exchange is answered here. A job's exchange is in
     /// this stage just before its job starts and just after it ended; it is never left
     /// in it between events.
     Answering,
+}
+
+/// A credential check under way.
+#[derive(Debug)]
+pub(super) struct Verifying {
+    pub(super) since: Instant,
+    pub(super) ticket: Ticket,
+    /// Whether the password was the user's; empty if the check never ran.
+    pub(super) ok: crate::distill::pool::ResultSlot<bool>,
+    /// What the pair is remembered under once it checked out.
+    pub(super) digest: [u8; 32],
 }
 
 /// A tunnel's tally: bytes each way, and when one last moved (its idle timeout).

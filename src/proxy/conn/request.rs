@@ -97,6 +97,9 @@ impl Conn {
             Ok(Decision::Health) => self.answer_local(&head, 200, HEALTH_BODY, now),
             Ok(Decision::Preferences(query)) => self.answer_preferences(&head, &query, now),
             Ok(Decision::Proxy(_) | Decision::Tunnel(_)) if self.over_rate(&head, now) => {}
+            Ok(Decision::Proxy(dest) | Decision::Tunnel(dest)) if self.needs_auth(&head, &dest) => {
+                self.authenticate(head, dest, now)
+            }
             Ok(Decision::Proxy(dest)) => self.begin_proxy(head, dest, now),
             Ok(Decision::Tunnel(dest)) => self.begin_tunnel(head, dest, now),
         }

@@ -274,6 +274,39 @@ fn a_client_over_its_request_rate_gets_429_with_retry_after() {
 }
 
 #[test]
+fn credentials_are_checked_off_the_shard_once_then_remembered() {
+    let file = std::env::temp_dir().join(format!("distilld-unit-htpasswd-{}", std::process::id()));
+    let hash = bcrypt::hash("pw", 4).expect("bcrypt");
+    std::fs::write(&file, format!("ann:{hash}\n")).expect("write");
+    let mut h = Harness::new(&format!("[forward]\nauth_file = \"{}\"\n", file.display()));
+    // "ann:pw"
+    let get = "GET http://o.test/ HTTP/1.1\r\nHost: o.test\r\nProxy-Authorization: Basic YW5uOnB3\r\n\r\n";
+    h.client(get);
+    let (check, ticket) = match h.actions().pop() {
+        Some(Action::CheckCredentials(DistillJob(check), ticket)) => (check, ticket),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(h.sent_client(), "", "the request waits for the check");
+    check();
+    let now = h.now();
+    h.conn.on_wait_over(ticket, now);
+    assert!(matches!(h.actions().as_slice(), [Action::Acquire { .. }]));
+    h.ready(false);
+    let up = h.sent_upstream();
+    assert!(
+        !up.to_ascii_lowercase().contains("proxy-authorization"),
+        "{up}"
+    );
+    h.origin("HTTP/1.1 204 No Content\r\n\r\n");
+    h.actions();
+    h.sent_client();
+    // Remembered: no second check.
+    h.client(get);
+    assert!(matches!(h.actions().as_slice(), [Action::Acquire { .. }]));
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
 fn stale_pooled_connection_is_retried_once_on_a_fresh_one() {
     let mut h = Harness::new("");
     h.client("GET http://o.test/ HTTP/1.1\r\nHost: o.test\r\n\r\n");

@@ -76,6 +76,7 @@ fn start(toml: &str, resolver: dns::Resolver, first: u32) -> std::net::SocketAdd
         held: crate::proxy::held::HeldBudget::new(1 << 20),
         own: Arc::from([addr]),
         connections: Default::default(),
+        auth_jobs: crate::distill::pool::JobPool::start_named("auth", 1, 4),
     };
     let (ready, is_ready) = crossbeam_channel::bounded(1);
     let control = ShardControl::new(NodeControl::new(cfg.clone(), 1), 0);

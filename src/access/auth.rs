@@ -1,0 +1,248 @@
+//! Basic authentication of the forward proxy's clients (`Proxy-Authorization: Basic`,
+//! RFC 9110 §11.7.1, RFC 7617) against an htpasswd-style file of bcrypt or argon2
+//! hashes. Checking a hash is slow on purpose (tens of milliseconds), so it runs on the
+//! node's verifier threads, never on a shard; a pair that checked out is remembered (as
+//! a keyed digest, never the password) for `REMEMBER`, so a client's later requests cost
+//! a hash lookup. Failed attempts are limited per client address.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use thiserror::Error;
+
+use super::limits::RequestRate;
+
+/// How long a pair that checked out is taken without a new check.
+const REMEMBER: Duration = Duration::from_secs(300);
+/// Pairs remembered at once; past it the oldest are forgotten (a new check each).
+const REMEMBERED_MAX: usize = 4096;
+
+#[derive(Debug, Error)]
+pub enum AuthFileError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} line {line}: {why}")]
+    Line {
+        path: String,
+        line: usize,
+        why: &'static str,
+    },
+}
+
+/// A stored hash, by scheme.
+#[derive(Clone, PartialEq, Eq)]
+enum Stored {
+    Bcrypt(String),
+    Argon2(String),
+}
+
+impl Stored {
+    fn parse(hash: &str) -> Result<Stored, &'static str> {
+        if ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p)) {
+            return Ok(Stored::Bcrypt(hash.to_string()));
+        }
+        if hash.starts_with("$argon2") {
+            argon2::PasswordHash::new(hash).map_err(|_| "an argon2 hash that does not parse")?;
+            return Ok(Stored::Argon2(hash.to_string()));
+        }
+        Err("not a bcrypt ($2y$...) or argon2 ($argon2id$...) hash: other schemes are refused")
+    }
+
+    /// Slow by design: call it off the shards.
+    fn matches(&self, password: &[u8]) -> bool {
+        use argon2::PasswordVerifier;
+        match self {
+            Stored::Bcrypt(h) => bcrypt::verify(password, h).unwrap_or(false),
+            Stored::Argon2(h) => argon2::PasswordHash::new(h).is_ok_and(|parsed| {
+                argon2::Argon2::default()
+                    .verify_password(password, &parsed)
+                    .is_ok()
+            }),
+        }
+    }
+}
+
+/// The users of an htpasswd-style file: `user:hash` per line, `#` comments.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Users {
+    by_name: HashMap<String, Stored>,
+    /// Checked for an unknown user, so its answer takes as long as a known one's.
+    decoy: Stored,
+}
+
+impl std::fmt::Debug for Users {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Users({} entries)", self.by_name.len())
+    }
+}
+
+impl Users {
+    pub fn load(path: &Path) -> Result<Users, AuthFileError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| AuthFileError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Users::parse(&text).map_err(|(line, why)| AuthFileError::Line {
+            path: shown,
+            line,
+            why,
+        })
+    }
+
+    fn parse(text: &str) -> Result<Users, (usize, &'static str)> {
+        let mut by_name = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (user, hash) = line.split_once(':').ok_or((i + 1, "not user:hash"))?;
+            if user.is_empty() {
+                return Err((i + 1, "an empty user name"));
+            }
+            let stored = Stored::parse(hash).map_err(|why| (i + 1, why))?;
+            if by_name.insert(user.to_string(), stored).is_some() {
+                return Err((i + 1, "a user listed twice"));
+            }
+        }
+        let Some(decoy) = by_name.values().next().cloned() else {
+            return Err((0, "no users"));
+        };
+        Ok(Users { by_name, decoy })
+    }
+
+    /// Whether `password` is `user`'s. Slow (the hash's cost): off the shards. An
+    /// unknown user costs a decoy check, so timing does not tell which names exist.
+    pub fn verify(&self, user: &str, password: &[u8]) -> bool {
+        match self.by_name.get(user) {
+            Some(stored) => stored.matches(password),
+            None => {
+                let _ = self.decoy.matches(password);
+                false
+            }
+        }
+    }
+}
+
+/// `Proxy-Authorization: Basic <base64 of user:password>` into its user and password.
+pub fn basic_credentials(value: &[u8]) -> Option<(String, Vec<u8>)> {
+    let value = std::str::from_utf8(value).ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .ok()?;
+    let colon = decoded.iter().position(|&b| b == b':')?;
+    let user = String::from_utf8(decoded[..colon].to_vec()).ok()?;
+    Some((user, decoded[colon + 1..].to_vec()))
+}
+
+/// The forward proxy's authentication: the users, the pairs that checked out lately,
+/// and each client's failed attempts.
+#[derive(Debug)]
+pub struct ProxyAuth {
+    pub users: std::sync::Arc<Users>,
+    pub realm: String,
+    /// Digests of pairs that checked out, and until when they count.
+    remembered: Mutex<HashMap<[u8; 32], Instant>>,
+    /// A key drawn at start: the digests mean nothing outside this process.
+    key: [u8; 32],
+    /// Failed attempts per client: a token per failure.
+    failures: RequestRate,
+}
+
+impl ProxyAuth {
+    /// `failures_per_min`: failed attempts a client may make a minute (and at once).
+    pub fn new(users: Users, realm: String, failures_per_min: u32) -> ProxyAuth {
+        ProxyAuth {
+            key: random_key(),
+            users: std::sync::Arc::new(users),
+            realm,
+            remembered: Mutex::new(HashMap::new()),
+            failures: RequestRate::per_minute(failures_per_min, failures_per_min),
+        }
+    }
+
+    /// The `Proxy-Authenticate` field line of a 407.
+    pub fn challenge(&self) -> String {
+        let realm = self.realm.replace(['"', '\\'], "");
+        format!("Proxy-Authenticate: Basic realm=\"{realm}\", charset=\"UTF-8\"\r\n")
+    }
+
+    /// The key a pair is remembered under.
+    pub fn digest(&self, user: &str, password: &[u8]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        mac.update(&(user.len() as u64).to_le_bytes());
+        mac.update(user.as_bytes());
+        mac.update(password);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The pair was checked and found good within `REMEMBER`.
+    pub fn remembered(&self, digest: &[u8; 32], now: Instant) -> bool {
+        let map = self.remembered.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(digest).is_some_and(|until| now < *until)
+    }
+
+    pub fn remember(&self, digest: [u8; 32], now: Instant) {
+        let mut map = self.remembered.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= REMEMBERED_MAX {
+            map.retain(|_, until| now < *until);
+            if map.len() >= REMEMBERED_MAX
+                && let Some(oldest) = map.iter().min_by_key(|(_, until)| **until).map(|(k, _)| *k)
+            {
+                map.remove(&oldest);
+            }
+        }
+        map.insert(digest, now + REMEMBER);
+    }
+
+    /// The client has failed too often lately: how long until it may try again.
+    pub fn failing_too_often(&self, client: IpAddr, now: Instant) -> Option<Duration> {
+        self.failures.peek(client, now).err()
+    }
+
+    /// A failed attempt, counted against the client.
+    pub fn failed(&self, client: IpAddr, now: Instant) {
+        let _ = self.failures.take(client, now);
+    }
+}
+
+/// 32 bytes from the kernel's random source (a digest key nobody outside can know).
+fn random_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    let mut got = 0;
+    while got < key.len() {
+        // SAFETY: writes at most the rest of `key`, which is ours.
+        let n = unsafe { libc::getrandom(key[got..].as_mut_ptr().cast(), key.len() - got, 0) };
+        if n <= 0 {
+            // getrandom(2) blocks until the pool is ready and does not fail on a
+            // running system; if it did, the time still makes the key unguessable
+            // from outside the process, if weaker.
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos();
+            key[..16].copy_from_slice(&t.to_le_bytes());
+            break;
+        }
+        got += n as usize;
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests;

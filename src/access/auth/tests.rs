@@ -1,0 +1,103 @@
+use super::*;
+use argon2::PasswordHasher;
+
+fn bcrypt_line(user: &str, password: &str) -> String {
+    format!("{user}:{}", bcrypt::hash(password, 4).expect("bcrypt"))
+}
+
+fn argon2_line(user: &str, password: &str) -> String {
+    let hash = argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .expect("argon2");
+    format!("{user}:{hash}")
+}
+
+#[test]
+fn bcrypt_and_argon2_users_are_verified() {
+    let text = format!(
+        "# users\n{}\n\n{}\n",
+        bcrypt_line("ann", "correct horse"),
+        argon2_line("bob", "battery staple")
+    );
+    let users = Users::parse(&text).expect("parses");
+    assert!(users.verify("ann", b"correct horse"));
+    assert!(!users.verify("ann", b"correct horse "));
+    assert!(users.verify("bob", b"battery staple"));
+    assert!(!users.verify("bob", b"correct horse"));
+    assert!(
+        !users.verify("eve", b"correct horse"),
+        "unknown users never pass"
+    );
+}
+
+#[test]
+fn bad_files_are_refused_with_the_line() {
+    for (text, line) in [
+        ("ann\n", 1),
+        ("# x\nann:{SHA}abc=\n", 2),
+        ("ann:$apr1$abc$def\n", 1),
+        (":$2y$04$abc\n", 1),
+        ("ann:$argon2id$garbage\n", 1),
+        ("", 0),
+    ] {
+        assert_eq!(
+            Users::parse(text).err().map(|e| e.0),
+            Some(line),
+            "{text:?}"
+        );
+    }
+    let twice = format!("{}\n{}\n", bcrypt_line("ann", "a"), bcrypt_line("ann", "b"));
+    assert_eq!(Users::parse(&twice).err().map(|e| e.0), Some(2));
+}
+
+#[test]
+fn basic_credentials_are_decoded() {
+    // "ann:correct horse:with colon"
+    let v = b"Basic YW5uOmNvcnJlY3QgaG9yc2U6d2l0aCBjb2xvbg==";
+    let (user, password) = basic_credentials(v).expect("decodes");
+    assert_eq!(user, "ann");
+    assert_eq!(password, b"correct horse:with colon");
+    assert!(
+        basic_credentials(b"basic YW5uOng=").is_some(),
+        "the scheme is case-free"
+    );
+    for bad in [
+        &b"Bearer abc"[..],
+        b"Basic !!!",
+        b"Basic YW5u",
+        b"Basic",
+        b"\xff",
+    ] {
+        assert!(basic_credentials(bad).is_none(), "{bad:?}");
+    }
+}
+
+#[test]
+fn good_pairs_are_remembered_as_digests_and_failures_limited() {
+    let users = Users::parse(&bcrypt_line("ann", "pw")).expect("parses");
+    let auth = ProxyAuth::new(users, "distilld".into(), 3);
+    let t = Instant::now();
+    let d = auth.digest("ann", b"pw");
+    assert_ne!(d, auth.digest("ann", b"pw2"));
+    assert_ne!(
+        auth.digest("a", b"npw"),
+        auth.digest("an", b"pw"),
+        "the split counts"
+    );
+    assert!(!auth.remembered(&d, t));
+    auth.remember(d, t);
+    assert!(auth.remembered(&d, t + Duration::from_secs(299)));
+    assert!(!auth.remembered(&d, t + Duration::from_secs(301)));
+    let client: IpAddr = "192.0.2.9".parse().expect("ip");
+    for _ in 0..3 {
+        assert!(auth.failing_too_often(client, t).is_none());
+        auth.failed(client, t);
+    }
+    let wait = auth.failing_too_often(client, t).expect("limited");
+    assert_eq!(wait, Duration::from_secs(20), "3 a minute: one every 20 s");
+    assert!(
+        auth.failing_too_often(client, t + Duration::from_secs(20))
+            .is_none()
+    );
+    assert!(auth.challenge().contains("Basic realm=\"distilld\""));
+}

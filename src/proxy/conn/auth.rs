@@ -1,0 +1,120 @@
+//! The forward proxy's Basic authentication, from the Conn's side: a request without
+//! good credentials gets 407 and a challenge; a pair not seen lately is checked on the
+//! node's verifier threads (bcrypt and argon2 are slow on purpose) while the request
+//! waits in its own stage; a client that fails too often gets 429 without a check. The
+//! credentials are never forwarded (Proxy-Authorization is hop-by-hop) nor logged.
+
+use crate::access::auth::basic_credentials;
+use crate::distill::pool::{ResultSlot, put, take};
+use crate::http::request::RequestHead;
+use crate::http::target::Destination;
+
+use super::super::local::error_body;
+use super::distilling::DistillJob;
+use super::exchange::{Exchange, Stage, Verifying};
+use super::{Action, Conn, Now};
+
+impl Conn {
+    /// The request must show credentials: the forward proxy has an `auth_file`, and
+    /// the request did not come from a peer node (which checked them itself).
+    pub(super) fn needs_auth(&self, head: &RequestHead, dest: &Destination) -> bool {
+        dest.screened && self.cfg.forward.auth.is_some() && self.trusted_hop(head).is_none()
+    }
+
+    /// Checks the request's credentials, then carries it on (`proceed`), or answers it.
+    pub(super) fn authenticate(&mut self, head: RequestHead, dest: Destination, now: Now<'_>) {
+        let Some(auth) = self.cfg.forward.auth.clone() else {
+            return self.proceed(head, dest, now);
+        };
+        let client = self.client_ip(&head);
+        if let Some(wait) = auth.failing_too_often(client, now.instant) {
+            self.stats.client_limited.incr();
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let extra = format!("Retry-After: {secs}\r\n");
+            let body = error_body(429, "too many failed authentications from this client");
+            return self.answer_local_with(&head, 429, &body, extra.as_bytes(), now);
+        }
+        let Some((user, password)) = head
+            .field("proxy-authorization")
+            .and_then(basic_credentials)
+        else {
+            return self.challenge(&head, now);
+        };
+        let digest = auth.digest(&user, &password);
+        if auth.remembered(&digest, now.instant) {
+            return self.proceed(head, dest, now);
+        }
+        let ok: ResultSlot<bool> = Default::default();
+        let (slot, users) = (ok.clone(), auth.users.clone());
+        let check = move || put(&slot, users.verify(&user, &password));
+        let ticket = self.ticket();
+        self.actions.push_back(Action::CheckCredentials(
+            DistillJob(Box::new(check)),
+            ticket,
+        ));
+        let stage = Stage::Verifying(Box::new(Verifying {
+            since: now.instant,
+            ticket,
+            ok,
+            digest,
+        }));
+        self.ex = Some(Exchange::new(head, dest, None, None, stage, now.instant));
+    }
+
+    /// The check is done: on, remembered; or 407, counted against the client.
+    pub(super) fn on_verified(&mut self, ex: Box<Exchange>, now: Now<'_>) {
+        let Stage::Verifying(v) = &ex.stage else {
+            self.ex = Some(ex);
+            return;
+        };
+        let Some(auth) = self.cfg.forward.auth.clone() else {
+            return self.answer_unverified(ex, now);
+        };
+        match take(&v.ok) {
+            Some(true) => {
+                auth.remember(v.digest, now.instant);
+                let Exchange { head, dest, .. } = *ex;
+                self.proceed(head, dest, now);
+            }
+            Some(false) => {
+                let client = self.client_ip(&ex.head);
+                auth.failed(client, now.instant);
+                self.stats.auth_failures.incr();
+                if self.cfg.forward.refusals.should_log(client, now.instant) {
+                    tracing::warn!(%client, "407: proxy authentication failed (logged once a minute per client address)");
+                }
+                self.challenge(&ex.head, now);
+                self.advance(now);
+            }
+            None => self.answer_unverified(ex, now),
+        }
+    }
+
+    /// The check never ran (the verifier threads' queue was full) or took too long.
+    pub(super) fn answer_unverified(&mut self, ex: Box<Exchange>, now: Now<'_>) {
+        let body = error_body(
+            503,
+            "the proxy's credential checks are overloaded: try again",
+        );
+        self.answer_local_with(&ex.head, 503, &body, b"Retry-After: 1\r\n", now);
+        self.advance(now);
+    }
+
+    /// 407 with the challenge.
+    fn challenge(&mut self, head: &RequestHead, now: Now<'_>) {
+        let Some(auth) = self.cfg.forward.auth.clone() else {
+            return;
+        };
+        let body = error_body(407, "this proxy needs a user and password (Basic)");
+        self.answer_local_with(head, 407, &body, auth.challenge().as_bytes(), now);
+    }
+
+    /// On with a request whose client may use the proxy.
+    pub(super) fn proceed(&mut self, head: RequestHead, dest: Destination, now: Now<'_>) {
+        if head.method() == "CONNECT" {
+            self.begin_tunnel(head, dest, now);
+        } else {
+            self.begin_proxy(head, dest, now);
+        }
+    }
+}
