@@ -276,7 +276,7 @@ fn shards(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
 }
 
 fn cluster(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
-    let plain: [(&str, &str, Pick); 15] = [
+    let plain: [(&str, &str, Pick); 16] = [
         (
             "distilld_forward_clients_refused",
             "Forward-proxy requests refused (403): the client is not in forward.clients_allowed.",
@@ -296,6 +296,11 @@ fn cluster(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
             "distilld_client_limited",
             "Requests and connections refused with 429: the client was over forward.client_requests_per_s or forward.client_connections_max.",
             |s| &s.client_limited,
+        ),
+        (
+            "distilld_route_clients_refused",
+            "Reverse-proxy requests refused (403): the client is not in its route's clients_allowed.",
+            |s| &s.route_clients_refused,
         ),
         (
             "distilld_forward_auth_failures",

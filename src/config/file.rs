@@ -184,4 +184,5 @@ pub struct FileRoute {
     pub path_prefix: Option<String>,
     pub origin: String,
     pub preserve_host: Option<bool>,
+    pub clients_allowed: Option<Vec<String>>,
 }

@@ -40,6 +40,7 @@ impl Source {
                 path_prefix: "/".into(),
                 origin,
                 preserve_host: false,
+                clients_allowed: None,
             });
         }
         if let Some(io) = &self.io {

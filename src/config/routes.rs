@@ -43,6 +43,8 @@ pub struct Route {
     pub path_prefix: String,
     pub origin: OriginUrl,
     pub preserve_host: bool,
+    /// Who may use this route (None: anyone who reaches the listener).
+    pub clients_allowed: Option<crate::access::clients::ClientList>,
 }
 
 #[cfg(test)]

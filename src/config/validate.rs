@@ -369,6 +369,10 @@ fn routes(file: &[FileRoute], bad: &mut impl FnMut(&str, String)) -> Vec<Route> 
                 path_prefix: r.path_prefix.clone().unwrap_or_else(|| "/".into()),
                 origin,
                 preserve_host: r.preserve_host.unwrap_or(false),
+                clients_allowed: r.clients_allowed.as_ref().map(|list| {
+                    let key = format!("route[{i}].clients_allowed");
+                    crate::access::clients::ClientList::new(listed_prefixes(list, &key, bad))
+                }),
             }),
             Err(e) => bad(&format!("route[{i}].origin"), e.to_string()),
         }
@@ -760,12 +764,21 @@ fn prefixes(
     key: &str,
     bad: &mut impl FnMut(&str, String),
 ) -> Vec<crate::access::prefix::Prefix> {
+    listed_prefixes(&strings(given, default), &format!("forward.{key}"), bad)
+}
+
+/// The addresses and prefixes of the list at `key`, each checked.
+fn listed_prefixes(
+    list: &[String],
+    key: &str,
+    bad: &mut impl FnMut(&str, String),
+) -> Vec<crate::access::prefix::Prefix> {
     let mut out = Vec::new();
-    for (i, p) in strings(given, default).iter().enumerate() {
+    for (i, p) in list.iter().enumerate() {
         match parse_prefix(p) {
             Some(prefix) => out.push(prefix),
             None => bad(
-                &format!("forward.{key}[{i}]"),
+                &format!("{key}[{i}]"),
                 format!("{p:?} is not an address or a prefix like 10.0.0.0/8"),
             ),
         }

@@ -25,6 +25,8 @@ pub enum Decision {
 
 /// The start of the reason a client outside the forward proxy's list is given.
 pub const CLIENT_DENIED: &str = "this client may not use the forward proxy";
+/// The start of the reason a client outside a route's own list is given.
+pub const ROUTE_CLIENT_DENIED: &str = "this client may not use this route";
 /// The start of the reason a destination the rules deny is given.
 pub const DESTINATION_DENIED: &str = "the forward proxy may not connect there";
 
@@ -58,7 +60,7 @@ pub fn route(config: &Config, head: &RequestHead, client: IpAddr) -> Result<Deci
         ));
     }
     match target {
-        Target::Origin(path) => route_origin_form(config, head, path),
+        Target::Origin(path) => route_origin_form(config, head, path, client),
         Target::Absolute {
             https,
             authority,
@@ -143,7 +145,12 @@ fn screen(
     })
 }
 
-fn route_origin_form(config: &Config, head: &RequestHead, path: &str) -> Result<Decision, Refusal> {
+fn route_origin_form(
+    config: &Config,
+    head: &RequestHead,
+    path: &str,
+    client: IpAddr,
+) -> Result<Decision, Refusal> {
     if let Some(health) = &config.healthz_path {
         let bare = path.split('?').next().unwrap_or(path);
         if bare == health && matches!(head.method(), "GET" | "HEAD") {
@@ -157,13 +164,23 @@ fn route_origin_form(config: &Config, head: &RequestHead, path: &str) -> Result<
         .map_or("", |(host, _)| host);
     // "img.test." is the fully qualified spelling of "img.test".
     let host = host.strip_suffix('.').unwrap_or(host);
-    let found = config.routes.iter().find(|r| {
+    let found = config.routes.iter().enumerate().find(|(_, r)| {
         r.host
             .as_deref()
             .is_none_or(|h| h.eq_ignore_ascii_case(host))
             && path.starts_with(&r.path_prefix)
     });
-    match found {
+    if let Some((i, r)) = found
+        && r.clients_allowed
+            .as_ref()
+            .is_some_and(|l| !l.allows(client))
+    {
+        return Err(refuse(
+            403,
+            format!("{ROUTE_CLIENT_DENIED}: {client} is not in route[{i}].clients_allowed"),
+        ));
+    }
+    match found.map(|(_, r)| r) {
         Some(r) => Ok(Decision::Proxy(Destination {
             origin: r.origin.authority.clone(),
             path: path.to_string(),
@@ -359,6 +376,39 @@ mod tests {
         let c = config("[forward]\nconnect_ports = [443, 8443]\n");
         assert!(route(&c, &connect("a.test:8443"), LAN).is_ok());
         assert!(Config::from_toml_str("[forward]\nconnect_ports = [0]\n", "t").is_err());
+    }
+
+    #[test]
+    fn a_route_with_its_own_client_list_refuses_others() {
+        let c = config(
+            "[[route]]\npath_prefix = \"/admin/\"\norigin = \"http://127.0.0.1:9001\"\n\
+             clients_allowed = [\"192.168.1.0/24\"]\n\
+             [[route]]\norigin = \"http://127.0.0.1:9002\"\n",
+        );
+        let admin = head("GET /admin/x HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(route(&c, &admin, LAN).is_ok());
+        let outsider: IpAddr = "203.0.113.7".parse().unwrap();
+        let refused = route(&c, &admin, outsider).unwrap_err();
+        assert_eq!(refused.status, 403);
+        assert!(
+            refused.reason.contains("route[0].clients_allowed"),
+            "{}",
+            refused.reason
+        );
+        let other = head("GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(
+            route(&c, &other, outsider).is_ok(),
+            "a route without a list is open"
+        );
+        assert!(
+            Config::from_toml_str(
+                "[[route]]\norigin = \"http://127.0.0.1:1\"\nclients_allowed = [\"x\"]\n",
+                "t"
+            )
+            .unwrap_err()
+            .to_string()
+            .contains("route[0].clients_allowed[0]")
+        );
     }
 
     #[test]

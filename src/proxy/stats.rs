@@ -71,6 +71,8 @@ pub struct Stats {
     pub forward_clients_refused: Counter,
     /// Forward-proxy requests to a port or an address the destination rules deny (403).
     pub forward_destinations_refused: Counter,
+    /// Reverse-proxy requests from clients outside their route's `clients_allowed` (403).
+    pub route_clients_refused: Counter,
     /// CONNECT tunnels opened (the destination connected, 200 sent).
     pub forward_tunnels: Counter,
     /// Requests and connections refused with 429: the client was over

@@ -8,7 +8,9 @@ use crate::http::target::{Authority, Destination};
 
 use super::super::heads::{Identity, Validators, is_loop, write_upstream_request};
 use super::super::local::{HEALTH_BODY, error_body};
-use super::super::route::{CLIENT_DENIED, DESTINATION_DENIED, Decision, route};
+use super::super::route::{
+    CLIENT_DENIED, DESTINATION_DENIED, Decision, ROUTE_CLIENT_DENIED, route,
+};
 use super::caching::CacheCtx;
 use super::distilling::DistillCtx;
 use super::exchange::{Exchange, Fetch, Response, Stage, Upstream};
@@ -113,6 +115,11 @@ impl Conn {
             self.stats.forward_clients_refused.incr();
             if forward.refusals.should_log(client, now.instant) {
                 tracing::warn!(%client, "refused: not in forward.clients_allowed (logged once a minute per address)");
+            }
+        } else if reason.starts_with(ROUTE_CLIENT_DENIED) {
+            self.stats.route_clients_refused.incr();
+            if forward.refusals.should_log(client, now.instant) {
+                tracing::warn!(%client, "refused: {reason} (logged once a minute per address)");
             }
         } else if reason.starts_with(DESTINATION_DENIED) {
             self.stats.forward_destinations_refused.incr();
