@@ -314,8 +314,11 @@ fn a_client_over_its_limits_gets_429_then_service_again() {
         200,
         "served again after the refill"
     );
-    // Two connections are open (c, and this one); a third is refused.
-    let second = s.client();
+    // Two connections are open (c, and this one, admitted: it was answered); a third
+    // is refused.
+    let mut second = s.client();
+    second.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(second.response(false).status, 200);
     let mut third = s.client();
     let mut refused = Vec::new();
     let _ = std::io::Read::read_to_end(&mut third.stream, &mut refused);

@@ -48,6 +48,8 @@ enum Stored {
 impl Stored {
     fn parse(hash: &str) -> Result<Stored, &'static str> {
         if ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p)) {
+            hash.parse::<bcrypt::HashParts>()
+                .map_err(|_| "a bcrypt hash that does not parse")?;
             return Ok(Stored::Bcrypt(hash.to_string()));
         }
         if hash.starts_with("$argon2") {
@@ -55,6 +57,14 @@ impl Stored {
             return Ok(Stored::Argon2(hash.to_string()));
         }
         Err("not a bcrypt ($2y$...) or argon2 ($argon2id$...) hash: other schemes are refused")
+    }
+
+    /// Hashes of one class cost the same to check: the scheme and its parameters.
+    fn class(&self) -> String {
+        match self {
+            Stored::Bcrypt(h) => h.get(..7).unwrap_or(h).to_string(),
+            Stored::Argon2(h) => h.rsplitn(3, '$').nth(2).unwrap_or(h).to_string(),
+        }
     }
 
     /// Slow by design: call it off the shards.
@@ -88,7 +98,8 @@ impl std::fmt::Debug for Users {
 impl Users {
     pub fn load(path: &Path) -> Result<Users, AuthFileError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| AuthFileError::Read {
+        let max = crate::config::CONFIG_FILE_BYTES_MAX;
+        let text = crate::config::read_text(path, max).map_err(|source| AuthFileError::Read {
             path: shown.clone(),
             source,
         })?;
@@ -115,9 +126,7 @@ impl Users {
                 return Err((i + 1, "a user listed twice"));
             }
         }
-        let Some(decoy) = by_name.values().next().cloned() else {
-            return Err((0, "no users"));
-        };
+        let decoy = slowest_class(&by_name).ok_or((0, "no users"))?;
         Ok(Users { by_name, decoy })
     }
 
@@ -132,6 +141,25 @@ impl Users {
             }
         }
     }
+}
+
+/// A hash of the class that takes longest to check (timed once per class: a file
+/// usually has one or two): an unknown user is checked against it, so no answer comes
+/// faster for a name that does not exist than for one that does.
+fn slowest_class(by_name: &HashMap<String, Stored>) -> Option<Stored> {
+    let mut classes: HashMap<String, &Stored> = HashMap::new();
+    for stored in by_name.values() {
+        classes.entry(stored.class()).or_insert(stored);
+    }
+    classes
+        .into_values()
+        .map(|stored| {
+            let started = Instant::now();
+            let _ = stored.matches(b"not the password");
+            (started.elapsed(), stored)
+        })
+        .max_by_key(|(took, _)| *took)
+        .map(|(_, stored)| stored.clone())
 }
 
 /// `Proxy-Authorization: Basic <base64 of user:password>` into its user and password.
@@ -167,7 +195,7 @@ impl ProxyAuth {
     /// `failures_per_min`: failed attempts a client may make a minute (and at once).
     pub fn new(users: Users, realm: String, failures_per_min: u32) -> ProxyAuth {
         ProxyAuth {
-            key: random_key(),
+            key: super::random_bytes::<32>(),
             users: std::sync::Arc::new(users),
             realm,
             remembered: Mutex::new(HashMap::new()),
@@ -210,38 +238,17 @@ impl ProxyAuth {
         map.insert(digest, now + REMEMBER);
     }
 
-    /// The client has failed too often lately: how long until it may try again.
-    pub fn failing_too_often(&self, client: IpAddr, now: Instant) -> Option<Duration> {
-        self.failures.peek(client, now).err()
+    /// A check is about to run for the client: it counts as a failure until it
+    /// succeeds (so a client firing many checks at once gets no more than its share).
+    /// Err: it has failed too often lately, and how long until it may try again.
+    pub fn attempt(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
+        self.failures.take(client, now)
     }
 
-    /// A failed attempt, counted against the client.
-    pub fn failed(&self, client: IpAddr, now: Instant) {
-        let _ = self.failures.take(client, now);
+    /// The attempt was no failure after all (the check succeeded, or never ran).
+    pub fn give_back(&self, client: IpAddr, now: Instant) {
+        self.failures.give_back(client, now);
     }
-}
-
-/// 32 bytes from the kernel's random source (a digest key nobody outside can know).
-fn random_key() -> [u8; 32] {
-    let mut key = [0u8; 32];
-    let mut got = 0;
-    while got < key.len() {
-        // SAFETY: writes at most the rest of `key`, which is ours.
-        let n = unsafe { libc::getrandom(key[got..].as_mut_ptr().cast(), key.len() - got, 0) };
-        if n <= 0 {
-            // getrandom(2) blocks until the pool is ready and does not fail on a
-            // running system; if it did, the time still makes the key unguessable
-            // from outside the process, if weaker.
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos();
-            key[..16].copy_from_slice(&t.to_le_bytes());
-            break;
-        }
-        got += n as usize;
-    }
-    key
 }
 
 #[cfg(test)]

@@ -108,7 +108,7 @@ impl DestinationRules {
         let forms = forms_of(to.ip());
         if own
             .iter()
-            .any(|o| o.port() == to.port() && forms.contains(&Some(o.ip())))
+            .any(|o| o.port() == to.port() && is_own(o.ip(), &forms))
         {
             return Err(Denied::Own(to));
         }
@@ -122,6 +122,16 @@ impl DestinationRules {
         }
         Ok(())
     }
+}
+
+/// `to` (in its `forms`) is the listener address `own`: the same address, or any
+/// loopback or unspecified one when the listener is a wildcard (it answers on all).
+fn is_own(own: IpAddr, forms: &[Option<IpAddr>; 2]) -> bool {
+    let own = own.to_canonical();
+    forms
+        .iter()
+        .flatten()
+        .any(|ip| *ip == own || (own.is_unspecified() && (ip.is_loopback() || ip.is_unspecified())))
 }
 
 /// The address and the IPv4 address it carries, if any: `::ffff:a.b.c.d` (mapped),

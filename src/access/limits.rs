@@ -1,16 +1,17 @@
 //! Per-client limits: concurrent connections, and requests per second as a token bucket.
 //! Both live in tables of a fixed size allocated once, indexed by a hash of the client
 //! (an IPv4 address, an IPv6 /64), so an attacker with many addresses cannot grow them:
-//! at worst two clients share a slot. Connections are counted in two rows (a count-min
-//! sketch: a client is over its cap only when both its slots are, so a collision in one
-//! row alone refuses no one). All shards share the tables, lock-free.
+//! at worst two clients share a slot. Each client has a slot in each of two rows (a
+//! count-min sketch: a client is over a limit only when both its slots are, so a
+//! collision in one row alone refuses no one), placed by a hash under seeds drawn at
+//! start. All shards share the tables, lock-free.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Slots per row: 2 x 16,384 x 4 bytes of connection counts, 16,384 x 8 bytes of buckets.
+/// Slots per row: 2 x 16,384 x 4 bytes of connection counts, 2 x 16,384 x 8 bytes of buckets.
 const WIDTH: usize = 16_384;
 /// Tokens are kept in thousandths, in 24 bits: a burst of at most 16,777.
 pub const BURST_MAX: u32 = 16_000;
@@ -26,24 +27,34 @@ fn client_key(ip: IpAddr) -> u64 {
     }
 }
 
-/// Two independent slots of a row for `ip` (xxh3 with two seeds).
-fn slots(ip: IpAddr) -> [usize; 2] {
+/// Two slots for `ip`, one in each row (xxh3 under two seeds drawn at start, so nobody
+/// can pick from outside an address that lands in another client's slots).
+fn slots(ip: IpAddr, seeds: [u64; 2]) -> [usize; 2] {
     let key = client_key(ip).to_le_bytes();
-    let a = xxhash_rust::xxh3::xxh3_64_with_seed(&key, 0x5eed_0001);
-    let b = xxhash_rust::xxh3::xxh3_64_with_seed(&key, 0x5eed_0002);
+    let a = xxhash_rust::xxh3::xxh3_64_with_seed(&key, seeds[0]);
+    let b = xxhash_rust::xxh3::xxh3_64_with_seed(&key, seeds[1]);
     [(a as usize) % WIDTH, WIDTH + (b as usize) % WIDTH]
+}
+
+fn random_seeds() -> [u64; 2] {
+    let k = super::random_bytes::<16>();
+    let (a, b) = k.split_at(8);
+    let word = |s: &[u8]| u64::from_le_bytes(s.try_into().unwrap_or([0; 8]));
+    [word(a), word(b)]
 }
 
 /// Concurrent connections per client, node-wide.
 #[derive(Debug)]
 pub struct ConnectionCounts {
     counts: Box<[AtomicU32]>,
+    seeds: [u64; 2],
 }
 
 impl Default for ConnectionCounts {
     fn default() -> Self {
         ConnectionCounts {
             counts: (0..2 * WIDTH).map(|_| AtomicU32::new(0)).collect(),
+            seeds: random_seeds(),
         }
     }
 }
@@ -79,7 +90,7 @@ impl ConnectionCounts {
         if max == 0 {
             return Ok(None);
         }
-        let at = slots(client);
+        let at = slots(client, self.seeds);
         let before = at.map(|i| self.counts[i].fetch_add(1, Ordering::Relaxed));
         let slot = ConnectionSlot {
             table: self.clone(),
@@ -92,14 +103,17 @@ impl ConnectionCounts {
     }
 }
 
-/// Requests per second per client: a token bucket in each slot, packed in one word
-/// (milliseconds since the table's start in the high 40 bits, thousandths of a token in
-/// the low 24) and updated by compare-and-swap.
+/// Requests per second per client: a token bucket in each of the client's two slots,
+/// each packed in one word (milliseconds since the table's start in the high 40 bits,
+/// thousandths of a token in the low 24) and updated by compare-and-swap. A request
+/// goes through when either bucket has a token (and takes one from each that has), so
+/// a client that shares one slot with a busy one is still served by its other.
 #[derive(Debug)]
 pub struct RequestRate {
     buckets: Box<[AtomicU64]>,
+    seeds: [u64; 2],
     start: Instant,
-    /// Tokens added per minute (thousandths of a token per 60 ms).
+    /// Tokens added per minute.
     per_min: u64,
     burst: u64,
 }
@@ -113,20 +127,61 @@ impl RequestRate {
     /// `per_min` a minute, `burst` at once (at most `BURST_MAX`).
     pub fn per_minute(per_min: u32, burst: u32) -> RequestRate {
         RequestRate {
-            buckets: (0..WIDTH).map(|_| AtomicU64::new(u64::MAX)).collect(),
+            buckets: (0..2 * WIDTH).map(|_| AtomicU64::new(u64::MAX)).collect(),
+            seeds: random_seeds(),
             start: Instant::now(),
             per_min: u64::from(per_min.max(1)),
             burst: u64::from(burst.clamp(1, BURST_MAX)) * MILLI,
         }
     }
 
-    /// Whether `client` has a token at `now`, without taking it.
+    /// Whether `client` has a token at `now`, without taking it; if not, how long until.
     pub fn peek(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
-        let word = self.buckets[slots(client)[0]].load(Ordering::Relaxed);
-        let tokens = self.refilled(word, self.ms(now));
-        match tokens < MILLI {
-            true => Err(self.wait(tokens)),
+        let ms = self.ms(now);
+        let most = slots(client, self.seeds)
+            .iter()
+            .map(|&i| self.refilled(self.buckets[i].load(Ordering::Relaxed), ms))
+            .max()
+            .unwrap_or(0);
+        match most < MILLI {
+            true => Err(self.wait(most)),
             false => Ok(()),
+        }
+    }
+
+    /// Takes a token for a request of `client` at `now`; when there is none, how long
+    /// until there is (for Retry-After).
+    pub fn take(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
+        self.peek(client, now)?;
+        let ms = self.ms(now);
+        for i in slots(client, self.seeds) {
+            self.adjust(i, ms, |tokens| tokens.checked_sub(MILLI));
+        }
+        Ok(())
+    }
+
+    /// Gives back a token taken for `client` (an attempt that turned out to count
+    /// for nothing).
+    pub fn give_back(&self, client: IpAddr, now: Instant) {
+        let ms = self.ms(now);
+        for i in slots(client, self.seeds) {
+            self.adjust(i, ms, |tokens| Some((tokens + MILLI).min(self.burst)));
+        }
+    }
+
+    /// Sets slot `i`'s tokens (refilled to `ms`) to `f` of them, unless `f` says no.
+    fn adjust(&self, i: usize, ms: u64, f: impl Fn(u64) -> Option<u64>) {
+        let slot = &self.buckets[i];
+        let mut word = slot.load(Ordering::Relaxed);
+        loop {
+            let Some(tokens) = f(self.refilled(word, ms)) else {
+                return;
+            };
+            let next = (ms << TOKEN_BITS) | tokens;
+            match slot.compare_exchange_weak(word, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(seen) => word = seen,
+            }
         }
     }
 
@@ -137,25 +192,6 @@ impl RequestRate {
     /// How long until a bucket holding `tokens` (thousandths) has a whole one.
     fn wait(&self, tokens: u64) -> Duration {
         Duration::from_millis((MILLI - tokens).saturating_mul(60).div_ceil(self.per_min))
-    }
-
-    /// Takes a token for a request of `client` at `now`; when there is none, how long
-    /// until there is (for Retry-After).
-    pub fn take(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
-        let slot = &self.buckets[slots(client)[0]];
-        let ms = self.ms(now);
-        let mut word = slot.load(Ordering::Relaxed);
-        loop {
-            let tokens = self.refilled(word, ms);
-            if tokens < MILLI {
-                return Err(self.wait(tokens));
-            }
-            let next = (ms << TOKEN_BITS) | (tokens - MILLI);
-            match slot.compare_exchange_weak(word, next, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return Ok(()),
-                Err(seen) => word = seen,
-            }
-        }
     }
 
     /// The bucket's tokens at `ms`: what it had plus the refill since, up to the burst.

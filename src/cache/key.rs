@@ -9,10 +9,22 @@ use crate::http::target::Destination;
 
 /// The origin connected to, the Host it was sent and the target: what the origin saw.
 /// A space separates them: it cannot occur in any of the three (an authority and a
-/// request target have none), so two different requests never share a key.
+/// request target have none), so two different requests never share a key. A
+/// destination the client named (the forward proxy) is kept apart from one the config
+/// names, even for the same origin: a forward request must never be answered with what
+/// a reverse route fetched (from a place the destination rules may deny, for clients
+/// its route may not allow).
 pub fn primary(dest: &Destination) -> Arc<str> {
-    format!("{}{SEP}{}{SEP}{}", dest.origin, dest.host_field, dest.path).into()
+    let named_by = if dest.screened { FORWARD } else { "" };
+    format!(
+        "{named_by}{}{SEP}{}{SEP}{}",
+        dest.origin, dest.host_field, dest.path
+    )
+    .into()
 }
+
+/// The mark of a forward-proxy key.
+const FORWARD: &str = "fwd+";
 
 const SEP: char = ' ';
 
@@ -84,6 +96,21 @@ mod tests {
         let key = |v: &'static [u8]| variant("p", &names, [("Cookie", v)].into_iter());
         assert_ne!(key(b"\xff"), key(b"\xfe"));
         assert_ne!(key(b"\xff"), key("\u{fffd}".as_bytes()));
+    }
+
+    #[test]
+    fn a_forward_request_never_shares_a_key_with_a_route() {
+        let dest = |screened| Destination {
+            origin: Authority {
+                host: "localhost".into(),
+                port: 8080,
+            },
+            host_field: "localhost:8080".into(),
+            path: "/admin/x".into(),
+            screened,
+        };
+        assert_ne!(primary(&dest(true)), primary(&dest(false)));
+        assert_eq!(host_of(&primary(&dest(true))), "localhost:8080");
     }
 
     #[test]

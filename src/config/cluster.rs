@@ -371,7 +371,7 @@ impl FileCluster {
     /// The shared secret, at least 16 bytes (surrounding whitespace ignored).
     fn secret(&self, bad: &mut impl FnMut(&str, String)) -> Option<Arc<[u8]>> {
         let path = self.secret_file.as_deref()?;
-        match std::fs::read(path) {
+        match super::read_bounded(std::path::Path::new(path), 64 << 10) {
             Ok(bytes) => {
                 let secret = bytes.trim_ascii();
                 if secret.len() < 16 {

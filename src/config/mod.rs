@@ -281,6 +281,32 @@ pub struct UpstreamConfig {
     pub dns_lookups_per_client_max: usize,
 }
 
+/// A config file, or a file it names, larger than this is refused (a path to a device
+/// such as /dev/zero must not fill memory).
+pub const CONFIG_FILE_BYTES_MAX: u64 = 16 << 20;
+
+/// The first `max` bytes of `path`, or an error if it is longer.
+pub fn read_bounded(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {max} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// `read_bounded`, as UTF-8 text.
+pub fn read_text(path: &Path, max: u64) -> std::io::Result<String> {
+    String::from_utf8(read_bounded(path, max)?)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
 impl Config {
     /// The node's store budget: `cache.memory_bytes` less the near-cache's share of
     /// it (a cluster node's cache memory is the two together).
@@ -299,7 +325,7 @@ impl Config {
     }
 
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = read_text(path, CONFIG_FILE_BYTES_MAX).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;

@@ -72,6 +72,17 @@ impl FileConfig {
                 problem: format!("{} is more than 1024", config.workers),
             });
         }
+        if config.forward.auth.is_some()
+            && config.cluster.as_ref().is_some_and(|c| c.secret.is_none())
+        {
+            // A peer's hop skips the check: without a secret anything that can reach a
+            // node from a peer's address could claim to be one.
+            errors.push(InvalidKey {
+                key: "forward.auth_file".into(),
+                problem: "needs cluster.secret_file in a cluster (peers' requests skip the check)"
+                    .into(),
+            });
+        }
         if !config.forward_proxy && config.routes.is_empty() {
             errors.push(InvalidKey {
                 key: "server.forward_proxy".into(),
@@ -683,7 +694,7 @@ fn forward(
         connect_ports,
         connect_idle: ms(bad, "forward.connect_idle_ms", f.connect_idle_ms, 300_000),
         request_rate: request_rate(f, bad),
-        client_connections_max: f.client_connections_max.unwrap_or(1024),
+        client_connections_max: f.client_connections_max.unwrap_or(0),
         auth: proxy_auth(f, bad),
     }
 }

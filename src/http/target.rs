@@ -133,14 +133,16 @@ fn is_reg_name(host: &str) -> bool {
 }
 
 pub fn parse_target<'a>(target: &'a str, method: &str) -> Result<Target<'a>, HttpError> {
+    // RFC 9112 §3.2.3: CONNECT takes the authority form, and only CONNECT does (a
+    // CONNECT with a path would otherwise reach a route and become a tunnel to it).
+    if method == "CONNECT" {
+        return Authority::parse(target, 443).map(Target::AuthorityForm);
+    }
     if target.starts_with('/') {
         return Ok(Target::Origin(target));
     }
     if target == "*" {
         return Ok(Target::Asterisk);
-    }
-    if method == "CONNECT" {
-        return Authority::parse(target, 443).map(Target::AuthorityForm);
     }
     let (https, rest) =
         split_scheme(target).ok_or(HttpError::Malformed("invalid request target"))?;

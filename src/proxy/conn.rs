@@ -305,14 +305,11 @@ impl Conn {
     // ---- events from the upstream side -----------------------------------------------
 
     pub fn on_upstream_ready(&mut self, reused: bool, now: Now<'_>) {
-        let ex_is_connect = self
-            .ex
-            .as_ref()
-            .is_some_and(|ex| ex.head.method() == "CONNECT");
         let Some(fetch) = self.ex.as_mut().and_then(|ex| ex.fetch_mut()) else {
             self.actions.push_back(Action::CloseUpstream);
             return;
         };
+        let ex_is_connect = fetch.opens_tunnel;
         fetch.upstream = Upstream::Attached {
             reused,
             last_active: now.instant,

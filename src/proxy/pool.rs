@@ -90,6 +90,22 @@ impl IdlePool {
         Some(id)
     }
 
+    /// Takes out every idle connection whose key `stale` picks (for the driver to close):
+    /// those made under destination rules a reload replaced.
+    pub fn take_where(&mut self, stale: impl Fn(&UpstreamKey) -> bool) -> Vec<usize> {
+        let mut taken = Vec::new();
+        self.idle.retain(|key, queue| {
+            if stale(key) {
+                taken.extend(queue.drain(..).map(|(id, _)| id));
+                false
+            } else {
+                true
+            }
+        });
+        self.total -= taken.len();
+        taken
+    }
+
     /// Forgets `id` (it closed while idle). Returns whether it was here.
     pub fn remove(&mut self, id: usize) -> bool {
         let mut found = None;
@@ -187,6 +203,12 @@ mod tests {
         };
         assert_eq!(p.take(&screened), None);
         assert_eq!(p.take(&origin(1)), Some(1));
+        // New destination rules: the connections made under the old ones go.
+        p.put(&screened, 2, t0);
+        p.put(&origin(1), 3, t0);
+        assert_eq!(p.take_where(|k| k.screened), vec![2]);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p.take(&origin(1)), Some(3));
     }
 
     #[test]

@@ -376,6 +376,31 @@ mod tests {
         let c = config("[forward]\nconnect_ports = [443, 8443]\n");
         assert!(route(&c, &connect("a.test:8443"), LAN).is_ok());
         assert!(Config::from_toml_str("[forward]\nconnect_ports = [0]\n", "t").is_err());
+        // A CONNECT with a path is no tunnel to a route: malformed.
+        let c = config("[[route]]\norigin = \"http://127.0.0.1:9001\"\n");
+        let file =
+            std::env::temp_dir().join(format!("distilld-route-htpasswd-{}", std::process::id()));
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        std::fs::write(&file, format!("ann:{hash}\n")).unwrap();
+        let cluster = format!(
+            "[forward]\nauth_file = \"{}\"\n[cluster]\nnode = \"a\"\n\
+             [[cluster.nodes]]\nid = \"a\"\nhttp = \"127.0.0.1:3128\"\n",
+            file.display()
+        );
+        let e = Config::from_toml_str(&cluster, "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("forward.auth_file"), "{e}");
+        std::fs::write(&file, vec![b'a'; 100]).unwrap();
+        let alone = format!("[forward]\nauth_file = \"{}\"\n", file.display());
+        let e = Config::from_toml_str(&alone, "t").unwrap_err().to_string();
+        assert!(
+            e.contains("forward.auth_file") && e.contains("line 1"),
+            "{e}"
+        );
+        let _ = std::fs::remove_file(&file);
+        let connect_path = head("CONNECT /x HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(route(&c, &connect_path, LAN).unwrap_err().status, 400);
     }
 
     #[test]

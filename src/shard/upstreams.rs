@@ -75,8 +75,11 @@ pub struct Lookups {
     pub pool: IdlePool,
     /// `[forward]`'s rules for client-named destinations (reloaded with the config).
     destinations: DestinationRules,
-    /// The node's own listeners: never a destination.
+    /// The node's own listeners.
     own: Arc<[SocketAddr]>,
+    /// Never a client-named destination: the node's own listeners and its cluster
+    /// peers' (a request there would loop, or pass for a peer's).
+    never: Vec<SocketAddr>,
     pub cache: Option<Arc<Store>>,
     pub held: Arc<crate::proxy::held::HeldBudget>,
     jobs: JobPool,
@@ -99,6 +102,7 @@ impl Lookups {
         let (flight_tx, flight_rx) = crossbeam_channel::unbounded();
         Lookups {
             destinations: cfg.forward.destinations.clone(),
+            never: never_destinations(&node.own, cfg),
             own: node.own,
             cache: node.cache,
             held: node.held,
@@ -124,8 +128,11 @@ impl Lookups {
 
 impl Lookups {
     /// A reloaded `[upstream]`: pool limits, name lifetimes, lookup timeout (the
-    /// resolver threads and the per-client lookup limit are the node's, fixed at start).
-    pub fn reconfigure(&mut self, cfg: &Config) {
+    /// resolver threads and the per-client lookup limit are the node's, fixed at start),
+    /// and `[forward]`'s destination rules: when they changed, the idle connections made
+    /// under the old ones are returned for the driver to close (a name's pooled
+    /// connection may go to an address the new rules deny).
+    pub fn reconfigure(&mut self, cfg: &Config) -> Vec<usize> {
         let up = cfg.upstream;
         self.pool.set_limits(
             up.pool_idle_per_origin_max,
@@ -134,7 +141,12 @@ impl Lookups {
         );
         self.dns.set_ttls(up.dns_cache_ttl, up.dns_negative_ttl);
         self.dns_timeout = up.dns_timeout;
+        self.never = never_destinations(&self.own, cfg);
+        if self.destinations == cfg.forward.destinations {
+            return Vec::new();
+        }
         self.destinations = cfg.forward.destinations.clone();
+        self.pool.take_where(|key| key.screened)
     }
 
     /// Wakes the wait `to` names on this shard.
@@ -145,6 +157,15 @@ impl Lookups {
             to,
         })
     }
+}
+
+/// The node's own listeners and its cluster peers' listeners.
+fn never_destinations(own: &[SocketAddr], cfg: &Config) -> Vec<SocketAddr> {
+    let peers = cfg
+        .cluster
+        .iter()
+        .flat_map(|c| c.nodes.iter().map(|n| n.http));
+    own.iter().copied().chain(peers).collect()
 }
 
 /// What each driver (epoll, io_uring) provides for the logic both share.
@@ -179,7 +200,9 @@ pub fn tick<D: ShardIo>(d: &mut D, now: Instant) {
     let Directives { config, drain } = d.control().tick(open);
     if let Some(cfg) = &config {
         d.reconfigure(cfg.clone());
-        d.lookups().reconfigure(cfg);
+        for ui in d.lookups().reconfigure(cfg) {
+            d.close_upstream(ui);
+        }
     }
     if drain.is_some() {
         // Clients taken from the backlog now have sent nothing yet: `Conn::drain` does
@@ -300,7 +323,7 @@ fn attach_pooled<D: ShardIo>(d: &mut D, ci: usize, key: &UpstreamKey, now: Insta
 fn connect_to<D: ShardIo>(d: &mut D, ci: usize, want: Wanted, addr: SocketAddr, now: Instant) {
     if want.key.screened {
         let l = d.lookups();
-        if let Err(denied) = l.destinations.check(addr, &l.own) {
+        if let Err(denied) = l.destinations.check(addr, &l.never) {
             if let Some((conn, _, date)) = d.client(ci) {
                 conn.on_upstream_failed(UpstreamFailure::Denied(denied), date.now(now));
             }

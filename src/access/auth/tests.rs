@@ -38,6 +38,7 @@ fn bad_files_are_refused_with_the_line() {
         ("ann:$apr1$abc$def\n", 1),
         (":$2y$04$abc\n", 1),
         ("ann:$argon2id$garbage\n", 1),
+        ("ann:$2y$10$short\n", 1),
         ("", 0),
     ] {
         assert_eq!(
@@ -89,15 +90,14 @@ fn good_pairs_are_remembered_as_digests_and_failures_limited() {
     assert!(auth.remembered(&d, t + Duration::from_secs(299)));
     assert!(!auth.remembered(&d, t + Duration::from_secs(301)));
     let client: IpAddr = "192.0.2.9".parse().expect("ip");
+    // A success gives its attempt back; failures keep theirs.
+    assert!(auth.attempt(client, t).is_ok());
+    auth.give_back(client, t);
     for _ in 0..3 {
-        assert!(auth.failing_too_often(client, t).is_none());
-        auth.failed(client, t);
+        assert!(auth.attempt(client, t).is_ok());
     }
-    let wait = auth.failing_too_often(client, t).expect("limited");
+    let wait = auth.attempt(client, t).expect_err("limited");
     assert_eq!(wait, Duration::from_secs(20), "3 a minute: one every 20 s");
-    assert!(
-        auth.failing_too_often(client, t + Duration::from_secs(20))
-            .is_none()
-    );
+    assert!(auth.attempt(client, t + Duration::from_secs(20)).is_ok());
     assert!(auth.challenge().contains("Basic realm=\"distilld\""));
 }

@@ -129,6 +129,13 @@ fn the_proxy_s_own_listener_is_denied_even_when_allowed() {
         Err(Denied::Own(_))
     ));
     assert_eq!(rules.check(at("192.0.2.8", 3128), &own), Ok(()));
+    // ... and every loopback address, whichever the interfaces listed.
+    for host in ["127.0.0.2", "::1", "::ffff:127.9.9.9", "0.0.0.0"] {
+        assert!(
+            matches!(rules.check(at(host, 3128), &own), Err(Denied::Own(_))),
+            "{host}"
+        );
+    }
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The forward proxy's Basic authentication, from the Conn's side: a request without
 //! good credentials gets 407 and a challenge; a pair not seen lately is checked on the
 //! node's verifier threads (bcrypt and argon2 are slow on purpose) while the request
-//! waits in its own stage; a client that fails too often gets 429 without a check. The
+//! waits in its own stage; each check counts against the client's failures until it
+//! succeeds, and a client out of them gets 429 without a check. The
 //! credentials are never forwarded (Proxy-Authorization is hop-by-hop) nor logged.
 
 use crate::access::auth::basic_credentials;
@@ -26,14 +27,6 @@ impl Conn {
         let Some(auth) = self.cfg.forward.auth.clone() else {
             return self.proceed(head, dest, now);
         };
-        let client = self.client_ip(&head);
-        if let Some(wait) = auth.failing_too_often(client, now.instant) {
-            self.stats.client_limited.incr();
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            let extra = format!("Retry-After: {secs}\r\n");
-            let body = error_body(429, "too many failed authentications from this client");
-            return self.answer_local_with(&head, 429, &body, extra.as_bytes(), now);
-        }
         let Some((user, password)) = head
             .field("proxy-authorization")
             .and_then(basic_credentials)
@@ -43,6 +36,11 @@ impl Conn {
         let digest = auth.digest(&user, &password);
         if auth.remembered(&digest, now.instant) {
             return self.proceed(head, dest, now);
+        }
+        let client = self.client_ip(&head);
+        if let Err(wait) = auth.attempt(client, now.instant) {
+            let body = error_body(429, "too many failed authentications from this client");
+            return self.too_many(&head, client, wait, &body, now);
         }
         let ok: ResultSlot<bool> = Default::default();
         let (slot, users) = (ok.clone(), auth.users.clone());
@@ -73,12 +71,12 @@ impl Conn {
         match take(&v.ok) {
             Some(true) => {
                 auth.remember(v.digest, now.instant);
+                auth.give_back(self.client_ip(&ex.head), now.instant);
                 let Exchange { head, dest, .. } = *ex;
                 self.proceed(head, dest, now);
             }
             Some(false) => {
                 let client = self.client_ip(&ex.head);
-                auth.failed(client, now.instant);
                 self.stats.auth_failures.incr();
                 if self.cfg.forward.refusals.should_log(client, now.instant) {
                     tracing::warn!(%client, "407: proxy authentication failed (logged once a minute per client address)");
@@ -92,6 +90,10 @@ impl Conn {
 
     /// The check never ran (the verifier threads' queue was full) or took too long.
     pub(super) fn answer_unverified(&mut self, ex: Box<Exchange>, now: Now<'_>) {
+        // Not the client's failure: its attempt is given back.
+        if let Some(auth) = self.cfg.forward.auth.clone() {
+            auth.give_back(self.client_ip(&ex.head), now.instant);
+        }
         let body = error_body(
             503,
             "the proxy's credential checks are overloaded: try again",

@@ -97,6 +97,9 @@ pub(super) struct Fetch {
     pub(super) to: Authority,
     /// `to` was named by the client: its address must pass the destination rules.
     pub(super) screened: bool,
+    /// A CONNECT's: once attached, the exchange becomes a tunnel (set by
+    /// `begin_tunnel` alone, never read from the request).
+    pub(super) opens_tunnel: bool,
     /// Forwarded to a peer: which, and the candidates after it.
     pub(super) peer: Option<PeerRoute>,
     /// Counts this forward in the peer's load while it lives (bounded load).

@@ -143,20 +143,40 @@ impl Conn {
         let Err(wait) = rate.take(client, now.instant) else {
             return false;
         };
+        let body = error_body(429, "this client is over forward.client_requests_per_s");
+        self.too_many(head, client, wait, &body, now);
+        true
+    }
+
+    /// 429 with Retry-After (`wait`, rounded up to whole seconds), counted, and logged at
+    /// most once a second node-wide: a flood of them must not contend on a lock.
+    pub(super) fn too_many(
+        &mut self,
+        head: &RequestHead,
+        client: std::net::IpAddr,
+        wait: std::time::Duration,
+        body: &[u8],
+        now: Now<'_>,
+    ) {
+        static LOGGED_AT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         self.stats.client_limited.incr();
-        if self
-            .cfg
-            .forward
-            .destination_refusals
-            .should_log(client, now.instant)
+        let last = LOGGED_AT.load(std::sync::atomic::Ordering::Relaxed);
+        if last != now.unix_secs
+            && LOGGED_AT
+                .compare_exchange(
+                    last,
+                    now.unix_secs,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok()
         {
-            tracing::warn!(%client, "429: over forward.client_requests_per_s (logged once a minute per client address)");
+            tracing::warn!(%client, "429 (logged at most once a second): {}",
+                String::from_utf8_lossy(body).trim_end());
         }
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         let extra = format!("Retry-After: {secs}\r\n");
-        let body = error_body(429, "this client is over forward.client_requests_per_s");
-        self.answer_local_with(head, 429, &body, extra.as_bytes(), now);
-        true
+        self.answer_local_with(head, 429, body, extra.as_bytes(), now);
     }
 
     /// The address a client-named destination resolved to is denied: 403, nothing sent.
@@ -262,6 +282,7 @@ impl Conn {
             up_head,
             to,
             screened,
+            opens_tunnel: false,
             peer,
             _in_flight: in_flight,
             upstream: Upstream::Acquiring { since: now.instant },

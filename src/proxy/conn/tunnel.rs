@@ -34,6 +34,7 @@ impl Conn {
             up_head: Vec::new(),
             to: dest.origin.clone(),
             screened: dest.screened,
+            opens_tunnel: true,
             peer: None,
             _in_flight: None,
             upstream: Upstream::Acquiring { since: now.instant },
@@ -50,7 +51,7 @@ impl Conn {
         let Some(ex) = self.ex.as_mut() else {
             return false;
         };
-        if ex.head.method() != "CONNECT" {
+        if !ex.fetch_mut().is_some_and(|f| f.opens_tunnel) {
             return false;
         }
         ex.stage = Stage::Tunnel(Tunnel {
