@@ -98,9 +98,14 @@ fn parse_into<'b>(
         Err(_) => return Err(HttpError::Malformed("invalid response head")),
     };
     let head = &buf[..consumed];
+    // httparse hands back a reason of obs-text (bytes past ASCII) as a static "" that is
+    // not inside the buffer: such a slice is taken as empty, never as an offset.
     let offset = |s: &[u8]| -> Range<usize> {
-        let start = s.as_ptr() as usize - head.as_ptr() as usize;
-        start..start + s.len()
+        let start = (s.as_ptr() as usize).wrapping_sub(head.as_ptr() as usize);
+        match start.checked_add(s.len()) {
+            Some(end) if end <= head.len() => start..end,
+            _ => 0..0,
+        }
     };
     let status = resp.code.unwrap_or(0);
     if !(100..=999).contains(&status) {
@@ -155,6 +160,23 @@ fn response_framing(head: &mut ResponseHead, request_is_head: bool) -> Result<Fr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the response_head fuzz target: a reason phrase of bytes past ASCII made
+    /// httparse return a reason outside the buffer, and the offset arithmetic underflowed
+    /// (a panic, or with overflow checks off a range that panicked when read).
+    #[test]
+    fn a_reason_of_obs_text_is_read_as_empty_not_as_an_offset() {
+        let raw =
+            b"HTTP/1.1 100 \xff\xff\xff\xff\xff\xff\xff\xff\r\n\r\nHTTP/1.0 200 OK\r\n\r\nbody";
+        let (head, n) = parse_response(raw, LIMITS, false).unwrap().unwrap();
+        assert_eq!(head.status, 100);
+        assert_eq!(n, 25);
+        assert!(head.reason().is_empty());
+        let raw = b"HTTP/1.1 200 caf\xc3\xa9 \xff\r\nContent-Length: 0\r\n\r\n";
+        if let Ok(Some((head, _))) = parse_response(raw, LIMITS, false) {
+            let _ = head.reason();
+        }
+    }
 
     const LIMITS: HeadLimits = HeadLimits {
         header_bytes_max: 1024,
