@@ -481,9 +481,11 @@ fn a_fourth_node_takes_only_the_keys_it_now_owns() {
         // SAFETY: signals a process this test started.
         unsafe { libc::kill(n.child.id() as i32, libc::SIGHUP) };
     }
-    // Settled: two readings in a row agree (every node applied its reload and sees d up;
-    // on a loaded machine that takes longer than on an idle one).
-    std::thread::sleep(Duration::from_millis(800));
+    // Settled: past a ramp-up (a node's membership may see a peer leave and come back
+    // while its list changes, and then gives that peer its keys back over rampup_ms),
+    // and two readings in a row agree (every node applied its reload and sees d up; on
+    // a loaded machine that takes longer than on an idle one).
+    std::thread::sleep(Duration::from_millis(RAMPUP_MS + 800));
     let mut after = owners(&nodes[0]);
     for _ in 0..10 {
         std::thread::sleep(Duration::from_millis(300));

@@ -145,6 +145,65 @@ fn screen(
     })
 }
 
+/// The path part of an origin-form target as a server reads it (RFC 3986 §6.2.2):
+/// percent-encoded unreserved characters decoded, dot segments removed, runs of `/`
+/// taken as one; the query kept as it is. Borrowed when there is nothing to do.
+fn path_for_matching(target: &str) -> std::borrow::Cow<'_, str> {
+    let (path, query) = target.split_at(target.find('?').unwrap_or(target.len()));
+    if !path.contains('%') && !path.contains("//") && !path.contains("/.") {
+        return std::borrow::Cow::Borrowed(target);
+    }
+    let decoded = decode_unreserved(path);
+    let mut segments: Vec<&str> = Vec::new();
+    for seg in decoded.split('/').skip(1) {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let ends_open = matches!(decoded.rsplit('/').next(), Some("" | "." | ".."));
+    let mut out = String::with_capacity(target.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if ends_open || segments.is_empty() {
+        out.push('/');
+    }
+    out.push_str(query);
+    std::borrow::Cow::Owned(out)
+}
+
+/// `%XX` that encodes an unreserved character (ALPHA, DIGIT, `-._~`) decoded; any other
+/// escape (`%2F` among them) kept as it is.
+fn decode_unreserved(path: &str) -> String {
+    let b = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < b.len() {
+        let byte = (b[i] == b'%')
+            .then(|| path.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .filter(|c| c.is_ascii_alphanumeric() || b"-._~".contains(c));
+        match byte {
+            Some(c) => {
+                out.push(char::from(c));
+                i += 3;
+            }
+            None => {
+                let ch = path[i..].chars().next().unwrap_or('\u{fffd}');
+                out.push(ch);
+                i += ch.len_utf8();
+            }
+        }
+    }
+    out
+}
+
 fn route_origin_form(
     config: &Config,
     head: &RequestHead,
@@ -164,11 +223,14 @@ fn route_origin_form(
         .map_or("", |(host, _)| host);
     // "img.test." is the fully qualified spelling of "img.test".
     let host = host.strip_suffix('.').unwrap_or(host);
+    // Routes match the path as the origin will read it: `/%61dmin/` and `/./admin/` must
+    // not slip past a route's client list to an open route behind it.
+    let matched = path_for_matching(path);
     let found = config.routes.iter().enumerate().find(|(_, r)| {
         r.host
             .as_deref()
             .is_none_or(|h| h.eq_ignore_ascii_case(host))
-            && path.starts_with(&r.path_prefix)
+            && matched.starts_with(&r.path_prefix)
     });
     if let Some((i, r)) = found
         && r.clients_allowed
@@ -425,6 +487,38 @@ mod tests {
             route(&c, &other, outsider).is_ok(),
             "a route without a list is open"
         );
+        // Other spellings of the same path meet the same list.
+        for spelled in [
+            "/%61dmin/x",
+            "//admin/x",
+            "/./admin/x",
+            "/x/../admin/x",
+            "/%61%64min/",
+            "/admin/%2e/x",
+        ] {
+            let h = head(&format!("GET {spelled} HTTP/1.1\r\nHost: a\r\n\r\n"));
+            assert_eq!(
+                route(&c, &h, outsider).unwrap_err().status,
+                403,
+                "{spelled}"
+            );
+        }
+        // The request goes on as the client wrote it.
+        match route(
+            &c,
+            &head("GET /%61dmin/x?a=%2e HTTP/1.1\r\nHost: a\r\n\r\n"),
+            LAN,
+        ) {
+            Ok(Decision::Proxy(d)) => assert_eq!(d.path, "/%61dmin/x?a=%2e"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            path_for_matching("/a/b/../c/./d//e?x=/../"),
+            "/a/c/d/e?x=/../"
+        );
+        assert_eq!(path_for_matching("/a/.."), "/");
+        assert_eq!(path_for_matching("/a/%2Fb"), "/a/%2Fb");
+        assert_eq!(path_for_matching("/%zz/%e2%82%ac"), "/%zz/%e2%82%ac");
         assert!(
             Config::from_toml_str(
                 "[[route]]\norigin = \"http://127.0.0.1:1\"\nclients_allowed = [\"x\"]\n",
