@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -48,8 +48,13 @@ enum Stored {
 impl Stored {
     fn parse(hash: &str) -> Result<Stored, &'static str> {
         if ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p)) {
-            hash.parse::<bcrypt::HashParts>()
+            let parts = hash
+                .parse::<bcrypt::HashParts>()
                 .map_err(|_| "a bcrypt hash that does not parse")?;
+            // Past 16 a check takes seconds: every request of a new client would wait.
+            if !(4..=16).contains(&parts.get_cost()) {
+                return Err("a bcrypt cost outside 4..=16");
+            }
             return Ok(Stored::Bcrypt(hash.to_string()));
         }
         if hash.starts_with("$argon2") {
@@ -189,6 +194,9 @@ pub struct ProxyAuth {
     key: [u8; 32],
     /// Failed attempts per client: a token per failure.
     failures: RequestRate,
+    /// Digests being checked now, and by how many requests (a browser's parallel
+    /// requests with a new pair are charged one attempt, not one each).
+    checking: Mutex<HashMap<[u8; 32], u32>>,
 }
 
 impl ProxyAuth {
@@ -200,6 +208,7 @@ impl ProxyAuth {
             realm,
             remembered: Mutex::new(HashMap::new()),
             failures: RequestRate::per_minute(failures_per_min, failures_per_min),
+            checking: Mutex::new(HashMap::new()),
         }
     }
 
@@ -209,20 +218,33 @@ impl ProxyAuth {
         format!("Proxy-Authenticate: Basic realm=\"{realm}\", charset=\"UTF-8\"\r\n")
     }
 
-    /// The key a pair is remembered under.
-    pub fn digest(&self, user: &str, password: &[u8]) -> [u8; 32] {
+    /// The key a pair is remembered under: for the client that showed it (a pair
+    /// proved from one address is no shortcut for guesses from another).
+    pub fn digest(&self, client: IpAddr, user: &str, password: &[u8]) -> [u8; 32] {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
             .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        let client = match client.to_canonical() {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        };
+        mac.update(&client);
         mac.update(&(user.len() as u64).to_le_bytes());
         mac.update(user.as_bytes());
         mac.update(password);
         mac.finalize().into_bytes().into()
     }
 
-    /// The pair was checked and found good within `REMEMBER`.
+    /// The pair was checked and found good within `REMEMBER` (of its last use: a
+    /// client in steady use is not checked again every five minutes).
     pub fn remembered(&self, digest: &[u8; 32], now: Instant) -> bool {
-        let map = self.remembered.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(digest).is_some_and(|until| now < *until)
+        let mut map = self.remembered.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get_mut(digest) {
+            Some(until) if now < *until => {
+                *until = now + REMEMBER;
+                true
+            }
+            _ => false,
+        }
     }
 
     pub fn remember(&self, digest: [u8; 32], now: Instant) {
@@ -238,16 +260,75 @@ impl ProxyAuth {
         map.insert(digest, now + REMEMBER);
     }
 
-    /// A check is about to run for the client: it counts as a failure until it
-    /// succeeds (so a client firing many checks at once gets no more than its share).
-    /// Err: it has failed too often lately, and how long until it may try again.
-    pub fn attempt(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
-        self.failures.take(client, now)
+    /// A check of `digest` is about to run for `client`. The first check of a pair
+    /// counts as a failure of the client until it succeeds (so a client firing many
+    /// guesses at once gets no more than its share); checks of a pair already being
+    /// checked are not charged again (they are the same guess). Err: the client has
+    /// failed too often lately, and how long until it may try again.
+    pub fn start_check(
+        self: &Arc<Self>,
+        client: IpAddr,
+        digest: [u8; 32],
+        now: Instant,
+    ) -> Result<Check, Duration> {
+        let mut checking = self.checking.lock().unwrap_or_else(|p| p.into_inner());
+        let charged = !checking.contains_key(&digest);
+        if charged {
+            self.failures.take(client, now)?;
+        }
+        *checking.entry(digest).or_default() += 1;
+        Ok(Check {
+            auth: self.clone(),
+            client,
+            digest,
+            charged,
+        })
     }
 
-    /// The attempt was no failure after all (the check succeeded, or never ran).
-    pub fn give_back(&self, client: IpAddr, now: Instant) {
-        self.failures.give_back(client, now);
+    fn end_check(&self, digest: &[u8; 32]) {
+        let mut checking = self.checking.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = checking.get_mut(digest) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                checking.remove(digest);
+            }
+        }
+    }
+}
+
+/// A check under way. Dropped without a verdict (the client went away), its attempt
+/// stays charged.
+pub struct Check {
+    auth: Arc<ProxyAuth>,
+    client: IpAddr,
+    digest: [u8; 32],
+    charged: bool,
+}
+
+impl std::fmt::Debug for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Check(charged: {})", self.charged)
+    }
+}
+
+impl Check {
+    /// The pair is good: remembered, and its attempt was no failure.
+    pub fn succeeded(self, now: Instant) {
+        self.auth.remember(self.digest, now);
+        self.not_a_failure(now);
+    }
+
+    /// The check never ran (queue full, too slow): not the client's failure.
+    pub fn not_a_failure(self, now: Instant) {
+        if self.charged {
+            self.auth.failures.give_back(self.client, now);
+        }
+    }
+}
+
+impl Drop for Check {
+    fn drop(&mut self) {
+        self.auth.end_check(&self.digest);
     }
 }
 

@@ -154,10 +154,15 @@ impl RequestRate {
     pub fn take(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
         self.peek(client, now)?;
         let ms = self.ms(now);
+        let mut taken = false;
         for i in slots(client, self.seeds) {
-            self.adjust(i, ms, |tokens| tokens.checked_sub(MILLI));
+            taken |= self.adjust(i, ms, |tokens| tokens.checked_sub(MILLI));
         }
-        Ok(())
+        // Another shard may have taken the last token since the peek.
+        match taken {
+            true => Ok(()),
+            false => self.peek(client, now).and(Err(self.wait(0))),
+        }
     }
 
     /// Gives back a token taken for `client` (an attempt that turned out to count
@@ -169,17 +174,18 @@ impl RequestRate {
         }
     }
 
-    /// Sets slot `i`'s tokens (refilled to `ms`) to `f` of them, unless `f` says no.
-    fn adjust(&self, i: usize, ms: u64, f: impl Fn(u64) -> Option<u64>) {
+    /// Sets slot `i`'s tokens (refilled to `ms`) to `f` of them, unless `f` says no;
+    /// whether it did.
+    fn adjust(&self, i: usize, ms: u64, f: impl Fn(u64) -> Option<u64>) -> bool {
         let slot = &self.buckets[i];
         let mut word = slot.load(Ordering::Relaxed);
         loop {
             let Some(tokens) = f(self.refilled(word, ms)) else {
-                return;
+                return false;
             };
             let next = (ms << TOKEN_BITS) | tokens;
             match slot.compare_exchange_weak(word, next, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return,
+                Ok(_) => return true,
                 Err(seen) => word = seen,
             }
         }

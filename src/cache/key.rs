@@ -23,8 +23,9 @@ pub fn primary(dest: &Destination) -> Arc<str> {
     .into()
 }
 
-/// The mark of a forward-proxy key.
-const FORWARD: &str = "fwd+";
+/// The mark of a forward-proxy key: `^` occurs in no host name, so no origin's own
+/// key can begin with it.
+const FORWARD: &str = "fwd^";
 
 const SEP: char = ' ';
 

@@ -377,7 +377,10 @@ fn routes(file: &[FileRoute], bad: &mut impl FnMut(&str, String)) -> Vec<Route> 
         match OriginUrl::parse(&r.origin) {
             Ok(origin) => routes.push(Route {
                 host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
-                path_prefix: r.path_prefix.clone().unwrap_or_else(|| "/".into()),
+                // Compared with request paths as an origin reads them: in that form.
+                path_prefix: r.path_prefix.as_deref().map_or("/".into(), |p| {
+                    crate::http::target::path_for_matching(p).into_owned()
+                }),
                 origin,
                 preserve_host: r.preserve_host.unwrap_or(false),
                 clients_allowed: r.clients_allowed.as_ref().map(|list| {

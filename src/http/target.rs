@@ -170,6 +170,65 @@ fn split_scheme(target: &str) -> Option<(bool, &str)> {
     }
 }
 
+/// The path part of an origin-form target as a server reads it (RFC 3986 §6.2.2):
+/// percent-encoded unreserved characters decoded, dot segments removed, runs of `/`
+/// taken as one; the query kept as it is. Borrowed when there is nothing to do.
+pub fn path_for_matching(target: &str) -> std::borrow::Cow<'_, str> {
+    let (path, query) = target.split_at(target.find('?').unwrap_or(target.len()));
+    if !path.contains('%') && !path.contains("//") && !path.contains("/.") {
+        return std::borrow::Cow::Borrowed(target);
+    }
+    let decoded = decode_unreserved(path);
+    let mut segments: Vec<&str> = Vec::new();
+    for seg in decoded.split('/').skip(1) {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let ends_open = matches!(decoded.rsplit('/').next(), Some("" | "." | ".."));
+    let mut out = String::with_capacity(target.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if ends_open || segments.is_empty() {
+        out.push('/');
+    }
+    out.push_str(query);
+    std::borrow::Cow::Owned(out)
+}
+
+/// `%XX` that encodes an unreserved character (ALPHA, DIGIT, `-._~`) decoded; any other
+/// escape (`%2F` among them) kept as it is.
+fn decode_unreserved(path: &str) -> String {
+    let b = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < b.len() {
+        let byte = (b[i] == b'%')
+            .then(|| path.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .filter(|c| c.is_ascii_alphanumeric() || b"-._~".contains(c));
+        match byte {
+            Some(c) => {
+                out.push(char::from(c));
+                i += 3;
+            }
+            None => {
+                let ch = path[i..].chars().next().unwrap_or('\u{fffd}');
+                out.push(ch);
+                i += ch.len_utf8();
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

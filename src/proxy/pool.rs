@@ -16,6 +16,10 @@ use crate::http::target::Authority;
 pub struct UpstreamKey {
     pub origin: Authority,
     pub screened: bool,
+    /// For a client-named destination, the address checked and connected to: a name
+    /// that now resolves elsewhere (or whose old address the rules now deny) never gets
+    /// the connection to the old one.
+    pub to: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -172,6 +176,7 @@ mod tests {
                 port,
             },
             screened: false,
+            to: None,
         }
     }
 

@@ -7,7 +7,7 @@ use thiserror::Error;
 
 use crate::config::Config;
 use crate::http::request::RequestHead;
-use crate::http::target::{Authority, Destination, Target, parse_target};
+use crate::http::target::{Authority, Destination, Target, parse_target, path_for_matching};
 
 /// Where the page that lets a user choose a distillation profile lives, on every host
 /// (so the cookie it sets is sent with that host's requests).
@@ -145,61 +145,44 @@ fn screen(
     })
 }
 
-/// The path part of an origin-form target as a server reads it (RFC 3986 §6.2.2):
-/// percent-encoded unreserved characters decoded, dot segments removed, runs of `/`
-/// taken as one; the query kept as it is. Borrowed when there is nothing to do.
-fn path_for_matching(target: &str) -> std::borrow::Cow<'_, str> {
-    let (path, query) = target.split_at(target.find('?').unwrap_or(target.len()));
-    if !path.contains('%') && !path.contains("//") && !path.contains("/.") {
-        return std::borrow::Cow::Borrowed(target);
-    }
-    let decoded = decode_unreserved(path);
-    let mut segments: Vec<&str> = Vec::new();
-    for seg in decoded.split('/').skip(1) {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            s => segments.push(s),
+/// A route with a client list that `client` is not on, whose prefix the path meets
+/// in any spelling some origin reads the same: case folded, `%2F`, `%5C` and `\` as
+/// `/`, `;parameters` dropped, the prefix's closing `/` optional. Such a request is
+/// refused even when, spelled as it is, it would match an open route behind it.
+fn guarded_route_near(config: &Config, host: &str, path: &str, client: IpAddr) -> Option<usize> {
+    let mut loose_path = None;
+    config.routes.iter().enumerate().find_map(|(i, r)| {
+        let list = r.clients_allowed.as_ref()?;
+        let host_ok = r
+            .host
+            .as_deref()
+            .is_none_or(|h| h.eq_ignore_ascii_case(host));
+        if !host_ok || list.allows(client) {
+            return None;
         }
-    }
-    let ends_open = matches!(decoded.rsplit('/').next(), Some("" | "." | ".."));
-    let mut out = String::with_capacity(target.len());
-    for s in &segments {
-        out.push('/');
-        out.push_str(s);
-    }
-    if ends_open || segments.is_empty() {
-        out.push('/');
-    }
-    out.push_str(query);
-    std::borrow::Cow::Owned(out)
+        let p = loose_path.get_or_insert_with(|| loose(path));
+        let prefix = loose(&r.path_prefix);
+        let bare = prefix.strip_suffix('/').unwrap_or(&prefix);
+        let near = p.starts_with(&prefix) || p.split('?').next() == Some(bare);
+        near.then_some(i)
+    })
 }
 
-/// `%XX` that encodes an unreserved character (ALPHA, DIGIT, `-._~`) decoded; any other
-/// escape (`%2F` among them) kept as it is.
-fn decode_unreserved(path: &str) -> String {
-    let b = path.as_bytes();
-    let mut out = String::with_capacity(path.len());
-    let mut i = 0;
-    while i < b.len() {
-        let byte = (b[i] == b'%')
-            .then(|| path.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| u8::from_str_radix(h, 16).ok())
-            .filter(|c| c.is_ascii_alphanumeric() || b"-._~".contains(c));
-        match byte {
-            Some(c) => {
-                out.push(char::from(c));
-                i += 3;
-            }
-            None => {
-                let ch = path[i..].chars().next().unwrap_or('\u{fffd}');
-                out.push(ch);
-                i += ch.len_utf8();
-            }
-        }
+/// `path_for_matching`, then the spellings that only some origins read alike folded.
+fn loose(path: &str) -> String {
+    let path = path.split('?').next().unwrap_or(path);
+    let folded = path_for_matching(path)
+        .to_ascii_lowercase()
+        .replace("%2f", "/")
+        .replace("%5c", "/")
+        .replace('\\', "/");
+    let mut out = String::with_capacity(folded.len());
+    for seg in folded.split('/').filter(|s| !s.is_empty()) {
+        out.push('/');
+        out.push_str(seg.split(';').next().unwrap_or(seg));
+    }
+    if folded.ends_with('/') || out.is_empty() {
+        out.push('/');
     }
     out
 }
@@ -232,11 +215,7 @@ fn route_origin_form(
             .is_none_or(|h| h.eq_ignore_ascii_case(host))
             && matched.starts_with(&r.path_prefix)
     });
-    if let Some((i, r)) = found
-        && r.clients_allowed
-            .as_ref()
-            .is_some_and(|l| !l.allows(client))
-    {
+    if let Some(i) = guarded_route_near(config, host, path, client) {
         return Err(refuse(
             403,
             format!("{ROUTE_CLIENT_DENIED}: {client} is not in route[{i}].clients_allowed"),
@@ -512,6 +491,24 @@ mod tests {
             Ok(Decision::Proxy(d)) => assert_eq!(d.path, "/%61dmin/x?a=%2e"),
             other => panic!("{other:?}"),
         }
+        // Spellings only some origins read alike are refused too, for the guarded route.
+        for near in [
+            "/ADMIN/x",
+            "/admin",
+            "/%2Fadmin/x",
+            "/admin;jsessionid=1/y",
+            "/Admin?x",
+        ] {
+            let h = head(&format!("GET {near} HTTP/1.1\r\nHost: a\r\n\r\n"));
+            assert_eq!(route(&c, &h, outsider).unwrap_err().status, 403, "{near}");
+        }
+        let h = head("GET /administrator HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(route(&c, &h, outsider).is_ok(), "another path altogether");
+        // A prefix is read in the same form as the paths it meets.
+        let c2 =
+            config("[[route]]\npath_prefix = \"/%7Ejoe/\"\norigin = \"http://127.0.0.1:9001\"\n");
+        let h = head("GET /~joe/x HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(route(&c2, &h, outsider).is_ok());
         assert_eq!(
             path_for_matching("/a/b/../c/./d//e?x=/../"),
             "/a/c/d/e?x=/../"

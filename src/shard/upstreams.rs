@@ -248,7 +248,12 @@ pub fn apply_actions<D: ShardIo>(d: &mut D, ci: usize, now: Instant) {
                 pooled_ok,
                 screened,
             } => {
-                let key = UpstreamKey { origin, screened };
+                let to = None;
+                let key = UpstreamKey {
+                    origin,
+                    screened,
+                    to,
+                };
                 acquire(d, ci, Wanted { key, pooled_ok }, now)
             }
             Action::Release => {
@@ -320,8 +325,9 @@ fn attach_pooled<D: ShardIo>(d: &mut D, ci: usize, key: &UpstreamKey, now: Insta
 /// `addr` is where `want` resolved: checked against the destination rules when the
 /// client named it (nothing is sent to a denied address), then a pooled connection
 /// made under the same rules, or a new one.
-fn connect_to<D: ShardIo>(d: &mut D, ci: usize, want: Wanted, addr: SocketAddr, now: Instant) {
+fn connect_to<D: ShardIo>(d: &mut D, ci: usize, mut want: Wanted, addr: SocketAddr, now: Instant) {
     if want.key.screened {
+        want.key.to = Some(addr);
         let l = d.lookups();
         if let Err(denied) = l.destinations.check(addr, &l.never) {
             if let Some((conn, _, date)) = d.client(ci) {

@@ -1,5 +1,6 @@
 use super::*;
 use argon2::PasswordHasher;
+use std::sync::Arc;
 
 fn bcrypt_line(user: &str, password: &str) -> String {
     format!("{user}:{}", bcrypt::hash(password, 4).expect("bcrypt"))
@@ -74,30 +75,51 @@ fn basic_credentials_are_decoded() {
 }
 
 #[test]
-fn good_pairs_are_remembered_as_digests_and_failures_limited() {
+fn good_pairs_are_remembered_per_client_and_failures_limited() {
     let users = Users::parse(&bcrypt_line("ann", "pw")).expect("parses");
-    let auth = ProxyAuth::new(users, "distilld".into(), 3);
+    let auth = Arc::new(ProxyAuth::new(users, "distilld".into(), 3));
     let t = Instant::now();
-    let d = auth.digest("ann", b"pw");
-    assert_ne!(d, auth.digest("ann", b"pw2"));
+    let client: IpAddr = "192.0.2.9".parse().expect("ip");
+    let other: IpAddr = "192.0.2.10".parse().expect("ip");
+    let d = auth.digest(client, "ann", b"pw");
+    assert_ne!(d, auth.digest(client, "ann", b"pw2"));
     assert_ne!(
-        auth.digest("a", b"npw"),
-        auth.digest("an", b"pw"),
+        d,
+        auth.digest(other, "ann", b"pw"),
+        "a pair is remembered per client"
+    );
+    assert_ne!(
+        auth.digest(client, "a", b"npw"),
+        auth.digest(client, "an", b"pw"),
         "the split counts"
     );
     assert!(!auth.remembered(&d, t));
-    auth.remember(d, t);
+    auth.start_check(client, d, t)
+        .expect("a first attempt")
+        .succeeded(t);
     assert!(auth.remembered(&d, t + Duration::from_secs(299)));
-    assert!(!auth.remembered(&d, t + Duration::from_secs(301)));
-    let client: IpAddr = "192.0.2.9".parse().expect("ip");
-    // A success gives its attempt back; failures keep theirs.
-    assert!(auth.attempt(client, t).is_ok());
-    auth.give_back(client, t);
-    for _ in 0..3 {
-        assert!(auth.attempt(client, t).is_ok());
-    }
-    let wait = auth.attempt(client, t).expect_err("limited");
+    assert!(
+        auth.remembered(&d, t + Duration::from_secs(500)),
+        "use extends it"
+    );
+    assert!(!auth.remembered(&d, t + Duration::from_secs(900)));
+    // Three failed pairs a minute; the same pair checked in parallel is charged once.
+    let wrong = |n: u8| auth.digest(client, "ann", &[n]);
+    let first = auth.start_check(client, wrong(1), t).expect("1");
+    let same = auth
+        .start_check(client, wrong(1), t)
+        .expect("the same guess: not charged");
+    drop((first, same));
+    let _second = auth.start_check(client, wrong(2), t).expect("2");
+    let third = auth.start_check(client, wrong(3), t).expect("3");
+    let wait = auth.start_check(client, wrong(4), t).expect_err("limited");
     assert_eq!(wait, Duration::from_secs(20), "3 a minute: one every 20 s");
-    assert!(auth.attempt(client, t + Duration::from_secs(20)).is_ok());
+    // A check that never ran gives its attempt back.
+    third.not_a_failure(t);
+    assert!(auth.start_check(client, wrong(5), t).is_ok());
+    assert!(
+        auth.start_check(other, wrong(6), t).is_ok(),
+        "another client's budget"
+    );
     assert!(auth.challenge().contains("Basic realm=\"distilld\""));
 }

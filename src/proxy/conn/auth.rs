@@ -33,45 +33,46 @@ impl Conn {
         else {
             return self.challenge(&head, now);
         };
-        let digest = auth.digest(&user, &password);
+        let client = self.client_ip(&head);
+        let digest = auth.digest(client, &user, &password);
         if auth.remembered(&digest, now.instant) {
             return self.proceed(head, dest, now);
         }
-        let client = self.client_ip(&head);
-        if let Err(wait) = auth.attempt(client, now.instant) {
-            let body = error_body(429, "too many failed authentications from this client");
-            return self.too_many(&head, client, wait, &body, now);
-        }
+        let check = match auth.start_check(client, digest, now.instant) {
+            Ok(check) => check,
+            Err(wait) => {
+                let body = error_body(429, "too many failed authentications from this client");
+                return self.too_many(&head, client, wait, &body, now);
+            }
+        };
         let ok: ResultSlot<bool> = Default::default();
         let (slot, users) = (ok.clone(), auth.users.clone());
-        let check = move || put(&slot, users.verify(&user, &password));
+        let verify = move || put(&slot, users.verify(&user, &password));
         let ticket = self.ticket();
         self.actions.push_back(Action::CheckCredentials(
-            DistillJob(Box::new(check)),
+            DistillJob(Box::new(verify)),
             ticket,
         ));
         let stage = Stage::Verifying(Box::new(Verifying {
             since: now.instant,
             ticket,
             ok,
-            digest,
+            check: Some(check),
         }));
         self.ex = Some(Exchange::new(head, dest, None, None, stage, now.instant));
     }
 
     /// The check is done: on, remembered; or 407, counted against the client.
-    pub(super) fn on_verified(&mut self, ex: Box<Exchange>, now: Now<'_>) {
-        let Stage::Verifying(v) = &ex.stage else {
+    pub(super) fn on_verified(&mut self, mut ex: Box<Exchange>, now: Now<'_>) {
+        let Stage::Verifying(v) = &mut ex.stage else {
             self.ex = Some(ex);
             return;
         };
-        let Some(auth) = self.cfg.forward.auth.clone() else {
-            return self.answer_unverified(ex, now);
-        };
         match take(&v.ok) {
             Some(true) => {
-                auth.remember(v.digest, now.instant);
-                auth.give_back(self.client_ip(&ex.head), now.instant);
+                if let Some(check) = v.check.take() {
+                    check.succeeded(now.instant);
+                }
                 let Exchange { head, dest, .. } = *ex;
                 self.proceed(head, dest, now);
             }
@@ -89,10 +90,12 @@ impl Conn {
     }
 
     /// The check never ran (the verifier threads' queue was full) or took too long.
-    pub(super) fn answer_unverified(&mut self, ex: Box<Exchange>, now: Now<'_>) {
+    pub(super) fn answer_unverified(&mut self, mut ex: Box<Exchange>, now: Now<'_>) {
         // Not the client's failure: its attempt is given back.
-        if let Some(auth) = self.cfg.forward.auth.clone() {
-            auth.give_back(self.client_ip(&ex.head), now.instant);
+        if let Stage::Verifying(v) = &mut ex.stage
+            && let Some(check) = v.check.take()
+        {
+            check.not_a_failure(now.instant);
         }
         let body = error_body(
             503,

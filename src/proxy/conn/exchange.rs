@@ -72,8 +72,8 @@ pub(super) struct Verifying {
     pub(super) ticket: Ticket,
     /// Whether the password was the user's; empty if the check never ran.
     pub(super) ok: crate::distill::pool::ResultSlot<bool>,
-    /// What the pair is remembered under once it checked out.
-    pub(super) digest: [u8; 32],
+    /// The check's bookkeeping: the attempt charged to the client, the pair's digest.
+    pub(super) check: Option<crate::access::auth::Check>,
 }
 
 /// A tunnel's tally: bytes each way, and when one last moved (its idle timeout).

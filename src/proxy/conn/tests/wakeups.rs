@@ -57,8 +57,8 @@ fn a_flight_given_up_on_does_not_wake_the_next_request() {
     let store = Arc::new(Store::new(1 << 20, 1 << 20));
     // Other requests lead the fetches of /a and /b.
     let (FlightRole::Leader(lead_a), FlightRole::Leader(lead_b)) = (
-        store.fetch(&"fwd+o.test:80 o.test /a".into()),
-        store.fetch(&"fwd+o.test:80 o.test /b".into()),
+        store.fetch(&"fwd^o.test:80 o.test /a".into()),
+        store.fetch(&"fwd^o.test:80 o.test /b".into()),
     ) else {
         panic!("fresh store")
     };
