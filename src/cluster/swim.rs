@@ -153,6 +153,7 @@ pub fn start(cluster: &ClusterConfig) -> std::io::Result<Option<Swim>> {
             .collect(),
         health: cluster.health.clone(),
         digest: cluster.digest,
+        up: vec![false; cluster.nodes.len()],
         seal: Seal(cluster.secret.clone()),
         refused: 0,
     };
@@ -173,6 +174,9 @@ struct View {
     members: Vec<(String, Option<SocketAddr>)>,
     health: Arc<PeerHealth>,
     digest: u64,
+    /// Each configured node's liveness as membership last said it (whatever its
+    /// digest): a rename alone does not say it again.
+    up: Vec<bool>,
     seal: Seal,
     /// Datagrams refused so far (logged at powers of two).
     refused: u64,
@@ -288,16 +292,20 @@ fn run(
             timers.push(Due(Instant::now() + after, seq, t));
         }
         while let Some(n) = rt.to_notify() {
-            verdict(n, &view);
+            verdict(n, &mut view);
         }
     }
 }
 
-/// A member's verdict, into the shards' view of the peers.
-fn verdict(n: OwnedNotification<Swimmer>, view: &View) {
+/// A member's verdict, into the shards' view of the peers. A member that changed its
+/// identity (a restart, or a reload that changed its node list and so its digest) while
+/// alive is only renamed, with no new "up": its new digest is judged then, or it would
+/// stay set aside for a list it no longer has.
+fn verdict(n: OwnedNotification<Swimmer>, view: &mut View) {
     let (who, up) = match &n {
-        OwnedNotification::MemberUp(m) => (m, true),
-        OwnedNotification::MemberDown(m) => (m, false),
+        OwnedNotification::MemberUp(m) => (m, Some(true)),
+        OwnedNotification::MemberDown(m) => (m, Some(false)),
+        OwnedNotification::Rename(_, m) => (m, None),
         _ => return,
     };
     // A configured node, at its configured gossip address.
@@ -312,6 +320,11 @@ fn verdict(n: OwnedNotification<Swimmer>, view: &View) {
         );
         return;
     };
+    let Some(known) = view.up.get_mut(i) else {
+        return;
+    };
+    let up = up.unwrap_or(*known);
+    *known = up;
     let (health, digest) = (&view.health, view.digest);
     let agrees = who.digest == digest;
     if up && !agrees {
@@ -342,6 +355,39 @@ mod tests {
         assert_eq!(ours.open(b"ping"), None, "unsealed");
         let open = Seal(None);
         assert_eq!(open.open(b"ping"), Some(&b"ping"[..]), "no secret: as sent");
+    }
+
+    /// A peer seen with the old node list, then renamed to an identity with ours (it
+    /// reloaded the same list): taken back. One renamed while down stays down.
+    #[test]
+    fn a_peer_renamed_to_our_node_list_is_taken_back() {
+        let gossip: SocketAddr = "127.0.0.2:7946".parse().unwrap();
+        let peer = |digest, bump| Swimmer {
+            node: "b".into(),
+            gossip,
+            digest,
+            bump,
+        };
+        let health = Arc::new(PeerHealth::new(2));
+        let mut view = View {
+            members: vec![("a".into(), None), ("b".into(), Some(gossip))],
+            health: health.clone(),
+            digest: 2,
+            up: vec![false; 2],
+            seal: Seal(None),
+            refused: 0,
+        };
+        let now = Instant::now();
+        verdict(OwnedNotification::MemberUp(peer(1, 1)), &mut view);
+        assert!(!health.is_up(1, now), "another node list: set aside");
+        verdict(OwnedNotification::Rename(peer(1, 1), peer(2, 2)), &mut view);
+        assert!(
+            health.is_up(1, now),
+            "renamed to our list while alive: back"
+        );
+        verdict(OwnedNotification::MemberDown(peer(2, 2)), &mut view);
+        verdict(OwnedNotification::Rename(peer(2, 2), peer(2, 3)), &mut view);
+        assert!(!health.is_up(1, now), "renamed while down: still down");
     }
 
     #[test]

@@ -132,7 +132,7 @@ impl std::fmt::Debug for InFlight {
 }
 
 impl PeerHealth {
-    fn new(nodes: usize) -> PeerHealth {
+    pub(crate) fn new(nodes: usize) -> PeerHealth {
         PeerHealth {
             epoch: Instant::now(),
             down_until: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
