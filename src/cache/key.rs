@@ -29,6 +29,15 @@ const FORWARD: &str = "fwd^";
 
 const SEP: char = ' ';
 
+/// The same URL's key in the other namespace (forward proxy and reverse routes keep
+/// apart; what invalidates one copy invalidates the other).
+pub fn twin(primary: &str) -> String {
+    match primary.strip_prefix(FORWARD) {
+        Some(rest) => rest.to_string(),
+        None => format!("{FORWARD}{primary}"),
+    }
+}
+
 /// The Host part of a primary key.
 pub fn host_of(primary: &str) -> &str {
     primary.split(SEP).nth(1).unwrap_or("")
@@ -111,6 +120,8 @@ mod tests {
             screened,
         };
         assert_ne!(primary(&dest(true)), primary(&dest(false)));
+        assert_eq!(twin(&primary(&dest(true))), &*primary(&dest(false)));
+        assert_eq!(twin(&primary(&dest(false))), &*primary(&dest(true)));
         assert_eq!(host_of(&primary(&dest(true))), "localhost:8080");
     }
 

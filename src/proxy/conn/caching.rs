@@ -529,13 +529,16 @@ impl Conn {
         self.stats.cache_invalidations.incr();
     }
 
-    /// Removes a URL, its Vary variants and its distilled variants; true when any was
-    /// stored.
+    /// Removes a URL, its Vary variants and its distilled variants, in both namespaces
+    /// (the forward proxy's and the routes'); true when any was stored.
     pub(super) fn remove_with_variants(&self, store: &crate::cache::Store, primary: &str) -> bool {
         let profiles = &self.cfg.distill.choice.profiles;
-        let mut removed = store.remove(primary);
-        for k in super::distilling::all_variant_keys(primary, profiles) {
-            removed |= store.remove(&k);
+        let mut removed = false;
+        for primary in [primary, &key::twin(primary)] {
+            removed |= store.remove(primary);
+            for k in super::distilling::all_variant_keys(primary, profiles) {
+                removed |= store.remove(&k);
+            }
         }
         removed
     }

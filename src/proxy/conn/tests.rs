@@ -307,6 +307,34 @@ fn credentials_are_checked_off_the_shard_once_then_remembered() {
 }
 
 #[test]
+fn a_purge_through_a_route_removes_the_forward_proxy_s_copy_too() {
+    let store = Arc::new(Store::new(1 << 20, 1 << 20));
+    let config = "[cache]\npurge_from = [\"127.0.0.9\"]\n\
+                  [[route]]\nhost = \"o.test\"\norigin = \"http://o.test\"\n";
+    let mut h = Harness::with_cache(config, Some(store));
+    let get = "GET http://o.test/x HTTP/1.1\r\nHost: o.test\r\n\r\n";
+    h.client(get);
+    assert!(matches!(h.actions().as_slice(), [Action::Acquire { .. }]));
+    h.ready(false);
+    h.origin("HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 1\r\n\r\nA");
+    h.actions();
+    h.sent_client();
+    h.client(get);
+    assert!(h.actions().is_empty(), "a hit");
+    assert!(h.sent_client().ends_with("A"));
+    h.client("PURGE /x HTTP/1.1\r\nHost: o.test\r\n\r\n");
+    assert!(
+        h.sent_client().starts_with("HTTP/1.1 200 "),
+        "purged through the route"
+    );
+    h.client(get);
+    assert!(
+        matches!(h.actions().as_slice(), [Action::Acquire { .. }]),
+        "gone"
+    );
+}
+
+#[test]
 fn stale_pooled_connection_is_retried_once_on_a_fresh_one() {
     let mut h = Harness::new("");
     h.client("GET http://o.test/ HTTP/1.1\r\nHost: o.test\r\n\r\n");
