@@ -73,15 +73,16 @@ pub fn route(config: &Config, head: &RequestHead, client: IpAddr) -> Result<Deci
                     "distilld does not fetch https:// itself: send it through a CONNECT tunnel",
                 ));
             }
-            let rules = &config.forward.destinations;
-            let origin = screen(config, &authority, rules.check_port(authority.port))?;
+            let host_field = authority.host_field();
+            let port_ok = config.forward.destinations.check_port(authority.port);
+            let origin = screen(config, authority, port_ok)?;
             let path = if path.is_empty() {
                 "/".to_string()
             } else {
                 path.to_string()
             };
             Ok(Decision::Proxy(Destination {
-                host_field: authority.host_field(),
+                host_field,
                 origin,
                 path,
                 screened: true,
@@ -94,9 +95,10 @@ pub fn route(config: &Config, head: &RequestHead, client: IpAddr) -> Result<Deci
                 true => Ok(()),
                 false => Err(crate::access::destinations::Denied::ConnectPort(port)),
             };
-            let origin = screen(config, &authority, port_ok)?;
+            let host_field = authority.host_field();
+            let origin = screen(config, authority, port_ok)?;
             Ok(Decision::Tunnel(Destination {
-                host_field: authority.host_field(),
+                host_field,
                 origin,
                 path: String::new(),
                 screened: true,
@@ -127,7 +129,7 @@ fn may_use_forward_proxy(config: &Config, client: IpAddr) -> Result<(), Refusal>
 /// resolves to, when it is connected to.
 fn screen(
     config: &Config,
-    authority: &Authority,
+    authority: Authority,
     port: Result<(), crate::access::destinations::Denied>,
 ) -> Result<Authority, Refusal> {
     let rules = &config.forward.destinations;
@@ -135,7 +137,7 @@ fn screen(
         |d: crate::access::destinations::Denied| refuse(403, format!("{DESTINATION_DENIED}: {d}"));
     port.map_err(deny)?;
     let Some(ip) = crate::access::numeric::numeric_host(&authority.host) else {
-        return Ok(authority.clone());
+        return Ok(authority);
     };
     let to = std::net::SocketAddr::new(ip, authority.port);
     rules.check(to, &[]).map_err(deny)?;
