@@ -10,6 +10,11 @@ struct Counting;
 thread_local! {
     static HELD: Cell<isize> = const { Cell::new(0) };
     static PEAK: Cell<isize> = const { Cell::new(0) };
+    static CALLS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn called() {
+    let _ = CALLS.try_with(|c| c.set(c.get() + 1));
 }
 
 fn add(delta: isize) {
@@ -24,6 +29,7 @@ fn add(delta: isize) {
 // SAFETY: every call is forwarded to `System` unchanged; only counters are added.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        called();
         add(layout.size() as isize);
         // SAFETY: forwarded as received.
         unsafe { System.alloc(layout) }
@@ -36,12 +42,14 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        called();
         add(layout.size() as isize);
         // SAFETY: forwarded as received.
         unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        called();
         add(new_size as isize - layout.size() as isize);
         // SAFETY: forwarded as received.
         unsafe { System.realloc(ptr, layout, new_size) }
@@ -59,4 +67,12 @@ pub fn peak_bytes<T>(f: impl FnOnce() -> T) -> (T, usize) {
     let out = f();
     let peak = PEAK.with(Cell::get) - base;
     (out, peak.max(0) as usize)
+}
+
+/// Runs `f` on this thread and returns its result with the number of heap allocations
+/// (and reallocations) it made.
+pub fn allocations<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    let before = CALLS.with(Cell::get);
+    let out = f();
+    (out, CALLS.with(Cell::get) - before)
 }

@@ -15,12 +15,24 @@ use crate::http::target::Destination;
 /// a reverse route fetched (from a place the destination rules may deny, for clients
 /// its route may not allow).
 pub fn primary(dest: &Destination) -> Arc<str> {
-    let named_by = if dest.screened { FORWARD } else { "" };
-    format!(
-        "{named_by}{}{SEP}{}{SEP}{}",
-        dest.origin, dest.host_field, dest.path
-    )
-    .into()
+    let mut key = String::new();
+    write_primary(dest, &mut key);
+    key.into()
+}
+
+/// `primary` into `key` (emptied first), reusing its memory: a lookup needs no new
+/// string.
+pub fn write_primary(dest: &Destination, key: &mut String) {
+    use std::fmt::Write as _;
+    key.clear();
+    if dest.screened {
+        key.push_str(FORWARD);
+    }
+    let _ = write!(key, "{}", dest.origin);
+    key.push(SEP);
+    key.push_str(&dest.host_field);
+    key.push(SEP);
+    key.push_str(&dest.path);
 }
 
 /// The mark of a forward-proxy key: `^` occurs in no host name, so no origin's own
@@ -61,6 +73,18 @@ pub fn variant<'a>(
     request: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
 ) -> Arc<str> {
     let mut key = String::with_capacity(primary.len() + 32 * names.len());
+    write_variant(primary, names, request, &mut key);
+    key.into()
+}
+
+/// `variant` into `key` (emptied first), reusing its memory.
+pub fn write_variant<'a>(
+    primary: &str,
+    names: &[Box<str>],
+    request: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
+    key: &mut String,
+) {
+    key.clear();
     key.push_str(primary);
     for name in names {
         key.push('\n');
@@ -76,11 +100,10 @@ pub fn variant<'a>(
                 if i > 0 {
                     key.push(',');
                 }
-                push_escaped(&mut key, trim(item));
+                push_escaped(key, trim(item));
             }
         }
     }
-    key.into()
 }
 
 /// A value's bytes, all of them kept apart: visible ASCII as it is, anything else (and
@@ -90,7 +113,10 @@ fn push_escaped(key: &mut String, value: &[u8]) {
         if b.is_ascii_graphic() && !matches!(b, b'%' | b',' | b'=') || b == b' ' {
             key.push(char::from(b));
         } else {
-            key.push_str(&format!("%{b:02X}"));
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            key.push('%');
+            key.push(char::from(HEX[usize::from(b >> 4)]));
+            key.push(char::from(HEX[usize::from(b & 15)]));
         }
     }
 }

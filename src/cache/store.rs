@@ -72,19 +72,43 @@ impl Store {
         primary: &str,
         request: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
     ) -> Option<Found> {
+        self.with_stored(primary, request, |object, key| Found {
+            object: object.clone(),
+            key: key.clone(),
+        })
+    }
+
+    /// `f` on the object stored for `primary` (the variant the request's fields select)
+    /// and the key it is under, both borrowed from the table: a hit takes a reference
+    /// only if `f` does, and builds no key (a variant's is written into this thread's
+    /// reused buffer).
+    pub fn with_stored<'a, R>(
+        &self,
+        primary: &str,
+        request: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
+        f: impl FnOnce(&Arc<Object>, &Arc<str>) -> R,
+    ) -> Option<R> {
+        thread_local! {
+            static VARIANT_KEY: std::cell::RefCell<String> = const {
+                std::cell::RefCell::new(String::new())
+            };
+        }
         let map = self.map.pin();
-        let (object, key) = match map.get_key_value(primary)? {
-            (k, Stored::Object(o)) => (o.clone(), k.clone()),
+        let (key, object) = match map.get_key_value(primary)? {
+            (k, Stored::Object(o)) => (k, o),
             (_, Stored::Variants(v)) => {
-                let k = key::variant(primary, &v.names, request);
-                match map.get(&*k)? {
-                    Stored::Object(o) => (o.clone(), k),
-                    Stored::Variants(_) => return None,
+                let found = VARIANT_KEY.with_borrow_mut(|k| {
+                    key::write_variant(primary, &v.names, request, k);
+                    map.get_key_value(k.as_str())
+                });
+                match found? {
+                    (k, Stored::Object(o)) => (k, o),
+                    (_, Stored::Variants(_)) => return None,
                 }
             }
         };
         object.record_hit();
-        Some(Found { object, key })
+        Some(f(object, key))
     }
 
     /// Stores `object` for `primary` (under its variant key when it varies), evicting

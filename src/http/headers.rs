@@ -109,6 +109,13 @@ impl ConnectionOptions {
         }
     }
 
+    /// Empty again, keeping the list's memory.
+    pub fn clear(&mut self) {
+        self.close = false;
+        self.keep_alive = false;
+        self.named.clear();
+    }
+
     /// True when the field must not be forwarded: fixed hop-by-hop or named here.
     pub fn drops(&self, name: &str) -> bool {
         is_hop_by_hop(name) || self.named.iter().any(|n| n.eq_ignore_ascii_case(name))

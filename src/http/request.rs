@@ -11,8 +11,9 @@ use super::headers::{ConnectionOptions, chunked_is_last, merge_content_length};
 pub const HEADERS_COUNT_CEILING: usize = 1000;
 
 /// How the request body is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RequestFraming {
+    #[default]
     None,
     Length(u64),
     Chunked,
@@ -20,7 +21,7 @@ pub enum RequestFraming {
 
 /// One parsed request head. Owns a copy of the head bytes; names and values are ranges
 /// into it, so parsing allocates two buffers, not one per field.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RequestHead {
     raw: Vec<u8>,
     method: Range<usize>,
@@ -87,6 +88,18 @@ impl RequestHead {
         )
     }
 
+    /// Gives a head from `parse_request_reusing` its bytes: `fill` must put exactly the
+    /// bytes it was parsed from into the (empty) buffer it is handed.
+    pub fn adopt_raw(&mut self, fill: impl FnOnce(&mut Vec<u8>)) {
+        fill(&mut self.raw);
+    }
+
+    /// The buffers of a head that is done with, for the next one.
+    pub fn recycle(mut self) -> RequestHead {
+        self.raw.clear();
+        self
+    }
+
     fn str_at(&self, r: &Range<usize>) -> &str {
         // httparse only yields tokens and targets made of visible ASCII.
         std::str::from_utf8(&self.raw[r.clone()]).unwrap_or("")
@@ -98,6 +111,22 @@ impl RequestHead {
 pub fn parse_request(
     buf: &[u8],
     limits: HeadLimits,
+) -> Result<Option<(RequestHead, usize)>, HttpError> {
+    let Some((mut head, n)) = parse_request_reusing(buf, limits, RequestHead::default())? else {
+        return Ok(None);
+    };
+    head.raw.extend_from_slice(&buf[..n]);
+    Ok(Some((head, n)))
+}
+
+/// `parse_request` into the buffers of a head that is done with (a keep-alive
+/// connection's previous request), so a request in steady state allocates nothing. The
+/// head comes back without its bytes: `RequestHead::adopt_raw` gives it the first `n`
+/// bytes of `buf`, moved rather than copied where they are a buffer of their own.
+pub fn parse_request_reusing(
+    buf: &[u8],
+    limits: HeadLimits,
+    reuse: RequestHead,
 ) -> Result<Option<(RequestHead, usize)>, HttpError> {
     let count = limits.headers_count_max.min(HEADERS_COUNT_CEILING);
     let mut storage =
@@ -135,22 +164,32 @@ pub fn parse_request(
     let method = offset(req.method.unwrap_or_default().as_bytes());
     let target = offset(req.path.unwrap_or_default().as_bytes());
     let minor_version = req.version.unwrap_or(1);
-    let mut fields = Vec::with_capacity(req.headers.len());
-    for h in req.headers.iter() {
-        fields.push((offset(h.name.as_bytes()), offset(h.value)));
-    }
+    let RequestHead {
+        mut raw,
+        mut fields,
+        mut connection,
+        ..
+    } = reuse;
+    raw.clear();
+    fields.clear();
+    fields.extend(
+        req.headers
+            .iter()
+            .map(|h| (offset(h.name.as_bytes()), offset(h.value))),
+    );
+    connection.clear();
     let mut parsed = RequestHead {
-        raw: head.to_vec(),
+        raw,
         method,
         target,
         fields,
         minor_version,
         framing: RequestFraming::None,
         host: None,
-        connection: ConnectionOptions::default(),
+        connection,
         expect_continue: false,
     };
-    check_fields(&mut parsed)?;
+    check_fields(&mut parsed, head)?;
     Ok(Some((parsed, consumed)))
 }
 
@@ -183,13 +222,15 @@ fn reject_bare_cr(head: &[u8]) -> Result<(), HttpError> {
     Ok(())
 }
 
-fn check_fields(head: &mut RequestHead) -> Result<(), HttpError> {
+/// `raw`: the head's bytes (the ranges in `head` point into them).
+fn check_fields(head: &mut RequestHead, raw: &[u8]) -> Result<(), HttpError> {
     let mut content_length: Option<u64> = None;
     let mut transfer_encoding: Option<Range<usize>> = None;
     let mut hosts = 0;
-    for (name, value) in head.fields.clone() {
-        let n = &head.raw[name.clone()];
-        let v = &head.raw[value.clone()];
+    for i in 0..head.fields.len() {
+        let (name, value) = head.fields[i].clone();
+        let n = &raw[name];
+        let v = &raw[value.clone()];
         if n.eq_ignore_ascii_case(b"host") {
             hosts += 1;
             check_host(v)?;
@@ -224,7 +265,7 @@ fn check_fields(head: &mut RequestHead) -> Result<(), HttpError> {
             ));
         }
         (Some(te), None) => {
-            let te = &head.raw[te];
+            let te = &raw[te];
             if head.minor_version == 0 {
                 return Err(HttpError::Malformed("Transfer-Encoding in HTTP/1.0"));
             }

@@ -10,7 +10,7 @@ pub enum Target<'a> {
     /// `http://host:port/path?query`
     Absolute {
         https: bool,
-        authority: Authority,
+        authority: AuthorityRef<'a>,
         path: &'a str,
     },
     /// `host:port` (CONNECT)
@@ -19,8 +19,32 @@ pub enum Target<'a> {
     Asterisk,
 }
 
+/// An authority as the request wrote it, checked: the host without brackets, in the
+/// case it was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthorityRef<'a> {
+    pub host: &'a str,
+    pub port: u16,
+}
+
+impl AuthorityRef<'_> {
+    /// This authority in `dst`, the host lower-cased, reusing `dst`'s memory.
+    pub fn write_into(&self, dst: &mut Authority) {
+        dst.host.clear();
+        dst.host.push_str(self.host);
+        dst.host.make_ascii_lowercase();
+        dst.port = self.port;
+    }
+
+    pub fn to_owned(&self) -> Authority {
+        let mut a = Authority::default();
+        self.write_into(&mut a);
+        a
+    }
+}
+
 /// Where to send a request upstream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Destination {
     pub origin: Authority,
     /// Origin-form target sent upstream.
@@ -33,7 +57,7 @@ pub struct Destination {
 }
 
 /// A host (lower-cased; IPv6 without brackets) and port.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Authority {
     pub host: String,
     pub port: u16,
@@ -88,16 +112,31 @@ impl Authority {
 
     /// The form written into a Host field: brackets around IPv6, port only if not 80.
     pub fn host_field(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
+        let mut s = String::new();
+        self.write_host_field(&mut s);
+        s
+    }
+
+    /// `host_field` into `dst` (emptied first), reusing its memory.
+    pub fn write_host_field(&self, dst: &mut String) {
+        use std::fmt::Write as _;
+        dst.clear();
+        if self.host.contains(':') {
+            dst.push('[');
+            dst.push_str(&self.host);
+            dst.push(']');
         } else {
-            self.host.clone()
-        };
-        if self.port == 80 {
-            host
-        } else {
-            format!("{host}:{}", self.port)
+            dst.push_str(&self.host);
         }
+        if self.port != 80 {
+            let _ = write!(dst, ":{}", self.port);
+        }
+    }
+
+    /// A copy of `other` in this one's memory.
+    pub fn set_from(&mut self, other: &Authority) {
+        self.host.clone_from(&other.host);
+        self.port = other.port;
     }
 }
 
@@ -147,7 +186,8 @@ pub fn parse_target<'a>(target: &'a str, method: &str) -> Result<Target<'a>, Htt
     let (https, rest) =
         split_scheme(target).ok_or(HttpError::Malformed("invalid request target"))?;
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = Authority::parse(&rest[..end], if https { 443 } else { 80 })?;
+    let (host, port) = Authority::split(&rest[..end], if https { 443 } else { 80 })?;
+    let authority = AuthorityRef { host, port };
     let path = &rest[end..];
     if path.contains('#') {
         return Err(HttpError::Malformed("fragment in request target"));
@@ -240,8 +280,8 @@ mod tests {
             t,
             Target::Absolute {
                 https: false,
-                authority: Authority {
-                    host: "example.test".into(),
+                authority: AuthorityRef {
+                    host: "Example.TEST",
                     port: 8080
                 },
                 path: "/a?b"
@@ -258,6 +298,7 @@ mod tests {
         else {
             panic!()
         };
+        let authority = authority.to_owned();
         assert_eq!(authority.to_string(), "[::1]:81");
         assert_eq!(authority.host_field(), "[::1]:81");
     }

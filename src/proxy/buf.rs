@@ -60,6 +60,20 @@ impl Buf {
         }
     }
 
+    /// Moves the first `n` pending bytes into `dst` (emptied first): the buffers are
+    /// swapped, not copied, when those bytes are all there is, and this buffer goes on
+    /// with `dst`'s memory.
+    pub fn take_front(&mut self, n: usize, dst: &mut Vec<u8>) {
+        dst.clear();
+        let n = n.min(self.len());
+        if self.pos == 0 && n == self.data.len() {
+            std::mem::swap(&mut self.data, dst);
+        } else {
+            dst.extend_from_slice(&self.pending()[..n]);
+            self.consume(n);
+        }
+    }
+
     pub fn clear(&mut self) {
         self.data.clear();
         self.pos = 0;

@@ -139,6 +139,13 @@ pub struct Conn {
     next_cfg: Option<Arc<Config>>,
     head_started: Option<Instant>,
     last_client: Instant,
+    /// The memory of the last request's head and destination once it was answered,
+    /// reused for the next (a keep-alive connection's hits allocate nothing).
+    spare_head: crate::http::request::RequestHead,
+    spare_dest: Option<crate::http::target::Destination>,
+    /// Cache keys are written here for a lookup (the primary key, a variant's).
+    key_buf: String,
+    variant_buf: String,
 }
 
 /// How long a request waits for its credentials to be checked (the verifier threads'
@@ -177,6 +184,10 @@ impl Conn {
             next_cfg: None,
             head_started: None,
             last_client: now.instant,
+            spare_head: Default::default(),
+            spare_dest: None,
+            key_buf: String::new(),
+            variant_buf: String::new(),
         }
     }
 

@@ -1,6 +1,11 @@
 //! The bytes queued for a client: owned bytes the connection writes (heads, chunk
 //! framing, relayed bodies) interleaved with shared segments (a cached object's head and
 //! body), so a cache hit is sent from the stored memory itself, never copied.
+//!
+//! Owned bytes all live in one buffer, in order; a segment list says where shared
+//! segments fall between runs of them. Nothing is frozen into a new allocation, and a
+//! driver takes the whole queue by swapping it with its own empty one, so a keep-alive
+//! connection's responses reuse the same memory.
 
 use std::collections::VecDeque;
 
@@ -11,25 +16,33 @@ use super::buf::Buf;
 /// At most this many segments go to one vectored send.
 pub const IOV_MAX: usize = 8;
 
-/// A queue of segments: `segs` (frozen, in order) then `open` (still being appended to).
+#[derive(Debug)]
+enum Seg {
+    /// The next `n` bytes of the owned buffer.
+    Owned(usize),
+    Shared(Bytes),
+}
+
+/// A queue of segments: `segs` in order, then the owned bytes not yet in a segment.
 #[derive(Debug, Default)]
 pub struct Out {
-    segs: VecDeque<Bytes>,
-    open: Buf,
-    len: usize,
+    segs: VecDeque<Seg>,
+    owned: Buf,
+    /// Owned bytes counted in `segs` (the rest of `owned` follows every segment).
+    owned_in_segs: usize,
+    shared_len: usize,
 }
 
 impl Out {
     pub fn with_capacity(n: usize) -> Out {
         Out {
-            segs: VecDeque::new(),
-            open: Buf::with_capacity(n),
-            len: 0,
+            owned: Buf::with_capacity(n),
+            ..Out::default()
         }
     }
 
     pub fn len(&self) -> usize {
-        self.len + self.open.len()
+        self.shared_len + self.owned.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -39,11 +52,11 @@ impl Out {
     /// The vector owned bytes are appended to (compacted first, as `Buf`'s); they go
     /// after every shared segment.
     pub fn compacted_tail(&mut self) -> &mut Vec<u8> {
-        self.open.compacted_tail()
+        self.owned.compacted_tail()
     }
 
     pub fn extend(&mut self, bytes: &[u8]) {
-        self.open.extend(bytes);
+        self.owned.extend(bytes);
     }
 
     /// Queues `bytes` without copying them.
@@ -51,28 +64,37 @@ impl Out {
         if bytes.is_empty() {
             return;
         }
-        self.freeze_open();
-        self.len += bytes.len();
-        self.segs.push_back(bytes);
+        self.seal_owned();
+        self.shared_len += bytes.len();
+        self.segs.push_back(Seg::Shared(bytes));
     }
 
     /// The first contiguous run of bytes to send.
     pub fn pending(&self) -> &[u8] {
         match self.segs.front() {
-            Some(s) => s,
-            None => self.open.pending(),
+            Some(Seg::Shared(s)) => s,
+            Some(Seg::Owned(n)) => &self.owned.pending()[..*n],
+            None => self.owned.pending(),
         }
     }
 
     /// The first runs of bytes to send, for a vectored write.
     pub fn slices<'a>(&'a self, dst: &mut [&'a [u8]; IOV_MAX]) -> usize {
+        let owned = self.owned.pending();
+        let mut at = 0;
         let mut n = 0;
         for s in self.segs.iter().take(IOV_MAX) {
-            dst[n] = s;
+            dst[n] = match s {
+                Seg::Shared(b) => b,
+                Seg::Owned(k) => {
+                    at += k;
+                    &owned[at - k..at]
+                }
+            };
             n += 1;
         }
-        if n < IOV_MAX && !self.open.is_empty() {
-            dst[n] = self.open.pending();
+        if n < IOV_MAX && at < owned.len() && n == self.segs.len() {
+            dst[n] = &owned[at..];
             n += 1;
         }
         n
@@ -82,61 +104,73 @@ impl Out {
     pub fn consume(&mut self, mut n: usize) {
         while n > 0 {
             let Some(front) = self.segs.front_mut() else {
-                self.open.consume(n);
+                self.owned.consume(n);
                 return;
             };
-            let k = n.min(front.len());
-            front.advance(k);
-            self.len -= k;
+            let (k, done) = match front {
+                Seg::Shared(b) => {
+                    let k = n.min(b.len());
+                    b.advance(k);
+                    self.shared_len -= k;
+                    (k, b.is_empty())
+                }
+                Seg::Owned(left) => {
+                    let k = n.min(*left);
+                    *left -= k;
+                    self.owned.consume(k);
+                    self.owned_in_segs -= k;
+                    (k, *left == 0)
+                }
+            };
             n -= k;
-            if front.is_empty() {
+            if done {
                 self.segs.pop_front();
             }
         }
     }
 
-    /// Moves everything queued in `other` to the end of this queue, without copying.
+    /// Moves everything queued in `other` to the end of this queue: by swapping the
+    /// two queues when this one is empty (no copy, and `other` goes on with this one's
+    /// memory), else shared segments moved and owned bytes copied.
     pub fn take_from(&mut self, other: &mut Out) {
-        if other.segs.is_empty() && self.segs.is_empty() {
-            other.open.take_into(self.open.compacted_tail());
+        if self.is_empty() {
+            self.clear();
+            std::mem::swap(self, other);
             return;
         }
-        self.freeze_open();
-        self.len += other.len;
-        other.len = 0;
-        self.segs.append(&mut other.segs);
-        let mut v = Vec::new();
-        other.open.take_into(&mut v);
-        self.push_shared(Bytes::from(v));
+        while let Some(seg) = other.segs.pop_front() {
+            match seg {
+                Seg::Shared(b) => self.push_shared(b),
+                Seg::Owned(k) => {
+                    self.owned.extend(&other.owned.pending()[..k]);
+                    other.owned.consume(k);
+                }
+            }
+        }
+        self.owned.extend(other.owned.pending());
+        other.clear();
     }
 
     /// Moves the bytes of a plain buffer to the end of this queue.
     pub fn take_from_buf(&mut self, other: &mut Buf) {
-        if self.segs.is_empty() {
-            other.take_into(self.open.compacted_tail());
-        } else {
-            let mut v = Vec::new();
-            other.take_into(&mut v);
-            self.push_shared(Bytes::from(v));
-        }
+        other.take_into(self.owned.compacted_tail());
     }
 
     pub fn clear(&mut self) {
         self.segs.clear();
-        self.len = 0;
-        self.open.clear();
+        self.owned.clear();
+        self.owned_in_segs = 0;
+        self.shared_len = 0;
     }
 
-    /// Turns the open bytes into a frozen segment so later bytes queue behind a
-    /// shared one (a swap, not a copy, when nothing of them was consumed).
-    fn freeze_open(&mut self) {
-        if self.open.is_empty() {
-            return;
+    /// Closes the run of owned bytes not yet in a segment, so later bytes queue behind
+    /// a shared one.
+    fn seal_owned(&mut self) {
+        let loose = self.owned.len() - self.owned_in_segs;
+        if loose > 0 {
+            self.segs.push_back(Seg::Owned(loose));
+            self.owned_in_segs += loose;
         }
-        let mut v = Vec::new();
-        self.open.take_into(&mut v);
-        self.len += v.len();
-        self.segs.push_back(Bytes::from(v));
     }
 }
 

@@ -48,6 +48,17 @@ fn refuse(status: u16, reason: impl Into<String>) -> Refusal {
 /// `client`: the address the request comes from (checked against the forward proxy's
 /// client list before anything else is done for it).
 pub fn route(config: &Config, head: &RequestHead, client: IpAddr) -> Result<Decision, Refusal> {
+    route_reusing(config, head, client, Destination::default())
+}
+
+/// `route`, the destination written into `reuse`'s memory (a keep-alive connection's
+/// previous one), so routing a request in steady state allocates nothing.
+pub fn route_reusing(
+    config: &Config,
+    head: &RequestHead,
+    client: IpAddr,
+    reuse: Destination,
+) -> Result<Decision, Refusal> {
     let target =
         parse_target(head.target(), head.method()).map_err(|e| refuse(400, e.to_string()))?;
     if let Target::Origin(path) | Target::Absolute { path, .. } = &target
@@ -60,7 +71,7 @@ pub fn route(config: &Config, head: &RequestHead, client: IpAddr) -> Result<Deci
         ));
     }
     match target {
-        Target::Origin(path) => route_origin_form(config, head, path, client),
+        Target::Origin(path) => route_origin_form(config, head, path, client, reuse),
         Target::Absolute {
             https,
             authority,
@@ -73,20 +84,15 @@ pub fn route(config: &Config, head: &RequestHead, client: IpAddr) -> Result<Deci
                     "distilld does not fetch https:// itself: send it through a CONNECT tunnel",
                 ));
             }
-            let host_field = authority.host_field();
-            let port_ok = config.forward.destinations.check_port(authority.port);
-            let origin = screen(config, authority, port_ok)?;
-            let path = if path.is_empty() {
-                "/".to_string()
-            } else {
-                path.to_string()
-            };
-            Ok(Decision::Proxy(Destination {
-                host_field,
-                origin,
-                path,
-                screened: true,
-            }))
+            let mut d = reuse;
+            authority.write_into(&mut d.origin);
+            d.origin.write_host_field(&mut d.host_field);
+            let port_ok = config.forward.destinations.check_port(d.origin.port);
+            screen(config, &mut d.origin, port_ok)?;
+            d.path.clear();
+            d.path.push_str(if path.is_empty() { "/" } else { path });
+            d.screened = true;
+            Ok(Decision::Proxy(d))
         }
         Target::AuthorityForm(authority) => {
             may_use_forward_proxy(config, client)?;
@@ -96,7 +102,8 @@ pub fn route(config: &Config, head: &RequestHead, client: IpAddr) -> Result<Deci
                 false => Err(crate::access::destinations::Denied::ConnectPort(port)),
             };
             let host_field = authority.host_field();
-            let origin = screen(config, authority, port_ok)?;
+            let mut origin = authority;
+            screen(config, &mut origin, port_ok)?;
             Ok(Decision::Tunnel(Destination {
                 host_field,
                 origin,
@@ -129,22 +136,20 @@ fn may_use_forward_proxy(config: &Config, client: IpAddr) -> Result<(), Refusal>
 /// resolves to, when it is connected to.
 fn screen(
     config: &Config,
-    authority: Authority,
+    authority: &mut Authority,
     port: Result<(), crate::access::destinations::Denied>,
-) -> Result<Authority, Refusal> {
+) -> Result<(), Refusal> {
     let rules = &config.forward.destinations;
     let deny =
         |d: crate::access::destinations::Denied| refuse(403, format!("{DESTINATION_DENIED}: {d}"));
     port.map_err(deny)?;
     let Some(ip) = crate::access::numeric::numeric_host(&authority.host) else {
-        return Ok(authority);
+        return Ok(());
     };
     let to = std::net::SocketAddr::new(ip, authority.port);
     rules.check(to, &[]).map_err(deny)?;
-    Ok(Authority {
-        host: ip.to_string(),
-        port: authority.port,
-    })
+    authority.host = ip.to_string();
+    Ok(())
 }
 
 /// A route with a client list that `client` is not on, whose prefix the path meets
@@ -194,6 +199,7 @@ fn route_origin_form(
     head: &RequestHead,
     path: &str,
     client: IpAddr,
+    reuse: Destination,
 ) -> Result<Decision, Refusal> {
     if let Some(health) = &config.healthz_path {
         let bare = path.split('?').next().unwrap_or(path);
@@ -224,15 +230,21 @@ fn route_origin_form(
         ));
     }
     match found.map(|(_, r)| r) {
-        Some(r) => Ok(Decision::Proxy(Destination {
-            origin: r.origin.authority.clone(),
-            path: path.to_string(),
-            host_field: match (r.preserve_host, head.host()) {
-                (true, Some(h)) => h.to_string(),
-                _ => r.origin.authority.host_field(),
-            },
-            screened: false,
-        })),
+        Some(r) => {
+            let mut d = reuse;
+            d.origin.set_from(&r.origin.authority);
+            d.path.clear();
+            d.path.push_str(path);
+            match (r.preserve_host, head.host()) {
+                (true, Some(h)) => {
+                    d.host_field.clear();
+                    d.host_field.push_str(h);
+                }
+                _ => r.origin.authority.write_host_field(&mut d.host_field),
+            }
+            d.screened = false;
+            Ok(Decision::Proxy(d))
+        }
         None if config.routes.is_empty() => Err(refuse(
             400,
             "this is a forward proxy: send absolute-form requests (http://host/path)",

@@ -109,14 +109,80 @@ impl Conn {
         waited: bool,
         now: Now<'_>,
     ) -> Next {
-        let Some(store) = self.cache.clone() else {
+        if self.cache.is_none() {
             return Next::Origin(None);
-        };
+        }
         let method = head.method();
         let readable = matches!(method, "GET" | "HEAD") && !head.has_body();
         if !readable {
             return Next::Origin(Some(self.cache_ctx(head, dest, "bypass", now)));
         }
+        // A usable stored response is looked up with keys written into the
+        // connection's reused buffers and borrowed from the table: a hit builds nothing.
+        let (mut key, mut variant) = (
+            std::mem::take(&mut self.key_buf),
+            std::mem::take(&mut self.variant_buf),
+        );
+        key::write_primary(dest, &mut key);
+        let hit = self.usable_stored(head, &key, &mut variant, distill, now);
+        (self.key_buf, self.variant_buf) = (key, variant);
+        match hit {
+            Some(next) => next,
+            None => self.consult_cache_for_fetch(head, dest, distill, waited, now),
+        }
+    }
+
+    /// A fresh (or acceptably stale) stored response for `head`: this client's
+    /// distilled variant, or the original (served, or distilled for this client).
+    fn usable_stored(
+        &self,
+        head: &RequestHead,
+        primary: &str,
+        variant: &mut String,
+        distill: Option<&DistillCtx>,
+        now: Now<'_>,
+    ) -> Option<Next> {
+        let store = self.cache.as_deref()?;
+        let req_cc = request_cache_control(head);
+        if head.field("authorization").is_some() {
+            return None; // never answered from the shared store
+        }
+        let usable = |o: &Object| {
+            let fresh = verdict(&req_cc, &o.control, o.lifetime, o.age(now.unix_secs));
+            matches!(fresh, Verdict::Fresh | Verdict::StaleAccepted)
+        };
+        if let Some(d) = distill {
+            d.write_variant_key(primary, variant);
+            let found =
+                store.with_stored(variant, head.fields(), |o, _| usable(o).then(|| o.clone()));
+            if let Some(Some(o)) = found {
+                self.stats.cache_hits.incr();
+                return Some(Next::Stored(o, Served::Hit));
+            }
+        }
+        let o =
+            store.with_stored(primary, head.fields(), |o, _| usable(o).then(|| o.clone()))??;
+        self.stats.cache_hits.incr();
+        Some(match distill.and_then(|d| self.work_on_stored(d, &o)) {
+            Some(work) => Next::DistillStored(o, work),
+            None => Next::Stored(o, Served::Hit),
+        })
+    }
+
+    /// `consult_cache` when nothing stored can be served as it is: a miss, a stale
+    /// response to revalidate, or a fetch to wait on.
+    fn consult_cache_for_fetch(
+        &mut self,
+        head: &RequestHead,
+        dest: &Destination,
+        distill: Option<&DistillCtx>,
+        waited: bool,
+        now: Now<'_>,
+    ) -> Next {
+        let Some(store) = self.cache.clone() else {
+            return Next::Origin(None);
+        };
+        let method = head.method();
         let mut ctx = self.cache_ctx(head, dest, "miss", now);
         if ctx.had_authorization {
             // Never answer an authenticated request from the shared store.
@@ -226,16 +292,9 @@ impl Conn {
         fwd: &'static str,
         now: Now<'_>,
     ) -> Box<CacheCtx> {
-        let mut req_cc = CacheControl::from_fields(head.fields());
-        let has_cc = head
-            .fields()
-            .any(|(n, _)| n.eq_ignore_ascii_case("cache-control"));
-        if !has_cc && pragma_no_cache(head) {
-            req_cc.no_cache = true; // RFC 9111 §5.4: HTTP/1.0 caches' Pragma
-        }
         Box::new(CacheCtx {
             primary: key::primary(dest),
-            req_cc,
+            req_cc: request_cache_control(head),
             had_authorization: head
                 .fields()
                 .any(|(n, _)| n.eq_ignore_ascii_case("authorization")),
@@ -574,6 +633,19 @@ fn owner_ttl(resp: &ResponseHead) -> Option<i64> {
         .split(';')
         .find_map(|p| p.trim().strip_prefix("ttl="))
         .and_then(|t| t.trim().parse().ok())
+}
+
+/// The request's Cache-Control, with HTTP/1.0's `Pragma: no-cache` read as no-cache
+/// when it has none (RFC 9111 §5.4).
+fn request_cache_control(head: &RequestHead) -> CacheControl {
+    let mut req_cc = CacheControl::from_fields(head.fields());
+    let has_cc = head
+        .fields()
+        .any(|(n, _)| n.eq_ignore_ascii_case("cache-control"));
+    if !has_cc && pragma_no_cache(head) {
+        req_cc.no_cache = true;
+    }
+    req_cc
 }
 
 fn pragma_no_cache(head: &RequestHead) -> bool {

@@ -39,6 +39,12 @@ pub(super) struct DistillCtx {
 
 impl DistillCtx {
     /// The key of this client's variant of `primary`.
+    /// `variant_key` into `key`, reusing its memory.
+    pub(super) fn write_variant_key(&self, primary: &str, key: &mut String) {
+        let coding = self.coding.unwrap_or("identity");
+        write_variant_key(primary, &self.profile.name, coding, key);
+    }
+
     pub(super) fn variant_key(&self, primary: &str) -> Arc<str> {
         variant_key(
             primary,
@@ -51,7 +57,17 @@ impl DistillCtx {
 
 /// Where the variant of `primary` for `profile` and `coding` is stored.
 fn variant_key(primary: &str, profile: &str, coding: &str) -> String {
-    format!("{primary}\u{1}distill={profile};coding={coding}")
+    let mut key = String::new();
+    write_variant_key(primary, profile, coding, &mut key);
+    key
+}
+
+/// `variant_key` into `key` (emptied first), reusing its memory.
+fn write_variant_key(primary: &str, profile: &str, coding: &str, key: &mut String) {
+    key.clear();
+    for part in [primary, "\u{1}distill=", profile, ";coding=", coding] {
+        key.push_str(part);
+    }
 }
 
 /// Every key a distilled variant of `primary` can be stored under, so that a purge or

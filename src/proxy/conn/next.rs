@@ -50,7 +50,11 @@ impl Conn {
     ) {
         match next {
             Next::Local(status, body) => self.answer_local(&head, status, &body, now),
-            Next::Stored(object, how) => self.serve_stored(&head, &object, how, now),
+            Next::Stored(object, how) => {
+                self.serve_stored(&head, &object, how, now);
+                self.spare_head = head.recycle();
+                self.spare_dest = Some(dest);
+            }
             Next::DistillStored(object, work) => {
                 let ex = Exchange::new(head, dest, None, distill, Stage::Answering, now.instant);
                 self.start_job(ex, JobInput::Stored { object, work }, now);

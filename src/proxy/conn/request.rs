@@ -3,13 +3,13 @@
 
 use crate::config::cluster::InFlight;
 use crate::http::HttpError;
-use crate::http::request::{HeadLimits, RequestFraming, RequestHead, parse_request};
+use crate::http::request::{HeadLimits, RequestFraming, RequestHead, parse_request_reusing};
 use crate::http::target::{Authority, Destination};
 
 use super::super::heads::{Identity, Validators, is_loop, write_upstream_request};
 use super::super::local::{HEALTH_BODY, error_body};
 use super::super::route::{
-    CLIENT_DENIED, DESTINATION_DENIED, Decision, ROUTE_CLIENT_DENIED, route,
+    CLIENT_DENIED, DESTINATION_DENIED, Decision, ROUTE_CLIENT_DENIED, route_reusing,
 };
 use super::caching::CacheCtx;
 use super::distilling::DistillCtx;
@@ -57,7 +57,8 @@ impl Conn {
             if let Some(cfg) = self.next_cfg.take() {
                 self.cfg = cfg;
             }
-            match parse_request(self.inbuf.pending(), self.head_limits()) {
+            let reuse = std::mem::take(&mut self.spare_head);
+            match parse_request_reusing(self.inbuf.pending(), self.head_limits(), reuse) {
                 Ok(None) => {
                     self.head_started.get_or_insert(now.instant);
                     self.no_more_requests = self.client_eof;
@@ -68,8 +69,8 @@ impl Conn {
                     self.refuse_malformed(&e, now);
                     return;
                 }
-                Ok(Some((head, n))) => {
-                    self.inbuf.consume(n);
+                Ok(Some((mut head, n))) => {
+                    head.adopt_raw(|raw| self.inbuf.take_front(n, raw));
                     self.head_started = None;
                     self.stats.requests.incr();
                     self.begin(head, now);
@@ -90,13 +91,17 @@ impl Conn {
             return;
         }
         let client = self.client_ip(&head);
-        match route(&self.cfg, &head, client) {
+        let reuse = self.spare_dest.take().unwrap_or_default();
+        match route_reusing(&self.cfg, &head, client, reuse) {
             Err(refusal) => {
                 self.count_refusal(&refusal.reason, client, now);
                 let body = error_body(refusal.status, &refusal.reason);
                 self.answer_local(&head, refusal.status, &body, now);
             }
-            Ok(Decision::Health) => self.answer_local(&head, 200, HEALTH_BODY, now),
+            Ok(Decision::Health) => {
+                self.answer_local(&head, 200, HEALTH_BODY, now);
+                self.spare_head = head.recycle();
+            }
             Ok(Decision::Preferences(query)) => self.answer_preferences(&head, &query, now),
             Ok(Decision::Proxy(_) | Decision::Tunnel(_)) if self.over_rate(&head, now) => {}
             Ok(Decision::Proxy(dest) | Decision::Tunnel(dest)) if self.needs_auth(&head, &dest) => {

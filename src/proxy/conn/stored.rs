@@ -47,43 +47,34 @@ impl Conn {
         let ttl = crate::cache::freshness::ttl(o.lifetime, age);
         let keep = head.wants_keep_alive() && self.may_keep_alive();
         let not_modified = o.status() == 200 && client_validators_match(head, o);
-        let mut fresh = Vec::with_capacity(160);
-        if not_modified {
-            write_not_modified_head(&mut fresh, o);
+        if !not_modified {
+            self.out.push_shared(o.head.clone());
         }
-        write_field(&mut fresh, b"Date", now.date);
+        // The fields written for each response go into the connection's own reused
+        // buffer, between the stored head and body.
+        let fresh = self.out.compacted_tail();
+        if not_modified {
+            write_not_modified_head(fresh, o);
+        }
+        write_field(fresh, b"Date", now.date);
         fresh.extend_from_slice(b"Age: ");
-        write_decimal(&mut fresh, age);
+        write_decimal(fresh, age);
         fresh.extend_from_slice(b"\r\n");
-        let status_line = match how {
-            Served::Hit => cache_status_line("", None, false, Some(ttl)),
-            Served::StaleWhileRevalidate => with_detail(
-                cache_status_line("", None, false, Some(ttl)),
-                "stale-while-revalidate",
-            ),
-            Served::Revalidated => cache_status_line("stale", Some(304), false, Some(ttl)),
-            Served::Distilled { fwd, stored } => {
-                cache_status_line(fwd, Some(200), stored, Some(ttl))
-            }
-            Served::StaleIfError => with_detail(
-                cache_status_line("", None, false, Some(ttl)),
-                "stale-if-error",
-            ),
-            Served::Near => with_detail(cache_status_line("", None, false, Some(ttl)), "near"),
+        let (fwd, fwd_status, stored, detail) = match how {
+            Served::Hit => ("", None, false, None),
+            Served::StaleWhileRevalidate => ("", None, false, Some("stale-while-revalidate")),
+            Served::Revalidated => ("stale", Some(304), false, None),
+            Served::Distilled { fwd, stored } => (fwd, Some(200), stored, None),
+            Served::StaleIfError => ("", None, false, Some("stale-if-error")),
+            Served::Near => ("", None, false, Some("near")),
         };
-        fresh.extend_from_slice(&status_line);
-        write_connection(&mut fresh, keep, head.minor_version);
+        write_cache_status(fresh, fwd, fwd_status, stored, Some(ttl), detail);
+        write_connection(fresh, keep, head.minor_version);
         fresh.extend_from_slice(b"\r\n");
         let mut sent = 0;
-        if not_modified {
-            self.out.extend(&fresh);
-        } else {
-            self.out.push_shared(o.head.clone());
-            self.out.extend(&fresh);
-            if !head.is_head() {
-                self.out.push_shared(o.body.clone());
-                sent = o.body.len() as u64;
-            }
+        if !not_modified && !head.is_head() {
+            self.out.push_shared(o.body.clone());
+            sent = o.body.len() as u64;
         }
         if !keep {
             self.no_more_requests = true;
@@ -110,6 +101,19 @@ pub(super) fn cache_status_line(
     ttl: Option<i64>,
 ) -> Vec<u8> {
     let mut l = Vec::with_capacity(64);
+    write_cache_status(&mut l, fwd, fwd_status, stored, ttl, None);
+    l
+}
+
+/// `cache_status_line` (with a `detail` when given) appended to `l`.
+fn write_cache_status(
+    l: &mut Vec<u8>,
+    fwd: &str,
+    fwd_status: Option<u16>,
+    stored: bool,
+    ttl: Option<i64>,
+    detail: Option<&str>,
+) {
     l.extend_from_slice(b"Cache-Status: distilld; ");
     if fwd.is_empty() {
         l.extend_from_slice(b"hit");
@@ -118,7 +122,7 @@ pub(super) fn cache_status_line(
         l.extend_from_slice(fwd.as_bytes());
         if let Some(s) = fwd_status {
             l.extend_from_slice(b"; fwd-status=");
-            write_decimal(&mut l, u64::from(s));
+            write_decimal(l, u64::from(s));
         }
     }
     if stored {
@@ -129,10 +133,13 @@ pub(super) fn cache_status_line(
         if t < 0 {
             l.push(b'-');
         }
-        write_decimal(&mut l, t.unsigned_abs());
+        write_decimal(l, t.unsigned_abs());
+    }
+    if let Some(d) = detail {
+        l.extend_from_slice(b"; detail=");
+        l.extend_from_slice(d.as_bytes());
     }
     l.extend_from_slice(b"\r\n");
-    l
 }
 
 /// RFC 9110 §13.1.2 / §13.1.3 (weak comparison for If-None-Match), evaluated by the
@@ -146,11 +153,10 @@ fn client_validators_match(head: &RequestHead, o: &Object) -> bool {
         let Some(etag) = o.etag() else {
             return false;
         };
-        let weak = |t: &[u8]| trim(t.strip_prefix(b"W/").unwrap_or(t)).to_vec();
-        let ours = weak(etag);
+        let ours = weak_tag(etag);
         return inm
             .flat_map(|(_, v)| list_items(v))
-            .any(|t| t == b"*" || weak(t) == ours);
+            .any(|t| t == b"*" || weak_tag(t) == ours);
     }
     let since = head
         .fields()
@@ -162,6 +168,11 @@ fn client_validators_match(head: &RequestHead, o: &Object) -> bool {
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|s| httpdate::parse_http_date(s.trim()).ok());
     matches!((since, modified), (Some(s), Some(m)) if m <= s)
+}
+
+/// An entity tag for weak comparison: without `W/`.
+fn weak_tag(t: &[u8]) -> &[u8] {
+    trim(t.strip_prefix(b"W/").unwrap_or(t))
 }
 
 /// The head of a 304 answered from the cache: the fields RFC 9110 §15.4.5 says a 304

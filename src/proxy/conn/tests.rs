@@ -631,3 +631,71 @@ mod backpressure;
 mod extremes;
 mod vary;
 mod wakeups;
+
+/// Drains the client's output the way the io_uring driver does: moved into the socket's
+/// send queue, then consumed as the kernel reports it sent.
+fn drain_like_a_driver(h: &mut Harness, sending: &mut crate::proxy::out::Out) -> usize {
+    sending.take_from(h.conn.client_out());
+    let n = sending.len();
+    sending.consume(n);
+    n
+}
+
+/// A keep-alive client's hits, after a few to warm the connection's buffers up.
+fn hit_allocations(config: &str, request: &str, stored: &str) -> (u64, String) {
+    let store = Arc::new(Store::new(1 << 20, 1 << 20));
+    let mut h = Harness::with_cache(config, Some(store));
+    let mut sending = crate::proxy::out::Out::default();
+    h.client(request);
+    assert!(matches!(h.actions().as_slice(), [Action::Acquire { .. }]));
+    h.ready(false);
+    h.origin(stored);
+    h.actions();
+    drain_like_a_driver(&mut h, &mut sending);
+    for _ in 0..4 {
+        h.client(request);
+        assert!(h.actions().is_empty(), "a hit");
+        drain_like_a_driver(&mut h, &mut sending);
+    }
+    let now = h.now();
+    let (_, n) = crate::peak_alloc::allocations(|| {
+        for _ in 0..100 {
+            h.conn.on_client_data(request.as_bytes(), now);
+            drain_like_a_driver(&mut h, &mut sending);
+        }
+    });
+    h.client(request);
+    (n, h.sent_client())
+}
+
+const HIT_ROUTE: &str = "[[route]]\nhost = \"o.test\"\norigin = \"http://o.test\"\n";
+const HIT_STORED: &str = "HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nETag: \"v1\"\r\n\
+                          Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
+
+#[test]
+fn a_fresh_hit_allocates_nothing() {
+    let get = "GET /x HTTP/1.1\r\nHost: o.test\r\nUser-Agent: t\r\nAccept: */*\r\n\r\n";
+    let (n, sent) = hit_allocations(HIT_ROUTE, get, HIT_STORED);
+    assert!(
+        sent.starts_with("HTTP/1.1 200 OK\r\n") && sent.ends_with("hello"),
+        "{sent}"
+    );
+    assert!(sent.contains("Cache-Status: distilld; hit"), "{sent}");
+    assert_eq!(n, 0, "allocations in 100 hits");
+}
+
+#[test]
+fn a_conditional_hit_allocates_nothing() {
+    let get = "GET /x HTTP/1.1\r\nHost: o.test\r\nIf-None-Match: \"v1\"\r\n\r\n";
+    let (n, sent) = hit_allocations(HIT_ROUTE, get, HIT_STORED);
+    assert!(sent.starts_with("HTTP/1.1 304 Not Modified\r\n"), "{sent}");
+    assert_eq!(n, 0, "allocations in 100 conditional hits");
+}
+
+#[test]
+fn a_forward_proxy_hit_allocates_nothing() {
+    let get = "GET http://o.test/x HTTP/1.1\r\nHost: o.test\r\n\r\n";
+    let (n, sent) = hit_allocations("", get, HIT_STORED);
+    assert!(sent.contains("Cache-Status: distilld; hit"), "{sent}");
+    assert_eq!(n, 0, "allocations in 100 forward hits");
+}
