@@ -1,8 +1,8 @@
 //! Logs go to stderr (the journal, under systemd) through a writer thread, so a slow
 //! terminal or journal never blocks a shard: one line per event with its level, colour
 //! only on a terminal. When the writer falls behind, lines are dropped and counted
-//! (`distilld_log_lines_dropped_total`), never waited for. The filter (level, access
-//! log on or off) can be replaced by a reload.
+//! (`distilld_log_lines_dropped_total`), never waited for. The level can be replaced by
+//! a reload. (The access log has its own batched path: `access_log.rs`.)
 
 use std::io::IsTerminal;
 
@@ -38,7 +38,7 @@ impl Logging {
         }
     }
 
-    /// Puts a reloaded config's level and access-log switch in force.
+    /// Puts a reloaded config's level in force.
     pub fn apply(&self, cfg: &Config) {
         if let Err(e) = self.filter.reload(filter_for(cfg)) {
             tracing::warn!("could not change the log filter: {e}");
@@ -52,11 +52,5 @@ impl Logging {
 }
 
 fn filter_for(cfg: &Config) -> EnvFilter {
-    let mut filter = EnvFilter::new(&cfg.log_level);
-    if !cfg.access_log
-        && let Ok(d) = "access=off".parse()
-    {
-        filter = filter.add_directive(d);
-    }
-    filter
+    EnvFilter::new(&cfg.log_level)
 }

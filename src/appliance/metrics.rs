@@ -58,7 +58,7 @@ impl Collector for NodeCollector {
 }
 
 fn traffic(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
-    let plain: [(&str, &str, Pick); 5] = [
+    let plain: [(&str, &str, Pick); 6] = [
         ("distilld_requests", "Requests parsed from clients.", |s| {
             &s.requests
         }),
@@ -71,6 +71,11 @@ fn traffic(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
             "distilld_connections_refused",
             "Client connections refused over connections_per_shard_max.",
             |s| &s.connections_refused,
+        ),
+        (
+            "distilld_access_log_lines_dropped",
+            "Access log lines dropped because the access log writer fell behind.",
+            |s| &s.access_log_dropped,
         ),
         (
             "distilld_truncated_responses",

@@ -2,6 +2,7 @@
 //! notifications and watchdog, reload, binary upgrade, graceful stop, shard failure),
 //! and the admin listener (metrics, status page, health).
 
+pub mod access_log;
 pub mod admin;
 pub mod logging;
 pub mod metrics;

@@ -104,6 +104,7 @@ pub fn supervise(running: Running, ctx: Context) -> ExitCode {
             return code;
         }
         if s.drain_over() {
+            s.running.finish_access_log(Duration::from_secs(2));
             return ExitCode::SUCCESS;
         }
         s.follow_upgrade();

@@ -173,6 +173,7 @@ pub struct FileUpstream {
 #[serde(deny_unknown_fields)]
 pub struct FileLog {
     pub access_log: Option<bool>,
+    pub access_log_format: Option<String>,
     pub stats_interval_ms: Option<u64>,
     pub level: Option<String>,
 }

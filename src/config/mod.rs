@@ -135,6 +135,7 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub upstream: UpstreamConfig,
     pub access_log: bool,
+    pub access_log_format: crate::appliance::access_log::Format,
     /// Each shard logs its counters this often; `None` = never.
     pub stats_interval: Option<Duration>,
     pub log_level: String,

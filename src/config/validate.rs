@@ -28,6 +28,7 @@ impl FileConfig {
         let timeouts = self.timeouts.validate(&mut bad);
         let upstream = self.upstream.validate(&mut bad);
         let log_level = self.log.level(&mut bad);
+        let access_log_format = self.log.access_log_format(&mut bad);
         let io = s.io(&mut bad);
         let uring = self.uring.validate(&mut bad);
         let cache = self.cache.validate(&mut bad);
@@ -50,6 +51,7 @@ impl FileConfig {
             timeouts,
             upstream,
             access_log: self.log.access_log.unwrap_or(true),
+            access_log_format,
             stats_interval: self
                 .log
                 .stats_interval_ms
@@ -332,6 +334,24 @@ impl FileLog {
             );
         }
         log_level
+    }
+
+    fn access_log_format(
+        &self,
+        bad: &mut impl FnMut(&str, String),
+    ) -> crate::appliance::access_log::Format {
+        use crate::appliance::access_log::Format;
+        match self.access_log_format.as_deref() {
+            None | Some("text") => Format::Text,
+            Some("json") => Format::Json,
+            Some(other) => {
+                bad(
+                    "log.access_log_format",
+                    format!("{other:?} is not one of text, json"),
+                );
+                Format::Text
+            }
+        }
     }
 }
 

@@ -11,7 +11,7 @@ pub use crate::access::prefix::parse_prefix;
 use crate::http::headers::{list_items, trim};
 
 /// How hard to distill.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Profile {
     pub name: String,
     /// Longest edge of an image after distillation, pixels.
@@ -23,6 +23,24 @@ pub struct Profile {
     pub flatten_animation: bool,
     /// Compress text (zstd / br / gzip, by Accept-Encoding).
     pub compress_text: bool,
+}
+
+impl Clone for Profile {
+    fn clone(&self) -> Profile {
+        let mut p = Profile {
+            name: String::new(),
+            ..*self
+        };
+        p.name.clone_from(&self.name);
+        p
+    }
+
+    /// A copy in this one's memory (the name's buffer reused).
+    fn clone_from(&mut self, source: &Profile) {
+        let mut name = std::mem::take(&mut self.name);
+        name.clone_from(&source.name);
+        *self = Profile { name, ..*source };
+    }
 }
 
 impl Profile {

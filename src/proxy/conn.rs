@@ -22,6 +22,7 @@ use super::buf::Buf;
 use super::held::HeldBudget;
 use super::out::Out;
 use super::stats::{Stats, upstream_kind};
+use distilling::DistillCtx;
 pub use distilling::DistillJob;
 use exchange::{Exchange, Fetch, Response, Stage, Upstream};
 
@@ -111,6 +112,8 @@ pub enum UpstreamFailure {
 pub struct Conn {
     cfg: Arc<Config>,
     stats: Arc<Stats>,
+    /// The shard's access log.
+    log: std::rc::Rc<crate::appliance::access_log::AccessLog>,
     cache: Option<Arc<Store>>,
     /// The node's budget for held response bodies.
     held: Arc<HeldBudget>,
@@ -146,6 +149,7 @@ pub struct Conn {
     /// Cache keys are written here for a lookup (the primary key, a variant's).
     key_buf: String,
     variant_buf: String,
+    spare_distill: Option<Box<DistillCtx>>,
 }
 
 /// How long a request waits for its credentials to be checked (the verifier threads'
@@ -160,11 +164,13 @@ impl Conn {
         held: Arc<HeldBudget>,
         peer: SocketAddr,
         now: Now<'_>,
+        log: std::rc::Rc<crate::appliance::access_log::AccessLog>,
     ) -> Conn {
         let cap = cfg.limits.io_buffer_bytes.min(16 * 1024);
         Conn {
             cfg,
             stats,
+            log,
             cache,
             held,
             peer,
@@ -188,6 +194,7 @@ impl Conn {
             spare_dest: None,
             key_buf: String::new(),
             variant_buf: String::new(),
+            spare_distill: None,
         }
     }
 

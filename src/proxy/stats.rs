@@ -43,6 +43,8 @@ pub struct Stats {
     /// Responses streamed unheld or unstored because the node's held-body budget was
     /// spent (`limits.held_bytes_max`).
     pub held_budget_full: Counter,
+    /// Access log lines dropped because the writer fell behind.
+    pub access_log_dropped: Counter,
     /// Responses by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
     pub responses: [Counter; 5],
     /// Bytes read from clients (heads and bodies).

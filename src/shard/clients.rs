@@ -3,12 +3,14 @@
 //! between a clean close and a reset.
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socket2::SockRef;
 
 use crate::access::limits::{ConnectionCounts, ConnectionSlot};
+use crate::appliance::access_log::AccessLog;
 use crate::config::Config;
 use crate::proxy::Conn;
 use crate::proxy::stats::Stats;
@@ -32,6 +34,8 @@ pub struct Admission {
     next_serial: u64,
     /// The node is draining: a client accepted now gets one answer, then the close.
     draining: bool,
+    /// The shard's access log, written by its connections.
+    log: Rc<AccessLog>,
 }
 
 impl Admission {
@@ -40,6 +44,7 @@ impl Admission {
         cfg: Arc<Config>,
         stats: Arc<Stats>,
         connections: Arc<ConnectionCounts>,
+        log: Rc<AccessLog>,
     ) -> Admission {
         Admission {
             shard,
@@ -48,7 +53,13 @@ impl Admission {
             connections,
             next_serial: 0,
             draining: false,
+            log,
         }
+    }
+
+    /// Hands the access log lines batched so far to the writer (every tick).
+    pub fn flush_log(&self) {
+        self.log.flush();
     }
 
     pub fn reconfigure(&mut self, cfg: Arc<Config>) {
@@ -113,6 +124,7 @@ impl Admission {
             lookups.held.clone(),
             peer,
             date.now(now),
+            self.log.clone(),
         );
         if self.draining {
             conn.drain(false);

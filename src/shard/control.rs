@@ -157,6 +157,7 @@ pub struct ShardControl {
     /// `DISTILLD_TEST_PANIC_SHARD=<shard>@<ms>` makes it panic, as a bug would.
     stall_at: Option<Instant>,
     panic_at: Option<Instant>,
+    access_log: Option<crate::appliance::access_log::LogParts>,
 }
 
 /// What a tick brings a shard from the node.
@@ -177,6 +178,26 @@ impl ShardControl {
             id,
             generation,
             drain_seen: None,
+            access_log: None,
+        }
+    }
+
+    /// This shard's end of the node's access log writer.
+    pub fn with_access_log(mut self, parts: crate::appliance::access_log::LogParts) -> Self {
+        self.access_log = Some(parts);
+        self
+    }
+
+    /// The shard's access log: to the node's writer, or kept in memory when the node
+    /// has none (a shard built on its own, in tests).
+    pub fn take_access_log(
+        &mut self,
+        stats: &Arc<crate::proxy::stats::Stats>,
+    ) -> std::rc::Rc<crate::appliance::access_log::AccessLog> {
+        use crate::appliance::access_log::AccessLog;
+        match self.access_log.take() {
+            Some(parts) => parts.build(),
+            None => AccessLog::in_memory(stats.clone()),
         }
     }
 

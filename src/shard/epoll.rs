@@ -79,14 +79,21 @@ impl Shard {
         stats: Arc<Stats>,
         listener: std::net::TcpListener,
         node: Node,
-        control: ShardControl,
+        mut control: ShardControl,
     ) -> std::io::Result<Shard> {
         let mut listener = TcpListener::from_std(listener);
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let admission = Admission::new(id, cfg.clone(), stats.clone(), node.connections.clone());
+        let log = control.take_access_log(&stats);
+        let admission = Admission::new(
+            id,
+            cfg.clone(),
+            stats.clone(),
+            node.connections.clone(),
+            log,
+        );
         Ok(Shard {
             id,
             stats: stats.clone(),
@@ -525,6 +532,7 @@ impl Shard {
     // ---- time ------------------------------------------------------------------------
 
     fn tick(&mut self, now: Instant) {
+        self.admission.flush_log();
         if let Some(every) = self.cfg.stats_interval
             && now.saturating_duration_since(self.stats_logged) >= every
         {

@@ -42,6 +42,8 @@ pub enum ShardError {
     Inherit(String),
     #[error("cannot copy a listening socket for later hand-over: {0}")]
     Copy(std::io::Error),
+    #[error(transparent)]
+    AccessLog(#[from] crate::appliance::access_log::AccessLogError),
     #[error("cannot start thread for shard {shard}: {source}")]
     Spawn {
         shard: usize,
@@ -63,6 +65,7 @@ pub struct Running {
     /// Each shard's thread reports here when its loop ends.
     pub exits: crossbeam_channel::Receiver<ShardExit>,
     threads: Vec<JoinHandle<()>>,
+    access_log: Option<crate::appliance::access_log::Writer>,
 }
 
 /// A shard's loop has ended.
@@ -74,10 +77,22 @@ pub struct ShardExit {
 }
 
 impl Running {
+    /// Waits (at most `within`) for the access log lines of shards that have ended to
+    /// be written, before the process exits.
+    pub fn finish_access_log(&mut self, within: std::time::Duration) {
+        if let Some(w) = self.access_log.take() {
+            w.finish(within);
+        }
+    }
+
     /// Waits for every shard thread that has ended or ends now.
     pub fn join(self) {
         for t in self.threads {
             let _ = t.join();
+        }
+        // The shards' logs are gone with them: what they handed over is written now.
+        if let Some(w) = self.access_log {
+            w.join();
         }
     }
 }
@@ -215,14 +230,16 @@ pub fn start(
     let control = NodeControl::new(config.clone(), workers);
     let (exit_tx, exits) = crossbeam_channel::unbounded();
     let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<(), ShardError>>(workers);
-    let mut stats = Vec::new();
+    let stats: Vec<Arc<Stats>> = (0..workers).map(|_| Arc::default()).collect();
+    let (access_log, mut log_parts) = crate::appliance::access_log::Writer::start(&stats)?;
     let mut threads = Vec::new();
     for (i, listener) in listeners.into_iter().enumerate() {
-        let shard_stats = Arc::new(Stats::default());
-        stats.push(shard_stats.clone());
+        let shard_stats = stats[i].clone();
+        let log = log_parts.remove(0);
         let core = (!cores.is_empty()).then(|| cores[i % cores.len()]);
         let (cfg, node, ready) = (config.clone(), node.clone(), ready_tx.clone());
-        let (shard_control, exit) = (ShardControl::new(control.clone(), i), exit_tx.clone());
+        let shard_control = ShardControl::new(control.clone(), i).with_access_log(log);
+        let exit = exit_tx.clone();
         let thread = std::thread::Builder::new()
             .name(format!("shard-{i}"))
             .spawn(move || {
@@ -265,6 +282,7 @@ pub fn start(
         listeners: copies,
         exits,
         threads,
+        access_log: Some(access_log),
     })
 }
 

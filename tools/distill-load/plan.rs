@@ -86,7 +86,7 @@ fn split_url(url: &str) -> Result<(Authority, String), PlanError> {
             authority,
             path,
         }) => Ok((
-            authority,
+            authority.to_owned(),
             if path.is_empty() {
                 "/".into()
             } else {

@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use crate::appliance::access_log::Entry;
 use crate::http::HttpError;
 use crate::http::request::RequestHead;
 use crate::http::target::Authority;
@@ -78,7 +79,17 @@ impl Conn {
         self.write_local(status, &body, false, false, 1, now);
         self.stats.response(status);
         if self.cfg.access_log {
-            tracing::info!(target: "access", client = %self.peer, status, "-");
+            let entry = Entry {
+                client: self.peer,
+                method: "-",
+                target: "-",
+                status,
+                bytes: body.len() as u64,
+                micros: 0,
+                upstream: None,
+                tunnel: None,
+            };
+            self.log.write(self.cfg.access_log_format, &entry);
         }
     }
 
@@ -137,13 +148,16 @@ impl Conn {
             return;
         }
         let micros = now.instant.saturating_duration_since(started).as_micros() as u64;
-        match origin {
-            Some(o) => {
-                tracing::info!(target: "access", client = %self.peer, method = head.method(),
-                target = head.target(), status, bytes, micros, upstream = %o)
-            }
-            None => tracing::info!(target: "access", client = %self.peer, method = head.method(),
-                target = head.target(), status, bytes, micros, upstream = "-"),
-        }
+        let entry = Entry {
+            client: self.peer,
+            method: head.method(),
+            target: head.target(),
+            status,
+            bytes,
+            micros,
+            upstream: origin.map(|o| o as &dyn std::fmt::Display),
+            tunnel: None,
+        };
+        self.log.write(self.cfg.access_log_format, &entry);
     }
 }

@@ -148,6 +148,17 @@ impl Conn {
         head: &RequestHead,
         dest: &mut Destination,
     ) -> Option<Box<DistillCtx>> {
+        self.distill_ctx_reusing(head, dest, None)
+    }
+
+    /// `distill_ctx` in `reuse`'s memory (the connection's last hit's context), so a
+    /// hit allocates nothing.
+    pub(super) fn distill_ctx_reusing(
+        &self,
+        head: &RequestHead,
+        dest: &mut Destination,
+        reuse: Option<Box<DistillCtx>>,
+    ) -> Option<Box<DistillCtx>> {
         let marked = strip_original_marker(&mut dest.path);
         if head.method() != "GET" || request_forbids_transform(head) {
             return None;
@@ -160,11 +171,19 @@ impl Conn {
         if profile.is_off() && coding.is_none() {
             return None;
         }
-        Some(Box::new(DistillCtx {
-            profile: profile.clone(),
-            why,
-            coding,
-        }))
+        Some(match reuse {
+            Some(mut ctx) => {
+                ctx.profile.clone_from(profile);
+                ctx.why = why;
+                ctx.coding = coding;
+                ctx
+            }
+            None => Box::new(DistillCtx {
+                profile: profile.clone(),
+                why,
+                coding,
+            }),
+        })
     }
 
     /// What job, if any, a response with these fields gets for this request.

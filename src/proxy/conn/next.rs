@@ -54,6 +54,7 @@ impl Conn {
                 self.serve_stored(&head, &object, how, now);
                 self.spare_head = head.recycle();
                 self.spare_dest = Some(dest);
+                self.spare_distill = distill;
             }
             Next::DistillStored(object, work) => {
                 let ex = Exchange::new(head, dest, None, distill, Stage::Answering, now.instant);

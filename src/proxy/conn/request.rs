@@ -214,7 +214,8 @@ impl Conn {
             return;
         }
         let mut dest = dest;
-        let distill = self.distill_ctx(&head, &mut dest);
+        let reuse = self.spare_distill.take();
+        let distill = self.distill_ctx_reusing(&head, &mut dest, reuse);
         let next = self.consult_cache(&head, &dest, distill.as_deref(), false, now);
         self.go(next, head, dest, distill, now);
     }

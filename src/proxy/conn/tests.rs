@@ -27,6 +27,7 @@ impl Harness {
         let t = Instant::now();
         let peer = "127.0.0.9:5000".parse().unwrap();
         let stats = Arc::new(Stats::default());
+        let log = crate::appliance::access_log::AccessLog::in_memory(stats.clone());
         Harness {
             stats: stats.clone(),
             conn: Conn::new(
@@ -40,6 +41,7 @@ impl Harness {
                     date: DATE,
                     unix_secs: DATE_SECS,
                 },
+                log,
             ),
             start: t,
             t,
@@ -643,14 +645,29 @@ fn drain_like_a_driver(h: &mut Harness, sending: &mut crate::proxy::out::Out) ->
 
 /// A keep-alive client's hits, after a few to warm the connection's buffers up.
 fn hit_allocations(config: &str, request: &str, stored: &str) -> (u64, String) {
-    let store = Arc::new(Store::new(1 << 20, 1 << 20));
+    hit_allocations_of(config, request, stored.as_bytes())
+}
+
+/// `hit_allocations` for any stored response; a distillation job the first request
+/// starts is run as the pool would run it.
+fn hit_allocations_of(config: &str, request: &str, stored: &[u8]) -> (u64, String) {
+    let store = Arc::new(Store::new(8 << 20, 8 << 20));
     let mut h = Harness::with_cache(config, Some(store));
     let mut sending = crate::proxy::out::Out::default();
     h.client(request);
     assert!(matches!(h.actions().as_slice(), [Action::Acquire { .. }]));
     h.ready(false);
-    h.origin(stored);
-    h.actions();
+    for piece in stored.chunks(7000) {
+        let now = h.now();
+        h.conn.on_upstream_data(piece, now);
+    }
+    for action in h.actions() {
+        if let Action::RunJob(DistillJob(work), ticket) = action {
+            work();
+            let now = h.now();
+            h.conn.on_wait_over(ticket, now);
+        }
+    }
     drain_like_a_driver(&mut h, &mut sending);
     for _ in 0..4 {
         h.client(request);
@@ -698,4 +715,36 @@ fn a_forward_proxy_hit_allocates_nothing() {
     let (n, sent) = hit_allocations("", get, HIT_STORED);
     assert!(sent.contains("Cache-Status: distilld; hit"), "{sent}");
     assert_eq!(n, 0, "allocations in 100 forward hits");
+}
+
+#[test]
+fn a_compressed_variant_hit_allocates_nothing() {
+    let page = "<p>distilld keeps the bytes it saves.</p>\n".repeat(60);
+    let stored = format!(
+        "HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Type: text/html\r\n\
+         Content-Length: {}\r\n\r\n{page}",
+        page.len()
+    );
+    let get = "GET /p HTTP/1.1\r\nHost: o.test\r\nAccept-Encoding: gzip, zstd\r\n\r\n";
+    let (n, sent) = hit_allocations(HIT_ROUTE, get, &stored);
+    assert!(sent.contains("Content-Encoding: zstd"), "{sent}");
+    assert!(sent.contains("Cache-Status: distilld; hit"), "{sent}");
+    assert_eq!(n, 0, "allocations in 100 hits of a compressed variant");
+}
+
+#[test]
+fn a_save_data_image_variant_hit_allocates_nothing() {
+    let body = photo();
+    let mut stored = format!(
+        "HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Type: image/jpeg\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    stored.extend_from_slice(&body);
+    let get = "GET /p.jpg HTTP/1.1\r\nHost: o.test\r\nSave-Data: on\r\n\r\n";
+    let (n, sent) = hit_allocations_of(HIT_ROUTE, get, &stored);
+    assert!(sent.contains("X-Distill: original-bytes="), "{sent:.400}");
+    assert!(sent.contains("Cache-Status: distilld; hit"), "{sent:.400}");
+    assert_eq!(n, 0, "allocations in 100 hits of a Save-Data variant");
 }

@@ -121,9 +121,18 @@ impl Conn {
                 .instant
                 .saturating_duration_since(ex.started)
                 .as_micros() as u64;
-            tracing::info!(target: "access", client = %self.peer, method = "CONNECT",
-                target = ex.head.target(), status = 200, bytes = t.down, bytes_up = t.up,
-                micros, upstream = %ex.origin(), end = why);
+            let origin = ex.origin();
+            let entry = crate::appliance::access_log::Entry {
+                client: self.peer,
+                method: "CONNECT",
+                target: ex.head.target(),
+                status: 200,
+                bytes: t.down,
+                micros,
+                upstream: Some(&origin),
+                tunnel: Some((t.up, why)),
+            };
+            self.log.write(self.cfg.access_log_format, &entry);
         }
         true
     }

@@ -118,7 +118,7 @@ impl Shard {
         stats: Arc<Stats>,
         listener: std::net::TcpListener,
         node: Node,
-        control: ShardControl,
+        mut control: ShardControl,
         first_generation: u32,
     ) -> std::io::Result<Shard> {
         let ring = probe::build_ring(cfg.uring.entries)?;
@@ -136,7 +136,14 @@ impl Shard {
         }
         // SAFETY: `efd` is a fresh descriptor nobody else owns.
         let wake = Arc::new(EventFd(unsafe { OwnedFd::from_raw_fd(efd) }));
-        let admission = Admission::new(id, cfg.clone(), stats.clone(), node.connections.clone());
+        let log = control.take_access_log(&stats);
+        let admission = Admission::new(
+            id,
+            cfg.clone(),
+            stats.clone(),
+            node.connections.clone(),
+            log,
+        );
         Ok(Shard {
             ring,
             bufs,
@@ -595,6 +602,7 @@ impl Shard {
     // ---- time ------------------------------------------------------------------------
 
     fn tick(&mut self, now: Instant) {
+        self.admission.flush_log();
         if let Some(every) = self.cfg.stats_interval
             && now.saturating_duration_since(self.stats_logged) >= every
         {
