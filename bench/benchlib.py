@@ -212,7 +212,10 @@ class Servers:
         p = self.start(argv, port, core, stderr=open(log, "w") if log else None)
         return [p.pid]
 
-    def nginx(self, port, origin_port=None, workers=1, core=SERVER_CORE, cache=False):
+    def nginx(self, port, origin_port=None, workers=1, core=SERVER_CORE, cache=False, access_log=False):
+        """nginx proxying to `origin_port` (with `cache`, proxy_cache on tmpfs); with
+        `access_log`, its access log on as operators run it, buffered (`buffer=64k`), to
+        /dev/null like distilld's."""
         conf = os.path.join(self.tmp, f"nginx-{port}.conf")
         upstream = f"upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 64; }}" if origin_port else ""
         if cache:
@@ -242,7 +245,7 @@ pid {self.tmp}/nginx-{port}.pid;
 error_log {self.tmp}/nginx-{port}-error.log warn;
 events {{ worker_connections 8192; }}
 http {{
-  access_log off;
+  {"access_log /dev/null combined buffer=64k flush=1s;" if access_log else "access_log off;"}
   {upstream}
   server {{
     listen 127.0.0.1:{port} reuseport;
@@ -257,8 +260,10 @@ http {{
         return [p.pid, *map(int, kids)]
 
 
-    def varnish(self, port, origin_port, workers=1, core=SERVER_CORE, memory="256m"):
-        """varnishd in the foreground with malloc storage; one thread pool per worker."""
+    def varnish(self, port, origin_port, workers=1, core=SERVER_CORE, memory="256m", ncsa=False):
+        """varnishd in the foreground with malloc storage; one thread pool per worker.
+        With `ncsa`, varnishncsa runs beside it (Varnish's access log, as operators run
+        it, to /dev/null), on the same cores, and its CPU counts as the server's."""
         workdir = os.path.join(self.tmp, f"varnish-{port}")
         argv = ["varnishd", "-F", "-n", workdir, "-a", f"127.0.0.1:{port}",
                 "-b", f"127.0.0.1:{origin_port}", "-s", f"malloc,{memory}",
@@ -266,7 +271,16 @@ http {{
         p = self.start(argv, port, core)
         time.sleep(0.5)
         out = subprocess.run(["pgrep", "-f", f"varnish-{port}"], capture_output=True, text=True).stdout.split()
-        return sorted({p.pid, *map(int, out)})
+        pids = {p.pid, *map(int, out)}
+        if ncsa:
+            log = subprocess.Popen(["taskset", "-c", core, "varnishncsa", "-n", workdir, "-w", "/dev/null"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.procs.append(log)
+            time.sleep(0.5)
+            if log.poll() is not None:
+                raise BadRun(f"varnishncsa for :{port} exited with status {log.returncode}")
+            pids.add(log.pid)
+        return sorted(pids)
 
 
 def _ms(s):

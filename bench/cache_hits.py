@@ -1,34 +1,99 @@
 #!/usr/bin/env python3
 """Cache hits: distilld vs nginx proxy_cache vs Varnish (malloc storage), side by side in
-one run, taking turns A B C A B C (wrk as the client, every request a hit).
+one run, taking turns A B C ... (wrk as the client, every request a hit), in two settings:
+access logs off on every server, and on for every server as operators run them.
 
-Objects: GET /bytes/1024 and /bytes/102400 from distill-origin with
-`Cache-Control: public, max-age=3600`, fetched in a warm-up before measuring so every
-measured request is a hit. That is checked, not assumed: after each warm-up and after each
-measured run, 20 requests of a client of our own (benchlib.sample) must all be 2xx hits
-(distilld `Cache-Status: distilld; hit`, nginx `X-Cache-Status: HIT`, Varnish two ids in
-`X-Varnish`), and any non-2xx or socket error in wrk's runs fails the benchmark.
+Servers (each its own process, all started before the first turn):
+  distilld-nolog  distilld, shipped defaults but the access log off
+  nginx           proxy_cache (files on tmpfs), access_log off
+  varnish         -s malloc, no log reader
+  distilld        distilld, shipped defaults (access log on, to /dev/null)
+  nginx-log       as nginx, with `access_log /dev/null combined buffer=64k`
+  varnish-log     as varnish, with varnishncsa running (-w /dev/null), its CPU counted
 
-distilld runs its io_uring driver with its shipped defaults (cache on, 256 MiB; access log
-on, to /dev/null) as `distilld`, and beside it with only the access log off as
-`distilld-nolog`; nginx keeps its cache files on tmpfs; Varnish uses `-s malloc`.
+Scenarios:
+  hit-1k, hit-100k  GET /bytes/1024 and /bytes/102400 from distill-origin with
+                    `Cache-Control: public, max-age=3600`, fetched in a warm-up before
+                    measuring. Checked, not assumed: after each warm-up and after each
+                    measured run, 20 requests of a client of our own (benchlib.sample)
+                    must all be 2xx hits (distilld `Cache-Status: distilld; hit`, nginx
+                    `X-Cache-Status: HIT`, Varnish two ids in `X-Varnish`), and any
+                    non-2xx or socket error in wrk's runs fails the benchmark.
+  healthz           a fixed response: distilld's /healthz vs nginx `return 200` (Varnish
+                    is not measured here).
+  proxy-1k          no cache (distilld cache.memory_bytes = 0, nginx without
+                    proxy_cache): the same open-loop load (distill-load --rate) on each,
+                    and user-space CPU per request from /proc (utime; what `perf stat`
+                    reports as "seconds user"), as the kernel's loopback TCP work
+                    dominates both servers' system time.
 
 With 1 worker each server is pinned to core 1 and wrk (and the origin) to core 0; with 2
 workers the server may use both cores (nginx: 2 worker processes; Varnish: 2 thread pools;
 distilld: 2 shards). Reported: requests/sec, p50/p99 latency, requests per second of
-server CPU time (user+sys of the server's processes, /proc), and the ratios.
+server CPU time (user+sys of the server's processes and threads, /proc), and the ratios
+of each distilld against the peers in its own log setting.
 """
 
 import argparse
+import statistics
 import sys
+import time
 
 import benchlib as b
 
-ORIGIN, DISTILLD, NGINX, VARNISH, DISTILLD_NOLOG = 18281, 18282, 18283, 18284, 18285
-SCENARIOS = {"hit-1k": "/bytes/1024", "hit-100k": "/bytes/102400"}
+ORIGIN = 18281
+PORTS = {"distilld": 18282, "nginx-log": 18283, "varnish-log": 18284, "distilld-nolog": 18285,
+         "nginx": 18286, "varnish": 18287, "distilld-proxy": 18288, "nginx-proxy": 18289}
+SCENARIOS = {"hit-1k": "/bytes/1024", "hit-100k": "/bytes/102400", "healthz": "/healthz"}
 # The shipped cache (256 MiB) and access log; "-nolog" turns the log off, nothing else.
-CONFIGS = {"distilld": b.distilld_config(), "distilld-nolog": b.distilld_config(access_log=False)}
-PORTS = {"distilld": DISTILLD, "distilld-nolog": DISTILLD_NOLOG}
+CONFIGS = {"distilld": b.distilld_config(), "distilld-nolog": b.distilld_config(access_log=False),
+           "distilld-proxy": b.NO_CACHE}
+# Who is compared with whom: the same log setting on both sides.
+PAIRS = [("distilld-nolog", "nginx"), ("distilld-nolog", "varnish"),
+         ("distilld", "nginx-log"), ("distilld", "varnish-log"), ("distilld", "distilld-nolog")]
+HIT_SERVERS = ["distilld-nolog", "nginx", "varnish", "distilld", "nginx-log", "varnish-log"]
+
+
+def start(s, name, args, core):
+    port = PORTS[name]
+    if name.startswith("nginx"):
+        return port, s.nginx(port, ORIGIN, workers=args.workers, core=core, cache=name != "nginx-proxy",
+                             access_log=name == "nginx-log")
+    if name.startswith("varnish"):
+        return port, s.varnish(port, ORIGIN, workers=args.workers, core=core, ncsa=name == "varnish-log")
+    return port, s.distilld(port, ORIGIN, workers=args.workers, core=core, io=args.io, config=CONFIGS[name])
+
+
+def user_cpu_ticks(pids):
+    """User-space clock ticks of whole processes (utime, all threads)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                total += int(f.read().rsplit(")", 1)[1].split()[11])
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            pass
+    return total
+
+
+def proxy_turns(servers, args):
+    """proxy-1k: the same open-loop rate on each server in turn; user and total CPU per
+    request."""
+    runs = {name: [] for name in servers}
+    for i in range(args.rounds):
+        for name, (port, pids) in servers.items():
+            url = f"http://127.0.0.1:{port}/bytes/1024"
+            what = f"proxy-1k round {i + 1} {name}"
+            b.sample(port, "/bytes/1024", what=f"{what} before")
+            u0, t0 = user_cpu_ticks(pids), b.cpu_ticks(pids)
+            r = b.distill_load(url, args.seconds, 50, extra=["--rate", str(args.proxy_rate)], what=what)
+            user, cpu = (user_cpu_ticks(pids) - u0) / b.CLK_TCK, (b.cpu_ticks(pids) - t0) / b.CLK_TCK
+            r.update(server_cpu_s=cpu, rps_per_cpu=r["requests"] / cpu if cpu else 0.0,
+                     user_us_per_req=user * 1e6 / r["requests"], cpu_us_per_req=cpu * 1e6 / r["requests"])
+            runs[name].append(r)
+            print(f"  {what}: {r['rps']:.0f} rps, user {r['user_us_per_req']:.2f} us/req, "
+                  f"all {r['cpu_us_per_req']:.2f} us/req", file=sys.stderr)
+    return runs
 
 
 def main(argv):
@@ -37,43 +102,52 @@ def main(argv):
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--scenarios", default="hit-1k,hit-100k")
-    ap.add_argument("--servers", default="distilld,distilld-nolog,nginx,varnish",
-                    help="comma list of distilld, distilld-nolog, nginx, varnish")
+    ap.add_argument("--scenarios", default="hit-1k,hit-100k,healthz,proxy-1k")
+    ap.add_argument("--logs", default="both", choices=("off", "on", "both"),
+                    help="which log setting to measure (hit scenarios)")
+    ap.add_argument("--proxy-rate", type=int, default=20000, help="requests/s for proxy-1k, on every server")
     ap.add_argument("--io", default="uring", help="distilld's driver")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     b.ensure(("nginx", "wrk"))
-    b.ensure_packages({"varnishd": "varnish"})
+    b.ensure_packages({"varnishd": "varnish", "varnishncsa": "varnish"})
     core = b.SERVER_CORE if args.workers == 1 else "0,1"
+    scenarios = args.scenarios.split(",")
+    wanted = {"off": ("distilld-nolog", "nginx", "varnish"), "on": ("distilld", "nginx-log", "varnish-log")}
+    hit_servers = [n for n in HIT_SERVERS if args.logs == "both" or n in wanted[args.logs]]
+    pairs = [p for p in PAIRS if p[0] in hit_servers and p[1] in hit_servers]
     results = {"benchmark": "cache-hits", "args": vars(args)}
     with b.Servers() as s:
         s.origin(ORIGIN, ["--cache-control", "public, max-age=3600"])
-        servers, hits = {}, {}
-        for name in args.servers.split(","):
-            if name == "nginx":
-                servers[name] = (NGINX, s.nginx(NGINX, ORIGIN, workers=args.workers, core=core, cache=True))
-            elif name == "varnish":
-                servers[name] = (VARNISH, s.varnish(VARNISH, ORIGIN, workers=args.workers, core=core))
-            elif name in CONFIGS:
-                port = PORTS[name]
-                pids = s.distilld(port, ORIGIN, workers=args.workers, core=core, io=args.io, config=CONFIGS[name])
-                servers[name] = (port, pids)
-            else:
-                sys.exit(f"unknown server {name}")
-            hits[name] = b.HIT[name.split("-")[0]]
+        servers = {name: start(s, name, args, core) for name in hit_servers}
+        hits = {name: b.HIT[name.split("-")[0]] for name in hit_servers}
+        turns = {}
         # Everything is measured (and checked) before the first table is printed.
-        turns = {scenario: b.take_turns(servers, SCENARIOS[scenario], args, scenario, hits=hits)
-                 for scenario in args.scenarios.split(",")}
-    names = list(servers)
-    # Each distilld against each later server: distilld/distilld-nolog is the log's cost.
-    pairs = [(a, c) for x, a in enumerate(names) if a in CONFIGS for c in names[x + 1:]]
+        for scenario in scenarios:
+            if scenario == "healthz":
+                fixed = {n: v for n, v in servers.items() if not n.startswith("varnish")}
+                turns[scenario] = b.take_turns(fixed, SCENARIOS[scenario], args, scenario)
+            elif scenario in SCENARIOS:
+                turns[scenario] = b.take_turns(servers, SCENARIOS[scenario], args, scenario, hits=hits)
+        proxy = None
+        if "proxy-1k" in scenarios:
+            proxied = {name: start(s, name, args, core) for name in ("distilld-proxy", "nginx-proxy")}
+            proxy = proxy_turns(proxied, args)
     b.check_runs(*(server_runs for runs in turns.values() for server_runs in runs.values()))
-    b.print_settings({name: CONFIGS[name] for name in names if name in CONFIGS})
+    if proxy:
+        b.check_runs(*proxy.values())
+    b.print_settings({name: CONFIGS[name] for name in list(servers) + ["distilld-proxy"] if name in CONFIGS})
+    title = f"{args.workers} worker{'s' if args.workers > 1 else ''}"
     for scenario, runs in turns.items():
-        results[scenario] = b.summarize_pairs(
-            f"{scenario} ({args.workers} worker{'s' if args.workers > 1 else ''})", runs, pairs)
-    results["distilld_settings"] = {name: b.describe_config(CONFIGS[name]) for name in names if name in CONFIGS}
+        these = [p for p in pairs if p[0] in runs and p[1] in runs]
+        results[scenario] = b.summarize_pairs(f"{scenario} ({title})", runs, these)
+    if proxy:
+        results["proxy-1k"] = b.summarize(f"proxy-1k ({title}, {args.proxy_rate}/s each)",
+                                          proxy["distilld-proxy"], proxy["nginx-proxy"], "distilld", "nginx",
+                                          metrics=("rps", "user_us_per_req", "cpu_us_per_req", "p50_ms", "p99_ms"))
+        med = statistics.median(r["user_us_per_req"] for r in proxy["distilld-proxy"])
+        print(f"proxy-1k: distilld user-space CPU {med:.2f} us per request (target <= 1.0)")
+    results["distilld_settings"] = {name: b.describe_config(c) for name, c in CONFIGS.items()}
     b.write_json(args.json, results)
 
 

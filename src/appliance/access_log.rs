@@ -11,7 +11,6 @@ use std::cell::{Cell, RefCell};
 use std::fmt::Display;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -89,8 +88,8 @@ pub struct AccessLog {
 impl AccessLog {
     /// A log whose lines stay in memory until `take` (tests, and a node whose writer
     /// could not start); past a batch's worth they are dropped and counted.
-    pub fn in_memory(stats: Arc<Stats>) -> Rc<AccessLog> {
-        Rc::new(AccessLog::new(None, stats))
+    pub fn in_memory(stats: Arc<Stats>) -> AccessLog {
+        AccessLog::new(None, stats)
     }
 
     fn new(sink: Option<Sink>, stats: Arc<Stats>) -> AccessLog {
@@ -263,8 +262,8 @@ pub struct LogParts {
 }
 
 impl LogParts {
-    pub fn build(self) -> Rc<AccessLog> {
-        Rc::new(AccessLog::new(Some(self.sink), self.stats))
+    pub fn build(self) -> AccessLog {
+        AccessLog::new(Some(self.sink), self.stats)
     }
 }
 

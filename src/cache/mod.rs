@@ -9,6 +9,7 @@ pub mod freshness;
 pub mod key;
 pub mod object;
 pub mod s3fifo;
+pub mod shard_refs;
 pub mod store;
 
 pub use object::Object;

@@ -112,8 +112,8 @@ pub enum UpstreamFailure {
 pub struct Conn {
     cfg: Arc<Config>,
     stats: Arc<Stats>,
-    /// The shard's access log.
-    log: std::rc::Rc<crate::appliance::access_log::AccessLog>,
+    /// What the shard's connections share: the access log, object references.
+    local: std::rc::Rc<crate::proxy::shard_local::ShardLocal>,
     cache: Option<Arc<Store>>,
     /// The node's budget for held response bodies.
     held: Arc<HeldBudget>,
@@ -164,13 +164,13 @@ impl Conn {
         held: Arc<HeldBudget>,
         peer: SocketAddr,
         now: Now<'_>,
-        log: std::rc::Rc<crate::appliance::access_log::AccessLog>,
+        local: std::rc::Rc<crate::proxy::shard_local::ShardLocal>,
     ) -> Conn {
         let cap = cfg.limits.io_buffer_bytes.min(16 * 1024);
         Conn {
             cfg,
             stats,
-            log,
+            local,
             cache,
             held,
             peer,

@@ -12,6 +12,7 @@ pub mod out;
 pub mod pool;
 pub mod prefs;
 pub mod route;
+pub mod shard_local;
 pub mod stats;
 
 pub use conn::{Action, Conn, Now, UpstreamFailure};

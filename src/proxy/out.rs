@@ -11,7 +11,10 @@ use std::collections::VecDeque;
 
 use bytes::{Buf as _, Bytes};
 
+use std::rc::Rc;
+
 use super::buf::Buf;
+use crate::cache::shard_refs::Held;
 
 /// At most this many segments go to one vectored send.
 pub const IOV_MAX: usize = 8;
@@ -21,6 +24,33 @@ enum Seg {
     /// The next `n` bytes of the owned buffer.
     Owned(usize),
     Shared(Bytes),
+    /// A stored object's head or body from byte `at`, through the shard's reference
+    /// (no reference count another core writes).
+    Stored {
+        held: Rc<Held>,
+        part: Part,
+        at: usize,
+    },
+}
+
+/// Which bytes of a stored object a segment sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Head,
+    Body,
+}
+
+impl Seg {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Seg::Shared(b) => b,
+            Seg::Stored { held, part, at } => match part {
+                Part::Head => &held.head[*at..],
+                Part::Body => &held.body[*at..],
+            },
+            Seg::Owned(_) => &[],
+        }
+    }
 }
 
 /// A queue of segments: `segs` in order, then the owned bytes not yet in a segment.
@@ -69,11 +99,27 @@ impl Out {
         self.segs.push_back(Seg::Shared(bytes));
     }
 
+    /// Queues a stored object's head or body without copying it.
+    pub fn push_stored(&mut self, held: &Rc<Held>, part: Part) {
+        let seg = Seg::Stored {
+            held: held.clone(),
+            part,
+            at: 0,
+        };
+        let n = seg.bytes().len();
+        if n == 0 {
+            return;
+        }
+        self.seal_owned();
+        self.shared_len += n;
+        self.segs.push_back(seg);
+    }
+
     /// The first contiguous run of bytes to send.
     pub fn pending(&self) -> &[u8] {
         match self.segs.front() {
-            Some(Seg::Shared(s)) => s,
             Some(Seg::Owned(n)) => &self.owned.pending()[..*n],
+            Some(s) => s.bytes(),
             None => self.owned.pending(),
         }
     }
@@ -85,11 +131,11 @@ impl Out {
         let mut n = 0;
         for s in self.segs.iter().take(IOV_MAX) {
             dst[n] = match s {
-                Seg::Shared(b) => b,
                 Seg::Owned(k) => {
                     at += k;
                     &owned[at - k..at]
                 }
+                s => s.bytes(),
             };
             n += 1;
         }
@@ -113,6 +159,16 @@ impl Out {
                     b.advance(k);
                     self.shared_len -= k;
                     (k, b.is_empty())
+                }
+                Seg::Stored { held, part, at } => {
+                    let len = match part {
+                        Part::Head => held.head.len(),
+                        Part::Body => held.body.len(),
+                    };
+                    let k = n.min(len - *at);
+                    *at += k;
+                    self.shared_len -= k;
+                    (k, *at == len)
                 }
                 Seg::Owned(left) => {
                     let k = n.min(*left);
@@ -141,6 +197,11 @@ impl Out {
         while let Some(seg) = other.segs.pop_front() {
             match seg {
                 Seg::Shared(b) => self.push_shared(b),
+                s @ Seg::Stored { .. } => {
+                    self.seal_owned();
+                    self.shared_len += s.bytes().len();
+                    self.segs.push_back(s);
+                }
                 Seg::Owned(k) => {
                     self.owned.extend(&other.owned.pending()[..k]);
                     other.owned.consume(k);
@@ -206,6 +267,52 @@ mod tests {
         moved.take_from(&mut o);
         assert!(o.is_empty());
         assert_eq!(drain(&mut moved), b">head;shared-body;next;two;");
+    }
+
+    fn held(body: &'static [u8]) -> Rc<Held> {
+        use crate::cache::freshness::Heuristic;
+        use crate::cache::object::{Build, Fields, read_times};
+        let f = Fields::from_response(200, b"OK", std::iter::empty(), |_| false);
+        let t = read_times(&f, 0, 0);
+        let b = Build {
+            via_name: "t",
+            heuristic: Heuristic::default(),
+        };
+        let o = crate::cache::Object::new(f, Bytes::from_static(body), t, b);
+        Held::new(std::sync::Arc::new(o))
+    }
+
+    #[test]
+    fn stored_segments_keep_their_place_and_survive_a_move_into_a_busy_queue() {
+        let h = held(b"BODY");
+        let head = h.head.clone();
+        let mut o = Out::default();
+        o.extend(b"<");
+        o.push_stored(&h, Part::Head);
+        o.extend(b"fresh;");
+        o.push_stored(&h, Part::Body);
+        o.extend(b">");
+        let mut want = b"<".to_vec();
+        want.extend_from_slice(&head);
+        want.extend_from_slice(b"fresh;BODY>");
+        assert_eq!(o.len(), want.len());
+        let mut busy = Out::default();
+        busy.extend(b"[");
+        busy.push_stored(&h, Part::Body);
+        busy.consume(2); // part of what was queued before is sent
+        busy.take_from(&mut o);
+        assert!(o.is_empty());
+        let mut all = b"[BODY"[2..].to_vec();
+        all.extend_from_slice(&want);
+        assert_eq!(drain(&mut busy), all);
+        let mut empty = Out::default();
+        let mut again = Out::default();
+        again.push_stored(&h, Part::Body);
+        again.extend(b"!");
+        empty.take_from(&mut again);
+        let mut iov = [&b""[..]; IOV_MAX];
+        let n = empty.slices(&mut iov);
+        assert_eq!(iov[..n].concat(), b"BODY!");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::access::limits::{ConnectionCounts, ConnectionSlot};
 use crate::appliance::access_log::AccessLog;
 use crate::config::Config;
 use crate::proxy::Conn;
+use crate::proxy::shard_local::ShardLocal;
 use crate::proxy::stats::Stats;
 
 use super::date::DateCache;
@@ -34,8 +35,8 @@ pub struct Admission {
     next_serial: u64,
     /// The node is draining: a client accepted now gets one answer, then the close.
     draining: bool,
-    /// The shard's access log, written by its connections.
-    log: Rc<AccessLog>,
+    /// What the shard's connections share (its access log, its object references).
+    local: Rc<ShardLocal>,
 }
 
 impl Admission {
@@ -44,7 +45,7 @@ impl Admission {
         cfg: Arc<Config>,
         stats: Arc<Stats>,
         connections: Arc<ConnectionCounts>,
-        log: Rc<AccessLog>,
+        log: AccessLog,
     ) -> Admission {
         Admission {
             shard,
@@ -53,13 +54,14 @@ impl Admission {
             connections,
             next_serial: 0,
             draining: false,
-            log,
+            local: ShardLocal::new(log),
         }
     }
 
-    /// Hands the access log lines batched so far to the writer (every tick).
-    pub fn flush_log(&self) {
-        self.log.flush();
+    /// Every tick: the access log lines batched so far to the writer, the shard's
+    /// unused object references let go.
+    pub fn tick_local(&self) {
+        self.local.tick();
     }
 
     pub fn reconfigure(&mut self, cfg: Arc<Config>) {
@@ -124,7 +126,7 @@ impl Admission {
             lookups.held.clone(),
             peer,
             date.now(now),
-            self.log.clone(),
+            self.local.clone(),
         );
         if self.draining {
             conn.drain(false);

@@ -193,7 +193,7 @@ impl ShardControl {
     pub fn take_access_log(
         &mut self,
         stats: &Arc<crate::proxy::stats::Stats>,
-    ) -> std::rc::Rc<crate::appliance::access_log::AccessLog> {
+    ) -> crate::appliance::access_log::AccessLog {
         use crate::appliance::access_log::AccessLog;
         match self.access_log.take() {
             Some(parts) => parts.build(),

@@ -532,7 +532,7 @@ impl Shard {
     // ---- time ------------------------------------------------------------------------
 
     fn tick(&mut self, now: Instant) {
-        self.admission.flush_log();
+        self.admission.tick_local();
         if let Some(every) = self.cfg.stats_interval
             && now.saturating_duration_since(self.stats_logged) >= every
         {

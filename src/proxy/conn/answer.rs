@@ -89,7 +89,7 @@ impl Conn {
                 upstream: None,
                 tunnel: None,
             };
-            self.log.write(self.cfg.access_log_format, &entry);
+            self.local.log.write(self.cfg.access_log_format, &entry);
         }
     }
 
@@ -158,6 +158,6 @@ impl Conn {
             upstream: origin.map(|o| o as &dyn std::fmt::Display),
             tunnel: None,
         };
-        self.log.write(self.cfg.access_log_format, &entry);
+        self.local.log.write(self.cfg.access_log_format, &entry);
     }
 }

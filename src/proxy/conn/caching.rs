@@ -14,6 +14,7 @@ use crate::cache::flight::FlightGuard;
 use crate::cache::freshness::{Heuristic, Times, Verdict, storable, usable_on_error, verdict};
 use crate::cache::key;
 use crate::cache::object::{Build, Fields, read_times};
+use crate::cache::shard_refs::Held;
 use crate::cache::store::{FlightRole, Found};
 use crate::http::body::Framing;
 use crate::http::headers::{list_items, trim};
@@ -151,20 +152,19 @@ impl Conn {
             let fresh = verdict(&req_cc, &o.control, o.lifetime, o.age(now.unix_secs));
             matches!(fresh, Verdict::Fresh | Verdict::StaleAccepted)
         };
+        // The shard's own reference: no count another core writes.
+        let held = |o: &Arc<Object>| usable(o).then(|| self.local.refs.get(o));
         if let Some(d) = distill {
             d.write_variant_key(primary, variant);
-            let found =
-                store.with_stored(variant, head.fields(), |o, _| usable(o).then(|| o.clone()));
-            if let Some(Some(o)) = found {
+            if let Some(Some(o)) = store.with_stored(variant, head.fields(), |o, _| held(o)) {
                 self.stats.cache_hits.incr();
                 return Some(Next::Stored(o, Served::Hit));
             }
         }
-        let o =
-            store.with_stored(primary, head.fields(), |o, _| usable(o).then(|| o.clone()))??;
+        let o = store.with_stored(primary, head.fields(), |o, _| held(o))??;
         self.stats.cache_hits.incr();
         Some(match distill.and_then(|d| self.work_on_stored(d, &o)) {
-            Some(work) => Next::DistillStored(o, work),
+            Some(work) => Next::DistillStored(o.arc().clone(), work),
             None => Next::Stored(o, Served::Hit),
         })
     }
@@ -223,7 +223,7 @@ impl Conn {
             return None;
         }
         self.stats.cache_hits.incr();
-        Some(Next::Stored(found.object, Served::Hit))
+        Some(Next::Stored(Held::new(found.object), Served::Hit))
     }
 
     /// The stored original: served (or distilled) when usable, revalidated by this
@@ -247,7 +247,7 @@ impl Conn {
                 self.stats.cache_hits.incr();
                 Ok(match distill.and_then(|d| self.work_on_stored(d, o)) {
                     Some(work) => Next::DistillStored(found.object, work),
-                    None => Next::Stored(found.object, Served::Hit),
+                    None => Next::Stored(Held::new(found.object), Served::Hit),
                 })
             }
             Verdict::StaleWhileRevalidate => {
@@ -260,7 +260,10 @@ impl Conn {
                     return Ok(Next::Origin(Some(ctx)));
                 }
                 self.stats.cache_hits.incr();
-                Ok(Next::Stored(found.object, Served::StaleWhileRevalidate))
+                Ok(Next::Stored(
+                    Held::new(found.object),
+                    Served::StaleWhileRevalidate,
+                ))
             }
             Verdict::Revalidate => {
                 ctx.fwd = "stale";
@@ -539,7 +542,7 @@ impl Conn {
             return false;
         }
         self.stats.cache_hits.incr();
-        self.serve_stored(head, o, Served::StaleIfError, now);
+        self.serve_stored(head, &Held::new(o.clone()), Served::StaleIfError, now);
         true
     }
 

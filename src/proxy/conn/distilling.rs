@@ -393,7 +393,8 @@ impl Conn {
         } else {
             Served::Distilled { fwd, stored }
         };
-        self.serve_stored(&ex.head, &object, how, now);
+        let held = crate::cache::shard_refs::Held::new(object);
+        self.serve_stored(&ex.head, &held, how, now);
         if !ex.keep_alive {
             self.no_more_requests = true;
         }

@@ -76,7 +76,7 @@ impl Conn {
         match copy {
             Some(object) => {
                 self.stats.cluster_near_hits.incr();
-                Next::Stored(object, Served::Near)
+                Next::Stored(crate::cache::shard_refs::Held::new(object), Served::Near)
             }
             None => Next::Peer(route),
         }

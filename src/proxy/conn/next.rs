@@ -3,10 +3,12 @@
 //! destination, such as the peer node that owns a URL, is one more variant of `Next`
 //! and one more arm of `go`.
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::cache::Object;
 use crate::cache::flight::Flight;
+use crate::cache::shard_refs::Held;
 use crate::distill::Work;
 use crate::http::request::RequestHead;
 use crate::http::target::Destination;
@@ -24,7 +26,7 @@ pub(super) enum Next {
     Local(u16, Vec<u8>),
     /// From the cache, as stored: a fresh (or acceptably stale) variant or original, or
     /// a stale one served while another request revalidates it.
-    Stored(Arc<Object>, Served),
+    Stored(Rc<Held>, Served),
     /// Made here from a fresh stored original, for this request's profile.
     DistillStored(Arc<Object>, Work),
     /// After another request's fetch of the same URL.

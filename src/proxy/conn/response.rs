@@ -100,7 +100,8 @@ impl Conn {
                 let then = match work {
                     Some(work) => Some((object, work)),
                     None => {
-                        self.serve_stored(&ex.head, &object, how, now);
+                        let held = crate::cache::shard_refs::Held::new(object.clone());
+                        self.serve_stored(&ex.head, &held, how, now);
                         None
                     }
                 };

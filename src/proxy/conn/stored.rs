@@ -2,11 +2,13 @@
 //! per-response fields written fresh (Date, Age, Cache-Status, Connection), or a 304
 //! when the client's own validators match.
 
-use std::sync::Arc;
+use std::rc::Rc;
 
 use crate::cache::Object;
+use crate::cache::shard_refs::Held;
 use crate::http::headers::{list_items, trim, write_decimal, write_field};
 use crate::http::request::RequestHead;
+use crate::proxy::out::Part;
 
 use super::super::heads::write_connection;
 use super::{Conn, Now};
@@ -36,7 +38,7 @@ impl Conn {
     pub(super) fn serve_stored(
         &mut self,
         head: &RequestHead,
-        o: &Arc<Object>,
+        o: &Rc<Held>,
         how: Served,
         now: Now<'_>,
     ) {
@@ -48,7 +50,7 @@ impl Conn {
         let keep = head.wants_keep_alive() && self.may_keep_alive();
         let not_modified = o.status() == 200 && client_validators_match(head, o);
         if !not_modified {
-            self.out.push_shared(o.head.clone());
+            self.out.push_stored(o, Part::Head);
         }
         // The fields written for each response go into the connection's own reused
         // buffer, between the stored head and body.
@@ -73,7 +75,7 @@ impl Conn {
         fresh.extend_from_slice(b"\r\n");
         let mut sent = 0;
         if !not_modified && !head.is_head() {
-            self.out.push_shared(o.body.clone());
+            self.out.push_stored(o, Part::Body);
             sent = o.body.len() as u64;
         }
         if !keep {

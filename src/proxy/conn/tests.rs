@@ -28,6 +28,7 @@ impl Harness {
         let peer = "127.0.0.9:5000".parse().unwrap();
         let stats = Arc::new(Stats::default());
         let log = crate::appliance::access_log::AccessLog::in_memory(stats.clone());
+        let local = crate::proxy::shard_local::ShardLocal::new(log);
         Harness {
             stats: stats.clone(),
             conn: Conn::new(
@@ -41,7 +42,7 @@ impl Harness {
                     date: DATE,
                     unix_secs: DATE_SECS,
                 },
-                log,
+                local,
             ),
             start: t,
             t,
@@ -747,4 +748,44 @@ fn a_save_data_image_variant_hit_allocates_nothing() {
     assert!(sent.contains("X-Distill: original-bytes="), "{sent:.400}");
     assert!(sent.contains("Cache-Status: distilld; hit"), "{sent:.400}");
     assert_eq!(n, 0, "allocations in 100 hits of a Save-Data variant");
+}
+
+#[test]
+fn queued_hits_hold_the_shard_s_reference_not_the_store_s() {
+    let store = Arc::new(Store::new(1 << 20, 1 << 20));
+    let mut h = Harness::with_cache(HIT_ROUTE, Some(store.clone()));
+    let get = "GET /x HTTP/1.1\r\nHost: o.test\r\n\r\n";
+    h.client(get);
+    h.actions();
+    h.ready(false);
+    h.origin(HIT_STORED);
+    h.actions();
+    h.sent_client();
+    let object = store
+        .lookup(&key_of("/x"), std::iter::empty())
+        .expect("stored")
+        .object;
+    let before = Arc::strong_count(&object);
+    for _ in 0..20 {
+        h.client(get); // answered, not sent: 20 responses queued
+    }
+    assert_eq!(h.conn.local.refs.len(), 1, "one reference for the shard");
+    assert_eq!(
+        Arc::strong_count(&object),
+        before + 1,
+        "the queued hits share the shard's one Arc"
+    );
+    assert!(h.sent_client().matches("hello").count() == 20);
+    h.conn.local.refs.sweep();
+    h.conn.local.refs.sweep();
+    assert!(h.conn.local.refs.is_empty(), "let go once unused");
+}
+
+fn key_of(path: &str) -> Arc<str> {
+    crate::cache::key::primary(&crate::http::target::Destination {
+        origin: origin_authority(),
+        path: path.into(),
+        host_field: "o.test".into(),
+        screened: false,
+    })
 }

@@ -132,7 +132,7 @@ impl Conn {
                 upstream: Some(&origin),
                 tunnel: Some((t.up, why)),
             };
-            self.log.write(self.cfg.access_log_format, &entry);
+            self.local.log.write(self.cfg.access_log_format, &entry);
         }
         true
     }
