@@ -400,3 +400,69 @@ fn the_forward_proxy_asks_for_credentials_and_never_passes_them_on() {
         assert!(!log.contains(secret), "the log holds {secret}");
     }
 }
+
+/// The access log lines in a daemon's stderr, once `want` of them are there (they are
+/// batched and written within a tick of their request).
+fn access_lines(log: &std::path::Path, want: usize, json: bool) -> Vec<String> {
+    let mut lines = Vec::new();
+    common::wait_until(Duration::from_secs(5), || {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        lines = text
+            .lines()
+            .filter(|l| {
+                if json {
+                    l.starts_with('{')
+                } else {
+                    l.contains("Z access ")
+                }
+            })
+            .map(str::to_string)
+            .collect();
+        lines.len() >= want
+    });
+    lines
+}
+
+#[test]
+fn access_log_lines_reach_stderr_as_text_or_json_lines() {
+    for mode in [Mode::Forward, Mode::Reverse] {
+        let s = Setup::with(mode, "", &["--cache-control", "max-age=60"]);
+        assert_eq!(s.get("/bytes/1000").status, 200);
+        assert_eq!(s.get("/bytes/1000").status, 200, "a hit");
+        let lines = access_lines(&s.proxy.log, 2, false);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        let (target, _) = s.target("/bytes/1000");
+        for l in &lines {
+            assert!(
+                l.contains(&format!(
+                    "method=GET target=\"{target}\" status=200 bytes=1000 "
+                )),
+                "{l}"
+            );
+        }
+        assert!(
+            lines[0].ends_with(&format!("upstream={}", s.origin.addr)),
+            "the miss: {}",
+            lines[0]
+        );
+        assert!(lines[1].ends_with("upstream=-"), "the hit: {}", lines[1]);
+    }
+    let s = Setup::with(Mode::Reverse, "[log]\naccess_log_format = \"json\"\n", &[]);
+    let mut c = s.client();
+    c.send(s.head("GET", "/bytes/10?a=\"b\"", &[]).as_bytes());
+    assert_eq!(c.response(false).status, 200);
+    let lines = access_lines(&s.proxy.log, 1, true);
+    let v: serde_json::Value = serde_json::from_str(&lines[0]).expect("a JSON line");
+    assert_eq!(v["target"], "/bytes/10?a=\"b\"");
+    assert_eq!(
+        (v["status"].as_u64(), v["bytes"].as_u64()),
+        (Some(200), Some(10))
+    );
+    let s = Setup::with(Mode::Reverse, "[log]\naccess_log = false\n", &[]);
+    assert_eq!(s.get("/bytes/10").status, 200);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        access_lines(&s.proxy.log, 0, false).is_empty(),
+        "access_log = false"
+    );
+}
