@@ -23,9 +23,9 @@ Scenarios:
                     is not measured here).
   proxy-1k          no cache (distilld cache.memory_bytes = 0, nginx without
                     proxy_cache): the same open-loop load (distill-load --rate) on each,
-                    and user-space CPU per request from /proc (utime; what `perf stat`
-                    reports as "seconds user"), as the kernel's loopback TCP work
-                    dominates both servers' system time.
+                    and user-space CPU per request (perf record, cpu-clock:u samples over
+                    the load's window), as the kernel's loopback TCP work dominates both
+                    servers' system time.
 
 With 1 worker each server is pinned to core 1 and wrk (and the origin) to core 0; with 2
 workers the server may use both cores (nginx: 2 worker processes; Varnish: 2 thread pools;
@@ -35,9 +35,11 @@ of each distilld against the peers in its own log setting.
 """
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
-import time
+import tempfile
 
 import benchlib as b
 
@@ -64,32 +66,43 @@ def start(s, name, args, core):
     return port, s.distilld(port, ORIGIN, workers=args.workers, core=core, io=args.io, config=CONFIGS[name])
 
 
-def user_cpu_ticks(pids):
-    """User-space clock ticks of whole processes (utime, all threads)."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                total += int(f.read().rsplit(")", 1)[1].split()[11])
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            pass
-    return total
+def perf_user_seconds(pids, seconds):
+    """Starts sampling `pids` in user mode only (perf record, cpu-clock:u, one sample per
+    0.1 ms of CPU) for `seconds`; the returned function waits and gives the user-space
+    CPU seconds seen. (This machine's perf has no hardware counters, and /proc's
+    utime, sampled at 100 Hz, misfiles io_uring work done in the task's context.)"""
+    fd, out = tempfile.mkstemp(prefix="perf-user-", suffix=".data")
+    os.close(fd)
+    p = subprocess.Popen(["perf", "record", "-q", "-o", out, "-e", "cpu-clock:u", "-c", "100000",
+                          "-p", ",".join(map(str, pids)), "--", "sleep", str(seconds)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def done():
+        if p.wait(timeout=seconds + 30) != 0:
+            raise b.BadRun(f"perf record exited with status {p.returncode}")
+        script = subprocess.run(["perf", "script", "-i", out, "-F", "ip"], capture_output=True, text=True)
+        os.unlink(out)
+        if script.returncode != 0:
+            raise b.BadRun(f"perf script failed: {script.stderr.strip()[-300:]}")
+        return len(script.stdout.splitlines()) * 100e-6
+    return done
 
 
 def proxy_turns(servers, args):
-    """proxy-1k: the same open-loop rate on each server in turn; user and total CPU per
-    request."""
+    """proxy-1k: the same open-loop rate on each server in turn; user-space CPU per
+    request (perf, over the load's window) and all CPU per request (/proc)."""
     runs = {name: [] for name in servers}
     for i in range(args.rounds):
         for name, (port, pids) in servers.items():
             url = f"http://127.0.0.1:{port}/bytes/1024"
             what = f"proxy-1k round {i + 1} {name}"
             b.sample(port, "/bytes/1024", what=f"{what} before")
-            u0, t0 = user_cpu_ticks(pids), b.cpu_ticks(pids)
+            t0 = b.cpu_ticks(pids)
+            user = perf_user_seconds(pids, args.seconds)
             r = b.distill_load(url, args.seconds, 50, extra=["--rate", str(args.proxy_rate)], what=what)
-            user, cpu = (user_cpu_ticks(pids) - u0) / b.CLK_TCK, (b.cpu_ticks(pids) - t0) / b.CLK_TCK
+            user_s, cpu = user(), (b.cpu_ticks(pids) - t0) / b.CLK_TCK
             r.update(server_cpu_s=cpu, rps_per_cpu=r["requests"] / cpu if cpu else 0.0,
-                     user_us_per_req=user * 1e6 / r["requests"], cpu_us_per_req=cpu * 1e6 / r["requests"])
+                     user_us_per_req=user_s * 1e6 / r["requests"], cpu_us_per_req=cpu * 1e6 / r["requests"])
             runs[name].append(r)
             print(f"  {what}: {r['rps']:.0f} rps, user {r['user_us_per_req']:.2f} us/req, "
                   f"all {r['cpu_us_per_req']:.2f} us/req", file=sys.stderr)

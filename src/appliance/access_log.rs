@@ -8,16 +8,16 @@
 //! Memory: at most `BUFFERS_PER_SHARD` batches of about `BATCH_BYTES` per shard.
 
 use std::cell::{Cell, RefCell};
-use std::fmt::Display;
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use thiserror::Error;
 
+use crate::http::headers::write_decimal;
+use crate::http::target::Authority;
 use crate::proxy::stats::Stats;
 
 /// A batch is handed to the writer once it holds this much.
@@ -46,7 +46,8 @@ pub enum AccessLogError {
 
 /// What one line says.
 pub struct Entry<'a> {
-    pub client: SocketAddr,
+    /// The client's address and port, as text (formatted once per connection).
+    pub client: &'a str,
     pub method: &'a str,
     pub target: &'a str,
     pub status: u16,
@@ -54,7 +55,7 @@ pub struct Entry<'a> {
     pub bytes: u64,
     pub micros: u64,
     /// The origin or peer the request went to; None when answered here.
-    pub upstream: Option<&'a dyn Display>,
+    pub upstream: Option<&'a Authority>,
     /// A tunnel's bytes from the client, and why it ended.
     pub tunnel: Option<(u64, &'a str)>,
 }
@@ -80,6 +81,10 @@ pub struct AccessLog {
     made: Cell<usize>,
     /// The UNIX second `stamp` spells, and the spelling (`YYYY-MM-DDTHH:MM:SS`).
     stamp_secs: Cell<u64>,
+    /// A moment read from both clocks, so a line's wall time comes from the driver's
+    /// monotonic reading (read once per batch of events) without a clock call per
+    /// line; taken again every second.
+    anchor: Cell<Option<(Instant, Duration)>>,
     stamp: RefCell<[u8; 19]>,
     sink: Option<Sink>,
     stats: Arc<Stats>,
@@ -98,6 +103,7 @@ impl AccessLog {
             lines: Cell::new(0),
             made: Cell::new(1),
             stamp_secs: Cell::new(u64::MAX),
+            anchor: Cell::new(None),
             stamp: RefCell::new([b'0'; 19]),
             sink,
             stats,
@@ -105,10 +111,10 @@ impl AccessLog {
     }
 
     /// Appends one line; hands the batch over once it is full.
-    pub fn write(&self, format: Format, e: &Entry<'_>) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+    /// Appends one line for a request answered `at`; hands the batch over once it is
+    /// full.
+    pub fn write(&self, format: Format, e: &Entry<'_>, at: Instant) {
+        let now = self.wall_time(at);
         self.refresh_stamp(now.as_secs());
         {
             let mut b = self.batch.borrow_mut();
@@ -181,6 +187,28 @@ impl AccessLog {
             return Some(Vec::with_capacity(BATCH_BYTES + 1024));
         }
         None
+    }
+
+    /// The wall-clock time (since the UNIX epoch) of the monotonic instant `at`.
+    fn wall_time(&self, at: Instant) -> Duration {
+        match self.anchor.get() {
+            Some((mono, wall)) if at >= mono && at - mono < Duration::from_secs(1) => {
+                wall + (at - mono)
+            }
+            _ => {
+                let wall = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                let mono = Instant::now();
+                let wall = if at >= mono {
+                    wall + (at - mono)
+                } else {
+                    wall.saturating_sub(mono - at)
+                };
+                self.anchor.set(Some((at, wall)));
+                wall
+            }
+        }
     }
 
     fn refresh_stamp(&self, secs: u64) {
@@ -304,25 +332,31 @@ fn chunk_end(bytes: &[u8]) -> usize {
     }
 }
 
+// Lines are written field by field with no `fmt` machinery: this runs once per request.
+
 fn write_text(b: &mut Vec<u8>, stamp: &[u8; 19], millis: u32, e: &Entry<'_>) {
-    b.extend_from_slice(stamp);
-    let _ = write!(b, ".{millis:03}Z access client={} method=", e.client);
-    b.extend_from_slice(e.method.as_bytes());
+    write_stamp(b, stamp, millis);
+    b.extend_from_slice(b" access client=");
+    b.extend_from_slice(e.client.as_bytes());
+    b.extend_from_slice(b" method=");
+    escape_text(b, e.method);
     b.extend_from_slice(b" target=\"");
     escape_text(b, e.target);
-    let _ = write!(
-        b,
-        "\" status={} bytes={} micros={} upstream=",
-        e.status, e.bytes, e.micros
-    );
+    b.extend_from_slice(b"\" status=");
+    write_decimal(b, u64::from(e.status));
+    b.extend_from_slice(b" bytes=");
+    write_decimal(b, e.bytes);
+    b.extend_from_slice(b" micros=");
+    write_decimal(b, e.micros);
+    b.extend_from_slice(b" upstream=");
     match e.upstream {
-        Some(u) => {
-            let _ = write!(b, "{u}");
-        }
+        Some(u) => write_authority(b, u),
         None => b.push(b'-'),
     }
     if let Some((up, end)) = e.tunnel {
-        let _ = write!(b, " bytes_up={up} end=\"");
+        b.extend_from_slice(b" bytes_up=");
+        write_decimal(b, up);
+        b.extend_from_slice(b" end=\"");
         escape_text(b, end);
         b.push(b'"');
     }
@@ -331,43 +365,72 @@ fn write_text(b: &mut Vec<u8>, stamp: &[u8; 19], millis: u32, e: &Entry<'_>) {
 
 fn write_json(b: &mut Vec<u8>, stamp: &[u8; 19], millis: u32, e: &Entry<'_>) {
     b.extend_from_slice(b"{\"time\":\"");
-    b.extend_from_slice(stamp);
-    let _ = write!(
-        b,
-        ".{millis:03}Z\",\"client\":\"{}\",\"method\":\"",
-        e.client
-    );
+    write_stamp(b, stamp, millis);
+    b.extend_from_slice(b"\",\"client\":\"");
+    escape_json(b, e.client);
+    b.extend_from_slice(b"\",\"method\":\"");
     escape_json(b, e.method);
     b.extend_from_slice(b"\",\"target\":\"");
     escape_json(b, e.target);
-    let _ = write!(
-        b,
-        "\",\"status\":{},\"bytes\":{},\"micros\":{},\"upstream\":",
-        e.status, e.bytes, e.micros
-    );
+    b.extend_from_slice(b"\",\"status\":");
+    write_decimal(b, u64::from(e.status));
+    b.extend_from_slice(b",\"bytes\":");
+    write_decimal(b, e.bytes);
+    b.extend_from_slice(b",\"micros\":");
+    write_decimal(b, e.micros);
+    b.extend_from_slice(b",\"upstream\":");
     match e.upstream {
         Some(u) => {
             b.push(b'"');
             let start = b.len();
-            let _ = write!(b, "{u}");
+            write_authority(b, u);
             // An authority has no character JSON must escape; checked, not assumed.
             if b[start..]
                 .iter()
                 .any(|&c| c == b'"' || c == b'\\' || c < 0x20)
             {
                 b.truncate(start);
-                b.extend_from_slice(b"?");
+                b.push(b'?');
             }
             b.push(b'"');
         }
         None => b.extend_from_slice(b"null"),
     }
     if let Some((up, end)) = e.tunnel {
-        let _ = write!(b, ",\"bytes_up\":{up},\"end\":\"");
+        b.extend_from_slice(b",\"bytes_up\":");
+        write_decimal(b, up);
+        b.extend_from_slice(b",\"end\":\"");
         escape_json(b, end);
         b.push(b'"');
     }
     b.extend_from_slice(b"}\n");
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+fn write_stamp(b: &mut Vec<u8>, stamp: &[u8; 19], millis: u32) {
+    b.extend_from_slice(stamp);
+    let m = millis.min(999);
+    b.extend_from_slice(&[
+        b'.',
+        b'0' + (m / 100) as u8,
+        b'0' + (m / 10 % 10) as u8,
+        b'0' + (m % 10) as u8,
+        b'Z',
+    ]);
+}
+
+/// `host:port`, an IPv6 host in brackets (as `Authority`'s Display writes it).
+fn write_authority(b: &mut Vec<u8>, a: &Authority) {
+    let v6 = a.host.contains(':');
+    if v6 {
+        b.push(b'[');
+    }
+    b.extend_from_slice(a.host.as_bytes());
+    if v6 {
+        b.push(b']');
+    }
+    b.push(b':');
+    write_decimal(b, u64::from(a.port));
 }
 
 /// A value inside double quotes on a text line: `"` and `\` escaped, bytes outside
@@ -377,9 +440,7 @@ fn escape_text(b: &mut Vec<u8>, s: &str) {
         match c {
             b'"' | b'\\' => b.extend_from_slice(&[b'\\', c]),
             0x20..=0x7e => b.push(c),
-            _ => {
-                let _ = write!(b, "\\x{c:02x}");
-            }
+            _ => b.extend_from_slice(&[b'\\', b'x', hex(c >> 4), hex(c & 15)]),
         }
     }
 }
@@ -390,11 +451,15 @@ fn escape_json(b: &mut Vec<u8>, s: &str) {
         match c {
             b'"' | b'\\' => b.extend_from_slice(&[b'\\', c]),
             0..0x20 | 0x7f => {
-                let _ = write!(b, "\\u{:04x}", c);
+                b.extend_from_slice(&[b'\\', b'u', b'0', b'0', hex(c >> 4), hex(c & 15)])
             }
             _ => b.push(c),
         }
     }
+}
+
+fn hex(nibble: u8) -> u8 {
+    b"0123456789abcdef"[usize::from(nibble & 15)]
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` (UTC) for UNIX seconds `secs`.

@@ -120,6 +120,8 @@ pub struct Conn {
     peer: SocketAddr,
     /// The client address as written into X-Forwarded-For, formatted once.
     peer_ip: String,
+    /// The client's address and port as the access log writes it, formatted once.
+    peer_text: String,
     inbuf: Buf,
     out: Out,
     up_out: Buf,
@@ -175,6 +177,7 @@ impl Conn {
             held,
             peer,
             peer_ip: peer.ip().to_string(),
+            peer_text: peer.to_string(),
             inbuf: Buf::with_capacity(cap),
             out: Out::with_capacity(cap),
             up_out: Buf::default(),

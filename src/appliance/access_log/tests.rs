@@ -1,8 +1,9 @@
 use super::*;
+use std::time::Instant;
 
-fn entry<'a>(target: &'a str, upstream: Option<&'a dyn Display>) -> Entry<'a> {
+fn entry<'a>(target: &'a str, upstream: Option<&'a crate::http::target::Authority>) -> Entry<'a> {
     Entry {
-        client: "127.0.0.9:5000".parse().expect("address"),
+        client: "127.0.0.9:5000",
         method: "GET",
         target,
         status: 200,
@@ -20,7 +21,11 @@ fn a_text_line_says_what_the_tracing_line_said() {
         host: "o.test".into(),
         port: 8080,
     };
-    log.write(Format::Text, &entry("/a?b=1", Some(&origin)));
+    log.write(
+        Format::Text,
+        &entry("/a?b=1", Some(&origin)),
+        Instant::now(),
+    );
     let line = log.take();
     let rest = line.split_once("Z access ").expect("stamp then access").1;
     assert_eq!(
@@ -37,8 +42,12 @@ fn a_json_line_is_one_valid_object_whatever_the_target() {
     let mut tunnel = entry("h:443", None);
     tunnel.method = "CONNECT";
     tunnel.tunnel = Some((7, "client closed \"early\""));
-    log.write(Format::Json, &entry("/q\"uote\\back\u{1}", None));
-    log.write(Format::Json, &tunnel);
+    log.write(
+        Format::Json,
+        &entry("/q\"uote\\back\u{1}", None),
+        Instant::now(),
+    );
+    log.write(Format::Json, &tunnel, Instant::now());
     let text = log.take();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2);
@@ -62,7 +71,7 @@ fn a_json_line_is_one_valid_object_whatever_the_target() {
 #[test]
 fn a_text_line_stays_one_line() {
     let log = AccessLog::in_memory(Arc::default());
-    log.write(Format::Text, &entry("/x\n\"y\u{7f}", None));
+    log.write(Format::Text, &entry("/x\n\"y\u{7f}", None), Instant::now());
     let line = log.take();
     assert_eq!(line.matches('\n').count(), 1);
     assert!(line.contains(r#"target="/x\x0a\"y\x7f""#), "{line}");
@@ -109,11 +118,11 @@ fn a_line_is_written_without_allocating() {
         host: "o.test".into(),
         port: 80,
     };
-    log.write(Format::Text, &entry("/warm", Some(&origin)));
+    log.write(Format::Text, &entry("/warm", Some(&origin)), Instant::now());
     let (_, n) = crate::peak_alloc::allocations(|| {
         for _ in 0..100 {
-            log.write(Format::Text, &entry("/x", Some(&origin)));
-            log.write(Format::Json, &entry("/x", None));
+            log.write(Format::Text, &entry("/x", Some(&origin)), Instant::now());
+            log.write(Format::Json, &entry("/x", None), Instant::now());
         }
     });
     assert_eq!(n, 0);
@@ -138,6 +147,7 @@ fn a_writer_that_falls_behind_costs_counted_lines_never_a_wait() {
             log.write(
                 Format::Text,
                 &entry("/a-long-enough-target-to-fill-batches", None),
+                Instant::now(),
             );
             written += 1;
         }
@@ -175,7 +185,7 @@ fn the_writer_writes_every_batch_and_gives_the_buffers_back() {
     // Fewer lines than the shard's buffers hold, so none may be dropped however the
     // writer thread is scheduled.
     for i in 0..1500 {
-        log.write(Format::Text, &entry(&format!("/{i}"), None));
+        log.write(Format::Text, &entry(&format!("/{i}"), None), Instant::now());
     }
     drop(log); // flushes
     let out = writer.join().expect("writer");
@@ -192,4 +202,27 @@ fn the_writer_writes_every_batch_and_gives_the_buffers_back() {
     let expected: Vec<String> = (0..1500).map(|i| format!("/{i}")).collect();
     assert_eq!(targets, expected, "every line, in order");
     assert_eq!(stats.access_log_dropped.get(), 0);
+}
+
+#[test]
+fn a_line_s_time_follows_the_driver_s_clock_reading() {
+    let log = AccessLog::in_memory(Arc::default());
+    let at = Instant::now();
+    let t0 = log.wall_time(at);
+    let later = log.wall_time(at + std::time::Duration::from_millis(250));
+    assert_eq!(later - t0, std::time::Duration::from_millis(250));
+    let system = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970");
+    assert!(
+        system.abs_diff(t0) < std::time::Duration::from_secs(1),
+        "{t0:?} {system:?}"
+    );
+    // Past a second the clocks are read again, still in step.
+    let much_later = log.wall_time(at + std::time::Duration::from_secs(3));
+    let step = much_later - t0;
+    assert!(
+        step.abs_diff(std::time::Duration::from_secs(3)) < std::time::Duration::from_millis(50),
+        "{step:?}"
+    );
 }

@@ -80,7 +80,7 @@ impl Conn {
         self.stats.response(status);
         if self.cfg.access_log {
             let entry = Entry {
-                client: self.peer,
+                client: &self.peer_text,
                 method: "-",
                 target: "-",
                 status,
@@ -89,7 +89,9 @@ impl Conn {
                 upstream: None,
                 tunnel: None,
             };
-            self.local.log.write(self.cfg.access_log_format, &entry);
+            self.local
+                .log
+                .write(self.cfg.access_log_format, &entry, now.instant);
         }
     }
 
@@ -149,15 +151,17 @@ impl Conn {
         }
         let micros = now.instant.saturating_duration_since(started).as_micros() as u64;
         let entry = Entry {
-            client: self.peer,
+            client: &self.peer_text,
             method: head.method(),
             target: head.target(),
             status,
             bytes,
             micros,
-            upstream: origin.map(|o| o as &dyn std::fmt::Display),
+            upstream: origin,
             tunnel: None,
         };
-        self.local.log.write(self.cfg.access_log_format, &entry);
+        self.local
+            .log
+            .write(self.cfg.access_log_format, &entry, now.instant);
     }
 }

@@ -123,16 +123,18 @@ impl Conn {
                 .as_micros() as u64;
             let origin = ex.origin();
             let entry = crate::appliance::access_log::Entry {
-                client: self.peer,
+                client: &self.peer_text,
                 method: "CONNECT",
                 target: ex.head.target(),
                 status: 200,
                 bytes: t.down,
                 micros,
-                upstream: Some(&origin),
+                upstream: Some(origin),
                 tunnel: Some((t.up, why)),
             };
-            self.local.log.write(self.cfg.access_log_format, &entry);
+            self.local
+                .log
+                .write(self.cfg.access_log_format, &entry, now.instant);
         }
         true
     }
