@@ -3,7 +3,10 @@
 //! writer thread, which writes it to stderr (the journal, under systemd). A shard never
 //! waits for the writer: when the writer falls behind and the shard's buffers are all
 //! in flight, the batch's lines are dropped and counted
-//! (`distilld_access_log_lines_dropped_total`), never lost silently.
+//! (`distilld_access_log_lines_dropped_total`); lines a failed write loses are counted
+//! too (`distilld_access_log_lines_unwritten_total`). None is lost silently, except at
+//! exit the lines of a shard that had not ended (a drain deadline passed, a second
+//! stop signal, a failed shard).
 //!
 //! Memory: at most `BUFFERS_PER_SHARD` batches of about `BATCH_BYTES` per shard.
 
@@ -18,7 +21,7 @@ use thiserror::Error;
 
 use crate::http::headers::write_decimal;
 use crate::http::target::Authority;
-use crate::proxy::stats::Stats;
+use crate::proxy::stats::{Counter, Stats};
 
 /// A batch is handed to the writer once it holds this much.
 pub const BATCH_BYTES: usize = 64 * 1024;
@@ -110,7 +113,6 @@ impl AccessLog {
         }
     }
 
-    /// Appends one line; hands the batch over once it is full.
     /// Appends one line for a request answered `at`; hands the batch over once it is
     /// full.
     pub fn write(&self, format: Format, e: &Entry<'_>, at: Instant) {
@@ -235,8 +237,11 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer and returns one log per shard.
+    /// Starts the writer and returns one log per shard. The lines the writer cannot
+    /// write are counted in the first shard's `access_log_unwritten` (a counter only
+    /// the writer thread writes).
     pub fn start(shard_stats: &[Arc<Stats>]) -> Result<(Writer, Vec<LogParts>), AccessLogError> {
+        let counts: Arc<Stats> = shard_stats.first().cloned().unwrap_or_default();
         let shards = shard_stats.len();
         let (full_tx, full_rx) = crossbeam_channel::bounded::<Batch>(shards * BUFFERS_PER_SHARD);
         let mut returns = Vec::with_capacity(shards);
@@ -258,7 +263,12 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || {
-                write_batches(full_rx, returns, std::io::stderr());
+                write_batches(
+                    full_rx,
+                    returns,
+                    std::io::stderr(),
+                    &counts.access_log_unwritten,
+                );
                 drop(done_tx);
             })
             .map_err(AccessLogError::Spawn)?;
@@ -295,17 +305,20 @@ impl LogParts {
     }
 }
 
+/// Writes each batch; the lines of a batch whose write fails (stderr closed, a full
+/// disk) are counted in `unwritten`, a counter only this thread writes.
 fn write_batches(
     full: Receiver<Batch>,
     returns: Vec<Sender<Vec<u8>>>,
     mut to: impl std::io::Write,
+    unwritten: &Counter,
 ) {
     for mut batch in full {
         let mut rest = &batch.bytes[..];
         while !rest.is_empty() {
             let n = chunk_end(rest);
-            // A failed write to stderr has nowhere to be reported; the lines are lost.
             if to.write_all(&rest[..n]).is_err() {
+                unwritten.add(rest.iter().filter(|&&b| b == b'\n').count() as u64);
                 break;
             }
             rest = &rest[n..];

@@ -58,7 +58,7 @@ impl Collector for NodeCollector {
 }
 
 fn traffic(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
-    let plain: [(&str, &str, Pick); 6] = [
+    let plain: [(&str, &str, Pick); 7] = [
         ("distilld_requests", "Requests parsed from clients.", |s| {
             &s.requests
         }),
@@ -76,6 +76,11 @@ fn traffic(v: &NodeView, e: &mut DescriptorEncoder) -> Fmt {
             "distilld_access_log_lines_dropped",
             "Access log lines dropped because the access log writer fell behind.",
             |s| &s.access_log_dropped,
+        ),
+        (
+            "distilld_access_log_lines_unwritten",
+            "Access log lines lost because writing them to stderr failed.",
+            |s| &s.access_log_unwritten,
         ),
         (
             "distilld_truncated_responses",

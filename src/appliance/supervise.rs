@@ -104,7 +104,11 @@ pub fn supervise(running: Running, ctx: Context) -> ExitCode {
             return code;
         }
         if s.drain_over() {
-            s.running.finish_access_log(Duration::from_secs(2));
+            // The access log's last lines: every shard ended, so its writer ends once
+            // they are written. (A shard still running at the deadline keeps its lines.)
+            if s.drained >= s.running.control.shards.len() {
+                s.running.finish_access_log(Duration::from_secs(2));
+            }
             return ExitCode::SUCCESS;
         }
         s.follow_upgrade();

@@ -72,21 +72,24 @@ impl Store {
         primary: &str,
         request: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
     ) -> Option<Found> {
-        self.with_stored(primary, request, |object, key| Found {
-            object: object.clone(),
-            key: key.clone(),
+        self.with_stored(primary, request, |object, key| {
+            Some(Found {
+                object: object.clone(),
+                key: key.clone(),
+            })
         })
     }
 
     /// `f` on the object stored for `primary` (the variant the request's fields select)
     /// and the key it is under, both borrowed from the table: a hit takes a reference
     /// only if `f` does, and builds no key (a variant's is written into this thread's
-    /// reused buffer).
+    /// reused buffer). The object counts as hit (for eviction) only when `f` takes it
+    /// (returns Some).
     pub fn with_stored<'a, R>(
         &self,
         primary: &str,
         request: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
-        f: impl FnOnce(&Arc<Object>, &Arc<str>) -> R,
+        f: impl FnOnce(&Arc<Object>, &Arc<str>) -> Option<R>,
     ) -> Option<R> {
         thread_local! {
             static VARIANT_KEY: std::cell::RefCell<String> = const {
@@ -107,8 +110,11 @@ impl Store {
                 }
             }
         };
-        object.record_hit();
-        Some(f(object, key))
+        let taken = f(object, key);
+        if taken.is_some() {
+            object.record_hit();
+        }
+        taken
     }
 
     /// Stores `object` for `primary` (under its variant key when it varies), evicting

@@ -94,10 +94,32 @@ impl RequestHead {
         fill(&mut self.raw);
     }
 
-    /// The buffers of a head that is done with, for the next one.
-    pub fn recycle(mut self) -> RequestHead {
-        self.raw.clear();
-        self
+    /// The buffers of a head that is done with, for the next one (holding no head:
+    /// every range is reset with the bytes).
+    pub fn recycle(self) -> RequestHead {
+        let RequestHead {
+            mut raw,
+            mut fields,
+            mut connection,
+            ..
+        } = self;
+        raw.clear();
+        fields.clear();
+        connection.clear();
+        RequestHead {
+            raw,
+            fields,
+            connection,
+            ..RequestHead::default()
+        }
+    }
+
+    /// A head kept for a whole exchange (a miss, a tunnel) gives back the spare room
+    /// of the input buffer it may have been handed (`adopt_raw`).
+    pub fn shrink(&mut self) {
+        if self.raw.capacity() > 2 * self.raw.len() + 256 {
+            self.raw.shrink_to_fit();
+        }
     }
 
     fn str_at(&self, r: &Range<usize>) -> &str {
@@ -112,7 +134,8 @@ pub fn parse_request(
     buf: &[u8],
     limits: HeadLimits,
 ) -> Result<Option<(RequestHead, usize)>, HttpError> {
-    let Some((mut head, n)) = parse_request_reusing(buf, limits, RequestHead::default())? else {
+    let Some((mut head, n)) = parse_request_reusing(buf, limits, &mut RequestHead::default())?
+    else {
         return Ok(None);
     };
     head.raw.extend_from_slice(&buf[..n]);
@@ -120,13 +143,14 @@ pub fn parse_request(
 }
 
 /// `parse_request` into the buffers of a head that is done with (a keep-alive
-/// connection's previous request), so a request in steady state allocates nothing. The
-/// head comes back without its bytes: `RequestHead::adopt_raw` gives it the first `n`
-/// bytes of `buf`, moved rather than copied where they are a buffer of their own.
+/// connection's previous request; taken only once a head is complete), so a request in
+/// steady state allocates nothing. The head comes back without its bytes:
+/// `RequestHead::adopt_raw` gives it the first `n` bytes of `buf`, moved rather than
+/// copied where they are a buffer of their own.
 pub fn parse_request_reusing(
     buf: &[u8],
     limits: HeadLimits,
-    reuse: RequestHead,
+    reuse: &mut RequestHead,
 ) -> Result<Option<(RequestHead, usize)>, HttpError> {
     let count = limits.headers_count_max.min(HEADERS_COUNT_CEILING);
     let mut storage =
@@ -169,7 +193,7 @@ pub fn parse_request_reusing(
         mut fields,
         mut connection,
         ..
-    } = reuse;
+    } = std::mem::take(reuse);
     raw.clear();
     fields.clear();
     fields.extend(

@@ -45,6 +45,9 @@ pub struct Stats {
     pub held_budget_full: Counter,
     /// Access log lines dropped because the writer fell behind.
     pub access_log_dropped: Counter,
+    /// Access log lines lost to a failed write (only the writer thread counts these,
+    /// in the first shard's stats).
+    pub access_log_unwritten: Counter,
     /// Responses by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
     pub responses: [Counter; 5],
     /// Bytes read from clients (heads and bodies).

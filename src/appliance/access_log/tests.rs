@@ -179,7 +179,7 @@ fn the_writer_writes_every_batch_and_gives_the_buffers_back() {
     let log = AccessLog::new(Some(sink), stats.clone());
     let writer = std::thread::spawn(move || {
         let mut out = Vec::new();
-        write_batches(full_rx, vec![empty_tx], &mut out);
+        write_batches(full_rx, vec![empty_tx], &mut out, &Counter::default());
         out
     });
     // Fewer lines than the shard's buffers hold, so none may be dropped however the
@@ -225,4 +225,30 @@ fn a_line_s_time_follows_the_driver_s_clock_reading() {
         step.abs_diff(std::time::Duration::from_secs(3)) < std::time::Duration::from_millis(50),
         "{step:?}"
     );
+}
+
+/// A log destination that fails every write.
+struct Broken;
+
+impl std::io::Write for Broken {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other("disk full"))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn lines_a_failed_write_loses_are_counted() {
+    let (sink, full_rx, empty_tx) = stalled_sink(0);
+    let log = AccessLog::new(Some(sink), Arc::default());
+    for i in 0..10 {
+        log.write(Format::Text, &entry(&format!("/{i}"), None), Instant::now());
+    }
+    drop(log);
+    let unwritten = Counter::default();
+    write_batches(full_rx, vec![empty_tx], Broken, &unwritten);
+    assert_eq!(unwritten.get(), 10);
 }

@@ -156,12 +156,12 @@ impl Conn {
         let held = |o: &Arc<Object>| usable(o).then(|| self.local.refs.get(o));
         if let Some(d) = distill {
             d.write_variant_key(primary, variant);
-            if let Some(Some(o)) = store.with_stored(variant, head.fields(), |o, _| held(o)) {
+            if let Some(o) = store.with_stored(variant, head.fields(), |o, _| held(o)) {
                 self.stats.cache_hits.incr();
                 return Some(Next::Stored(o, Served::Hit));
             }
         }
-        let o = store.with_stored(primary, head.fields(), |o, _| held(o))??;
+        let o = store.with_stored(primary, head.fields(), |o, _| held(o))?;
         self.stats.cache_hits.incr();
         Some(match distill.and_then(|d| self.work_on_stored(d, &o)) {
             Some(work) => Next::DistillStored(o.arc().clone(), work),

@@ -38,13 +38,13 @@ pub(super) struct DistillCtx {
 }
 
 impl DistillCtx {
-    /// The key of this client's variant of `primary`.
     /// `variant_key` into `key`, reusing its memory.
     pub(super) fn write_variant_key(&self, primary: &str, key: &mut String) {
         let coding = self.coding.unwrap_or("identity");
         write_variant_key(primary, &self.profile.name, coding, key);
     }
 
+    /// The key of this client's variant of `primary`.
     pub(super) fn variant_key(&self, primary: &str) -> Arc<str> {
         variant_key(
             primary,

@@ -164,6 +164,8 @@ impl Exchange {
         stage: Stage,
         now: Instant,
     ) -> Box<Exchange> {
+        let mut head = head;
+        head.shrink();
         let (dec, enc) = match head.framing {
             RequestFraming::None => (BodyDecoder::new(Framing::None), BodyEncoder::Raw),
             RequestFraming::Length(n) => (BodyDecoder::new(Framing::Length(n)), BodyEncoder::Raw),

@@ -57,8 +57,8 @@ impl Conn {
             if let Some(cfg) = self.next_cfg.take() {
                 self.cfg = cfg;
             }
-            let reuse = std::mem::take(&mut self.spare_head);
-            match parse_request_reusing(self.inbuf.pending(), self.head_limits(), reuse) {
+            let limits = self.head_limits();
+            match parse_request_reusing(self.inbuf.pending(), limits, &mut self.spare_head) {
                 Ok(None) => {
                     self.head_started.get_or_insert(now.instant);
                     self.no_more_requests = self.client_eof;

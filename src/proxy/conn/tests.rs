@@ -675,13 +675,18 @@ fn hit_allocations_of(config: &str, request: &str, stored: &[u8]) -> (u64, Strin
         assert!(h.actions().is_empty(), "a hit");
         drain_like_a_driver(&mut h, &mut sending);
     }
+    h.client(request);
+    let one = drain_like_a_driver(&mut h, &mut sending);
     let now = h.now();
-    let (_, n) = crate::peak_alloc::allocations(|| {
+    let (sent, n) = crate::peak_alloc::allocations(|| {
+        let mut sent = 0;
         for _ in 0..100 {
             h.conn.on_client_data(request.as_bytes(), now);
-            drain_like_a_driver(&mut h, &mut sending);
+            sent += drain_like_a_driver(&mut h, &mut sending);
         }
+        sent
     });
+    assert_eq!(sent, 100 * one, "100 whole answers");
     h.client(request);
     (n, h.sent_client())
 }
