@@ -42,8 +42,12 @@ proptest! {
                 moved += 1;
             }
         }
+        // The new node's share of 40,000 sampled keys varies by about 2% (relative
+        // standard deviation: the sample's and the slots' own spread together), so 5%
+        // above fair failed one case in a few hundred; 10% is five deviations. The
+        // ring's balance itself is held to 5% on 400,000 keys below.
         let fair = keys.len() as f64 / (n + 1) as f64;
-        prop_assert!(moved as f64 <= 1.05 * fair, "moved {} > 1.05 x {}", moved, fair);
+        prop_assert!(moved as f64 <= 1.10 * fair, "moved {} > 1.10 x {}", moved, fair);
     }
 
     /// A leaving node's keys go to their runner-up; no key moves between the others.
