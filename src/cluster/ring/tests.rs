@@ -43,9 +43,10 @@ proptest! {
             }
         }
         // The new node's share of 40,000 sampled keys varies by about 2% (relative
-        // standard deviation: the sample's and the slots' own spread together), so 5%
-        // above fair failed one case in a few hundred; 10% is five deviations. The
-        // ring's balance itself is held to 5% on 400,000 keys below.
+        // standard deviation, estimated: the sample's spread and the slots' together),
+        // so 5% above fair is about 2.6 deviations, one case in some two hundred
+        // (CI met n = 9, salt = 0 at +5.2%); 10% is five. The ring's balance itself is
+        // held to 5% on 400,000 keys below.
         let fair = keys.len() as f64 / (n + 1) as f64;
         prop_assert!(moved as f64 <= 1.10 * fair, "moved {} > 1.10 x {}", moved, fair);
     }
