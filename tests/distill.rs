@@ -18,6 +18,7 @@ in_both_modes!(
     corrupt_and_oversized_images_pass_unchanged,
     preference_page_sets_a_cookie_profile,
     a_revalidated_original_is_distilled,
+    webp_goes_only_to_clients_that_name_it_and_is_stored_once,
 );
 
 fn limits() -> Limits {
@@ -291,4 +292,76 @@ fn a_revalidated_original_is_distilled(mode: Mode) {
     assert!(x_distill(&r).contains("profile=medium"), "{r:?}");
     assert!(r.body.len() < original.len());
     assert_eq!(Format::sniff(&r.body), Some(Format::Jpeg));
+}
+
+fn webp_goes_only_to_clients_that_name_it_and_is_stored_once(mode: Mode) {
+    use distilld::distill::image::webp::decode_rgba;
+    let s = Setup::new(mode);
+    let (_, before) = s.origin_stats();
+    let chrome = "Accept: image/avif,image/webp,image/apng,image/*,*/*;q=0.8";
+    let webp = get(&s, "/LadyBird.jpg", &["Save-Data: on", chrome]);
+    assert_eq!(webp.header("content-type"), Some("image/webp"), "{webp:?}");
+    let (w, h, _) = decode_rgba(&webp.body).expect("a WebP that decodes");
+    assert!(
+        webp.header("vary").is_some_and(|v| v.contains("Accept")),
+        "{webp:?}"
+    );
+    assert!(
+        webp.header("etag").is_some_and(|e| e.ends_with("-webp\"")),
+        "{webp:?}"
+    );
+    // Another WebP client's Accept, spelled otherwise: the same stored copy.
+    let other = get(
+        &s,
+        "/LadyBird.jpg",
+        &["Save-Data: on", "Accept: image/webp;q=0.9"],
+    );
+    assert!(
+        other
+            .header("cache-status")
+            .is_some_and(|c| c.contains("hit")),
+        "{other:?}"
+    );
+    assert_eq!(other.body, webp.body);
+    // Clients that did not name WebP never get it.
+    for accept in [
+        "Accept: */*",
+        "Accept: image/*",
+        "Accept: image/webp;q=0",
+        "",
+    ] {
+        let extra: Vec<&str> = ["Save-Data: on", accept]
+            .into_iter()
+            .filter(|h| !h.is_empty())
+            .collect();
+        let r = get(&s, "/LadyBird.jpg", &extra);
+        assert_eq!(
+            r.header("content-type"),
+            Some("image/jpeg"),
+            "{accept}: {r:?}"
+        );
+        let p = pixels(&r.body);
+        assert_eq!(
+            (p.width, p.height),
+            (w, h),
+            "{accept}: the same size as the WebP"
+        );
+    }
+    let (_, after) = s.origin_stats();
+    // (The second stats request counts itself.)
+    assert_eq!(
+        after - before - 1,
+        1,
+        "one origin fetch served every variant"
+    );
+    // Transparency survives in WebP too.
+    let r = get(
+        &s,
+        "/Arc-Colors-Transparent-Wallpaper.png",
+        &["Save-Data: on", chrome],
+    );
+    assert_eq!(r.header("content-type"), Some("image/webp"));
+    let (w, _, rgba) = decode_rgba(&r.body).expect("decodes");
+    assert_eq!(w, 1024);
+    assert!(rgba.chunks_exact(4).any(|px| px[3] < 255), "alpha kept");
 }

@@ -20,11 +20,10 @@ pub enum Work {
     Image {
         profile: Profile,
         limits: Limits,
+        output: image::Output,
     },
     /// Compress with this coding ("zstd", "br", "gzip").
-    Text {
-        coding: &'static str,
-    },
+    Text { coding: &'static str },
 }
 
 /// A job's product.
@@ -107,9 +106,11 @@ fn guarded(f: impl FnOnce() -> Result<JobOutput, Declined>) -> Result<JobOutput,
 
 fn run_unguarded(work: &Work, body: &[u8]) -> Result<JobOutput, Declined> {
     let made = match work {
-        Work::Image { profile, limits } => {
-            JobOutput::Image(image::transcode(body, profile, limits)?)
-        }
+        Work::Image {
+            profile,
+            limits,
+            output,
+        } => JobOutput::Image(image::transcode_to(body, profile, limits, *output)?),
         Work::Text { coding } => JobOutput::Text {
             coding,
             bytes: text::compress(body, coding)?,

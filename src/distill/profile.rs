@@ -196,6 +196,37 @@ impl Choice {
     }
 }
 
+/// True when the client's Accept names `image/webp` itself with q > 0. `image/*` and
+/// `*/*` do not count: a client that did not name WebP may not decode it.
+pub fn accepts_webp<'a>(fields: impl Iterator<Item = (&'a str, &'a [u8])>) -> bool {
+    let mut named = false;
+    for (_, v) in fields.filter(|(n, _)| n.eq_ignore_ascii_case("accept")) {
+        for item in list_items(v) {
+            let mut parts = item.split(|&b| b == b';');
+            if !trim(parts.next().unwrap_or(b"")).eq_ignore_ascii_case(b"image/webp") {
+                continue;
+            }
+            // RFC 9110 §12.4.2: a weight of 0 means "not acceptable"; a weight we cannot
+            // read is taken as not acceptable too.
+            let weight = parts.map(trim).find_map(|p| {
+                (p.len() >= 2 && p[..2].eq_ignore_ascii_case(b"q=")).then(|| {
+                    std::str::from_utf8(&p[2..])
+                        .ok()?
+                        .trim()
+                        .parse::<f32>()
+                        .ok()
+                })
+            });
+            match weight {
+                None => named = true,
+                Some(Some(q)) if q > 0.0 && q <= 1.0 => named = true,
+                Some(_) => return false,
+            }
+        }
+    }
+    named
+}
+
 /// Which of zstd, br, gzip the client accepts (q > 0), in that order of preference.
 pub fn accepted_encoding<'a>(
     fields: impl Iterator<Item = (&'a str, &'a [u8])>,
@@ -234,6 +265,21 @@ pub fn accepted_encoding<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_explicit_image_webp_with_weight_above_zero_asks_for_webp() {
+        let accepts = |v: &'static str| accepts_webp([("Accept", v.as_bytes())].into_iter());
+        assert!(accepts("image/avif,image/webp,image/apng,*/*;q=0.8"));
+        assert!(accepts("IMAGE/WEBP;q=0.5"));
+        assert!(accepts("text/html, image/webp ; q=1"));
+        assert!(!accepts("*/*"));
+        assert!(!accepts("image/*"));
+        assert!(!accepts("image/webp;q=0"));
+        assert!(!accepts("image/webp;q=0.000"));
+        assert!(!accepts("image/webp;q=abc"));
+        assert!(!accepts("image/webpx, image/web"));
+        assert!(!accepts_webp(std::iter::empty()));
+    }
 
     fn choice() -> Choice {
         Choice {

@@ -1,13 +1,15 @@
 //! Image distillation: decode (JPEG, PNG, GIF), turn upright, convert to sRGB, drop an
 //! alpha channel that is opaque in fact, downscale to the profile's long edge (SIMD,
 //! `fast_image_resize`), and re-encode: JPEG for opaque images, PNG when transparency
-//! must survive. Every limit is checked before the work it bounds starts.
+//! must survive, or WebP for a client that accepts it (`webp`). Every limit is checked
+//! before the work it bounds starts.
 
 mod colour;
 pub mod decode;
 pub use decode::Format;
 mod encode;
 mod orient;
+pub mod webp;
 
 use std::time::{Duration, Instant};
 
@@ -70,10 +72,30 @@ pub struct Distilled {
     pub height: u32,
 }
 
+/// What a distilled image is encoded as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Output {
+    /// JPEG for opaque images, PNG where transparency must survive (every client).
+    #[default]
+    Classic,
+    /// WebP: for clients whose Accept lists `image/webp`.
+    Webp,
+}
+
 pub fn transcode(
     input: &[u8],
     profile: &Profile,
     limits: &Limits,
+) -> Result<Distilled, ImageError> {
+    transcode_to(input, profile, limits, Output::Classic)
+}
+
+/// `transcode`, encoded as `output` says.
+pub fn transcode_to(
+    input: &[u8],
+    profile: &Profile,
+    limits: &Limits,
+    output: Output,
 ) -> Result<Distilled, ImageError> {
     let started = Instant::now();
     if input.len() as u64 > limits.input_bytes_max {
@@ -102,7 +124,10 @@ pub fn transcode(
         colour::rgb_to_srgb(&mut pixels.data, pixels.channels, icc);
     }
     in_time(started, limits)?;
-    let (bytes, content_type) = smallest(&pixels, transparent, decoded.format, profile.quality)?;
+    let (bytes, content_type) = match output {
+        Output::Classic => smallest(&pixels, transparent, decoded.format, profile.quality)?,
+        Output::Webp => smallest_webp(&pixels, decoded.format, profile.quality)?,
+    };
     in_time(started, limits)?;
     Ok(Distilled {
         bytes,
@@ -136,6 +161,44 @@ fn smallest(
         _ => other,
     })
 }
+
+/// Lossy WebP (its alpha plane lossless, so transparency survives); for graphics (PNG
+/// and GIF sources) also lossless WebP, and the smaller of the two.
+fn smallest_webp(
+    p: &Pixels,
+    source: Format,
+    quality: u8,
+) -> Result<(Vec<u8>, &'static str), ImageError> {
+    let lossy = webp::encode(
+        p,
+        webp::Settings {
+            quality: f32::from(quality),
+            method: WEBP_METHOD,
+            lossless: false,
+        },
+    )?;
+    if source == Format::Jpeg {
+        return Ok((lossy, "image/webp"));
+    }
+    let lossless = webp::encode(
+        p,
+        webp::Settings {
+            quality: 75.0,
+            method: WEBP_LOSSLESS_LEVEL,
+            lossless: true,
+        },
+    )?;
+    Ok(if lossless.len() < lossy.len() {
+        (lossless, "image/webp")
+    } else {
+        (lossy, "image/webp")
+    })
+}
+
+/// libwebp's method for lossy WebP (0 fast – 6 small): 4 is cwebp's default.
+const WEBP_METHOD: i32 = 4;
+/// libwebp's lossless preset level (0 fast – 9 small): below cwebp's 6, for speed.
+const WEBP_LOSSLESS_LEVEL: i32 = 4;
 
 fn in_time(started: Instant, limits: &Limits) -> Result<(), ImageError> {
     if started.elapsed() > limits.time_max {

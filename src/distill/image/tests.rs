@@ -412,3 +412,84 @@ fn every_valid_pngsuite_image_decodes_and_every_broken_one_is_refused() {
         dir.display()
     );
 }
+
+/// True when some pixel of RGBA data is not fully opaque.
+fn rgba_has_alpha(data: &[u8]) -> bool {
+    data.chunks_exact(4).any(|px| px[3] < 255)
+}
+
+#[test]
+fn every_corpus_image_becomes_a_webp_of_the_right_size_with_its_alpha() {
+    let profile = medium();
+    let mut transparent = 0;
+    for (name, data) in images_in(&corpus()) {
+        let (Ok(classic), Ok(made)) = (
+            transcode(&data, &profile, &limits()),
+            transcode_to(&data, &profile, &limits(), Output::Webp),
+        ) else {
+            continue; // declined for both (an animation the profile keeps): not a WebP case
+        };
+        assert_eq!(made.content_type, "image/webp", "{name}");
+        let (w, h, rgba) = webp::decode_rgba(&made.bytes)
+            .unwrap_or_else(|| panic!("{name}: the WebP made does not decode"));
+        assert_eq!((w, h), (classic.width, classic.height), "{name}: size");
+        let decoded = decode::decode(&data, &limits()).expect("source decodes");
+        let source = decoded.pixels;
+        let had_alpha = match source.channels {
+            2 => source.data.chunks_exact(2).any(|px| px[1] < 255),
+            4 => rgba_has_alpha(&source.data),
+            _ => false,
+        };
+        if had_alpha {
+            transparent += 1;
+            assert!(rgba_has_alpha(&rgba), "{name}: transparency lost");
+        }
+    }
+    assert!(
+        transparent >= 3,
+        "the fixtures have transparent images: {transparent}"
+    );
+}
+
+#[test]
+fn webp_encodes_gray_and_refuses_what_it_cannot_hold() {
+    let gray = Pixels {
+        width: 3,
+        height: 2,
+        channels: 2,
+        data: vec![10, 255, 20, 0, 30, 128, 40, 255, 50, 255, 60, 255],
+    };
+    let settings = webp::Settings {
+        quality: 80.0,
+        method: 4,
+        lossless: true,
+    };
+    let made = webp::encode(&gray, settings).expect("encodes");
+    let (w, h, rgba) = webp::decode_rgba(&made).expect("decodes");
+    assert_eq!((w, h), (3, 2));
+    // Lossless keeps every visible pixel exactly (an invisible one's colour is free).
+    for (px, src) in rgba.chunks_exact(4).zip(gray.data.chunks_exact(2)) {
+        assert_eq!(px[3], src[1]);
+        if src[1] > 0 {
+            assert_eq!(&px[..3], &[src[0]; 3]);
+        }
+    }
+    let wide = Pixels {
+        width: webp::DIMENSION_MAX + 1,
+        height: 1,
+        channels: 1,
+        data: vec![0; webp::DIMENSION_MAX as usize + 1],
+    };
+    assert!(webp::encode(&wide, settings).is_err());
+    let short = Pixels {
+        width: 10,
+        height: 10,
+        channels: 3,
+        data: vec![0; 10],
+    };
+    assert!(
+        webp::encode(&short, settings).is_err(),
+        "a short buffer is refused"
+    );
+    assert!(webp::decode_rgba(b"RIFF\x10\0\0\0WEBPVP8 ").is_none());
+}

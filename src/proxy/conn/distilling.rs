@@ -13,8 +13,9 @@ use crate::cache::Object;
 use crate::cache::control::CacheControl;
 use crate::cache::freshness::Times;
 use crate::cache::object::Fields;
+use crate::distill::image::Output;
 use crate::distill::pool::{self, ResultSlot};
-use crate::distill::profile::{Profile, Signals, accepted_encoding};
+use crate::distill::profile::{Profile, Signals, accepted_encoding, accepts_webp};
 use crate::distill::text::is_compressible;
 use crate::distill::{self, Declined, JobOutput, Work};
 use crate::http::body::Framing;
@@ -35,38 +36,35 @@ pub(super) struct DistillCtx {
     profile: Profile,
     why: &'static str,
     coding: Option<&'static str>,
+    /// What an image is made into: WebP for a client that named it in Accept.
+    output: Output,
 }
 
 impl DistillCtx {
     /// `variant_key` into `key`, reusing its memory.
     pub(super) fn write_variant_key(&self, primary: &str, key: &mut String) {
         let coding = self.coding.unwrap_or("identity");
-        write_variant_key(primary, &self.profile.name, coding, key);
+        write_variant_key(primary, &self.profile.name, coding, self.output, key);
     }
 
     /// The key of this client's variant of `primary`.
     pub(super) fn variant_key(&self, primary: &str) -> Arc<str> {
-        variant_key(
-            primary,
-            &self.profile.name,
-            self.coding.unwrap_or("identity"),
-        )
-        .into()
+        let mut key = String::new();
+        self.write_variant_key(primary, &mut key);
+        key.into()
     }
 }
 
-/// Where the variant of `primary` for `profile` and `coding` is stored.
-fn variant_key(primary: &str, profile: &str, coding: &str) -> String {
-    let mut key = String::new();
-    write_variant_key(primary, profile, coding, &mut key);
-    key
-}
-
-/// `variant_key` into `key` (emptied first), reusing its memory.
-fn write_variant_key(primary: &str, profile: &str, coding: &str, key: &mut String) {
+/// Where the variant of `primary` for `profile`, `coding` and image `output` is stored
+/// (into `key`, emptied first, reusing its memory). The output is keyed by the format
+/// chosen, never by the Accept string, so every WebP client shares one stored copy.
+fn write_variant_key(primary: &str, profile: &str, coding: &str, output: Output, key: &mut String) {
     key.clear();
     for part in [primary, "\u{1}distill=", profile, ";coding=", coding] {
         key.push_str(part);
+    }
+    if output == Output::Webp {
+        key.push_str(";image=webp");
     }
 }
 
@@ -79,7 +77,15 @@ pub(super) fn all_variant_keys<'a>(
     profiles.iter().flat_map(move |p| {
         ["identity", "zstd", "br", "gzip"]
             .into_iter()
-            .map(move |coding| variant_key(primary, &p.name, coding))
+            .flat_map(move |coding| {
+                [Output::Classic, Output::Webp]
+                    .into_iter()
+                    .map(move |output| {
+                        let mut key = String::new();
+                        write_variant_key(primary, &p.name, coding, output, &mut key);
+                        key
+                    })
+            })
     })
 }
 
@@ -171,17 +177,23 @@ impl Conn {
         if profile.is_off() && coding.is_none() {
             return None;
         }
+        let output = match accepts_webp(head.fields()) && !profile.is_off() {
+            true => Output::Webp,
+            false => Output::Classic,
+        };
         Some(match reuse {
             Some(mut ctx) => {
                 ctx.profile.clone_from(profile);
                 ctx.why = why;
                 ctx.coding = coding;
+                ctx.output = output;
                 ctx
             }
             None => Box::new(DistillCtx {
                 profile: profile.clone(),
                 why,
                 coding,
+                output,
             }),
         })
     }
@@ -215,6 +227,7 @@ impl Conn {
             return Some(Work::Image {
                 profile: ctx.profile.clone(),
                 limits: self.cfg.distill.limits,
+                output: ctx.output,
             });
         }
         match ctx.coding {
@@ -523,7 +536,12 @@ fn distilled_fields(
                     .unwrap_or(tag);
                 let mut v = b"W/\"".to_vec();
                 v.extend_from_slice(inner);
-                v.extend_from_slice(format!("-d-{}\"", ctx.profile.name).as_bytes());
+                let format = if ctx.output == Output::Webp {
+                    "-webp"
+                } else {
+                    ""
+                };
+                v.extend_from_slice(format!("-d-{}{format}\"", ctx.profile.name).as_bytes());
                 list.push((name.to_string(), v));
             }
             "content-type" if matches!(made, JobOutput::Image(_)) => {}
@@ -539,7 +557,8 @@ fn distilled_fields(
         JobOutput::Image(d) => {
             list.push(("Content-Type".into(), d.content_type.as_bytes().to_vec()));
             note.push_str(&format!("; size={}x{}", d.width, d.height));
-            for hint in ["Save-Data", "ECT", "Downlink"] {
+            // The format depends on Accept (WebP or not) and the size on the hints.
+            for hint in ["Accept", "Save-Data", "ECT", "Downlink"] {
                 vary.push(hint.as_bytes().to_vec());
             }
         }
