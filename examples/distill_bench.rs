@@ -1,24 +1,27 @@
 //! distilld's image path on files, for bench/run.sh distill-vs-vips: for each file,
 //! distils it `--iters` times with the given long edge and JPEG quality and prints one
 //! JSON line (input pixels, best and median time, output bytes and size); with `--out
-//! DIR` the output is written there for the quality comparison.
+//! DIR` the output is written there for the quality comparison; `--webp` makes what a
+//! client that accepts WebP gets.
 
 use std::time::{Duration, Instant};
 
 use distilld::distill::image::decode::decode;
-use distilld::distill::image::{Limits, transcode};
+use distilld::distill::image::{Limits, Output, transcode_to};
 use distilld::distill::profile::builtin;
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let (mut max_edge, mut quality, mut iters, mut out) = (1024u32, 65u8, 5usize, None);
     let mut files = Vec::new();
+    let mut output = Output::Classic;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--max-edge" => max_edge = args.next().and_then(|v| v.parse().ok()).unwrap_or(max_edge),
             "--quality" => quality = args.next().and_then(|v| v.parse().ok()).unwrap_or(quality),
             "--iters" => iters = args.next().and_then(|v| v.parse().ok()).unwrap_or(iters),
             "--out" => out = args.next(),
+            "--webp" => output = Output::Webp,
             _ => files.push(a),
         }
     }
@@ -30,6 +33,7 @@ fn main() {
         pixels_max: 100_000_000,
         memory_bytes_max: 2 << 30,
         jpeg_scans_max: 1000,
+        animation_pixels_max: 100_000_000,
         time_max: Duration::from_secs(120),
     };
     for path in files {
@@ -45,7 +49,7 @@ fn main() {
         let mut last = None;
         for _ in 0..iters.max(1) {
             let t = Instant::now();
-            let r = transcode(&data, &profile, &limits);
+            let r = transcode_to(&data, &profile, &limits, output);
             times.push(t.elapsed().as_secs_f64());
             last = Some(r);
         }
@@ -53,10 +57,10 @@ fn main() {
         match last {
             Some(Ok(o)) => {
                 if let Some(dir) = &out {
-                    let ext = if o.content_type == "image/png" {
-                        "png"
-                    } else {
-                        "jpg"
+                    let ext = match o.content_type {
+                        "image/png" => "png",
+                        "image/webp" => "webp",
+                        _ => "jpg",
                     };
                     let _ = std::fs::write(format!("{dir}/{name}.distilld.{ext}"), &o.bytes);
                 }

@@ -27,6 +27,7 @@ fn limits() -> Limits {
         pixels_max: 100_000_000,
         memory_bytes_max: 1 << 30,
         jpeg_scans_max: 1000,
+        animation_pixels_max: 100_000_000,
         time_max: std::time::Duration::from_secs(60),
     }
 }

@@ -94,6 +94,7 @@ pub struct FileDistill {
     pub pixels_max: Option<u64>,
     pub memory_bytes_max: Option<u64>,
     pub jpeg_scans_max: Option<usize>,
+    pub animation_pixels_max: Option<u64>,
     pub job_time_ms: Option<u64>,
     pub inline_bytes_max: Option<u64>,
     pub inline_pixels_max: Option<u64>,

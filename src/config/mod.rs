@@ -77,6 +77,8 @@ pub const DEFAULT_DISTILL_INPUT_BYTES_MAX: u64 = 16 * 1024 * 1024;
 pub const DEFAULT_DISTILL_PIXELS_MAX: u64 = 40_000_000;
 pub const DEFAULT_DISTILL_MEMORY_BYTES_MAX: u64 = 256 * 1024 * 1024;
 pub const DEFAULT_DISTILL_JPEG_SCANS_MAX: usize = 256;
+/// Frames x screen pixels of an animation made into WebP (job_time_ms bounds it too).
+pub const DEFAULT_DISTILL_ANIMATION_PIXELS_MAX: u64 = 25_000_000;
 pub const DEFAULT_DISTILL_JOB_TIME_MS: u64 = 5_000;
 pub const DEFAULT_DISTILL_INLINE_BYTES_MAX: u64 = 16 * 1024;
 // 512 x 512: decoded, resized and encoded in a few milliseconds, short enough to run

@@ -519,6 +519,9 @@ impl FileDistill {
             jpeg_scans_max: self
                 .jpeg_scans_max
                 .unwrap_or(DEFAULT_DISTILL_JPEG_SCANS_MAX),
+            animation_pixels_max: self
+                .animation_pixels_max
+                .unwrap_or(DEFAULT_DISTILL_ANIMATION_PIXELS_MAX),
             time_max: ms(
                 bad,
                 "distill.job_time_ms",

@@ -93,7 +93,12 @@ pub struct Decoded {
 }
 
 /// Width and height from the header, and refuses what the limits forbid.
-fn check_size(width: u32, height: u32, channels: u64, limits: &Limits) -> Result<(), ImageError> {
+pub(super) fn check_size(
+    width: u32,
+    height: u32,
+    channels: u64,
+    limits: &Limits,
+) -> Result<(), ImageError> {
     let pixels = u64::from(width) * u64::from(height);
     if width == 0 || height == 0 {
         return Err(ImageError::Corrupt("zero-sized image".into()));
@@ -543,7 +548,7 @@ fn gif(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
 
 /// A GIF reader that expands every frame to RGBA and allocates no buffer past the
 /// memory limit.
-fn gif_reader<'a>(
+pub(super) fn gif_reader<'a>(
     data: &'a [u8],
     limits: &Limits,
 ) -> Result<gif::Decoder<Cursor<&'a [u8]>>, ImageError> {
@@ -650,7 +655,7 @@ fn paint(
     Ok(painted)
 }
 
-fn gif_error(e: gif::DecodingError) -> ImageError {
+pub(super) fn gif_error(e: gif::DecodingError) -> ImageError {
     ImageError::Corrupt(e.to_string())
 }
 

@@ -4,6 +4,7 @@
 //! must survive, or WebP for a client that accepts it (`webp`). Every limit is checked
 //! before the work it bounds starts.
 
+mod animation;
 mod colour;
 pub mod decode;
 pub use decode::Format;
@@ -35,6 +36,9 @@ pub struct Limits {
     pub pixels_max: u64,
     pub memory_bytes_max: u64,
     pub jpeg_scans_max: usize,
+    /// An animation's frames times its screen's pixels: past it, animated WebP is not
+    /// made and the original is sent.
+    pub animation_pixels_max: u64,
     pub time_max: Duration,
 }
 
@@ -106,7 +110,10 @@ pub fn transcode_to(
     }
     let decoded = decode::decode_for(input, limits, Some(profile.max_edge))?;
     if decoded.animated && !profile.flatten_animation {
-        return Err(ImageError::Animated);
+        return match output {
+            Output::Webp => animation::gif_to_webp(input, profile, limits),
+            Output::Classic => Err(ImageError::Animated),
+        };
     }
     in_time(started, limits)?;
     let mut pixels = orient::upright(decoded.pixels, decoded.orientation);

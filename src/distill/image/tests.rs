@@ -43,6 +43,7 @@ fn limits() -> Limits {
         pixels_max: 50_000_000,
         memory_bytes_max: 512 << 20,
         jpeg_scans_max: 256,
+        animation_pixels_max: 100_000_000,
         time_max: Duration::from_secs(60),
     }
 }
@@ -492,4 +493,83 @@ fn webp_encodes_gray_and_refuses_what_it_cannot_hold() {
         "a short buffer is refused"
     );
     assert!(webp::decode_rgba(b"RIFF\x10\0\0\0WEBPVP8 ").is_none());
+}
+
+/// A GIF's frame count and each frame's end time as a browser shows it (ms).
+fn gif_timeline(data: &[u8]) -> Vec<i32> {
+    let mut options = gif::DecodeOptions::new();
+    options.set_color_output(gif::ColorOutput::Indexed);
+    let mut dec = options
+        .read_info(std::io::Cursor::new(data))
+        .expect("a GIF");
+    let mut ends = Vec::new();
+    let mut t = 0;
+    while let Some(f) = dec.read_next_frame().expect("frames") {
+        let ms = i32::from(f.delay) * 10;
+        t += if ms < 20 { 100 } else { ms };
+        ends.push(t);
+    }
+    ends
+}
+
+#[test]
+fn animated_gifs_become_animated_webp_with_their_frames_and_timing() {
+    let mut animated = 0;
+    for (name, data) in images_in(&corpus()) {
+        if !name.ends_with(".gif") || gif_timeline(&data).len() < 2 {
+            continue;
+        }
+        animated += 1;
+        let made = transcode_to(&data, &medium(), &limits(), Output::Webp)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(made.content_type, "image/webp");
+        let (w, h, ends) = webp::animation_info(&made.bytes)
+            .unwrap_or_else(|| panic!("{name}: not an animated WebP"));
+        assert_eq!((w, h), (made.width, made.height), "{name}");
+        let expected = gif_timeline(&data);
+        // libwebp folds a frame identical to the one before into it (its time added).
+        assert!(
+            ends.len() <= expected.len() && ends.len() >= 2,
+            "{name}: {} frames of {}",
+            ends.len(),
+            expected.len()
+        );
+        assert_eq!(
+            ends.last(),
+            expected.last(),
+            "{name}: the loop's length kept"
+        );
+        assert!(
+            ends.iter().all(|e| expected.contains(e)),
+            "{name}: frame times {ends:?} vs {expected:?}"
+        );
+        // Clients without WebP keep today's behaviour: the animation passes.
+        assert_eq!(
+            transcode(&data, &medium(), &limits()).err(),
+            Some(ImageError::Animated)
+        );
+    }
+    assert!(animated >= 2, "the fixtures have animated GIFs: {animated}");
+}
+
+#[test]
+fn an_animation_over_its_pixel_bound_is_not_made() {
+    let data = read(&corpus().join("iss634.gif"));
+    let frames = gif_timeline(&data).len() as u64;
+    assert!(frames > 2);
+    let (w, h) = {
+        let d = decode::decode(&data, &limits()).expect("decodes");
+        (u64::from(d.pixels.width), u64::from(d.pixels.height))
+    };
+    let tight = Limits {
+        animation_pixels_max: w * h * (frames - 1),
+        ..limits()
+    };
+    let r = transcode_to(&data, &medium(), &tight, Output::Webp);
+    assert!(matches!(r, Err(ImageError::TooManyPixels { .. })), "{r:?}");
+    let enough = Limits {
+        animation_pixels_max: w * h * frames,
+        ..limits()
+    };
+    assert!(transcode_to(&data, &medium(), &enough, Output::Webp).is_ok());
 }

@@ -212,3 +212,152 @@ fn gray_to_colour(p: &Pixels) -> Vec<u8> {
             .collect(),
     }
 }
+
+/// An animated WebP being made, frame by frame; freed on drop.
+pub struct AnimEncoder {
+    enc: *mut sys::WebPAnimEncoder,
+    config: sys::WebPConfig,
+    width: u32,
+    height: u32,
+}
+
+impl AnimEncoder {
+    /// An animation of `width` x `height` RGBA frames, looping `loop_count` times (0:
+    /// forever), each frame lossy or lossless, whichever is smaller.
+    pub fn new(
+        width: u32,
+        height: u32,
+        loop_count: u16,
+        s: Settings,
+    ) -> Result<AnimEncoder, ImageError> {
+        if width == 0 || height == 0 || width > DIMENSION_MAX || height > DIMENSION_MAX {
+            return Err(ImageError::Encode(format!(
+                "{width}x{height} is outside WebP's limits"
+            )));
+        }
+        let config = config(s)?;
+        let mut o = MaybeUninit::<sys::WebPAnimEncoderOptions>::uninit();
+        // SAFETY: the init fills the options (0 on an ABI mismatch: then not read); the
+        // encoder copies them.
+        let enc = unsafe {
+            if sys::WebPAnimEncoderOptionsInitInternal(
+                o.as_mut_ptr(),
+                sys::WEBP_MUX_ABI_VERSION as i32,
+            ) == 0
+            {
+                return Err(ImageError::Encode("libwebp mux version mismatch".into()));
+            }
+            let mut o = o.assume_init();
+            o.anim_params.loop_count = i32::from(loop_count);
+            o.anim_params.bgcolor = 0; // transparent, as browsers show a GIF's background
+            o.allow_mixed = 1;
+            sys::WebPAnimEncoderNewInternal(
+                width as i32,
+                height as i32,
+                &o,
+                sys::WEBP_MUX_ABI_VERSION as i32,
+            )
+        };
+        if enc.is_null() {
+            return Err(ImageError::Encode(
+                "libwebp could not start an animation".into(),
+            ));
+        }
+        Ok(AnimEncoder {
+            enc,
+            config,
+            width,
+            height,
+        })
+    }
+
+    /// Adds a frame (`rgba`: width*height*4 bytes) shown from `timestamp_ms`.
+    pub fn add(&mut self, rgba: &[u8], timestamp_ms: i32) -> Result<(), ImageError> {
+        if rgba.len() < self.width as usize * self.height as usize * 4 {
+            return Err(ImageError::Encode("frame shorter than the canvas".into()));
+        }
+        let mut picture = Picture::new(self.width, self.height, true)?;
+        picture.import(rgba, 4)?;
+        // SAFETY: the encoder is live; it reads the picture during the call.
+        let ok = unsafe {
+            sys::WebPAnimEncoderAdd(self.enc, &mut picture.0, timestamp_ms, &self.config)
+        };
+        if ok == 0 {
+            return Err(ImageError::Encode(
+                "libwebp refused an animation frame".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The animation, the last frame shown until `end_ms`.
+    pub fn finish(self, end_ms: i32) -> Result<Vec<u8>, ImageError> {
+        let mut data = sys::WebPData {
+            bytes: std::ptr::null(),
+            size: 0,
+        };
+        // SAFETY: a null frame ends the animation; Assemble writes a buffer libwebp
+        // allocated into `data`, which is copied and freed with libwebp's free.
+        unsafe {
+            if sys::WebPAnimEncoderAdd(self.enc, std::ptr::null_mut(), end_ms, std::ptr::null())
+                == 0
+                || sys::WebPAnimEncoderAssemble(self.enc, &mut data) == 0
+            {
+                return Err(ImageError::Encode(
+                    "libwebp could not assemble the animation".into(),
+                ));
+            }
+            let bytes = std::slice::from_raw_parts(data.bytes, data.size).to_vec();
+            sys::WebPFree(data.bytes as *mut c_void);
+            Ok(bytes)
+        }
+    }
+}
+
+impl Drop for AnimEncoder {
+    fn drop(&mut self) {
+        // SAFETY: the encoder was made by WebPAnimEncoderNewInternal and is freed once.
+        unsafe { sys::WebPAnimEncoderDelete(self.enc) };
+    }
+}
+
+/// An animated WebP's canvas size, frame count and each frame's end time (ms), read
+/// back through libwebp's demuxer. For tests and the benchmark.
+pub fn animation_info(bytes: &[u8]) -> Option<(u32, u32, Vec<i32>)> {
+    let data = sys::WebPData {
+        bytes: bytes.as_ptr(),
+        size: bytes.len(),
+    };
+    let mut o = MaybeUninit::<sys::WebPAnimDecoderOptions>::uninit();
+    // SAFETY: the decoder reads `bytes` (alive for this call); every frame buffer it
+    // returns is its own; it is deleted on every path.
+    unsafe {
+        if sys::WebPAnimDecoderOptionsInitInternal(
+            o.as_mut_ptr(),
+            sys::WEBP_DEMUX_ABI_VERSION as i32,
+        ) == 0
+        {
+            return None;
+        }
+        let mut o = o.assume_init();
+        o.color_mode = sys::WEBP_CSP_MODE::MODE_RGBA;
+        o.use_threads = 0;
+        let dec = sys::WebPAnimDecoderNewInternal(&data, &o, sys::WEBP_DEMUX_ABI_VERSION as i32);
+        if dec.is_null() {
+            return None;
+        }
+        let mut info = MaybeUninit::<sys::WebPAnimInfo>::zeroed().assume_init();
+        let mut ends = Vec::new();
+        if sys::WebPAnimDecoderGetInfo(dec, &mut info) != 0 {
+            while sys::WebPAnimDecoderHasMoreFrames(dec) != 0 {
+                let (mut buf, mut ts) = (std::ptr::null_mut(), 0);
+                if sys::WebPAnimDecoderGetNext(dec, &mut buf, &mut ts) == 0 {
+                    break;
+                }
+                ends.push(ts);
+            }
+        }
+        sys::WebPAnimDecoderDelete(dec);
+        Some((info.canvas_width, info.canvas_height, ends))
+    }
+}

@@ -10,6 +10,7 @@ fn limits() -> Limits {
         pixels_max: 50_000_000,
         memory_bytes_max: 512 << 20,
         jpeg_scans_max: 256,
+        animation_pixels_max: 100_000_000,
         time_max: std::time::Duration::from_secs(10),
     }
 }
