@@ -11,6 +11,7 @@ declare -A benches=(
   [cache-hits]=cache_hits.py
   [cache-memory]=cache_memory.py
   [distill-vs-vips]=distill_vs_vips.py
+  [webp]=webp.py
   [distill-latency]=distill_latency.py
   [gif-stall]=gif_stall.py
   [text-compression]=text_compression.py

@@ -2,12 +2,13 @@
 //! distils it `--iters` times with the given long edge and JPEG quality and prints one
 //! JSON line (input pixels, best and median time, output bytes and size); with `--out
 //! DIR` the output is written there for the quality comparison; `--webp` makes what a
-//! client that accepts WebP gets.
+//! client that accepts WebP gets; `--reference DIR` writes the unencoded pixels each is
+//! made from as `NAME.ref.png`, for scoring.
 
 use std::time::{Duration, Instant};
 
 use distilld::distill::image::decode::decode;
-use distilld::distill::image::{Limits, Output, transcode_to};
+use distilld::distill::image::{Limits, Output, Pixels, reference, transcode_to};
 use distilld::distill::profile::builtin;
 
 fn main() {
@@ -15,6 +16,7 @@ fn main() {
     let (mut max_edge, mut quality, mut iters, mut out) = (1024u32, 65u8, 5usize, None);
     let mut files = Vec::new();
     let mut output = Output::Classic;
+    let mut references = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--max-edge" => max_edge = args.next().and_then(|v| v.parse().ok()).unwrap_or(max_edge),
@@ -22,6 +24,7 @@ fn main() {
             "--iters" => iters = args.next().and_then(|v| v.parse().ok()).unwrap_or(iters),
             "--out" => out = args.next(),
             "--webp" => output = Output::Webp,
+            "--reference" => references = args.next(),
             _ => files.push(a),
         }
     }
@@ -45,6 +48,11 @@ fn main() {
         let input_pixels = decode(&data, &limits)
             .map(|d| u64::from(d.pixels.width) * u64::from(d.pixels.height))
             .unwrap_or(0);
+        if let Some(dir) = &references
+            && let Ok(p) = reference(&data, &profile, &limits)
+        {
+            write_png(&p, &format!("{dir}/{name}.ref.png"));
+        }
         let mut times = Vec::new();
         let mut last = None;
         for _ in 0..iters.max(1) {
@@ -78,5 +86,25 @@ fn main() {
             Some(Err(e)) => println!("{{\"file\":\"{name}\",\"error\":\"{e}\"}}"),
             None => {}
         }
+    }
+}
+
+/// The reference pixels as a lossless PNG (for the perceptual scorer).
+fn write_png(p: &Pixels, path: &str) {
+    let color = match p.channels {
+        1 => png::ColorType::Grayscale,
+        2 => png::ColorType::GrayscaleAlpha,
+        3 => png::ColorType::Rgb,
+        _ => png::ColorType::Rgba,
+    };
+    let Ok(file) = std::fs::File::create(path) else {
+        return;
+    };
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), p.width, p.height);
+    enc.set_color(color);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.set_compression(png::Compression::Fast);
+    if let Ok(mut w) = enc.write_header() {
+        let _ = w.write_image_data(&p.data);
     }
 }

@@ -116,6 +116,25 @@ pub fn transcode_to(
         };
     }
     in_time(started, limits)?;
+    let format = decoded.format;
+    let (pixels, transparent) = prepared(decoded, profile)?;
+    in_time(started, limits)?;
+    let (bytes, content_type) = match output {
+        Output::Classic => smallest(&pixels, transparent, format, profile.quality)?,
+        Output::Webp => smallest_webp(&pixels, format, profile.quality)?,
+    };
+    in_time(started, limits)?;
+    Ok(Distilled {
+        bytes,
+        content_type,
+        width: pixels.width,
+        height: pixels.height,
+    })
+}
+
+/// Upright, without an alpha channel that is opaque in fact, gray if the profile says
+/// so, fitted to its long edge, in sRGB: what is encoded. Also true when transparent.
+fn prepared(decoded: decode::Decoded, profile: &Profile) -> Result<(Pixels, bool), ImageError> {
     let mut pixels = orient::upright(decoded.pixels, decoded.orientation);
     let transparent = has_transparency(&pixels);
     if !transparent {
@@ -130,18 +149,14 @@ pub fn transcode_to(
         // costliest step per pixel, so it runs on the fewest pixels.
         colour::rgb_to_srgb(&mut pixels.data, pixels.channels, icc);
     }
-    in_time(started, limits)?;
-    let (bytes, content_type) = match output {
-        Output::Classic => smallest(&pixels, transparent, decoded.format, profile.quality)?,
-        Output::Webp => smallest_webp(&pixels, decoded.format, profile.quality)?,
-    };
-    in_time(started, limits)?;
-    Ok(Distilled {
-        bytes,
-        content_type,
-        width: pixels.width,
-        height: pixels.height,
-    })
+    Ok((pixels, transparent))
+}
+
+/// The pixels a still image's distilled versions are made from (decoded, upright,
+/// fitted, sRGB), unencoded: the reference a benchmark scores them against.
+pub fn reference(input: &[u8], profile: &Profile, limits: &Limits) -> Result<Pixels, ImageError> {
+    let decoded = decode::decode_for(input, limits, Some(profile.max_edge))?;
+    prepared(decoded, profile).map(|(p, _)| p)
 }
 
 /// The smallest encoding that keeps what must be kept: JPEG for opaque images; for
