@@ -31,6 +31,7 @@ fn main() {
     let mut profile = builtin()[2].clone();
     profile.max_edge = max_edge;
     profile.quality = quality;
+    profile.webp_quality = quality;
     let limits = Limits {
         input_bytes_max: 256 << 20,
         pixels_max: 100_000_000,

@@ -546,16 +546,20 @@ fn merge_profile(
         ..builtin()[2].clone()
     });
     let q = p.quality.unwrap_or(base.quality);
-    if !(1..=100).contains(&q) {
-        bad(
-            &format!("distill.profile[{i}].quality"),
-            format!("{q} is outside 1..=100"),
-        );
+    let wq = p.webp_quality.unwrap_or(base.webp_quality);
+    for (key, v) in [("quality", q), ("webp_quality", wq)] {
+        if !(1..=100).contains(&v) {
+            bad(
+                &format!("distill.profile[{i}].{key}"),
+                format!("{v} is outside 1..=100"),
+            );
+        }
     }
     // Clamped as well as reported, so the profile holds a usable quality either way.
     Profile {
         max_edge: p.max_edge.unwrap_or(base.max_edge),
         quality: q.clamp(1, 100),
+        webp_quality: wq.clamp(1, 100),
         grayscale: p.grayscale.unwrap_or(base.grayscale),
         flatten_animation: p.flatten_animation.unwrap_or(base.flatten_animation),
         compress_text: p.compress_text.unwrap_or(base.compress_text),

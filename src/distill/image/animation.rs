@@ -32,7 +32,7 @@ pub fn gif_to_webp(
     };
     let (out_w, out_h) = fitted(width, height, profile.max_edge);
     let settings = webp::Settings {
-        quality: f32::from(profile.quality),
+        quality: f32::from(profile.webp_quality),
         method: WEBP_METHOD,
         lossless: false,
     };

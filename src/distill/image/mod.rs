@@ -121,7 +121,7 @@ pub fn transcode_to(
     in_time(started, limits)?;
     let (bytes, content_type) = match output {
         Output::Classic => smallest(&pixels, transparent, format, profile.quality)?,
-        Output::Webp => smallest_webp(&pixels, format, profile.quality)?,
+        Output::Webp => smallest_webp(&pixels, format, profile.webp_quality)?,
     };
     in_time(started, limits)?;
     Ok(Distilled {
