@@ -71,6 +71,12 @@ pub fn is_small(work: &Work, body: &[u8], bytes_max: u64, pixels_max: u64) -> bo
     }
     match work {
         Work::Text { .. } => true,
+        // libwebp costs several times what the JPEG path does per pixel, and an animated
+        // GIF's frames are not in `work_pixels`: WebP is always made off the shard.
+        Work::Image {
+            output: image::Output::Webp,
+            ..
+        } => false,
         Work::Image { .. } => image::decode::work_pixels(body).is_some_and(|p| p <= pixels_max),
     }
 }

@@ -11,26 +11,45 @@ use super::decode::{check_size, gif_error, gif_reader};
 use super::{Distilled, ImageError, Limits, Pixels, WEBP_METHOD, fit, in_time, webp};
 use crate::distill::profile::Profile;
 
+/// Frames of one animation at most (a 1x1 screen would otherwise allow millions).
+const FRAMES_MAX: u64 = 4096;
+
 /// A frame delay of 10 ms or less is shown for 100 ms by browsers (GIFs of the 1990s
 /// rely on it), so the WebP keeps that timing.
 const SHORTEST_DELAY_MS: i32 = 20;
 const BROWSER_DELAY_MS: i32 = 100;
 
+/// `started`: when the job began (its time limit counts from there).
 pub fn gif_to_webp(
     data: &[u8],
     profile: &Profile,
     limits: &Limits,
+    started: Instant,
 ) -> Result<Distilled, ImageError> {
-    let started = Instant::now();
-    let mut dec = gif_reader(data, limits)?;
-    let (width, height) = (u32::from(dec.width()), u32::from(dec.height()));
+    let (width, height) = {
+        let dec = gif_reader(data, limits)?;
+        (u32::from(dec.width()), u32::from(dec.height()))
+    };
     check_size(width, height, 4, limits)?;
     let screen = u64::from(width) * u64::from(height);
-    let loop_count = match dec.repeat() {
-        gif::Repeat::Infinite => 0,
-        gif::Repeat::Finite(n) => n,
-    };
     let (out_w, out_h) = fitted(width, height, profile.max_edge);
+    // The canvas, its copy for disposal and the frame shown, the frame's own buffer
+    // (at most the screen: larger frames are refused), and what libwebp keeps per
+    // frame at the output size (candidates, previous frames: about six).
+    let needed = screen * 4 * 4 + u64::from(out_w) * u64::from(out_h) * 4 * 6;
+    if needed > limits.memory_bytes_max {
+        return Err(ImageError::TooMuchMemory {
+            needed,
+            max: limits.memory_bytes_max,
+        });
+    }
+    // No frame buffer larger than the screen is ever allocated.
+    let frame_limits = Limits {
+        memory_bytes_max: screen * 4 + 4096,
+        ..*limits
+    };
+    let mut dec = gif_reader(data, &frame_limits)?;
+    let loop_count = browsers_loop_count(dec.repeat());
     let settings = webp::Settings {
         quality: f32::from(profile.webp_quality),
         method: WEBP_METHOD,
@@ -39,9 +58,18 @@ pub fn gif_to_webp(
     let mut enc = webp::AnimEncoder::new(out_w, out_h, loop_count, settings)?;
     let mut canvas = vec![0u8; screen as usize * 4];
     let (mut at_ms, mut frames) = (0i32, 0u64);
-    while let Some(frame) = dec.read_next_frame().map_err(gif_error)? {
+    let mut pixels = Vec::new();
+    while let Some(info) = dec.next_frame_info().map_err(gif_error)? {
+        let frame = FrameHead::of(info);
+        // Checked on the header, before the frame is decoded.
+        if frame.area() > screen {
+            return Err(ImageError::Corrupt(format!(
+                "a {}x{} frame on a {width}x{height} screen",
+                frame.width, frame.height
+            )));
+        }
         frames += 1;
-        if frames.saturating_mul(screen) > limits.animation_pixels_max {
+        if frames > FRAMES_MAX || frames.saturating_mul(screen) > limits.animation_pixels_max {
             return Err(ImageError::TooManyPixels {
                 width,
                 height,
@@ -49,9 +77,12 @@ pub fn gif_to_webp(
             });
         }
         in_time(started, limits)?;
+        pixels.clear();
+        pixels.resize(frame.area() as usize * 4, 0);
+        dec.read_into_buffer(&mut pixels).map_err(gif_error)?;
         let before = (frame.dispose == DisposalMethod::Previous).then(|| canvas.clone());
-        let rect = Area::of(frame, width, height);
-        draw(&mut canvas, width, frame, &rect);
+        let rect = Area::of(&frame, width, height);
+        draw(&mut canvas, width, &pixels, &frame, &rect);
         let mut shown = fit(
             Pixels {
                 width,
@@ -85,6 +116,16 @@ pub fn gif_to_webp(
     })
 }
 
+/// The WebP loop count for a GIF's: browsers play a GIF without a loop extension once,
+/// and one whose extension says n, n + 1 times (WebP counts plays; 0 is forever).
+fn browsers_loop_count(repeat: gif::Repeat) -> u16 {
+    match repeat {
+        gif::Repeat::Infinite => 0,
+        gif::Repeat::Finite(0) => 1,
+        gif::Repeat::Finite(n) => n.saturating_add(1),
+    }
+}
+
 /// How long a frame is shown, as a browser shows it.
 fn delay_ms(delay: u16) -> i32 {
     let ms = i32::from(delay) * 10;
@@ -107,6 +148,33 @@ fn fitted(width: u32, height: u32, max_edge: u32) -> (u32, u32) {
     (w, h)
 }
 
+/// What a frame's header says.
+struct FrameHead {
+    left: u16,
+    top: u16,
+    width: u16,
+    height: u16,
+    delay: u16,
+    dispose: DisposalMethod,
+}
+
+impl FrameHead {
+    fn of(f: &gif::Frame<'_>) -> FrameHead {
+        FrameHead {
+            left: f.left,
+            top: f.top,
+            width: f.width,
+            height: f.height,
+            delay: f.delay,
+            dispose: f.dispose,
+        }
+    }
+
+    fn area(&self) -> u64 {
+        u64::from(self.width) * u64::from(self.height)
+    }
+}
+
 /// The part of a frame that falls on the screen.
 struct Area {
     left: usize,
@@ -116,7 +184,7 @@ struct Area {
 }
 
 impl Area {
-    fn of(frame: &gif::Frame<'_>, width: u32, height: u32) -> Area {
+    fn of(frame: &FrameHead, width: u32, height: u32) -> Area {
         let (left, top) = (usize::from(frame.left), usize::from(frame.top));
         Area {
             left,
@@ -129,15 +197,14 @@ impl Area {
 
 /// Paints the frame's opaque pixels (a GIF pixel is opaque or transparent) onto the
 /// screen.
-fn draw(canvas: &mut [u8], width: u32, frame: &gif::Frame<'_>, a: &Area) {
+fn draw(canvas: &mut [u8], width: u32, pixels: &[u8], frame: &FrameHead, a: &Area) {
     let frame_w = usize::from(frame.width);
     for y in 0..a.height {
         let src_row = (y * frame_w) * 4;
         let dst_row = ((a.top + y) * width as usize + a.left) * 4;
         for x in 0..a.width {
             let (s, d) = (src_row + x * 4, dst_row + x * 4);
-            let (Some(px), Some(dst)) = (frame.buffer.get(s..s + 4), canvas.get_mut(d..d + 4))
-            else {
+            let (Some(px), Some(dst)) = (pixels.get(s..s + 4), canvas.get_mut(d..d + 4)) else {
                 return;
             };
             if px[3] != 0 {

@@ -111,7 +111,7 @@ pub fn transcode_to(
     let decoded = decode::decode_for(input, limits, Some(profile.max_edge))?;
     if decoded.animated && !profile.flatten_animation {
         return match output {
-            Output::Webp => animation::gif_to_webp(input, profile, limits),
+            Output::Webp => animation::gif_to_webp(input, profile, limits, started),
             Output::Classic => Err(ImageError::Animated),
         };
     }

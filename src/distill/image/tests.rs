@@ -424,12 +424,11 @@ fn every_corpus_image_becomes_a_webp_of_the_right_size_with_its_alpha() {
     let profile = medium();
     let mut transparent = 0;
     for (name, data) in images_in(&corpus()) {
-        let (Ok(classic), Ok(made)) = (
-            transcode(&data, &profile, &limits()),
-            transcode_to(&data, &profile, &limits(), Output::Webp),
-        ) else {
-            continue; // declined for both (an animation the profile keeps): not a WebP case
+        let Ok(classic) = transcode(&data, &profile, &limits()) else {
+            continue; // declined (an animation the profile keeps): not a still's case
         };
+        let made = transcode_to(&data, &profile, &limits(), Output::Webp)
+            .unwrap_or_else(|e| panic!("{name}: JPEG/PNG made, WebP not: {e}"));
         assert_eq!(made.content_type, "image/webp", "{name}");
         let (w, h, rgba) = webp::decode_rgba(&made.bytes)
             .unwrap_or_else(|| panic!("{name}: the WebP made does not decode"));
@@ -495,6 +494,21 @@ fn webp_encodes_gray_and_refuses_what_it_cannot_hold() {
     assert!(webp::decode_rgba(b"RIFF\x10\0\0\0WEBPVP8 ").is_none());
 }
 
+/// How many times a browser plays a GIF (WebP's count: 0 is forever; a GIF without a
+/// loop extension plays once, one that says n plays n + 1 times).
+fn gif_loop_count(data: &[u8]) -> u32 {
+    let mut options = gif::DecodeOptions::new();
+    options.set_color_output(gif::ColorOutput::Indexed);
+    let mut dec = options
+        .read_info(std::io::Cursor::new(data))
+        .expect("a GIF");
+    while dec.read_next_frame().expect("frames").is_some() {}
+    match dec.repeat() {
+        gif::Repeat::Infinite => 0,
+        gif::Repeat::Finite(n) => u32::from(n) + 1,
+    }
+}
+
 /// A GIF's frame count and each frame's end time as a browser shows it (ms).
 fn gif_timeline(data: &[u8]) -> Vec<i32> {
     let mut options = gif::DecodeOptions::new();
@@ -523,9 +537,19 @@ fn animated_gifs_become_animated_webp_with_their_frames_and_timing() {
         let made = transcode_to(&data, &medium(), &limits(), Output::Webp)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(made.content_type, "image/webp");
-        let (w, h, ends) = webp::animation_info(&made.bytes)
+        let info = webp::animation_info(&made.bytes)
             .unwrap_or_else(|| panic!("{name}: not an animated WebP"));
-        assert_eq!((w, h), (made.width, made.height), "{name}");
+        assert_eq!(
+            (info.width, info.height),
+            (made.width, made.height),
+            "{name}"
+        );
+        assert_eq!(
+            info.loop_count,
+            gif_loop_count(&data),
+            "{name}: plays as often as the GIF"
+        );
+        let ends = info.frame_ends_ms;
         let expected = gif_timeline(&data);
         // libwebp folds a frame identical to the one before into it (its time added).
         assert!(
@@ -572,4 +596,47 @@ fn an_animation_over_its_pixel_bound_is_not_made() {
         ..limits()
     };
     assert!(transcode_to(&data, &medium(), &enough, Output::Webp).is_ok());
+}
+
+/// A GIF with a `screen` x `screen` logical screen whose frames are `sizes` (each a
+/// square at the origin), all opaque.
+fn gif_with_frames(screen: u16, sizes: &[u16]) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut enc = gif::Encoder::new(&mut out, screen, screen, &[0, 0, 0, 255, 255, 255])
+            .expect("encoder");
+        enc.set_repeat(gif::Repeat::Infinite).expect("loop");
+        for (i, &s) in sizes.iter().enumerate() {
+            let f = gif::Frame {
+                width: s,
+                height: s,
+                delay: 5,
+                buffer: std::borrow::Cow::Owned(vec![
+                    (i % 2) as u8;
+                    usize::from(s) * usize::from(s)
+                ]),
+                ..gif::Frame::default()
+            };
+            enc.write_frame(&f).expect("frame");
+        }
+    }
+    out
+}
+
+#[test]
+fn a_hostile_animation_is_refused_before_its_frames_are_decoded() {
+    // A frame larger than the screen (its area would be decoded in full).
+    let big = gif_with_frames(2, &[2, 400]);
+    let r = transcode_to(&big, &medium(), &limits(), Output::Webp);
+    assert!(matches!(r, Err(ImageError::Corrupt(_))), "{r:?}");
+    // Frames past the cap, however small.
+    let many = gif_with_frames(1, &vec![1; 5000]);
+    let r = transcode_to(&many, &medium(), &limits(), Output::Webp);
+    assert!(matches!(r, Err(ImageError::TooManyPixels { .. })), "{r:?}");
+    // A well-formed small one is made.
+    let fine = gif_with_frames(8, &[8, 4, 8]);
+    let made = transcode_to(&fine, &medium(), &limits(), Output::Webp).expect("made");
+    let info = webp::animation_info(&made.bytes).expect("animated WebP");
+    assert_eq!(info.loop_count, 0, "loops forever, as the GIF says");
+    assert_eq!(info.frame_ends_ms.last(), Some(&150), "3 frames of 50 ms");
 }

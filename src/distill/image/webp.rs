@@ -75,9 +75,10 @@ pub fn decode_rgba(bytes: &[u8]) -> Option<(u32, u32, Vec<u8>)> {
 
 fn config(s: Settings) -> Result<sys::WebPConfig, ImageError> {
     let failed = || ImageError::Encode("libwebp refused the configuration".into());
-    let mut c = MaybeUninit::<sys::WebPConfig>::uninit();
-    // SAFETY: WebPConfigInitInternal fills the whole struct (it returns 0 when the ABI
-    // versions differ, and the struct is then not read).
+    let mut c = MaybeUninit::<sys::WebPConfig>::zeroed();
+    // SAFETY: the struct starts zeroed (every field a valid integer or null), then
+    // WebPConfigInitInternal sets its fields (0 when the ABI versions differ: the struct
+    // is then not read).
     let mut c = unsafe {
         let ok = sys::WebPConfigInitInternal(
             c.as_mut_ptr(),
@@ -111,7 +112,7 @@ struct Picture(sys::WebPPicture);
 
 impl Picture {
     fn new(width: u32, height: u32, lossless: bool) -> Result<Picture, ImageError> {
-        let mut p = MaybeUninit::<sys::WebPPicture>::uninit();
+        let mut p = MaybeUninit::<sys::WebPPicture>::zeroed();
         // SAFETY: WebPPictureInitInternal zeroes and fills the struct, or returns 0.
         let mut p = unsafe {
             if sys::WebPPictureInitInternal(p.as_mut_ptr(), sys::WEBP_ENCODER_ABI_VERSION as i32)
@@ -140,10 +141,10 @@ impl Picture {
             }
         };
         if ok == 0 {
-            return Err(ImageError::TooMuchMemory {
-                needed: data.len() as u64 * 2,
-                max: 0,
-            });
+            return Err(ImageError::Encode(format!(
+                "libwebp could not take the pixels (error {:?})",
+                self.0.error_code
+            )));
         }
         Ok(())
     }
@@ -177,8 +178,8 @@ struct Writer(sys::WebPMemoryWriter);
 
 impl Writer {
     fn new() -> Writer {
-        let mut w = MaybeUninit::<sys::WebPMemoryWriter>::uninit();
-        // SAFETY: WebPMemoryWriterInit sets every field.
+        let mut w = MaybeUninit::<sys::WebPMemoryWriter>::zeroed();
+        // SAFETY: zeroed, then WebPMemoryWriterInit sets the fields it uses.
         unsafe {
             sys::WebPMemoryWriterInit(w.as_mut_ptr());
             Writer(w.assume_init())
@@ -236,9 +237,9 @@ impl AnimEncoder {
             )));
         }
         let config = config(s)?;
-        let mut o = MaybeUninit::<sys::WebPAnimEncoderOptions>::uninit();
-        // SAFETY: the init fills the options (0 on an ABI mismatch: then not read); the
-        // encoder copies them.
+        let mut o = MaybeUninit::<sys::WebPAnimEncoderOptions>::zeroed();
+        // SAFETY: zeroed, then the init sets the options (0 on an ABI mismatch: then
+        // not read); the encoder copies them.
         let enc = unsafe {
             if sys::WebPAnimEncoderOptionsInitInternal(
                 o.as_mut_ptr(),
@@ -299,17 +300,19 @@ impl AnimEncoder {
         // SAFETY: a null frame ends the animation; Assemble writes a buffer libwebp
         // allocated into `data`, which is copied and freed with libwebp's free.
         unsafe {
-            if sys::WebPAnimEncoderAdd(self.enc, std::ptr::null_mut(), end_ms, std::ptr::null())
-                == 0
-                || sys::WebPAnimEncoderAssemble(self.enc, &mut data) == 0
-            {
-                return Err(ImageError::Encode(
-                    "libwebp could not assemble the animation".into(),
-                ));
+            let ok =
+                sys::WebPAnimEncoderAdd(self.enc, std::ptr::null_mut(), end_ms, std::ptr::null())
+                    != 0
+                    && sys::WebPAnimEncoderAssemble(self.enc, &mut data) != 0;
+            // Assemble may fill `data` and still fail: freed either way.
+            let bytes = (ok && !data.bytes.is_null())
+                .then(|| std::slice::from_raw_parts(data.bytes, data.size).to_vec());
+            if !data.bytes.is_null() {
+                sys::WebPFree(data.bytes as *mut c_void);
             }
-            let bytes = std::slice::from_raw_parts(data.bytes, data.size).to_vec();
-            sys::WebPFree(data.bytes as *mut c_void);
-            Ok(bytes)
+            bytes.ok_or_else(|| {
+                ImageError::Encode("libwebp could not assemble the animation".into())
+            })
         }
     }
 }
@@ -321,14 +324,21 @@ impl Drop for AnimEncoder {
     }
 }
 
-/// An animated WebP's canvas size, frame count and each frame's end time (ms), read
-/// back through libwebp's demuxer. For tests and the benchmark.
-pub fn animation_info(bytes: &[u8]) -> Option<(u32, u32, Vec<i32>)> {
+/// An animated WebP as libwebp's demuxer reads it back: canvas size, loop count and
+/// each frame's end time (ms). For tests and the benchmark.
+pub struct AnimationInfo {
+    pub width: u32,
+    pub height: u32,
+    pub loop_count: u32,
+    pub frame_ends_ms: Vec<i32>,
+}
+
+pub fn animation_info(bytes: &[u8]) -> Option<AnimationInfo> {
     let data = sys::WebPData {
         bytes: bytes.as_ptr(),
         size: bytes.len(),
     };
-    let mut o = MaybeUninit::<sys::WebPAnimDecoderOptions>::uninit();
+    let mut o = MaybeUninit::<sys::WebPAnimDecoderOptions>::zeroed();
     // SAFETY: the decoder reads `bytes` (alive for this call); every frame buffer it
     // returns is its own; it is deleted on every path.
     unsafe {
@@ -358,6 +368,11 @@ pub fn animation_info(bytes: &[u8]) -> Option<(u32, u32, Vec<i32>)> {
             }
         }
         sys::WebPAnimDecoderDelete(dec);
-        Some((info.canvas_width, info.canvas_height, ends))
+        Some(AnimationInfo {
+            width: info.canvas_width,
+            height: info.canvas_height,
+            loop_count: info.loop_count,
+            frame_ends_ms: ends,
+        })
     }
 }
