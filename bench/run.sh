@@ -12,6 +12,7 @@ declare -A benches=(
   [cache-memory]=cache_memory.py
   [distill-vs-vips]=distill_vs_vips.py
   [webp]=webp.py
+  [jpeg-variants]=jpeg_variants.py
   [distill-latency]=distill_latency.py
   [gif-stall]=gif_stall.py
   [text-compression]=text_compression.py

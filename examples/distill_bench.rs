@@ -3,11 +3,13 @@
 //! JSON line (input pixels, best and median time, output bytes and size); with `--out
 //! DIR` the output is written there for the quality comparison; `--webp` makes what a
 //! client that accepts WebP gets; `--reference DIR` writes the unencoded pixels each is
-//! made from as `NAME.ref.png`, for scoring.
+//! made from as `NAME.ref.png`, for scoring; `--jpeg-variant TABLES[+progressive]` times
+//! only the JPEG encoding of those pixels with other quantisation tables or progressive.
 
 use std::time::{Duration, Instant};
 
 use distilld::distill::image::decode::decode;
+use distilld::distill::image::encode::{JpegVariant, Tables, jpeg_with};
 use distilld::distill::image::{Limits, Output, Pixels, reference, transcode_to};
 use distilld::distill::profile::builtin;
 
@@ -17,6 +19,7 @@ fn main() {
     let mut files = Vec::new();
     let mut output = Output::Classic;
     let mut references = None;
+    let mut variant = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--max-edge" => max_edge = args.next().and_then(|v| v.parse().ok()).unwrap_or(max_edge),
@@ -25,6 +28,7 @@ fn main() {
             "--out" => out = args.next(),
             "--webp" => output = Output::Webp,
             "--reference" => references = args.next(),
+            "--jpeg-variant" => variant = args.next().and_then(|v| jpeg_variant(&v)),
             _ => files.push(a),
         }
     }
@@ -53,6 +57,10 @@ fn main() {
             && let Ok(p) = reference(&data, &profile, &limits)
         {
             write_png(&p, &format!("{dir}/{name}.ref.png"));
+        }
+        if let Some(v) = variant {
+            encode_only(&data, &name, &profile, &limits, v, iters, out.as_deref());
+            continue;
         }
         let mut times = Vec::new();
         let mut last = None;
@@ -108,4 +116,63 @@ fn write_png(p: &Pixels, path: &str) {
     if let Ok(mut w) = enc.write_header() {
         let _ = w.write_image_data(&p.data);
     }
+}
+
+/// `annexk`, `robidoux`, `msssim` or `psnrhvs`, with `+progressive` for progressive.
+fn jpeg_variant(v: &str) -> Option<JpegVariant> {
+    let (name, progressive) = match v.strip_suffix("+progressive") {
+        Some(n) => (n, true),
+        None => (v, false),
+    };
+    let tables = match name {
+        "annexk" => Tables::AnnexK,
+        "robidoux" => Tables::Robidoux,
+        "msssim" => Tables::MsSsim,
+        "psnrhvs" => Tables::PsnrHvs,
+        _ => return None,
+    };
+    Some(JpegVariant {
+        progressive,
+        tables,
+    })
+}
+
+/// Only the JPEG encoding of an opaque image's prepared pixels, `iters` times: one
+/// JSON line with the encode time (output megapixels) and bytes.
+fn encode_only(
+    data: &[u8],
+    name: &str,
+    profile: &distilld::distill::Profile,
+    limits: &Limits,
+    v: JpegVariant,
+    iters: usize,
+    out: Option<&str>,
+) {
+    let Ok(p) = reference(data, profile, limits) else {
+        return;
+    };
+    if p.channels == 2 || p.channels == 4 {
+        return; // transparent: never JPEG
+    }
+    let mut times = Vec::new();
+    let mut made = Vec::new();
+    for _ in 0..iters.max(1) {
+        let t = Instant::now();
+        made = jpeg_with(&p, profile.quality, v).unwrap_or_default();
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    if let Some(dir) = out {
+        let _ = std::fs::write(format!("{dir}/{name}.distilld.jpg"), &made);
+    }
+    println!(
+        "{{\"file\":\"{name}\",\"input_bytes\":{},\"input_pixels\":{},\"best_s\":{},\"median_s\":{},\"output_bytes\":{},\"width\":{},\"height\":{},\"type\":\"image/jpeg\"}}",
+        data.len(),
+        u64::from(p.width) * u64::from(p.height),
+        times[0],
+        times[times.len() / 2],
+        made.len(),
+        p.width,
+        p.height
+    );
 }

@@ -1,7 +1,7 @@
 //! Encoding: JPEG (jpeg-encoder, SIMD) for opaque images, PNG for images whose
 //! transparency must survive.
 
-use jpeg_encoder::{ChromaSubsamplingMethod, ColorType, Encoder};
+use jpeg_encoder::{ChromaSubsamplingMethod, ColorType, Encoder, QuantizationTableType};
 
 use super::{ImageError, Pixels};
 
@@ -10,10 +10,34 @@ use super::{ImageError, Pixels};
 /// progressive output was 5-12% larger than its baseline output
 /// (bench/run.sh distill-vs-vips, both tried per image), so only baseline is made.
 pub fn jpeg(p: &Pixels, quality: u8) -> Result<Vec<u8>, ImageError> {
-    jpeg_with(p, quality, false)
+    jpeg_with(p, quality, JpegVariant::default())
 }
 
-fn jpeg_with(p: &Pixels, quality: u8, progressive: bool) -> Result<Vec<u8>, ImageError> {
+/// A way to encode JPEG, for measuring one against another (bench/run.sh jpeg-variants).
+/// The default is what distilld ships: baseline, MS-SSIM-tuned tables (at equal
+/// SSIMULACRA2 0.955 of the standard tables' bytes, larger on 1 of 29 images, at the
+/// same speed; progressive was larger on 28 of 29).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JpegVariant {
+    pub progressive: bool,
+    /// The quantisation tables: `Default` is the standard's (Annex K).
+    pub tables: Tables,
+}
+
+/// The quantisation tables jpeg-encoder offers that are worth measuring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Tables {
+    AnnexK,
+    /// N. Robidoux's (ImageMagick's).
+    Robidoux,
+    /// Tuned for MS-SSIM.
+    #[default]
+    MsSsim,
+    /// Tuned for PSNR-HVS.
+    PsnrHvs,
+}
+
+pub fn jpeg_with(p: &Pixels, quality: u8, v: JpegVariant) -> Result<Vec<u8>, ImageError> {
     let (w, h) = (dimension(p.width)?, dimension(p.height)?);
     let color = match p.channels {
         1 => ColorType::Luma,
@@ -27,7 +51,8 @@ fn jpeg_with(p: &Pixels, quality: u8, progressive: bool) -> Result<Vec<u8>, Imag
     // Box-averaged chroma (as libjpeg does) rather than one pixel per block: less chroma
     // noise to encode, so smaller at the same quality.
     enc.set_chroma_subsampling_method(ChromaSubsamplingMethod::Average);
-    enc.set_progressive(progressive);
+    enc.set_progressive(v.progressive);
+    enc.set_quantization_tables(table(v.tables), table(v.tables));
     enc.encode(&p.data, w, h, color)
         .map_err(|e| ImageError::Encode(e.to_string()))?;
     Ok(out)
@@ -146,4 +171,13 @@ fn pack_rows(indices: &[u8], width: usize, depth: u8) -> Vec<u8> {
 
 fn dimension(v: u32) -> Result<u16, ImageError> {
     u16::try_from(v).map_err(|_| ImageError::Encode(format!("{v} pixels is too wide for JPEG")))
+}
+
+fn table(t: Tables) -> QuantizationTableType {
+    match t {
+        Tables::AnnexK => QuantizationTableType::Default,
+        Tables::Robidoux => QuantizationTableType::ImageMagick,
+        Tables::MsSsim => QuantizationTableType::CustomMsSsim,
+        Tables::PsnrHvs => QuantizationTableType::CustomPsnrHvs,
+    }
 }

@@ -8,7 +8,7 @@ mod animation;
 mod colour;
 pub mod decode;
 pub use decode::Format;
-mod encode;
+pub mod encode;
 mod orient;
 pub mod webp;
 
