@@ -189,9 +189,7 @@ impl Conn {
             ctx.fwd = "bypass";
             return Next::Origin(Some(ctx));
         }
-        if let Some(next) = self.fresh_variant(&store, head, &ctx, distill, now) {
-            return next;
-        }
+        // (A usable variant was looked for by `usable_stored` already.)
         let ctx = match self.stored_original(&store, head, ctx, distill, now) {
             Ok(next) => return next,
             Err(ctx) => ctx,
@@ -204,26 +202,6 @@ impl Conn {
             return Next::Origin(Some(ctx)); // a HEAD response is never stored
         }
         self.join_flight(&store, ctx, waited)
-    }
-
-    /// This client's distilled variant, when one is stored and usable. A stale one is
-    /// made again from the original (which is what gets revalidated).
-    fn fresh_variant(
-        &self,
-        store: &Store,
-        head: &RequestHead,
-        ctx: &CacheCtx,
-        distill: Option<&DistillCtx>,
-        now: Now<'_>,
-    ) -> Option<Next> {
-        let found = store.lookup(&distill?.variant_key(&ctx.primary), head.fields())?;
-        let o = &found.object;
-        let fresh = verdict(&ctx.req_cc, &o.control, o.lifetime, o.age(now.unix_secs));
-        if !matches!(fresh, Verdict::Fresh | Verdict::StaleAccepted) {
-            return None;
-        }
-        self.stats.cache_hits.incr();
-        Some(Next::Stored(Held::new(found.object), Served::Hit))
     }
 
     /// The stored original: served (or distilled) when usable, revalidated by this
