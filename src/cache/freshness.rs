@@ -106,8 +106,10 @@ pub fn lifetime(response: &CacheControl, times: &Times, status: u16, heuristic: 
         let date = times.date.unwrap_or(times.response_time);
         return expires.map_or(0, |e| e.saturating_sub(date));
     }
+    // §4.2.2: heuristics for the statuses so defined, and for any status marked public.
+    let heuristic_allowed = HEURISTICALLY_CACHEABLE.contains(&status) || response.public;
     match times.last_modified {
-        Some(lm) if HEURISTICALLY_CACHEABLE.contains(&status) => {
+        Some(lm) if heuristic_allowed => {
             let date = times.date.unwrap_or(times.response_time);
             let since = date.saturating_sub(lm);
             (since.saturating_mul(heuristic.percent) / 100).min(heuristic.max_secs)
@@ -270,6 +272,10 @@ mod tests {
             0,
             "302 is not heuristically cacheable"
         );
+        assert_eq!(lifetime(&cc("public"), &t, 302, h), 10_000, "unless public");
+        for status in HEURISTICALLY_CACHEABLE {
+            assert_eq!(lifetime(&cc(""), &t, status, h), 10_000, "{status}");
+        }
         t.last_modified = Some(T0 - 100 * 24 * 3600);
         assert_eq!(lifetime(&cc(""), &t, 200, h), 24 * 3600, "capped");
     }

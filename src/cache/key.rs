@@ -89,6 +89,13 @@ pub fn write_variant<'a>(
     for name in names {
         key.push('\n');
         key.push_str(name);
+        let values = request
+            .clone()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v);
+        if is_preference_list(name) && write_preferences(values, key) {
+            continue;
+        }
         let mut present = false;
         for (_, v) in request
             .clone()
@@ -106,18 +113,125 @@ pub fn write_variant<'a>(
     }
 }
 
+/// Fields whose value is a list of case-insensitive tokens weighted by `q`, where
+/// neither case, nor spaces, nor the order of equally weighted items, nor the spelling
+/// of a weight (`q=1`, `q=1.000`) changes what the client prefers (RFC 9110 §12.4.2,
+/// §12.5.3–12.5.4): requests that differ only so share one variant.
+fn is_preference_list(name: &str) -> bool {
+    matches!(
+        name,
+        "accept-language" | "accept-encoding" | "accept-charset"
+    )
+}
+
+/// At most this many items are normalised; a longer list is keyed as sent.
+const PREFERENCES_MAX: usize = 32;
+
+/// The items of `values` as `token;q=N` (N in thousandths), lower-cased, heaviest first
+/// and by name among equals, after a `~` (a raw value follows `=`, so the two forms
+/// never meet). False, with nothing written, when an item is not of the form (an
+/// invalid weight, a parameter other than q) or there are too many: the caller keys
+/// the value as sent.
+fn write_preferences<'a>(values: impl Iterator<Item = &'a [u8]> + Clone, key: &mut String) -> bool {
+    if values.clone().next().is_none() {
+        return true; // absent: only the name, as for any field
+    }
+    let mut items: [(&[u8], u16); PREFERENCES_MAX] = [(&[], 0); PREFERENCES_MAX];
+    let mut n = 0;
+    for item in values.flat_map(|v| v.split(|&b| b == b',')).map(trim) {
+        if item.is_empty() {
+            continue;
+        }
+        let Some(parsed) = preference(item) else {
+            return false;
+        };
+        if n == PREFERENCES_MAX {
+            return false;
+        }
+        items[n] = parsed;
+        n += 1;
+    }
+    let items = &mut items[..n];
+    items.sort_unstable_by(|a, b| {
+        let lower = |t: &'a [u8]| t.iter().map(u8::to_ascii_lowercase);
+        b.1.cmp(&a.1).then_with(|| lower(a.0).cmp(lower(b.0)))
+    });
+    key.push('~');
+    let mut last: Option<(&[u8], u16)> = None;
+    for &(token, q) in items.iter() {
+        if last.is_some_and(|(t, w)| w == q && t.eq_ignore_ascii_case(token)) {
+            continue;
+        }
+        if last.is_some() {
+            key.push(',');
+        }
+        last = Some((token, q));
+        for &b in token {
+            push_escaped_byte(key, b.to_ascii_lowercase());
+        }
+        key.push_str(";q=");
+        push_decimal(key, q);
+    }
+    true
+}
+
+/// One `token[;q=weight]` item: the token and the weight in thousandths.
+fn preference(item: &[u8]) -> Option<(&[u8], u16)> {
+    let mut parts = item.split(|&b| b == b';').map(trim);
+    let token = parts.next().filter(|t| !t.is_empty())?;
+    let mut q = 1000;
+    for param in parts {
+        let (name, value) = param.split_at(param.iter().position(|&b| b == b'=')?);
+        if !trim(name).eq_ignore_ascii_case(b"q") {
+            return None;
+        }
+        q = qvalue(trim(&value[1..]))?;
+    }
+    Some((token, q))
+}
+
+/// RFC 9110 §12.4.2 `qvalue` in thousandths.
+fn qvalue(v: &[u8]) -> Option<u16> {
+    let (int, frac) = match v.iter().position(|&b| b == b'.') {
+        Some(i) => (&v[..i], &v[i + 1..]),
+        None => (v, &[][..]),
+    };
+    if frac.len() > 3 || !frac.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let thousandths = frac
+        .iter()
+        .chain(std::iter::repeat(&b'0'))
+        .take(3)
+        .fold(0u16, |acc, &d| acc * 10 + u16::from(d - b'0'));
+    match int {
+        b"0" => Some(thousandths),
+        b"1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+fn push_decimal(key: &mut String, n: u16) {
+    use std::fmt::Write as _;
+    let _ = write!(key, "{n}");
+}
+
 /// A value's bytes, all of them kept apart: visible ASCII as it is, anything else (and
 /// `%`, and the separators) as `%XX`, so two different values never give one key.
 fn push_escaped(key: &mut String, value: &[u8]) {
     for &b in value {
-        if b.is_ascii_graphic() && !matches!(b, b'%' | b',' | b'=') || b == b' ' {
-            key.push(char::from(b));
-        } else {
-            const HEX: &[u8; 16] = b"0123456789ABCDEF";
-            key.push('%');
-            key.push(char::from(HEX[usize::from(b >> 4)]));
-            key.push(char::from(HEX[usize::from(b & 15)]));
-        }
+        push_escaped_byte(key, b);
+    }
+}
+
+fn push_escaped_byte(key: &mut String, b: u8) {
+    if b.is_ascii_graphic() && !matches!(b, b'%' | b',' | b'=' | b';' | b'~') || b == b' ' {
+        key.push(char::from(b));
+    } else {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        key.push('%');
+        key.push(char::from(HEX[usize::from(b >> 4)]));
+        key.push(char::from(HEX[usize::from(b & 15)]));
     }
 }
 
@@ -175,6 +289,31 @@ mod tests {
     fn k(fields: &[(&'static str, &'static str)]) -> Arc<str> {
         let names: Vec<Box<str>> = vec!["accept-encoding".into(), "accept-language".into()];
         variant("p", &names, fields.iter().map(|(n, v)| (*n, v.as_bytes())))
+    }
+
+    #[test]
+    fn preference_lists_match_whatever_their_case_order_and_weight_spelling() {
+        let lang = |v: &'static str| k(&[("Accept-Language", v)]);
+        assert_eq!(lang("en-US, fr;q=0.5"), lang("FR; Q=0.500 ,en-us;q=1.0"));
+        assert_eq!(lang("de, en"), lang("en,de"));
+        assert_eq!(lang("de, en"), lang("en, de, en"));
+        assert_eq!(
+            k(&[("Accept-Language", "de"), ("Accept-Language", "en")]),
+            lang("en, de")
+        );
+        assert_ne!(lang("de;q=0.9, en"), lang("de, en;q=0.9"));
+        assert_ne!(lang("de"), lang("de;q=0"));
+        assert_ne!(lang("de"), lang(""));
+        assert_ne!(k(&[]), lang(""));
+        // Not of the form: keyed as sent, and never as a normalised list.
+        assert_eq!(lang("de;q=2"), lang("de;q=2"));
+        assert_ne!(lang("de;q=2"), lang("de"));
+        assert_ne!(lang("de;x=1"), lang("de"));
+        assert_eq!(
+            k(&[("Accept-Encoding", "GZIP, br;q=0.8")]),
+            k(&[("Accept-Encoding", "br;q=0.80,gzip")])
+        );
+        assert_ne!(lang("de;q=.8"), lang("de;q=0.8"), "not a qvalue");
     }
 
     #[test]

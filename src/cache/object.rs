@@ -9,6 +9,7 @@ use bytes::Bytes;
 use super::control::CacheControl;
 use super::freshness::{Heuristic, Times, current_age, lifetime};
 use super::s3fifo::Hits;
+use crate::http::date::parse_http_date;
 use crate::http::headers::{list_items, trim, write_decimal, write_field};
 
 /// What a stored object costs beyond its bytes (the object, its map slot and its
@@ -73,6 +74,18 @@ impl Fields {
         self.raw.len() + self.reason.len()
     }
 
+    /// RFC 9110 §6.6.1: a response cached or forwarded without a Date gets one, the
+    /// time it was received (`unix_secs`).
+    pub fn ensure_date(&mut self, unix_secs: u64) {
+        if self.get("date").is_some() {
+            return;
+        }
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_secs);
+        let mut raw = self.raw.to_vec();
+        write_field(&mut raw, b"Date", httpdate::fmt_http_date(when).as_bytes());
+        self.raw = raw.into_boxed_slice();
+    }
+
     /// The Vary field names, lower-cased; `Err` for `Vary: *` (never matches).
     pub fn vary(&self) -> Result<Option<Box<[Box<str>]>>, VaryStar> {
         let mut names: Vec<Box<str>> = Vec::new();
@@ -121,28 +134,25 @@ fn is_written_per_response(name: &str) -> bool {
     .any(|n| n.eq_ignore_ascii_case(name))
 }
 
-/// Stored (freshness needs them) but written fresh for each hit.
+/// Stored (freshness needs it) but written fresh for each hit. Date is not: a hit
+/// carries the origin's Date, with an Age that says how old it is (RFC 9111 §4).
 fn is_per_hit(name: &str) -> bool {
-    name.eq_ignore_ascii_case("date") || name.eq_ignore_ascii_case("age")
+    name.eq_ignore_ascii_case("age")
 }
 
 /// Times read from a response's fields, with when its request went out and when it
 /// came back (UNIX seconds).
 pub fn read_times(fields: &Fields, request_time: u64, response_time: u64) -> Times {
-    let date_of = |name: &str| {
-        fields
-            .get(name)
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|s| httpdate::parse_http_date(s.trim()).ok())
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs())
-    };
+    let date_of = |name: &str| fields.get(name).and_then(parse_http_date);
     Times {
         request_time,
         response_time,
         date: date_of("date"),
+        // RFC 9111 §5.1: of a list-valued Age the first member counts; a value that is
+        // not a non-negative integer is ignored.
         age: fields
             .get("age")
+            .and_then(|v| v.split(|&b| b == b',').next())
             .and_then(|v| super::control::delta_seconds(trim(v))),
         expires: fields.get("expires").map(|_| date_of("expires")),
         last_modified: date_of("last-modified"),
@@ -153,8 +163,9 @@ pub fn read_times(fields: &Fields, request_time: u64, response_time: u64) -> Tim
 #[derive(Debug)]
 pub struct Object {
     status: u16,
-    /// Status line and stored fields, each line ending in CRLF, with Via and
-    /// Content-Length; a hit adds Date, Age, Cache-Status, Connection and the blank line.
+    /// Status line and stored fields (the origin's Date among them), each line ending
+    /// in CRLF, with Via and Content-Length; a hit adds Age, Cache-Status, Connection
+    /// and the blank line.
     pub head: Bytes,
     pub body: Bytes,
     pub times: Times,
@@ -174,7 +185,8 @@ pub struct Build<'a> {
 
 impl Object {
     /// `fields` must have passed `storable` and must not carry `Vary: *`.
-    pub fn new(fields: Fields, body: Bytes, times: Times, b: Build<'_>) -> Object {
+    pub fn new(mut fields: Fields, body: Bytes, times: Times, b: Build<'_>) -> Object {
+        fields.ensure_date(times.response_time);
         let control = CacheControl::from_fields(fields.iter());
         let life = lifetime(&control, &times, fields.status, b.heuristic);
         let head = serialise(&fields, body.len() as u64, b.via_name);
@@ -346,7 +358,8 @@ mod tests {
         let head = std::str::from_utf8(&o.head).unwrap_or_default();
         assert_eq!(
             head,
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCache-Control: max-age=60\r\n\
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\
+             Date: Sat, 28 Nov 2026 00:00:00 GMT\r\nCache-Control: max-age=60\r\n\
              Via: 1.0 upstream, 1.1 distilld\r\nContent-Length: 5\r\n"
         );
         assert_eq!(o.lifetime, 60);
@@ -357,6 +370,21 @@ mod tests {
         assert_eq!(back.reason.as_ref(), b"OK");
         assert_eq!(o.etag(), None);
         assert_eq!(o.field("content-type"), Some(&b"text/plain"[..]));
+    }
+
+    #[test]
+    fn a_response_without_date_is_stored_with_the_time_it_arrived() {
+        let f = fields(&[("Cache-Control", "max-age=60")]);
+        let times = read_times(&f, 1_800_000_000, 1_800_000_001);
+        let b = Build {
+            via_name: "distilld",
+            heuristic: Heuristic::default(),
+        };
+        let o = Object::new(f, Bytes::new(), times, b);
+        assert_eq!(o.field("date"), Some(&b"Fri, 15 Jan 2027 08:00:01 GMT"[..]));
+        let mut dated = fields(&[("Date", "Sat, 28 Nov 2026 00:00:00 GMT")]);
+        dated.ensure_date(1_800_000_001);
+        assert_eq!(dated.iter().filter(|(n, _)| *n == "Date").count(), 1);
     }
 
     #[test]

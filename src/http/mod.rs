@@ -4,6 +4,7 @@
 //! Nothing here touches a socket or a clock: bytes in, parsed values or bytes out.
 
 pub mod body;
+pub mod date;
 pub mod error;
 pub mod headers;
 pub mod request;

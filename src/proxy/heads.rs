@@ -106,6 +106,9 @@ impl DownFraming {
 }
 
 /// `extra` is whole header lines (each ending in CRLF) the proxy adds, e.g. Cache-Status.
+/// `date` is written when the origin sent no Date (RFC 9110 §6.6.1: a recipient with a
+/// clock adds the time it received the response).
+#[allow(clippy::too_many_arguments)]
 pub fn write_client_response(
     out: &mut Vec<u8>,
     resp: &ResponseHead,
@@ -114,6 +117,7 @@ pub fn write_client_response(
     client_minor: u8,
     via_name: &str,
     extra: &[u8],
+    date: &[u8],
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
     write_decimal(out, u64::from(resp.status));
@@ -121,7 +125,9 @@ pub fn write_client_response(
     out.extend_from_slice(resp.reason());
     out.extend_from_slice(b"\r\n");
     let mut via: Vec<u8> = Vec::new();
+    let mut dated = false;
     for (name, value) in resp.fields() {
+        dated |= name.eq_ignore_ascii_case("date");
         if name.eq_ignore_ascii_case("via") {
             append_list(&mut via, value);
         } else if resp.connection.drops(name)
@@ -131,6 +137,9 @@ pub fn write_client_response(
         } else {
             write_field(out, name.as_bytes(), value);
         }
+    }
+    if !dated {
+        write_field(out, b"Date", date);
     }
     append_via(&mut via, resp.minor_version, via_name);
     write_field(out, b"Via", &via);
@@ -297,10 +306,12 @@ mod tests {
             0,
             "distilld",
             b"",
+            b"Sun, 06 Nov 1994 08:49:37 GMT",
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nVia: 1.1 distilld\r\nConnection: close\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+             Via: 1.1 distilld\r\nConnection: close\r\n\r\n"
         );
     }
 

@@ -394,13 +394,11 @@ impl Conn {
         if rules.is_err() || fields.vary().is_err() {
             return false;
         }
-        if resp.status >= 400 {
-            // Errors a request's own headers can provoke are never stored, so one bad
-            // request cannot poison the URL for everyone (and no heuristic for errors).
-            let explicit = cc.max_age.is_some() || cc.s_maxage.is_some() || times.expires.is_some();
-            if matches!(resp.status, 400 | 413 | 414 | 431) || !explicit {
-                return false;
-            }
+        // Errors a request's own fields or body can provoke are never stored, even with
+        // explicit freshness, so one bad request cannot poison the URL for everyone.
+        // (414 is about the target, which is the key itself: it is stored as any 4xx.)
+        if matches!(resp.status, 400 | 413 | 431) {
+            return false;
         }
         let max = self.cfg.cache.object_bytes_max;
         match resp.framing {
@@ -644,8 +642,12 @@ fn refreshed(
     now: Now<'_>,
     b: Build<'_>,
 ) -> Object {
+    // A 304 without a Date is dated when it arrived, so the stored Date it would
+    // otherwise keep does not make the refreshed response look old at once.
+    let mut newer = newer.clone();
+    newer.ensure_date(now.unix_secs);
     let mut fields = old.fields(b.via_name);
-    fields.update_from(newer);
+    fields.update_from(&newer);
     let times = read_times(&fields, request_time, now.unix_secs);
     Object::new(fields, old.body.clone(), times, b)
 }

@@ -145,6 +145,7 @@ impl Conn {
             minor,
             &self.cfg.via_name,
             cache_status,
+            now.date,
         );
         let mut sink = Sink::Client;
         if ex.distill.is_some() {

@@ -1,11 +1,12 @@
 //! Answering from a stored object: its head and body as shared segments with the
-//! per-response fields written fresh (Date, Age, Cache-Status, Connection), or a 304
-//! when the client's own validators match.
+//! per-response fields written fresh (Age, Cache-Status, Connection), or a 304 when the
+//! client's own validators match. The stored Date is the origin's (RFC 9110 §6.6.1).
 
 use std::rc::Rc;
 
 use crate::cache::Object;
 use crate::cache::shard_refs::Held;
+use crate::http::date::parse_http_date;
 use crate::http::headers::{list_items, trim, write_decimal, write_field};
 use crate::http::request::RequestHead;
 use crate::proxy::out::Part;
@@ -58,7 +59,7 @@ impl Conn {
         if not_modified {
             write_not_modified_head(fresh, o);
         }
-        write_field(fresh, b"Date", now.date);
+        // The stored head carries the origin's Date: only the Age is new.
         fresh.extend_from_slice(b"Age: ");
         write_decimal(fresh, age);
         fresh.extend_from_slice(b"\r\n");
@@ -161,17 +162,14 @@ fn client_validators_match(head: &RequestHead, o: &Object) -> bool {
             .any(|t| t == b"*" || weak_tag(t) == ours);
     }
     // Most requests have no validator: the stored head is not read for them.
-    let Some(since) = head
-        .field("if-modified-since")
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|s| httpdate::parse_http_date(s.trim()).ok())
-    else {
+    let Some(since) = head.field("if-modified-since").and_then(parse_http_date) else {
         return false;
     };
-    let modified = o
-        .last_modified()
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|s| httpdate::parse_http_date(s.trim()).ok());
+    // RFC 9111 §4.3.2: without a stored Last-Modified, the stored Date stands in.
+    let modified = match o.last_modified() {
+        Some(lm) => parse_http_date(lm),
+        None => o.field("date").and_then(parse_http_date),
+    };
     modified.is_some_and(|m| m <= since)
 }
 
@@ -186,6 +184,7 @@ fn write_not_modified_head(out: &mut Vec<u8>, o: &Object) {
     out.extend_from_slice(b"HTTP/1.1 304 Not Modified\r\n");
     for (name, value) in o.head_fields() {
         let repeated = [
+            "date",
             "etag",
             "cache-control",
             "content-location",
