@@ -45,6 +45,8 @@ pub struct CacheControl {
     pub proxy_revalidate: bool,
     pub must_understand: bool,
     pub immutable: bool,
+    /// Read from a targeted field (RFC 9213), which also makes Expires ignored.
+    pub targeted: bool,
 }
 
 impl CacheControl {

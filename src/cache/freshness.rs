@@ -87,7 +87,7 @@ pub fn storable(
     let explicit = response.public
         || response.max_age.is_some()
         || response.s_maxage.is_some()
-        || times.expires.is_some();
+        || (times.expires.is_some() && !response.targeted);
     if !explicit && !HEURISTICALLY_CACHEABLE.contains(&status) {
         return Err(NotStorable::NoFreshness);
     }
@@ -102,7 +102,7 @@ pub fn lifetime(response: &CacheControl, times: &Times, status: u16, heuristic: 
     if let Some(m) = response.max_age {
         return m.seconds();
     }
-    if let Some(expires) = times.expires {
+    if let Some(expires) = times.expires.filter(|_| !response.targeted) {
         let date = times.date.unwrap_or(times.response_time);
         return expires.map_or(0, |e| e.saturating_sub(date));
     }

@@ -11,6 +11,7 @@ pub mod object;
 pub mod s3fifo;
 pub mod shard_refs;
 pub mod store;
+pub mod targeted;
 
 pub use object::Object;
 pub use store::Store;

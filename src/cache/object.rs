@@ -9,6 +9,7 @@ use bytes::Bytes;
 use super::control::CacheControl;
 use super::freshness::{Heuristic, Times, current_age, lifetime};
 use super::s3fifo::Hits;
+use super::targeted::response_control;
 use crate::http::date::parse_http_date;
 use crate::http::headers::{list_items, trim, write_decimal, write_field};
 
@@ -181,13 +182,15 @@ pub struct Object {
 pub struct Build<'a> {
     pub via_name: &'a str,
     pub heuristic: Heuristic,
+    /// Targeted cache-control fields this cache obeys (RFC 9213), lower-cased.
+    pub targeted: &'a [String],
 }
 
 impl Object {
     /// `fields` must have passed `storable` and must not carry `Vary: *`.
     pub fn new(mut fields: Fields, body: Bytes, times: Times, b: Build<'_>) -> Object {
         fields.ensure_date(times.response_time);
-        let control = CacheControl::from_fields(fields.iter());
+        let control = response_control(fields.iter(), b.targeted);
         let life = lifetime(&control, &times, fields.status, b.heuristic);
         let head = serialise(&fields, body.len() as u64, b.via_name);
         let vary = fields.vary().ok().flatten();
@@ -353,6 +356,7 @@ mod tests {
             Build {
                 via_name: "distilld",
                 heuristic: Heuristic::default(),
+            targeted: &[],
             },
         );
         let head = std::str::from_utf8(&o.head).unwrap_or_default();
@@ -379,6 +383,7 @@ mod tests {
         let b = Build {
             via_name: "distilld",
             heuristic: Heuristic::default(),
+        targeted: &[],
         };
         let o = Object::new(f, Bytes::new(), times, b);
         assert_eq!(o.field("date"), Some(&b"Fri, 15 Jan 2027 08:00:01 GMT"[..]));

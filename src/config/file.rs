@@ -136,6 +136,8 @@ pub struct FileCache {
     pub heuristic_percent: Option<u64>,
     pub heuristic_max_s: Option<u64>,
     pub purge_from: Option<Vec<String>>,
+    pub range_parts_max: Option<usize>,
+    pub targeted_fields: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -67,6 +67,8 @@ pub const DEFAULT_CACHE_COLLAPSE_WAIT_MS: u64 = 10_000;
 pub const DEFAULT_CACHE_HEURISTIC_PERCENT: u64 = 10;
 pub const DEFAULT_CACHE_HEURISTIC_MAX_S: u64 = 24 * 3600;
 pub const DEFAULT_CACHE_PURGE_FROM: [&str; 2] = ["127.0.0.1", "::1"];
+pub const DEFAULT_CACHE_RANGE_PARTS_MAX: usize = 16;
+pub const DEFAULT_CACHE_TARGETED_FIELDS: [&str; 2] = ["Distilld-Cache-Control", "CDN-Cache-Control"];
 pub const DEFAULT_DISTILL_PROFILE: &str = "off";
 pub const DEFAULT_DISTILL_SAVE_DATA_PROFILE: &str = "medium";
 pub const DEFAULT_DISTILL_SLOW_LINK_PROFILE: &str = "aggressive";
@@ -205,6 +207,11 @@ pub struct CacheConfig {
     pub heuristic_max_s: u64,
     /// Client addresses allowed to send PURGE.
     pub purge_from: Vec<std::net::IpAddr>,
+    /// A Range with more range-specs than this is answered with the whole response.
+    pub range_parts_max: usize,
+    /// RFC 9213 targeted cache-control fields, lower-cased, in precedence order: the
+    /// first one present and valid replaces Cache-Control for this cache's decisions.
+    pub targeted_fields: Vec<String>,
 }
 
 impl CacheConfig {

@@ -645,7 +645,12 @@ impl FileCache {
                 .heuristic_max_s
                 .unwrap_or(DEFAULT_CACHE_HEURISTIC_MAX_S),
             purge_from,
+            range_parts_max: self
+                .range_parts_max
+                .unwrap_or(DEFAULT_CACHE_RANGE_PARTS_MAX),
+            targeted_fields: self.targeted_fields(bad),
         };
+        check_range(bad, "cache.range_parts_max", cfg.range_parts_max, 1, 1024);
         if cfg.heuristic_percent > 100 {
             bad(
                 "cache.heuristic_percent",
@@ -662,6 +667,31 @@ impl FileCache {
             );
         }
         cfg
+    }
+}
+
+impl FileCache {
+    /// Field names (tokens), lower-cased for matching.
+    fn targeted_fields(&self, bad: &mut impl FnMut(&str, String)) -> Vec<String> {
+        let names: Vec<String> = match &self.targeted_fields {
+            None => DEFAULT_CACHE_TARGETED_FIELDS.iter().map(|s| s.to_string()).collect(),
+            Some(list) => list.clone(),
+        };
+        let is_token = |n: &str| {
+            !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        };
+        for n in names.iter().filter(|n| !is_token(n)) {
+            bad("cache.targeted_fields", format!("{n:?} is not a field name"));
+        }
+        if names.iter().any(|n| n.eq_ignore_ascii_case("cache-control")) {
+            bad(
+                "cache.targeted_fields",
+                "Cache-Control is what targeted fields take precedence over".into(),
+            );
+        }
+        names.iter().map(|n| n.to_ascii_lowercase()).collect()
     }
 }
 

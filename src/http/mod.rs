@@ -7,6 +7,7 @@ pub mod body;
 pub mod date;
 pub mod error;
 pub mod headers;
+pub mod range;
 pub mod request;
 pub mod response;
 pub mod target;

@@ -59,7 +59,7 @@ pub fn write_upstream_request(
             append_list(&mut xff, value);
         } else if !head.connection.drops(name)
             && !is_framing_or_local(name)
-            && (revalidate.is_none() || !is_precondition(name))
+            && (revalidate.is_none() || !is_precondition_or_range(name))
         {
             write_field(out, name.as_bytes(), value);
         }
@@ -157,6 +157,27 @@ pub fn write_client_response(
     out.extend_from_slice(b"\r\n");
 }
 
+/// An interim (1xx) response as forwarded to an HTTP/1.1 client (RFC 9110 §15.2): its
+/// status and end-to-end fields with our Via, no framing (a 1xx has no body).
+pub fn write_interim_response(out: &mut Vec<u8>, resp: &ResponseHead, via_name: &str) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    write_decimal(out, u64::from(resp.status));
+    out.push(b' ');
+    out.extend_from_slice(resp.reason());
+    out.extend_from_slice(b"\r\n");
+    let mut via: Vec<u8> = Vec::new();
+    for (name, value) in resp.fields() {
+        if name.eq_ignore_ascii_case("via") {
+            append_list(&mut via, value);
+        } else if !resp.connection.drops(name) && !name.eq_ignore_ascii_case("content-length") {
+            write_field(out, name.as_bytes(), value);
+        }
+    }
+    append_via(&mut via, resp.minor_version, via_name);
+    write_field(out, b"Via", &via);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// `Connection: close` when closing; `keep-alive` for an HTTP/1.0 client we keep.
 pub fn write_connection(out: &mut Vec<u8>, keep_alive: bool, client_minor: u8) {
     if !keep_alive {
@@ -166,8 +187,12 @@ pub fn write_connection(out: &mut Vec<u8>, keep_alive: bool, client_minor: u8) {
     }
 }
 
-fn is_precondition(name: &str) -> bool {
+/// Not sent when the cache revalidates: the client's own preconditions are answered by
+/// the cache, and the full response is what the cache must have to store it (the
+/// client's range is then cut from it, or the whole sent, as RFC 9110 §14.2 allows).
+fn is_precondition_or_range(name: &str) -> bool {
     [
+        "range",
         "if-none-match",
         "if-modified-since",
         "if-match",

@@ -24,12 +24,13 @@ enum Seg {
     /// The next `n` bytes of the owned buffer.
     Owned(usize),
     Shared(Bytes),
-    /// A stored object's head or body from byte `at`, through the shard's reference
-    /// (no reference count another core writes).
+    /// Bytes `at..end` of a stored object's head or body, through the shard's
+    /// reference (no reference count another core writes).
     Stored {
         held: Rc<Held>,
         part: Part,
         at: usize,
+        end: usize,
     },
 }
 
@@ -44,9 +45,14 @@ impl Seg {
     fn bytes(&self) -> &[u8] {
         match self {
             Seg::Shared(b) => b,
-            Seg::Stored { held, part, at } => match part {
-                Part::Head => &held.head[*at..],
-                Part::Body => &held.body[*at..],
+            Seg::Stored {
+                held,
+                part,
+                at,
+                end,
+            } => match part {
+                Part::Head => &held.head[*at..*end],
+                Part::Body => &held.body[*at..*end],
             },
             Seg::Owned(_) => &[],
         }
@@ -101,10 +107,26 @@ impl Out {
 
     /// Queues a stored object's head or body without copying it.
     pub fn push_stored(&mut self, held: &Rc<Held>, part: Part) {
+        let end = match part {
+            Part::Head => held.head.len(),
+            Part::Body => held.body.len(),
+        };
+        self.push_stored_range(held, part, 0, end);
+    }
+
+    /// Queues bytes `start..end` of a stored object's head or body without copying
+    /// them (a range request's part); `end` is clamped to the part's length.
+    pub fn push_stored_range(&mut self, held: &Rc<Held>, part: Part, start: usize, end: usize) {
+        let len = match part {
+            Part::Head => held.head.len(),
+            Part::Body => held.body.len(),
+        };
+        let end = end.min(len);
         let seg = Seg::Stored {
             held: held.clone(),
             part,
-            at: 0,
+            at: start.min(end),
+            end,
         };
         let n = seg.bytes().len();
         if n == 0 {
@@ -160,15 +182,11 @@ impl Out {
                     self.shared_len -= k;
                     (k, b.is_empty())
                 }
-                Seg::Stored { held, part, at } => {
-                    let len = match part {
-                        Part::Head => held.head.len(),
-                        Part::Body => held.body.len(),
-                    };
-                    let k = n.min(len - *at);
+                Seg::Stored { at, end, .. } => {
+                    let k = n.min(*end - *at);
                     *at += k;
                     self.shared_len -= k;
-                    (k, *at == len)
+                    (k, *at == *end)
                 }
                 Seg::Owned(left) => {
                     let k = n.min(*left);
@@ -277,6 +295,7 @@ mod tests {
         let b = Build {
             via_name: "t",
             heuristic: Heuristic::default(),
+        targeted: &[],
         };
         let o = crate::cache::Object::new(f, Bytes::from_static(body), t, b);
         Held::new(std::sync::Arc::new(o))

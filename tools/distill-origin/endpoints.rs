@@ -7,6 +7,8 @@ use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use distilld::http::range::{Ranges, select};
+
 use crate::exchange::{Request, piece_bytes, write_paced};
 use crate::{Counters, Options, files};
 
@@ -212,7 +214,9 @@ fn send_truncated(s: &mut TcpStream, n: u64) -> std::io::Result<bool> {
 /// `/headers?Name=value&...`: answers with those fields (hop-by-hop and cache tests).
 /// Keys starting with `_` steer the answer: `_status=CODE`, `_delay_ms=MS` (before
 /// answering), `_echo=Field` (the body is that request field's value), `_truncate=1`
-/// (the body is cut short and the connection closed). The answer
+/// (the body is cut short and the connection closed), `_early=LINK` (a `103 Early
+/// Hints` with that Link field first, before the delay), `_len=N` (the body is N
+/// pattern bytes), `_range=1` (a single-range Range is answered 206). The answer
 /// carries `X-Origin-Request: N` (requests served so far) so a test can tell a cached
 /// copy from a fresh one, and is a 304 when the request's If-None-Match names the
 /// `ETag` given (or If-Modified-Since is not older than the `Last-Modified` given).
@@ -234,6 +238,11 @@ fn send_headers(
             .find(|(k, _)| *k == key)
             .map(|(_, v)| v.as_str())
     };
+    if let Some(link) = control("_early") {
+        let hints = format!("HTTP/1.1 103 Early Hints\r\nLink: {link}\r\n\r\n");
+        req.stream().write_all(hints.as_bytes())?;
+        req.stream().flush()?;
+    }
     if let Some(ms) = control("_delay_ms").and_then(|v| v.parse::<u64>().ok()) {
         std::thread::sleep(Duration::from_millis(ms.min(60_000)));
     }
@@ -267,7 +276,7 @@ fn send_headers(
             _ => false,
         },
     };
-    let status = if not_modified {
+    let mut status = if not_modified {
         304
     } else {
         control("_status")
@@ -275,23 +284,30 @@ fn send_headers(
             .filter(|c| (200..=599).contains(c))
             .unwrap_or(200)
     };
-    let body = match control("_echo") {
-        Some(name) => field(name).unwrap_or_default() + "\n",
-        None => format!("headers {served}\n"),
+    let mut body = match (control("_echo"), control("_len").and_then(|v| v.parse::<u64>().ok())) {
+        (Some(name), _) => (field(name).unwrap_or_default() + "\n").into_bytes(),
+        (None, Some(n)) => (0..n.min(64 << 20)).map(pattern_byte).collect(),
+        (None, None) => format!("headers {served}\n").into_bytes(),
     };
-    let body = if req.head.is_head() {
-        String::new()
-    } else {
-        body
-    };
+    if let (Some(_), Some(range), 200) = (control("_range"), field("range"), status) {
+        let len = body.len() as u64;
+        if let Ranges::Parts(parts) = select(range.as_bytes(), len, 1)
+            && let [p] = parts[..]
+        {
+            fields.push(("Content-Range", format!("bytes {}-{}/{len}", p.start, p.end - 1)));
+            body = body[p.start as usize..p.end as usize].to_vec();
+            status = 206;
+        }
+    }
+    let body = if req.head.is_head() { Vec::new() } else { body };
     if control("_truncate").is_some() {
         // Promises more than it sends, then closes: a body cut short.
         fields.push(("Content-Length", (body.len() + 100).to_string()));
         write_head(req.stream(), status, &fields, false)?;
-        req.stream().write_all(body.as_bytes())?;
+        req.stream().write_all(&body)?;
         return Ok(false);
     }
-    send(req.stream(), status, &fields, body.as_bytes(), keep_alive)
+    send(req.stream(), status, &fields, &body, keep_alive)
 }
 
 fn percent_decode(v: &str) -> String {
@@ -371,6 +387,7 @@ pub fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         204 => "No Content",
+        206 => "Partial Content",
         304 => "Not Modified",
         400 => "Bad Request",
         403 => "Forbidden",

@@ -13,6 +13,7 @@ const B: Build<'static> = Build {
         percent: 10,
         max_secs: 86400,
     },
+    targeted: &[],
 };
 
 fn object(list: &[(&str, &str)], body: &'static [u8]) -> Arc<Object> {

@@ -16,6 +16,7 @@ use crate::cache::key;
 use crate::cache::object::{Build, Fields, read_times};
 use crate::cache::shard_refs::Held;
 use crate::cache::store::{FlightRole, Found};
+use crate::cache::targeted::response_control;
 use crate::http::body::Framing;
 use crate::http::headers::{list_items, trim};
 use crate::http::request::RequestHead;
@@ -201,7 +202,8 @@ impl Conn {
         if method == "HEAD" {
             return Next::Origin(Some(ctx)); // a HEAD response is never stored
         }
-        self.join_flight(&store, ctx, waited)
+        let ranged = head.field("range").is_some();
+        self.join_flight(&store, ctx, waited, ranged)
     }
 
     /// The stored original: served (or distilled) when usable, revalidated by this
@@ -251,9 +253,21 @@ impl Conn {
         }
     }
 
-    /// A miss: lead the URL's fetch, or wait on the request that leads it.
-    fn join_flight(&self, store: &Store, mut ctx: Box<CacheCtx>, waited: bool) -> Next {
+    /// A miss: lead the URL's fetch, or wait on the request that leads it. A range
+    /// request waits on another's fetch of the whole (and is then answered from the
+    /// cache) but leads none: its 206 is not stored, so others would wait for nothing.
+    fn join_flight(
+        &self,
+        store: &Store,
+        mut ctx: Box<CacheCtx>,
+        waited: bool,
+        ranged: bool,
+    ) -> Next {
         match store.fetch(&ctx.primary) {
+            FlightRole::Leader(guard) if ranged => {
+                drop(guard); // no one can be waiting on a flight made just now
+                Next::Origin(Some(ctx))
+            }
             FlightRole::Leader(guard) => {
                 ctx.leader = Some(guard);
                 Next::Origin(Some(ctx))
@@ -382,7 +396,7 @@ impl Conn {
         times: &Times,
         resp: &ResponseHead,
     ) -> bool {
-        let cc = CacheControl::from_fields(fields.iter());
+        let cc = response_control(fields.iter(), &self.cfg.cache.targeted_fields);
         let rules = storable(
             "GET",
             resp.status,
@@ -588,6 +602,7 @@ impl Conn {
                 percent: self.cfg.cache.heuristic_percent,
                 max_secs: self.cfg.cache.heuristic_max_s,
             },
+            targeted: &self.cfg.cache.targeted_fields,
         }
     }
 }

@@ -5,7 +5,7 @@
 use crate::http::body::{BodyDecoder, BodyEncoder};
 use crate::http::response::{ResponseHead, parse_response};
 
-use super::super::heads::{DownFraming, write_client_response};
+use super::super::heads::{DownFraming, write_client_response, write_interim_response};
 use super::super::local::error_body;
 use super::super::stats::upstream_kind;
 use super::caching::ResponsePlan;
@@ -21,6 +21,7 @@ impl Conn {
         let head_only = ex.head.is_head();
         let origin = &ex.dest.origin;
         let warm = ex.cache.as_deref().is_some_and(|c| c.warm_from.is_some());
+        let client_minor = ex.head.minor_version;
         let Some(Fetch {
             response: Response::AwaitHead { buf },
             peer,
@@ -45,7 +46,19 @@ impl Conn {
                         self.fail_exchange(502, &detail, now);
                         return;
                     }
-                    // 100 was already answered by the proxy; other 1xx are advisory.
+                    // Forwarded as they arrive (RFC 9110 §15.2), never stored or merged
+                    // into the final response: 103 Early Hints lets a client on a slow
+                    // link start on sub-resources. Not 100, which the proxy answered
+                    // itself, and not to HTTP/1.0 clients, which know no 1xx. Advisory:
+                    // dropped, not queued, while the client is not reading.
+                    let queued = self.out.len();
+                    if resp.status != 100
+                        && client_minor >= 1
+                        && queued < self.cfg.limits.io_buffer_bytes
+                    {
+                        write_interim_response(self.out.compacted_tail(), &resp, &self.cfg.via_name);
+                        self.stats.responses[0].incr();
+                    }
                     buf.drain(..n);
                 }
                 Ok(Some((resp, n))) => {

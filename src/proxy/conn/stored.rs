@@ -7,6 +7,7 @@ use std::rc::Rc;
 use crate::cache::Object;
 use crate::cache::shard_refs::Held;
 use crate::http::date::parse_http_date;
+use crate::http::range::{self, ByteRange, Ranges, if_range_holds};
 use crate::http::headers::{list_items, trim, write_decimal, write_field};
 use crate::http::request::RequestHead;
 use crate::proxy::out::Part;
@@ -49,15 +50,18 @@ impl Conn {
         let age = o.age(now.unix_secs);
         let ttl = crate::cache::freshness::ttl(o.lifetime, age);
         let keep = head.wants_keep_alive() && self.may_keep_alive();
-        let not_modified = o.status() == 200 && client_validators_match(head, o);
-        if !not_modified {
+        let shape = self.shape_for(head, o);
+        if matches!(shape, Shape::Whole) {
             self.out.push_stored(o, Part::Head);
         }
         // The fields written for each response go into the connection's own reused
         // buffer, between the stored head and body.
         let fresh = self.out.compacted_tail();
-        if not_modified {
-            write_not_modified_head(fresh, o);
+        match &shape {
+            Shape::Whole => {}
+            Shape::NotModified => write_not_modified_head(fresh, o),
+            Shape::Partial(parts) => write_partial_head(fresh, o, parts),
+            Shape::Unsatisfiable => write_unsatisfiable_head(fresh, o, now.date),
         }
         // The stored head carries the origin's Date: only the Age is new.
         fresh.extend_from_slice(b"Age: ");
@@ -74,17 +78,198 @@ impl Conn {
         write_cache_status(fresh, fwd, fwd_status, stored, Some(ttl), detail);
         write_connection(fresh, keep, head.minor_version);
         fresh.extend_from_slice(b"\r\n");
-        let mut sent = 0;
-        if !not_modified && !head.is_head() {
-            self.out.push_stored(o, Part::Body);
-            sent = o.body.len() as u64;
-        }
+        let (status, sent) = match shape {
+            Shape::Whole if head.is_head() => (o.status(), 0),
+            Shape::Whole => {
+                self.out.push_stored(o, Part::Body);
+                (o.status(), o.body.len() as u64)
+            }
+            Shape::NotModified => (304, 0),
+            Shape::Unsatisfiable => (416, 0),
+            Shape::Partial(parts) => (206, self.push_parts(o, &parts)),
+        };
         if !keep {
             self.no_more_requests = true;
         }
-        let status = if not_modified { 304 } else { o.status() };
         self.log_access(head, status, sent, now.instant, now, None);
     }
+
+    /// What a stored response is answered as: a 304 when the client's own validators
+    /// match, the parts a Range asks for, or the whole response.
+    fn shape_for(&self, head: &RequestHead, o: &Object) -> Shape {
+        if o.status() != 200 {
+            return Shape::Whole;
+        }
+        if client_validators_match(head, o) {
+            return Shape::NotModified;
+        }
+        // Range is defined for GET only (RFC 9110 §14.2), and If-Range is evaluated
+        // only with a Range (§13.1.5).
+        let Some(range) = head.field("range").filter(|_| head.method() == "GET") else {
+            return Shape::Whole;
+        };
+        if let Some(v) = head.field("if-range")
+            && !if_range_holds(v, o.etag(), o.last_modified(), o.field("date"))
+        {
+            return Shape::Whole;
+        }
+        let len = o.body.len() as u64;
+        match range::select(range, len, self.cfg.cache.range_parts_max) {
+            Ranges::Whole => Shape::Whole,
+            Ranges::Unsatisfiable => Shape::Unsatisfiable,
+            Ranges::Parts(parts) => {
+                let partial = Partial::new(parts, o);
+                // Many small pieces can cost more than the whole: send the whole then.
+                if partial.parts.len() > 1 && partial.body_len(len) >= len {
+                    Shape::Whole
+                } else {
+                    Shape::Partial(partial)
+                }
+            }
+        }
+    }
+
+    /// Queues the body of a 206: one slice of the stored body, or each slice between
+    /// the multipart delimiters. Returns the bytes of body queued.
+    fn push_parts(&mut self, o: &Rc<Held>, p: &Partial) -> u64 {
+        let len = o.body.len() as u64;
+        let slice = |r: ByteRange| (r.start as usize, r.end as usize);
+        if let [only] = p.parts[..] {
+            let (a, b) = slice(only);
+            self.out.push_stored_range(o, Part::Body, a, b);
+            return only.len();
+        }
+        for &r in &p.parts {
+            p.write_part_head(self.out.compacted_tail(), r, len);
+            let (a, b) = slice(r);
+            self.out.push_stored_range(o, Part::Body, a, b);
+        }
+        p.write_close(self.out.compacted_tail());
+        p.body_len(len)
+    }
+}
+
+/// How one stored response answers one request.
+enum Shape {
+    Whole,
+    NotModified,
+    Partial(Partial),
+    Unsatisfiable,
+}
+
+/// A 206's parts and, when there are several, how `multipart/byteranges` frames them.
+struct Partial {
+    parts: Vec<ByteRange>,
+    /// The stored Content-Type, repeated in each part (multipart only).
+    content_type: Option<Box<[u8]>>,
+    boundary: [u8; BOUNDARY_BYTES],
+}
+
+const BOUNDARY_BYTES: usize = 24;
+
+impl Partial {
+    fn new(parts: Vec<ByteRange>, o: &Object) -> Partial {
+        Partial {
+            content_type: o.field("content-type").map(Box::from),
+            boundary: boundary(o),
+            parts,
+        }
+    }
+
+    /// `\r\n--boundary\r\nContent-Type: ..\r\nContent-Range: ..\r\n\r\n` before a part.
+    fn write_part_head(&self, out: &mut Vec<u8>, r: ByteRange, len: u64) {
+        out.extend_from_slice(b"\r\n--");
+        out.extend_from_slice(&self.boundary);
+        out.extend_from_slice(b"\r\n");
+        if let Some(t) = &self.content_type {
+            write_field(out, b"Content-Type", t);
+        }
+        write_content_range(out, r, len);
+        out.extend_from_slice(b"\r\n");
+    }
+
+    fn write_close(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"\r\n--");
+        out.extend_from_slice(&self.boundary);
+        out.extend_from_slice(b"--\r\n");
+    }
+
+    /// Bytes of the 206's body (the multipart framing included), measured by writing the
+    /// framing once: what is counted is what is sent.
+    fn body_len(&self, len: u64) -> u64 {
+        if let [only] = self.parts[..] {
+            return only.len();
+        }
+        let mut framing = Vec::with_capacity(160 * self.parts.len());
+        for &r in &self.parts {
+            self.write_part_head(&mut framing, r, len);
+        }
+        self.write_close(&mut framing);
+        framing.len() as u64 + self.parts.iter().map(|r| r.len()).sum::<u64>()
+    }
+}
+
+/// A multipart boundary no part is likely to contain: 24 characters drawn from a
+/// randomly keyed hash of the object's address and length.
+fn boundary(o: &Object) -> [u8; BOUNDARY_BYTES] {
+    use std::hash::BuildHasher as _;
+    let seed = std::collections::hash_map::RandomState::new();
+    let h = seed.hash_one((std::ptr::from_ref(o) as usize, o.body.len()));
+    let h2 = seed.hash_one(h);
+    const ALPHABET: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
+    let mut out = [0u8; BOUNDARY_BYTES];
+    for (i, b) in out.iter_mut().enumerate() {
+        let bits = if i < 12 { h >> (5 * i) } else { h2 >> (5 * (i - 12)) };
+        *b = ALPHABET[(bits & 31) as usize];
+    }
+    out
+}
+
+fn write_content_range(out: &mut Vec<u8>, r: ByteRange, len: u64) {
+    out.extend_from_slice(b"Content-Range: bytes ");
+    write_decimal(out, r.start);
+    out.push(b'-');
+    write_decimal(out, r.end - 1);
+    out.push(b'/');
+    write_decimal(out, len);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The head of a 206 (without the fields every response gets): the stored fields, the
+/// range's Content-Range and length, or for several parts the multipart type.
+fn write_partial_head(out: &mut Vec<u8>, o: &Object, p: &Partial) {
+    out.extend_from_slice(b"HTTP/1.1 206 Partial Content\r\n");
+    let multipart = p.parts.len() > 1;
+    for (name, value) in o.head_fields() {
+        let replaced = name.eq_ignore_ascii_case("content-length")
+            || (multipart && name.eq_ignore_ascii_case("content-type"));
+        if !replaced {
+            write_field(out, name.as_bytes(), value);
+        }
+    }
+    let len = o.body.len() as u64;
+    if let [only] = p.parts[..] {
+        write_content_range(out, only, len);
+    } else {
+        out.extend_from_slice(b"Content-Type: multipart/byteranges; boundary=");
+        out.extend_from_slice(&p.boundary);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"Content-Length: ");
+    write_decimal(out, p.body_len(len));
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The head of a 416 (RFC 9110 §15.5.17): the length the ranges missed, no body.
+fn write_unsatisfiable_head(out: &mut Vec<u8>, o: &Object, date: &[u8]) {
+    out.extend_from_slice(b"HTTP/1.1 416 Range Not Satisfiable\r\n");
+    write_field(out, b"Date", date);
+    if let Some(via) = o.field("via") {
+        write_field(out, b"Via", via);
+    }
+    out.extend_from_slice(b"Content-Range: bytes */");
+    write_decimal(out, o.body.len() as u64);
+    out.extend_from_slice(b"\r\nContent-Length: 0\r\n");
 }
 
 /// A Cache-Status line with RFC 9211's `detail` parameter added.
