@@ -356,7 +356,7 @@ mod tests {
             Build {
                 via_name: "distilld",
                 heuristic: Heuristic::default(),
-            targeted: &[],
+                targeted: &[],
             },
         );
         let head = std::str::from_utf8(&o.head).unwrap_or_default();
@@ -383,7 +383,7 @@ mod tests {
         let b = Build {
             via_name: "distilld",
             heuristic: Heuristic::default(),
-        targeted: &[],
+            targeted: &[],
         };
         let o = Object::new(f, Bytes::new(), times, b);
         assert_eq!(o.field("date"), Some(&b"Fri, 15 Jan 2027 08:00:01 GMT"[..]));

@@ -122,7 +122,7 @@ mod tests {
         let b = Build {
             via_name: "t",
             heuristic: Heuristic::default(),
-        targeted: &[],
+            targeted: &[],
         };
         Arc::new(Object::new(f, bytes::Bytes::from_static(b"body"), t, b))
     }

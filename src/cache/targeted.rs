@@ -90,7 +90,10 @@ mod tests {
     use super::*;
 
     fn control(list: &[(&'static str, &'static str)]) -> CacheControl {
-        let names = ["distilld-cache-control".to_string(), "cdn-cache-control".to_string()];
+        let names = [
+            "distilld-cache-control".to_string(),
+            "cdn-cache-control".to_string(),
+        ];
         response_control(list.iter().map(|(n, v)| (*n, v.as_bytes())), &names)
     }
 
@@ -107,7 +110,10 @@ mod tests {
             ("Distilld-Cache-Control", "no-store"),
         ]);
         assert!(c.no_store && c.max_age.is_none(), "ours comes first");
-        let c = control(&[("cdn-cache-control", "private=(\"set-cookie\")"), ("CDN-Cache-Control", "s-maxage=5")]);
+        let c = control(&[
+            ("cdn-cache-control", "private=(\"set-cookie\")"),
+            ("CDN-Cache-Control", "s-maxage=5"),
+        ]);
         assert!(c.private, "field-qualified private is private");
         assert_eq!(c.s_maxage, Some(Delta::Seconds(5)), "lines joined");
     }
@@ -128,9 +134,15 @@ mod tests {
 
     #[test]
     fn values_of_the_wrong_type_are_not_used() {
-        let c = control(&[("CDN-Cache-Control", "max-age=1.5, s-maxage=\"9\", stale-if-error=-1, no-store=?0, none")]);
+        let c = control(&[(
+            "CDN-Cache-Control",
+            "max-age=1.5, s-maxage=\"9\", stale-if-error=-1, no-store=?0, none",
+        )]);
         assert!(c.targeted);
-        assert_eq!((c.max_age, c.s_maxage, c.stale_if_error), (None, None, None));
+        assert_eq!(
+            (c.max_age, c.s_maxage, c.stale_if_error),
+            (None, None, None)
+        );
         assert!(!c.no_store);
         let c = control(&[("CDN-Cache-Control", "max-age=99999999999")]);
         assert_eq!(c.max_age, Some(Delta::Seconds(DELTA_SECONDS_MAX)));

@@ -68,7 +68,8 @@ pub const DEFAULT_CACHE_HEURISTIC_PERCENT: u64 = 10;
 pub const DEFAULT_CACHE_HEURISTIC_MAX_S: u64 = 24 * 3600;
 pub const DEFAULT_CACHE_PURGE_FROM: [&str; 2] = ["127.0.0.1", "::1"];
 pub const DEFAULT_CACHE_RANGE_PARTS_MAX: usize = 16;
-pub const DEFAULT_CACHE_TARGETED_FIELDS: [&str; 2] = ["Distilld-Cache-Control", "CDN-Cache-Control"];
+pub const DEFAULT_CACHE_TARGETED_FIELDS: [&str; 2] =
+    ["Distilld-Cache-Control", "CDN-Cache-Control"];
 pub const DEFAULT_DISTILL_PROFILE: &str = "off";
 pub const DEFAULT_DISTILL_SAVE_DATA_PROFILE: &str = "medium";
 pub const DEFAULT_DISTILL_SLOW_LINK_PROFILE: &str = "aggressive";

@@ -674,7 +674,10 @@ impl FileCache {
     /// Field names (tokens), lower-cased for matching.
     fn targeted_fields(&self, bad: &mut impl FnMut(&str, String)) -> Vec<String> {
         let names: Vec<String> = match &self.targeted_fields {
-            None => DEFAULT_CACHE_TARGETED_FIELDS.iter().map(|s| s.to_string()).collect(),
+            None => DEFAULT_CACHE_TARGETED_FIELDS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             Some(list) => list.clone(),
         };
         let is_token = |n: &str| {
@@ -683,9 +686,15 @@ impl FileCache {
                     .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
         };
         for n in names.iter().filter(|n| !is_token(n)) {
-            bad("cache.targeted_fields", format!("{n:?} is not a field name"));
+            bad(
+                "cache.targeted_fields",
+                format!("{n:?} is not a field name"),
+            );
         }
-        if names.iter().any(|n| n.eq_ignore_ascii_case("cache-control")) {
+        if names
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case("cache-control"))
+        {
             bad(
                 "cache.targeted_fields",
                 "Cache-Control is what targeted fields take precedence over".into(),

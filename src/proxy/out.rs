@@ -295,7 +295,7 @@ mod tests {
         let b = Build {
             via_name: "t",
             heuristic: Heuristic::default(),
-        targeted: &[],
+            targeted: &[],
         };
         let o = crate::cache::Object::new(f, Bytes::from_static(body), t, b);
         Held::new(std::sync::Arc::new(o))

@@ -284,7 +284,10 @@ fn send_headers(
             .filter(|c| (200..=599).contains(c))
             .unwrap_or(200)
     };
-    let mut body = match (control("_echo"), control("_len").and_then(|v| v.parse::<u64>().ok())) {
+    let mut body = match (
+        control("_echo"),
+        control("_len").and_then(|v| v.parse::<u64>().ok()),
+    ) {
         (Some(name), _) => (field(name).unwrap_or_default() + "\n").into_bytes(),
         (None, Some(n)) => (0..n.min(64 << 20)).map(pattern_byte).collect(),
         (None, None) => format!("headers {served}\n").into_bytes(),
@@ -294,7 +297,10 @@ fn send_headers(
         if let Ranges::Parts(parts) = select(range.as_bytes(), len, 1)
             && let [p] = parts[..]
         {
-            fields.push(("Content-Range", format!("bytes {}-{}/{len}", p.start, p.end - 1)));
+            fields.push((
+                "Content-Range",
+                format!("bytes {}-{}/{len}", p.start, p.end - 1),
+            ));
             body = body[p.start as usize..p.end as usize].to_vec();
             status = 206;
         }

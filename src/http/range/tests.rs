@@ -16,9 +16,21 @@ fn single_ranges_of_every_form() {
     assert_eq!(parts("bytes=-500", 10_000), [(9500, 10_000)]);
     assert_eq!(parts("bytes=9500-", 10_000), [(9500, 10_000)]);
     assert_eq!(parts("bytes=0-0,-1", 10_000), [(0, 1), (9999, 10_000)]);
-    assert_eq!(parts("BYTES = 0-99999", 10), [(0, 10)], "last-pos past the end");
-    assert_eq!(parts("bytes=-20", 10), [(0, 10)], "suffix longer than the body");
-    assert_eq!(parts("bytes=0-1, ,2-3", 10), [(0, 4)], "empty elements; adjacent merged");
+    assert_eq!(
+        parts("BYTES = 0-99999", 10),
+        [(0, 10)],
+        "last-pos past the end"
+    );
+    assert_eq!(
+        parts("bytes=-20", 10),
+        [(0, 10)],
+        "suffix longer than the body"
+    );
+    assert_eq!(
+        parts("bytes=0-1, ,2-3", 10),
+        [(0, 4)],
+        "empty elements; adjacent merged"
+    );
 }
 
 #[test]
@@ -44,26 +56,53 @@ fn invalid_fields_are_ignored_and_unsatisfiable_ones_say_so() {
     ] {
         assert_eq!(select(v.as_bytes(), 100, 16), Ranges::Whole, "{v}");
     }
-    for v in ["bytes=100-", "bytes=-0", "bytes=200-300,-0", "bytes=99999999999999999999999-"] {
+    for v in [
+        "bytes=100-",
+        "bytes=-0",
+        "bytes=200-300,-0",
+        "bytes=99999999999999999999999-",
+    ] {
         assert_eq!(select(v.as_bytes(), 100, 16), Ranges::Unsatisfiable, "{v}");
     }
     assert_eq!(select(b"bytes=0-", 0, 16), Ranges::Unsatisfiable);
-    assert_eq!(select(b"bytes=0-0,2-2,4-4", 10, 2), Ranges::Whole, "too many");
+    assert_eq!(
+        select(b"bytes=0-0,2-2,4-4", 10, 2),
+        Ranges::Whole,
+        "too many"
+    );
 }
 
 #[test]
 fn if_range_compares_strongly() {
-    let (etag, lm) = (Some(&b"\"v1\""[..]), Some(&b"Sun, 06 Nov 1994 08:49:37 GMT"[..]));
+    let (etag, lm) = (
+        Some(&b"\"v1\""[..]),
+        Some(&b"Sun, 06 Nov 1994 08:49:37 GMT"[..]),
+    );
     let date = Some(&b"Sun, 06 Nov 1994 08:50:37 GMT"[..]);
     assert!(if_range_holds(b"\"v1\"", etag, None, None));
     assert!(!if_range_holds(b"\"v2\"", etag, None, None));
     assert!(!if_range_holds(b"W/\"v1\"", etag, None, None));
     assert!(!if_range_holds(b"\"v1\"", Some(b"W/\"v1\""), None, None));
     assert!(!if_range_holds(b"\"v1\"", None, lm, date));
-    assert!(if_range_holds(b"Sun, 06 Nov 1994 08:49:37 GMT", None, lm, date));
-    assert!(!if_range_holds(b"Sun, 06 Nov 1994 08:49:38 GMT", None, lm, date));
+    assert!(if_range_holds(
+        b"Sun, 06 Nov 1994 08:49:37 GMT",
+        None,
+        lm,
+        date
+    ));
+    assert!(!if_range_holds(
+        b"Sun, 06 Nov 1994 08:49:38 GMT",
+        None,
+        lm,
+        date
+    ));
     let too_recent = Some(&b"Sun, 06 Nov 1994 08:50:36 GMT"[..]);
-    assert!(!if_range_holds(b"Sun, 06 Nov 1994 08:49:37 GMT", None, lm, too_recent));
+    assert!(!if_range_holds(
+        b"Sun, 06 Nov 1994 08:49:37 GMT",
+        None,
+        lm,
+        too_recent
+    ));
     assert!(!if_range_holds(b"not a date", None, lm, date));
 }
 

@@ -56,7 +56,11 @@ impl Conn {
                         && client_minor >= 1
                         && queued < self.cfg.limits.io_buffer_bytes
                     {
-                        write_interim_response(self.out.compacted_tail(), &resp, &self.cfg.via_name);
+                        write_interim_response(
+                            self.out.compacted_tail(),
+                            &resp,
+                            &self.cfg.via_name,
+                        );
                         self.stats.responses[0].incr();
                     }
                     buf.drain(..n);

@@ -7,8 +7,8 @@ use std::rc::Rc;
 use crate::cache::Object;
 use crate::cache::shard_refs::Held;
 use crate::http::date::parse_http_date;
-use crate::http::range::{self, ByteRange, Ranges, if_range_holds};
 use crate::http::headers::{list_items, trim, write_decimal, write_field};
+use crate::http::range::{self, ByteRange, Ranges, if_range_holds};
 use crate::http::request::RequestHead;
 use crate::proxy::out::Part;
 
@@ -219,7 +219,11 @@ fn boundary(o: &Object) -> [u8; BOUNDARY_BYTES] {
     const ALPHABET: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
     let mut out = [0u8; BOUNDARY_BYTES];
     for (i, b) in out.iter_mut().enumerate() {
-        let bits = if i < 12 { h >> (5 * i) } else { h2 >> (5 * (i - 12)) };
+        let bits = if i < 12 {
+            h >> (5 * i)
+        } else {
+            h2 >> (5 * (i - 12))
+        };
         *b = ALPHABET[(bits & 31) as usize];
     }
     out
