@@ -403,7 +403,8 @@ fn a_hit_carries_the_stored_date_and_its_age(mode: Mode) {
         1
     );
     let age: u64 = hit.header("age").and_then(|a| a.parse().ok()).expect("Age");
-    assert!((2..=4).contains(&age), "age {age}");
+    // (The driver reads the clock's seconds once a second: one may lag.)
+    assert!((1..=4).contains(&age), "age {age}");
 
     // A 304 that refreshes the stored response brings its own Date.
     let u = url("Cache-Control=max-age%3D2&ETag=%22d1%22&n=date304");

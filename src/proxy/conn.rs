@@ -244,7 +244,11 @@ impl Conn {
     }
 
     pub fn wants_upstream_read(&self) -> bool {
-        self.ex.as_ref().is_some_and(|ex| ex.is_attached()) && self.out.len() < self.watermark()
+        // A background revalidation's response goes to the cache, not the client: the
+        // client's reading does not pace it.
+        self.ex.as_ref().is_some_and(|ex| {
+            ex.is_attached() && (ex.background || self.out.len() < self.watermark())
+        })
     }
 
     /// The client connection should be closed now.
@@ -443,7 +447,7 @@ impl Conn {
                     self.complete_exchange(now);
                 } else {
                     let why = error.unwrap_or("origin closed the connection mid-body");
-                    self.truncate(why);
+                    self.truncate(why, now);
                 }
             }
         }
@@ -551,12 +555,13 @@ impl Conn {
                 upstream: Upstream::Attached { last_active, .. },
                 ..
             }) => {
-                let waiting_on_client = (!ex.request_body.dec.is_done() && self.up_out.is_empty())
-                    || self.out.len() >= self.watermark();
+                let waiting_on_client = !ex.background
+                    && ((!ex.request_body.dec.is_done() && self.up_out.is_empty())
+                        || self.out.len() >= self.watermark());
                 if waiting_on_client {
                     if client_idle {
                         self.stats.client_timeouts.incr();
-                        self.truncate("client stalled");
+                        self.truncate("client stalled", now);
                     }
                 } else if t.saturating_duration_since(*last_active) >= to.upstream_response {
                     let head_due = matches!(

@@ -134,11 +134,14 @@ pub fn send(
     keep_alive: bool,
 ) -> std::io::Result<bool> {
     let mut all = fields.to_vec();
-    if !matches!(status, 204 | 304) {
+    let bodiless = matches!(status, 204 | 304);
+    if !bodiless {
         all.push(("Content-Length", body.len().to_string()));
     }
     write_head(s, status, &all, keep_alive)?;
-    s.write_all(body)?;
+    if !bodiless {
+        s.write_all(body)?; // a 204 or 304 ends with its head (RFC 9112 §6.3)
+    }
     Ok(keep_alive)
 }
 

@@ -236,8 +236,16 @@ impl Conn {
                 if may_fetch && let FlightRole::Leader(guard) = store.fetch(&ctx.primary) {
                     ctx.leader = Some(guard);
                     ctx.fwd = "stale";
+                    let stale = Held::new(found.object.clone());
                     ctx.stale = Some(found);
-                    return Ok(Next::Origin(Some(ctx)));
+                    self.stats.cache_hits.incr();
+                    // RFC 5861 §3: this request too is answered with the stale copy at
+                    // once; it revalidates in the background (a HEAD, whose answer is
+                    // never stored, waits for its revalidation as before).
+                    return Ok(match head.method() {
+                        "GET" => Next::StaleThenRevalidate(stale, ctx),
+                        _ => Next::Origin(Some(ctx)),
+                    });
                 }
                 self.stats.cache_hits.incr();
                 Ok(Next::Stored(
@@ -412,6 +420,14 @@ impl Conn {
         // explicit freshness, so one bad request cannot poison the URL for everyone.
         // (414 is about the target, which is the key itself: it is stored as any 4xx.)
         if matches!(resp.status, 400 | 413 | 431) {
+            return false;
+        }
+        // An error with neither explicit freshness nor a Last-Modified to base a
+        // heuristic on would be stale on arrival: not worth the memory.
+        let explicit = cc.max_age.is_some()
+            || cc.s_maxage.is_some()
+            || (times.expires.is_some() && !cc.targeted);
+        if resp.status >= 400 && !explicit && times.last_modified.is_none() {
             return false;
         }
         let max = self.cfg.cache.object_bytes_max;

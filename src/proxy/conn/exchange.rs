@@ -34,6 +34,9 @@ pub(super) struct Exchange {
     /// fetch, because unread body bytes decide whether the connection can go on.
     pub(super) request_body: RequestBody,
     pub(super) stage: Stage,
+    /// The client was answered already (a stale copy, RFC 5861 stale-while-revalidate):
+    /// this exchange only refreshes the cache, and nothing it meets reaches the client.
+    pub(super) background: bool,
 }
 
 /// The request body's progress from the client to the origin.
@@ -180,6 +183,7 @@ impl Exchange {
             started: now,
             request_body: RequestBody { dec, enc, bytes: 0 },
             stage,
+            background: false,
         })
     }
 

@@ -31,6 +31,9 @@ pub(super) enum Next {
     DistillStored(Arc<Object>, Work),
     /// After another request's fetch of the same URL.
     Wait(Box<CacheCtx>, Arc<Flight>),
+    /// A stale copy within stale-while-revalidate, served at once, then revalidated by
+    /// this request in the background (the context leads the URL's flight).
+    StaleThenRevalidate(Rc<Held>, Box<CacheCtx>),
     /// From the peer node that owns the key (it answers from its cache, or fetches).
     Peer(PeerRoute),
     /// From the origin: a miss, a stale entry to revalidate (also the one request that
@@ -74,6 +77,14 @@ impl Conn {
                     .push_back(Action::AwaitFlight(FlightWait(flight), ticket));
             }
             Next::Origin(ctx) => self.start_fetch(head, dest, ctx, distill, now),
+            Next::StaleThenRevalidate(stale, ctx) => {
+                self.serve_stored(&head, &stale, Served::StaleWhileRevalidate, now);
+                self.spare_distill = distill;
+                self.start_fetch(head, dest, Some(ctx), None, now);
+                if let Some(ex) = self.ex.as_mut() {
+                    ex.background = true;
+                }
+            }
             Next::Peer(route) => self.start_forward(head, dest, route, now),
         }
     }

@@ -21,7 +21,12 @@ impl Conn {
         let head_only = ex.head.is_head();
         let origin = &ex.dest.origin;
         let warm = ex.cache.as_deref().is_some_and(|c| c.warm_from.is_some());
-        let client_minor = ex.head.minor_version;
+        // No interim response for a client that was answered already (background).
+        let client_minor = if ex.background {
+            0
+        } else {
+            ex.head.minor_version
+        };
         let Some(Fetch {
             response: Response::AwaitHead { buf },
             peer,
@@ -107,6 +112,9 @@ impl Conn {
             }
         };
         let (sink, enc) = match plan {
+            // The client has its answer: the cache alone takes this response (stored
+            // by `on_cached_response` or captured as it arrives).
+            _ if ex.background => (Sink::Discard { then: None }, BodyEncoder::Raw),
             ResponsePlan::FromStore(object, how) => {
                 // Distilled from the stored object once the origin's (empty or error)
                 // body is drained, when this request has a profile that applies.
@@ -218,7 +226,7 @@ impl Conn {
                 }
                 Err(e) => {
                     self.stats.upstream_failed(upstream_kind::INVALID);
-                    self.truncate(&format!("invalid body from origin: {e}"));
+                    self.truncate(&format!("invalid body from origin: {e}"), now);
                     return;
                 }
             }
@@ -298,7 +306,11 @@ impl Conn {
 
     /// The response head is out but its body cannot be completed: reset the client
     /// connection so the part it got is never taken for the whole.
-    pub(super) fn truncate(&mut self, why: &str) {
+    pub(super) fn truncate(&mut self, why: &str, now: Now<'_>) {
+        if self.ex.as_ref().is_some_and(|ex| ex.background) {
+            self.end_background(why, now);
+            return;
+        }
         self.stats.truncated_responses.incr();
         if let Some(ex) = self.ex.take() {
             let sent = ex.response_body().map_or(0, |b| b.sent);
@@ -307,6 +319,18 @@ impl Conn {
         }
         self.actions.push_back(Action::CloseUpstream);
         self.reset = true;
+    }
+
+    /// A background revalidation failed: the stale copy stays (the client has it
+    /// already), the flight ends so waiting requests go on, and so does the connection.
+    fn end_background(&mut self, why: &str, now: Now<'_>) {
+        let Some(ex) = self.ex.take() else { return };
+        tracing::warn!(origin = %ex.origin(), target = ex.head.target(),
+            "background revalidation failed: {why}");
+        self.actions.push_back(Action::CloseUpstream);
+        self.up_out.clear();
+        drop(ex);
+        self.advance(now);
     }
 
     /// The exchange failed before its response started: answer with `status`.
@@ -327,10 +351,14 @@ impl Conn {
         if self.close_tunnel(detail, now) {
             return;
         }
+        if self.ex.as_ref().is_some_and(|ex| ex.background) {
+            self.end_background(&format!("{status}: {detail}"), now);
+            return;
+        }
         let Some(ex) = self.ex.take() else { return };
         if ex.response_body().is_some() {
             self.ex = Some(ex);
-            self.truncate(detail);
+            self.truncate(detail, now);
             return;
         }
         self.actions.push_back(Action::CloseUpstream);

@@ -1,0 +1,115 @@
+//! stale-while-revalidate as RFC 5861 says: the stale copy answers at once, the first
+//! request included, and the refresh runs behind it, never reaching the client.
+
+use super::*;
+
+const GET: &str = "GET http://o.test/swr HTTP/1.1\r\nHost: o.test\r\n\r\n";
+
+/// A harness with `/swr` stored (fresh for 1 s, then usable stale for 600 s), and the
+/// clock moved past its freshness.
+fn stale_stored() -> Harness {
+    let store = Arc::new(Store::new(1 << 20, 1 << 20));
+    let mut h = Harness::with_cache("", Some(store));
+    h.client(GET);
+    h.actions();
+    h.ready(false);
+    h.origin(
+        "HTTP/1.1 200 OK\r\nDate: Sat, 28 Nov 2026 00:00:00 GMT\r\nETag: \"v1\"\r\n\
+         Cache-Control: max-age=1, stale-while-revalidate=600\r\nContent-Length: 3\r\n\r\nold",
+    );
+    h.actions();
+    h.sent_client();
+    h.advance(Duration::from_secs(3));
+    h
+}
+
+#[test]
+fn the_first_request_after_expiry_gets_the_stale_copy_before_the_origin_answers() {
+    let mut h = stale_stored();
+    h.client(&format!("{GET}{GET}"));
+    let first = h.sent_client();
+    assert!(first.starts_with("HTTP/1.1 200 OK\r\n"), "{first}");
+    assert!(first.contains("detail=stale-while-revalidate"), "{first}");
+    assert!(
+        first.ends_with("\r\n\r\nold"),
+        "one whole response: {first}"
+    );
+    assert!(matches!(h.actions().as_slice(), [Action::Acquire { .. }]));
+    h.ready(false);
+    let up = h.sent_upstream();
+    assert!(up.contains("If-None-Match: \"v1\""), "{up}");
+    assert_eq!(h.sent_client(), "", "the pipelined request waits its turn");
+    h.origin(
+        "HTTP/1.1 304 Not Modified\r\nDate: Sat, 28 Nov 2026 00:00:03 GMT\r\nETag: \"v1\"\r\n\
+         Cache-Control: max-age=60\r\n\r\n",
+    );
+    assert_eq!(h.actions(), vec![Action::Release]);
+    let second = h.sent_client();
+    assert_eq!(second.matches("HTTP/1.1 ").count(), 1, "one response: {second}");
+    assert!(second.starts_with("HTTP/1.1 200 OK\r\n"), "{second}");
+    assert!(
+        second.contains("Cache-Status: distilld; hit; ttl=60\r\n"),
+        "refreshed, answered as a fresh hit, and only once: {second}"
+    );
+    assert!(
+        second.contains("Date: Sat, 28 Nov 2026 00:00:03 GMT"),
+        "{second}"
+    );
+    assert!(second.ends_with("old"));
+    assert!(!h.conn.is_finished());
+}
+
+#[test]
+fn a_failed_refresh_neither_answers_nor_resets_the_client() {
+    for failure in ["closed", "mid-body", "timeout"] {
+        let mut h = stale_stored();
+        h.client(GET);
+        assert!(h.sent_client().ends_with("old"));
+        h.actions();
+        h.ready(false);
+        h.sent_upstream();
+        let now = h.now();
+        match failure {
+            "closed" => h.conn.on_upstream_closed(None, now),
+            "mid-body" => {
+                h.origin(
+                    "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 9\r\n\r\nnew",
+                );
+                let now = h.now();
+                h.conn.on_upstream_closed(None, now);
+            }
+            _ => h.advance(Duration::from_secs(120)),
+        }
+        assert_eq!(h.actions(), vec![Action::CloseUpstream], "{failure}");
+        assert_eq!(
+            h.sent_client(),
+            "",
+            "{failure}: nothing more for the client"
+        );
+        assert!(!h.conn.wants_reset() && !h.conn.is_finished(), "{failure}");
+        // The stale copy is still there (the cut body was not stored), and the
+        // connection serves the next request.
+        h.client(GET);
+        let next = h.sent_client();
+        assert!(
+            next.ends_with("old") && next.contains("stale-while-revalidate"),
+            "{failure}: {next}"
+        );
+    }
+}
+
+#[test]
+fn a_refresh_that_brings_a_new_body_stores_it_for_the_next_request() {
+    let mut h = stale_stored();
+    h.client(GET);
+    assert!(h.sent_client().ends_with("old"));
+    h.actions();
+    h.ready(false);
+    h.sent_upstream();
+    h.origin("HTTP/1.1 200 OK\r\nETag: \"v2\"\r\nCache-Control: max-age=60\r\nContent-Length: 3\r\n\r\nnew");
+    assert_eq!(h.actions(), vec![Action::Release]);
+    assert_eq!(h.sent_client(), "", "the client had its answer");
+    h.client(GET);
+    let next = h.sent_client();
+    assert!(next.ends_with("new") && next.contains("; hit;"), "{next}");
+}
