@@ -15,6 +15,7 @@ fn stale_stored() -> Harness {
     h.ready(false);
     h.origin(
         "HTTP/1.1 200 OK\r\nDate: Sat, 28 Nov 2026 00:00:00 GMT\r\nETag: \"v1\"\r\n\
+         Expires: Sat, 28 Nov 2026 00:00:01 GMT\r\n\
          Cache-Control: max-age=1, stale-while-revalidate=600\r\nContent-Length: 3\r\n\r\nold",
     );
     h.actions();
@@ -41,20 +42,30 @@ fn the_first_request_after_expiry_gets_the_stale_copy_before_the_origin_answers(
     assert_eq!(h.sent_client(), "", "the pipelined request waits its turn");
     h.origin(
         "HTTP/1.1 304 Not Modified\r\nDate: Sat, 28 Nov 2026 00:00:03 GMT\r\nETag: \"v1\"\r\n\
-         Cache-Control: max-age=60\r\n\r\n",
+         Expires: Sat, 28 Nov 2026 01:00:00 GMT\r\nCache-Control: max-age=60\r\n\r\n",
     );
     assert_eq!(h.actions(), vec![Action::Release]);
     let second = h.sent_client();
-    assert_eq!(second.matches("HTTP/1.1 ").count(), 1, "one response: {second}");
+    assert_eq!(
+        second.matches("HTTP/1.1 ").count(),
+        1,
+        "one response: {second}"
+    );
     assert!(second.starts_with("HTTP/1.1 200 OK\r\n"), "{second}");
     assert!(
         second.contains("Cache-Status: distilld; hit; ttl=60\r\n"),
         "refreshed, answered as a fresh hit, and only once: {second}"
     );
+    // RFC 9111 §3.2: the 304's Date and Expires replace the stored ones.
     assert!(
         second.contains("Date: Sat, 28 Nov 2026 00:00:03 GMT"),
         "{second}"
     );
+    assert!(
+        second.contains("Expires: Sat, 28 Nov 2026 01:00:00 GMT"),
+        "{second}"
+    );
+    assert_eq!(second.matches("Expires:").count(), 1, "{second}");
     assert!(second.ends_with("old"));
     assert!(!h.conn.is_finished());
 }
