@@ -22,6 +22,7 @@ in_both_modes!(
     age_and_expires_are_read_as_recipients_must,
     accept_language_variants_match_when_equivalent,
     if_modified_since_is_answered_from_a_fresh_stored_response,
+    preconditions_the_cache_does_not_evaluate_go_to_the_origin,
 );
 
 fn url(query: &str) -> String {
@@ -242,6 +243,23 @@ fn a_range_miss_is_forwarded_and_its_206_is_never_stored(mode: Mode) {
     let hit = get(&s, &u, &["Range: bytes=10-19"]);
     assert_eq!((hit.status, hit.body.clone()), (206, pattern(10..20)));
     assert!(cache_status(&hit).contains("hit"), "{hit:?}");
+    // `bytes=0-` (what a media player asks first) is the whole: fetched whole, stored,
+    // and sent as the 206 of all its bytes.
+    let u = url("Cache-Control=max-age%3D600&_len=1000&_range=1&n=fromstart");
+    let all = get(&s, &u, &["Range: bytes=0-"]);
+    assert_eq!(
+        (all.status, all.body.clone()),
+        (206, pattern(0..1000)),
+        "{all:?}"
+    );
+    assert_eq!(all.header("content-range"), Some("bytes 0-999/1000"));
+    assert!(
+        cache_status(&all).contains("fwd-status=200; stored"),
+        "{all:?}"
+    );
+    let seek = get(&s, &u, &["Range: bytes=900-"]);
+    assert_eq!((seek.status, seek.body.clone()), (206, pattern(900..1000)));
+    assert!(cache_status(&seek).contains("hit"), "{seek:?}");
 }
 
 fn ranges_of_a_distilled_variant_are_ranges_of_its_bytes(mode: Mode) {
@@ -280,6 +298,8 @@ fn ranges_of_a_distilled_variant_are_ranges_of_its_bytes(mode: Mode) {
     }
 }
 
+/// Targeted fields are for caches that work for the origin: reverse routes obey them,
+/// the forward proxy (which no origin chose) reads Cache-Control alone.
 fn targeted_cache_control_takes_precedence(mode: Mode) {
     let s = Setup::new(mode);
     let stored_twice = |s: &Setup, query: &str| {
@@ -289,18 +309,21 @@ fn targeted_cache_control_takes_precedence(mode: Mode) {
         assert_eq!(a.status, 200);
         origin_request(&a) == origin_request(&b)
     };
-    assert!(
+    let reverse = matches!(mode, Mode::Reverse);
+    assert_eq!(
         stored_twice(
             &s,
             "Cache-Control=no-store&CDN-Cache-Control=max-age%3D600&n=t1"
         ),
+        reverse,
         "CDN-Cache-Control over Cache-Control"
     );
-    assert!(
-        !stored_twice(
+    assert_eq!(
+        stored_twice(
             &s,
             "Cache-Control=max-age%3D600&CDN-Cache-Control=max-age%3D600&Distilld-Cache-Control=no-store&n=t2"
         ),
+        !reverse,
         "ours over CDN-Cache-Control"
     );
     assert!(
@@ -310,21 +333,22 @@ fn targeted_cache_control_takes_precedence(mode: Mode) {
         ),
         "an invalid targeted field is ignored"
     );
-    assert!(
+    // A valid targeted field without freshness: Expires no longer counts.
+    let expires = enc(&date_from_now(600));
+    assert_eq!(
         stored_twice(
             &s,
-            &format!(
-                "CDN-Cache-Control=max-age%3D600&Expires={}&n=t4",
-                enc(&date_from_now(-60))
-            )
+            &format!("CDN-Cache-Control=stale-if-error%3D60&Expires={expires}&n=t4")
         ),
+        !reverse,
         "Expires is ignored with a targeted field"
     );
-    assert!(
-        !stored_twice(
+    assert_eq!(
+        stored_twice(
             &s,
             "Cache-Control=max-age%3D600&CDN-Cache-Control=private&n=t5"
         ),
+        !reverse,
         "private in the targeted field"
     );
     // The field goes on to the client: it is end-to-end.
@@ -337,10 +361,13 @@ fn targeted_cache_control_takes_precedence(mode: Mode) {
         "[cache]\ntargeted_fields = [\"X-Edge-Control\"]\n",
         &[],
     );
-    assert!(stored_twice(
-        &s,
-        "Cache-Control=no-store&X-Edge-Control=max-age%3D600&n=t6"
-    ));
+    assert_eq!(
+        stored_twice(
+            &s,
+            "Cache-Control=no-store&X-Edge-Control=max-age%3D600&n=t6"
+        ),
+        reverse
+    );
     assert!(!stored_twice(
         &s,
         "Cache-Control=no-store&CDN-Cache-Control=max-age%3D600&n=t7"
@@ -452,9 +479,15 @@ fn heuristic_freshness_for_every_heuristically_cacheable_status(mode: Mode) {
     );
     assert!(stored(500, "&Cache-Control=max-age%3D60&x=e"));
     assert!(
-        !stored(400, "&Cache-Control=max-age%3D60"),
-        "never a request's own error"
+        !stored(503, "&Cache-Control=public&x=p5"),
+        "an error is not kept by public"
     );
+    for status in [400, 412, 416, 417] {
+        assert!(
+            !stored(status, "&Cache-Control=max-age%3D60"),
+            "a request's own error: {status}"
+        );
+    }
 }
 
 fn age_and_expires_are_read_as_recipients_must(mode: Mode) {
@@ -516,13 +549,19 @@ fn accept_language_variants_match_when_equivalent(mode: Mode) {
     let first = get(&s, &u, &["Accept-Language: en-US, fr;q=0.5, de;q=0.5"]);
     for same in [
         "FR;q=0.50, de;q=0.5 ,en-us",
-        "en-us;q=1.0,de;q=0.500,fr;q=0.5",
+        "fr;q=0.500,en-us;q=1.0,de;q=0.5, fr;q=0.5",
     ] {
         let r = get(&s, &u, &[&format!("Accept-Language: {same}")]);
         assert!(cache_status(&r).contains("hit"), "{same}: {r:?}");
         assert_eq!(r.body, first.body);
     }
-    for other in ["fr, en-US", "en-US", "en-US, fr;q=0.4, de;q=0.5"] {
+    // Equally weighted languages keep their order: many servers read it as a preference.
+    for other in [
+        "fr, en-US",
+        "en-US",
+        "en-US, fr;q=0.4, de;q=0.5",
+        "en-US, de;q=0.5, fr;q=0.5",
+    ] {
         let r = get(&s, &u, &[&format!("Accept-Language: {other}")]);
         assert!(!cache_status(&r).contains("hit"), "{other}: {r:?}");
     }
@@ -565,4 +604,40 @@ fn if_modified_since_is_answered_from_a_fresh_stored_response(mode: Mode) {
         2,
         "only the second URL's miss and the stats"
     );
+}
+
+/// RFC 9110 §13.2.1: preconditions are evaluated by whoever answers. The cache answers
+/// If-None-Match, If-Modified-Since and If-Range itself; If-Match and
+/// If-Unmodified-Since go to the origin, and its 412 is never stored.
+fn preconditions_the_cache_does_not_evaluate_go_to_the_origin(mode: Mode) {
+    let s = Setup::new(mode);
+    let u = url("Cache-Control=max-age%3D600&ETag=%22p1%22&n=pre");
+    let first = get(&s, &u, &[]);
+    let mut last = first;
+    for condition in [
+        "If-Match: \"p1\"",
+        "If-Unmodified-Since: Sun, 06 Nov 1994 08:49:37 GMT",
+    ] {
+        let r = get(&s, &u, &[condition]);
+        assert_ne!(
+            origin_request(&r),
+            origin_request(&last),
+            "{condition}: {r:?}"
+        );
+        assert!(
+            cache_status(&r).contains("fwd=bypass"),
+            "{condition}: {r:?}"
+        );
+        last = r;
+    }
+    // A 200 to such a request is the whole representation: stored, it answers next.
+    let hit = get(&s, &u, &[]);
+    assert!(cache_status(&hit).contains("hit"), "{hit:?}");
+    assert_eq!(origin_request(&hit), origin_request(&last));
+    // A failed precondition's 412 is not stored.
+    let u = url("Cache-Control=max-age%3D600&_status=412&n=pre412");
+    let r = get(&s, &u, &["If-Match: \"zz\""]);
+    assert_eq!(r.status, 412);
+    let plain = get(&s, &u, &[]);
+    assert_ne!(origin_request(&plain), origin_request(&r));
 }

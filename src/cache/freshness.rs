@@ -106,8 +106,10 @@ pub fn lifetime(response: &CacheControl, times: &Times, status: u16, heuristic: 
         let date = times.date.unwrap_or(times.response_time);
         return expires.map_or(0, |e| e.saturating_sub(date));
     }
-    // §4.2.2: heuristics for the statuses so defined, and for any status marked public.
-    let heuristic_allowed = HEURISTICALLY_CACHEABLE.contains(&status) || response.public;
+    // §4.2.2: heuristics for the statuses so defined, and for any other marked public
+    // but an error (a public error page with an old Last-Modified is not kept for a day).
+    let heuristic_allowed =
+        HEURISTICALLY_CACHEABLE.contains(&status) || (response.public && status < 400);
     match times.last_modified {
         Some(lm) if heuristic_allowed => {
             let date = times.date.unwrap_or(times.response_time);
@@ -273,11 +275,33 @@ mod tests {
             "302 is not heuristically cacheable"
         );
         assert_eq!(lifetime(&cc("public"), &t, 302, h), 10_000, "unless public");
+        assert_eq!(lifetime(&cc("public"), &t, 503, h), 0, "but not an error");
         for status in HEURISTICALLY_CACHEABLE {
             assert_eq!(lifetime(&cc(""), &t, status, h), 10_000, "{status}");
         }
         t.last_modified = Some(T0 - 100 * 24 * 3600);
         assert_eq!(lifetime(&cc(""), &t, 200, h), 24 * 3600, "capped");
+    }
+
+    #[test]
+    fn a_targeted_field_makes_expires_ignored() {
+        let h = Heuristic::default();
+        let mut t = times();
+        t.expires = Some(Some(T0 + 500));
+        let mut targeted = cc("stale-if-error=60");
+        targeted.targeted = true;
+        assert_eq!(lifetime(&cc("stale-if-error=60"), &t, 200, h), 500);
+        assert_eq!(lifetime(&targeted, &t, 200, h), 0);
+        let none = cc("");
+        assert!(
+            storable("GET", 302, &none, &cc(""), &t, false).is_ok(),
+            "Expires is explicit"
+        );
+        assert_eq!(
+            storable("GET", 302, &none, &targeted, &t, false),
+            Err(NotStorable::NoFreshness),
+            "not with a targeted field"
+        );
     }
 
     #[test]

@@ -114,9 +114,10 @@ pub fn write_variant<'a>(
 }
 
 /// Fields whose value is a list of case-insensitive tokens weighted by `q`, where
-/// neither case, nor spaces, nor the order of equally weighted items, nor the spelling
-/// of a weight (`q=1`, `q=1.000`) changes what the client prefers (RFC 9110 §12.4.2,
-/// §12.5.3–12.5.4): requests that differ only so share one variant.
+/// neither case, nor spaces, nor where an item stands among items of other weights, nor
+/// the spelling of a weight (`q=1`, `q=1.000`) changes what the client prefers (RFC 9110
+/// §12.4.2, §12.5.3–12.5.4): requests that differ only so share one variant. The order
+/// of equally weighted items is kept: many servers read it as a preference (§12.5.4).
 fn is_preference_list(name: &str) -> bool {
     matches!(
         name,
@@ -128,7 +129,7 @@ fn is_preference_list(name: &str) -> bool {
 const PREFERENCES_MAX: usize = 32;
 
 /// The items of `values` as `token;q=N` (N in thousandths), lower-cased, heaviest first
-/// and by name among equals, after a `~` (a raw value follows `=`, so the two forms
+/// and in the request's order among equals (a repeated token counts once), after a `~` (a raw value follows `=`, so the two forms
 /// never meet). False, with nothing written, when an item is not of the form (an
 /// invalid weight, a parameter other than q) or there are too many: the caller keys
 /// the value as sent.
@@ -152,20 +153,26 @@ fn write_preferences<'a>(values: impl Iterator<Item = &'a [u8]> + Clone, key: &m
         n += 1;
     }
     let items = &mut items[..n];
-    items.sort_unstable_by(|a, b| {
-        let lower = |t: &'a [u8]| t.iter().map(u8::to_ascii_lowercase);
-        b.1.cmp(&a.1).then_with(|| lower(a.0).cmp(lower(b.0)))
-    });
+    // Heaviest first, equals in the request's order: an insertion sort, stable and
+    // without the allocation a library stable sort may make (this runs on hits).
+    for i in 1..items.len() {
+        let mut j = i;
+        while j > 0 && items[j - 1].1 < items[j].1 {
+            items.swap(j - 1, j);
+            j -= 1;
+        }
+    }
     key.push('~');
-    let mut last: Option<(&[u8], u16)> = None;
-    for &(token, q) in items.iter() {
-        if last.is_some_and(|(t, w)| w == q && t.eq_ignore_ascii_case(token)) {
+    for (i, &(token, q)) in items.iter().enumerate() {
+        if items[..i]
+            .iter()
+            .any(|(t, _)| t.eq_ignore_ascii_case(token))
+        {
             continue;
         }
-        if last.is_some() {
+        if i > 0 {
             key.push(',');
         }
-        last = Some((token, q));
         for &b in token {
             push_escaped_byte(key, b.to_ascii_lowercase());
         }
@@ -295,18 +302,19 @@ mod tests {
     fn preference_lists_match_whatever_their_case_order_and_weight_spelling() {
         let lang = |v: &'static str| k(&[("Accept-Language", v)]);
         assert_eq!(lang("en-US, fr;q=0.5"), lang("FR; Q=0.500 ,en-us;q=1.0"));
-        assert_eq!(lang("de, en"), lang("en,de"));
-        assert_eq!(lang("de, en"), lang("en, de, en"));
+        assert_ne!(lang("de, en"), lang("en,de"), "equals keep their order");
+        assert_eq!(lang("de;q=0.5, en"), lang("en, de;q=0.5"));
+        assert_eq!(lang("en, de"), lang("en, de, en"));
         assert_eq!(
             k(&[("Accept-Language", "de"), ("Accept-Language", "en")]),
-            lang("en, de")
+            lang("de, en")
         );
         assert_ne!(lang("de;q=0.9, en"), lang("de, en;q=0.9"));
         assert_ne!(lang("de"), lang("de;q=0"));
         assert_ne!(lang("de"), lang(""));
         assert_ne!(k(&[]), lang(""));
-        // Not of the form: keyed as sent, and never as a normalised list.
-        assert_eq!(lang("de;q=2"), lang("de;q=2"));
+        // Not of the form: keyed as sent (case and all), never as a normalised list.
+        assert_ne!(lang("de;q=2"), lang("DE;q=2"));
         assert_ne!(lang("de;q=2"), lang("de"));
         assert_ne!(lang("de;x=1"), lang("de"));
         assert_eq!(

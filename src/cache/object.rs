@@ -92,7 +92,9 @@ impl Fields {
         let mut names: Vec<Box<str>> = Vec::new();
         for (_, v) in self.iter().filter(|(n, _)| n.eq_ignore_ascii_case("vary")) {
             for item in list_items(v) {
-                if item == b"*" {
+                // A name that is not a token selects nothing a key could tell apart:
+                // like `*`, it never matches.
+                if item == b"*" || !is_token(item) {
                     return Err(VaryStar);
                 }
                 let name = String::from_utf8_lossy(item).to_ascii_lowercase();
@@ -108,6 +110,13 @@ impl Fields {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VaryStar;
+
+/// RFC 9110 §5.6.2 token.
+fn is_token(s: &[u8]) -> bool {
+    !s.is_empty()
+        && s.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
 
 /// `Name: value\r\n` lines, as `write_field` writes them.
 fn lines(block: &[u8]) -> impl Iterator<Item = (&str, &[u8])> + Clone {
@@ -410,5 +419,6 @@ mod tests {
             &["accept-encoding".into(), "accept-language".into()]
         );
         assert_eq!(fields(&[("Vary", "*")]).vary(), Err(VaryStar));
+        assert_eq!(fields(&[("Vary", "a=b")]).vary(), Err(VaryStar));
     }
 }

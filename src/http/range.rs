@@ -1,7 +1,8 @@
 //! Byte ranges (RFC 9110 §14) as plain arithmetic: which bytes of a representation of
 //! `len` bytes a `Range` field asks for, after the rules a server applies — an invalid
-//! field is ignored, ranges that overlap or touch are merged (§14.2 allows it), and a
-//! request for more pieces than allowed gets the whole representation.
+//! field is ignored, ranges that overlap or touch are merged (§14.2 allows it), parts
+//! keep the order they were asked in, and a request for more pieces than allowed, or for
+//! overlapping pieces out of order, gets the whole representation (§14.2 allows that).
 
 /// One satisfiable range: bytes `start..end` (end exclusive, never empty).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +28,7 @@ pub enum Ranges {
     Whole,
     /// No range overlaps the representation: 416 with `Content-Range: bytes */len`.
     Unsatisfiable,
-    /// These ranges (206), in ascending order, neither overlapping nor touching.
+    /// These ranges (206), neither overlapping nor touching, in the order asked.
     Parts(Vec<ByteRange>),
 }
 
@@ -37,6 +38,10 @@ pub fn select(value: &[u8], len: u64, parts_max: usize) -> Ranges {
     let Some(specs) = strip_unit(value) else {
         return Ranges::Whole;
     };
+    if len == 0 {
+        // Nothing to cut, and no 206 can say so (§14.1.1): the whole, empty response.
+        return Ranges::Whole;
+    }
     let mut parts = Vec::new();
     let mut count = 0;
     for spec in specs.split(|&b| b == b',').map(super::headers::trim) {
@@ -58,7 +63,10 @@ pub fn select(value: &[u8], len: u64, parts_max: usize) -> Ranges {
     if parts.is_empty() {
         return Ranges::Unsatisfiable;
     }
-    Ranges::Parts(coalesce(parts))
+    match coalesce(parts) {
+        Some(parts) => Ranges::Parts(parts),
+        None => Ranges::Whole,
+    }
 }
 
 /// The range-specs after `bytes=` (the unit is case-insensitive, §14.1).
@@ -114,17 +122,25 @@ fn digits(v: &[u8]) -> Option<u64> {
     }))
 }
 
-/// Sorted, with overlapping and adjacent ranges merged.
-fn coalesce(mut parts: Vec<ByteRange>) -> Vec<ByteRange> {
-    parts.sort_unstable_by_key(|r| r.start);
-    let mut out: Vec<ByteRange> = Vec::with_capacity(parts.len());
-    for r in parts {
-        match out.last_mut() {
+/// Overlapping and adjacent ranges merged. Ranges asked in ascending order are merged
+/// in place; ranges out of order are kept in their order when none overlaps or touches
+/// another, and otherwise (None) are not worth a 206.
+fn coalesce(parts: Vec<ByteRange>) -> Option<Vec<ByteRange>> {
+    let ascending = parts.windows(2).all(|w| w[0].start <= w[1].start);
+    let mut sorted = parts.clone();
+    sorted.sort_unstable_by_key(|r| r.start);
+    let mut merged: Vec<ByteRange> = Vec::with_capacity(sorted.len());
+    for r in sorted {
+        match merged.last_mut() {
             Some(prev) if r.start <= prev.end => prev.end = prev.end.max(r.end),
-            _ => out.push(r),
+            _ => merged.push(r),
         }
     }
-    out
+    match (ascending, merged.len() == parts.len()) {
+        (true, _) => Some(merged),
+        (false, true) => Some(parts),
+        (false, false) => None,
+    }
 }
 
 /// RFC 9110 §13.1.5: does an `If-Range` value still name the stored representation?

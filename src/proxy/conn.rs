@@ -411,7 +411,11 @@ impl Conn {
         match &mut fetch.response {
             Response::AwaitHead { buf } => {
                 let reused = matches!(fetch.upstream, Upstream::Attached { reused: true, .. });
-                let retry_safe = reused && !fetch.retried && !has_body && buf.is_empty();
+                let retry_safe = reused
+                    && !fetch.retried
+                    && !has_body
+                    && buf.is_empty()
+                    && fetch.interim_bytes == 0;
                 if retry_safe {
                     // A pooled connection the origin had already closed: nothing was
                     // processed, so the request is sent again on a fresh connection.
@@ -517,6 +521,11 @@ impl Conn {
         let t = now.instant;
         let to = self.cfg.timeouts;
         let Some(ex) = self.ex.as_ref() else { return };
+        if ex.background && t.saturating_duration_since(ex.started) >= to.upstream_response {
+            // Bounded as a whole, not only by silence: it holds the client's connection.
+            self.end_background("it took longer than timeouts.upstream_response_ms", now);
+            return;
+        }
         match &ex.stage {
             Stage::Waiting { since, .. } => {
                 if t.saturating_duration_since(*since) >= self.cfg.cache.collapse_wait {

@@ -37,6 +37,8 @@ pub struct Validators<'a> {
     pub last_modified: Option<&'a [u8]>,
 }
 
+/// `whole`: the cache fetches the whole representation for a range request it will
+/// answer itself (`Range` and `If-Range` are not sent).
 pub fn write_upstream_request(
     out: &mut Vec<u8>,
     head: &RequestHead,
@@ -44,6 +46,7 @@ pub fn write_upstream_request(
     client_ip: &str,
     id: Identity<'_>,
     revalidate: Option<Validators<'_>>,
+    whole: bool,
 ) {
     out.extend_from_slice(head.method().as_bytes());
     out.push(b' ');
@@ -60,6 +63,7 @@ pub fn write_upstream_request(
         } else if !head.connection.drops(name)
             && !is_framing_or_local(name)
             && (revalidate.is_none() || !is_precondition_or_range(name))
+            && (!whole || !is_range(name))
         {
             write_field(out, name.as_bytes(), value);
         }
@@ -107,7 +111,9 @@ impl DownFraming {
 
 /// `extra` is whole header lines (each ending in CRLF) the proxy adds, e.g. Cache-Status.
 /// `date` is written when the origin sent no Date (RFC 9110 §6.6.1: a recipient with a
-/// clock adds the time it received the response).
+/// clock adds the time it received the response). `all_as_range`: the client asked
+/// `Range: bytes=0-` and the whole was fetched: a 200 of known length goes out as the
+/// 206 of all its bytes (a media player then knows it may seek by range).
 #[allow(clippy::too_many_arguments)]
 pub fn write_client_response(
     out: &mut Vec<u8>,
@@ -118,12 +124,22 @@ pub fn write_client_response(
     via_name: &str,
     extra: &[u8],
     date: &[u8],
+    all_as_range: bool,
 ) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    write_decimal(out, u64::from(resp.status));
-    out.push(b' ');
-    out.extend_from_slice(resp.reason());
-    out.extend_from_slice(b"\r\n");
+    let all_of = match down {
+        DownFraming::Length(n) if all_as_range && resp.status == 200 && n > 0 => Some(n),
+        _ => None,
+    };
+    match all_of {
+        Some(_) => out.extend_from_slice(b"HTTP/1.1 206 Partial Content\r\n"),
+        None => {
+            out.extend_from_slice(b"HTTP/1.1 ");
+            write_decimal(out, u64::from(resp.status));
+            out.push(b' ');
+            out.extend_from_slice(resp.reason());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
     let mut via: Vec<u8> = Vec::new();
     let mut dated = false;
     for (name, value) in resp.fields() {
@@ -143,6 +159,13 @@ pub fn write_client_response(
     }
     append_via(&mut via, resp.minor_version, via_name);
     write_field(out, b"Via", &via);
+    if let Some(n) = all_of {
+        out.extend_from_slice(b"Content-Range: bytes 0-");
+        write_decimal(out, n - 1);
+        out.push(b'/');
+        write_decimal(out, n);
+        out.extend_from_slice(b"\r\n");
+    }
     match down {
         DownFraming::Length(n) => {
             out.extend_from_slice(b"Content-Length: ");
@@ -201,6 +224,10 @@ fn is_precondition_or_range(name: &str) -> bool {
     ]
     .iter()
     .any(|n| n.eq_ignore_ascii_case(name))
+}
+
+fn is_range(name: &str) -> bool {
+    name.eq_ignore_ascii_case("range") || name.eq_ignore_ascii_case("if-range")
 }
 
 fn is_framing_or_local(name: &str) -> bool {
@@ -309,7 +336,7 @@ mod tests {
             screened: true,
         };
         let mut out = Vec::new();
-        write_upstream_request(&mut out, &head, &dest, "127.0.0.1", ID, None);
+        write_upstream_request(&mut out, &head, &dest, "127.0.0.1", ID, None, false);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
@@ -332,6 +359,7 @@ mod tests {
             "distilld",
             b"",
             b"Sun, 06 Nov 1994 08:49:37 GMT",
+            true, // not a 206: the length is not known
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),

@@ -121,6 +121,7 @@ impl Out {
             Part::Head => held.head.len(),
             Part::Body => held.body.len(),
         };
+        debug_assert!(start <= end && end <= len, "a range within the stored part");
         let end = end.min(len);
         let seg = Seg::Stored {
             held: held.clone(),

@@ -53,9 +53,20 @@ pub(super) struct CacheCtx {
     pub(super) warm_from: Option<usize>,
     /// The previous owner was asked already: the origin is next.
     pub(super) warm_tried: bool,
-    /// A near copy's freshness left at the owner (its Cache-Status `ttl`): a hit's Date
-    /// is the time it was served, so the lifetime computed here could outrun the owner's.
+    /// A near copy's freshness left at the owner (its Cache-Status `ttl`): the owner may
+    /// read freshness differently (its targeted fields, its heuristics), so the lifetime
+    /// computed here could outrun the owner's.
     owner_ttl: Option<i64>,
+    /// The client named the destination (the forward proxy): targeted cache-control
+    /// fields are not for this cache then.
+    screened: bool,
+    /// The request asked for part of the response or set a precondition: only a 200
+    /// answer to it is the whole representation, fit to store for everyone.
+    asks_part: bool,
+    /// `Range: bytes=0-` on a miss: what is asked is the whole representation, so it is
+    /// fetched whole (and stored, and shared with the requests that wait on it) and
+    /// sent as a 206 of all its bytes when its length is known.
+    pub(super) whole_for_range: bool,
 }
 
 /// A response being stored as it streams to the client.
@@ -88,6 +99,11 @@ impl CacheCtx {
         &self.primary
     }
 
+    /// The response is being copied for the store.
+    pub(super) fn is_capturing(&self) -> bool {
+        self.capture.is_some()
+    }
+
     /// Copies a piece of the body into the capture; gives up past the object limit.
     pub(super) fn capture_body(&mut self, piece: &[u8], max: u64) {
         let Some(cap) = self.capture.as_mut() else {
@@ -115,7 +131,9 @@ impl Conn {
             return Next::Origin(None);
         }
         let method = head.method();
-        let readable = matches!(method, "GET" | "HEAD") && !head.has_body();
+        let readable = matches!(method, "GET" | "HEAD")
+            && !head.has_body()
+            && !has_unevaluated_precondition(head);
         if !readable {
             return Next::Origin(Some(self.cache_ctx(head, dest, "bypass", now)));
         }
@@ -202,7 +220,16 @@ impl Conn {
         if method == "HEAD" {
             return Next::Origin(Some(ctx)); // a HEAD response is never stored
         }
-        let ranged = head.field("range").is_some();
+        let mut ctx = ctx;
+        let ranged = match head.field("range") {
+            Some(r) if is_from_start(r) && method == "GET" => {
+                ctx.whole_for_range = true;
+                ctx.asks_part = false; // the answer is the whole, fit to store
+                false
+            }
+            Some(_) => true,
+            None => false,
+        };
         self.join_flight(&store, ctx, waited, ranged)
     }
 
@@ -240,10 +267,12 @@ impl Conn {
                     ctx.stale = Some(found);
                     self.stats.cache_hits.incr();
                     // RFC 5861 §3: this request too is answered with the stale copy at
-                    // once; it revalidates in the background (a HEAD, whose answer is
-                    // never stored, waits for its revalidation as before).
-                    return Ok(match head.method() {
-                        "GET" => Next::StaleThenRevalidate(stale, ctx),
+                    // once; it revalidates in the background. A HEAD (whose answer is
+                    // never stored) and a request that wants the copy distilled wait for
+                    // the revalidation, as before.
+                    let distilled = distill.and_then(|d| self.work_on_stored(d, &stale));
+                    return Ok(match (head.method(), distilled) {
+                        ("GET", None) => Next::StaleThenRevalidate(stale, ctx),
                         _ => Next::Origin(Some(ctx)),
                     });
                 }
@@ -273,7 +302,9 @@ impl Conn {
     ) -> Next {
         match store.fetch(&ctx.primary) {
             FlightRole::Leader(guard) if ranged => {
-                drop(guard); // no one can be waiting on a flight made just now
+                // Ended at once: a request that joined it meanwhile (from another shard)
+                // is woken now and fetches for itself.
+                drop(guard);
                 Next::Origin(Some(ctx))
             }
             FlightRole::Leader(guard) => {
@@ -310,6 +341,9 @@ impl Conn {
             warm_from: None,
             warm_tried: false,
             owner_ttl: None,
+            screened: dest.screened,
+            asks_part: head.fields().any(|(n, _)| asks_part_or_condition(n)),
+            whole_for_range: false,
         })
     }
 
@@ -366,7 +400,8 @@ impl Conn {
         });
         if let Some(stale) = ctx.stale.take() {
             if resp.status == 304 {
-                let object = refreshed(&stale.object, &fields, ctx.request_time, now, self.build());
+                let b = self.build(ctx.screened);
+                let object = refreshed(&stale.object, &fields, ctx.request_time, now, b);
                 let object = store.replace(&stale.key, object);
                 self.stats.cache_revalidated.incr();
                 return ResponsePlan::FromStore(object, Served::Revalidated);
@@ -404,7 +439,7 @@ impl Conn {
         times: &Times,
         resp: &ResponseHead,
     ) -> bool {
-        let cc = response_control(fields.iter(), &self.cfg.cache.targeted_fields);
+        let cc = response_control(fields.iter(), self.build(ctx.screened).targeted);
         let rules = storable(
             "GET",
             resp.status,
@@ -416,10 +451,14 @@ impl Conn {
         if rules.is_err() || fields.vary().is_err() {
             return false;
         }
-        // Errors a request's own fields or body can provoke are never stored, even with
-        // explicit freshness, so one bad request cannot poison the URL for everyone.
-        // (414 is about the target, which is the key itself: it is stored as any 4xx.)
-        if matches!(resp.status, 400 | 413 | 431) {
+        // Errors a request's own fields or body can provoke (a bad head, a failed
+        // precondition, an unsatisfiable range) are never stored, even with explicit
+        // freshness, and neither is anything but a 200 to a request for part of the
+        // response or with a precondition, so one request cannot poison the URL for
+        // everyone. (414 is about the target, which is the key itself: stored as any 4xx.)
+        if matches!(resp.status, 400 | 412 | 413 | 416 | 417 | 431)
+            || (ctx.asks_part && resp.status != 200)
+        {
             return false;
         }
         // An error with neither explicit freshness nor a Last-Modified to base a
@@ -457,7 +496,7 @@ impl Conn {
         };
         let body = crate::cache::body::stored(cap.body.as_slice());
         drop(cap.body);
-        let mut object = Object::new(cap.fields, body, cap.times, self.build());
+        let mut object = Object::new(cap.fields, body, cap.times, self.build(ctx.screened));
         if let (true, Some(near)) = (ctx.near, near) {
             let age = object.age(ctx.request_time);
             object.lifetime = near.capped_lifetime(object.lifetime, age);
@@ -611,14 +650,20 @@ impl Conn {
         removed
     }
 
-    pub(super) fn build(&self) -> Build<'_> {
+    /// How objects are built; targeted cache-control fields (RFC 9213) are for caches
+    /// that work for the origin — reverse routes — not for the forward proxy
+    /// (`screened`: the client named the destination).
+    pub(super) fn build(&self, screened: bool) -> Build<'_> {
         Build {
             via_name: &self.cfg.via_name,
             heuristic: Heuristic {
                 percent: self.cfg.cache.heuristic_percent,
                 max_secs: self.cfg.cache.heuristic_max_s,
             },
-            targeted: &self.cfg.cache.targeted_fields,
+            targeted: match screened {
+                true => &[],
+                false => &self.cfg.cache.targeted_fields,
+            },
         }
     }
 }
@@ -643,6 +688,41 @@ fn owner_ttl(resp: &ResponseHead) -> Option<i64> {
         .split(';')
         .find_map(|p| p.trim().strip_prefix("ttl="))
         .and_then(|t| t.trim().parse().ok())
+}
+
+/// `bytes=0-`: every byte from the first, i.e. the whole representation (what media
+/// players ask first).
+fn is_from_start(range: &[u8]) -> bool {
+    let Some((unit, set)) = std::str::from_utf8(range)
+        .ok()
+        .and_then(|r| r.split_once('='))
+    else {
+        return false;
+    };
+    unit.trim().eq_ignore_ascii_case("bytes") && set.trim() == "0-"
+}
+
+/// Fields that make the response to a request something other than the plain whole
+/// representation (a part, or an answer to a precondition).
+fn asks_part_or_condition(name: &str) -> bool {
+    [
+        "range",
+        "if-range",
+        "if-match",
+        "if-unmodified-since",
+        "if-none-match",
+        "if-modified-since",
+    ]
+    .iter()
+    .any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// Preconditions the cache does not evaluate itself (RFC 9110 §13.2.1 says a cache
+/// must evaluate what it answers): such a request goes to the origin.
+fn has_unevaluated_precondition(head: &RequestHead) -> bool {
+    head.fields().any(|(n, _)| {
+        n.eq_ignore_ascii_case("if-match") || n.eq_ignore_ascii_case("if-unmodified-since")
+    })
 }
 
 /// The request's Cache-Control, with HTTP/1.0's `Pragma: no-cache` read as no-cache

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use crate::cache::Object;
 use crate::cache::control::CacheControl;
 use crate::cache::freshness::Times;
+use crate::cache::object::Build;
 use crate::cache::object::Fields;
 use crate::distill::image::Output;
 use crate::distill::pool::{self, ResultSlot};
@@ -389,7 +390,7 @@ impl Conn {
                     distilled,
                     self.variant_body(&made, storable),
                     times,
-                    self.build(),
+                    self.build(ex.dest.screened),
                 );
                 Arc::new(object.selected_by(original_vary.unwrap_or_default()))
             }
@@ -397,7 +398,8 @@ impl Conn {
                 self.stats.distill_passed.incr();
                 self.stats.distill_declined[decline_reason(&why)].incr();
                 tracing::debug!(target = ex.head.target(), "sent the original: {why}");
-                self.original_object(source, fields, times, input, storable)
+                let build = self.build(ex.dest.screened);
+                self.original_object(source, fields, times, input, storable, build)
             }
         };
         let stored = storable && self.store_variant(&ex, ctx, &object);
@@ -441,6 +443,7 @@ impl Conn {
         times: Times,
         input: Bytes,
         storable: bool,
+        build: Build<'_>,
     ) -> Arc<Object> {
         match source {
             JobInput::Stored { object, .. } => object,
@@ -448,9 +451,9 @@ impl Conn {
             // go as soon as they are sent.
             JobInput::Fetched(_) if self.cacheable(storable, input.len()) => {
                 let body = crate::cache::body::stored(&input);
-                Arc::new(Object::new(fields, body, times, self.build()))
+                Arc::new(Object::new(fields, body, times, build))
             }
-            JobInput::Fetched(_) => Arc::new(Object::new(fields, input, times, self.build())),
+            JobInput::Fetched(_) => Arc::new(Object::new(fields, input, times, build)),
         }
     }
 

@@ -110,6 +110,9 @@ pub(super) struct Fetch {
     pub(super) upstream: Upstream,
     /// Already sent again once on a fresh connection.
     pub(super) retried: bool,
+    /// Bytes of interim (1xx) responses received: bounded like a head, and once any
+    /// came the origin has processed the request (it is not sent again).
+    pub(super) interim_bytes: usize,
     pub(super) response: Response,
 }
 
@@ -215,6 +218,25 @@ impl Exchange {
     }
 
     /// The response, once its head has been read.
+    /// A background revalidation that can no longer change the cache: its response
+    /// is neither a 304 (answered already) nor being captured.
+    pub(super) fn background_is_moot(&self) -> bool {
+        self.background
+            && self.response_body().is_some()
+            && !self.cache.as_deref().is_some_and(|c| c.is_capturing())
+    }
+
+    /// Still waiting for the origin's response head.
+    pub(super) fn awaits_head(&self) -> bool {
+        matches!(
+            self.stage,
+            Stage::Fetching(Fetch {
+                response: Response::AwaitHead { .. },
+                ..
+            })
+        )
+    }
+
     pub(super) fn response_body(&self) -> Option<&ResponseBody> {
         match &self.stage {
             Stage::Fetching(Fetch {

@@ -37,7 +37,13 @@ impl Conn {
             if self.reset || self.no_more_requests {
                 return;
             }
-            if self.ex.is_some() {
+            if let Some(ex) = self.ex.as_deref() {
+                if ex.background && ex.awaits_head() && !self.inbuf.is_empty() {
+                    // The client's next request comes before the refresh has an answer:
+                    // the client does not wait on a revalidation it did not ask for.
+                    self.end_background("the client's next request came first", now);
+                    return; // (which went on with the next request)
+                }
                 self.pump_request_body(now);
                 return;
             }
@@ -255,7 +261,8 @@ impl Conn {
         let mut up_head = Vec::with_capacity(256 + head.fields().count() * 32);
         let client = self.forwarded_client(&head);
         let client = client.as_deref().unwrap_or(&self.peer_ip);
-        write_upstream_request(&mut up_head, &head, &dest, client, id, revalidate);
+        let whole = cache.as_deref().is_some_and(|c| c.whole_for_range);
+        write_upstream_request(&mut up_head, &head, &dest, client, id, revalidate, whole);
         let to = (dest.origin.clone(), dest.screened);
         let fetch = self.fetching(up_head, to, None, None, now);
         self.ex = Some(Exchange::new(
@@ -293,6 +300,7 @@ impl Conn {
             _in_flight: in_flight,
             upstream: Upstream::Acquiring { since: now.instant },
             retried: false,
+            interim_bytes: 0,
             response: Response::AwaitHead { buf: Vec::new() },
         })
     }

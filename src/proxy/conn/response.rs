@@ -30,15 +30,22 @@ impl Conn {
         let Some(Fetch {
             response: Response::AwaitHead { buf },
             peer,
+            interim_bytes,
             ..
         }) = ex.stage.fetch_mut()
         else {
             return;
         };
         let forwarded = peer.is_some();
+        // Interim heads are skipped by offset and drained once: many small ones in one
+        // read cost one pass, not one move of the buffer each.
+        let mut at = 0;
         loop {
-            match parse_response(buf, limits, head_only) {
-                Ok(None) => return,
+            match parse_response(&buf[at..], limits, head_only) {
+                Ok(None) => {
+                    buf.drain(..at);
+                    return;
+                }
                 Err(e) => {
                     self.stats.upstream_failed(upstream_kind::INVALID);
                     let detail = format!("invalid response from origin {origin}: {e}");
@@ -48,6 +55,16 @@ impl Conn {
                 Ok(Some((resp, n))) if resp.is_informational() => {
                     if resp.status == 101 {
                         let detail = format!("origin {origin} switched protocols unasked");
+                        self.fail_exchange(502, &detail, now);
+                        return;
+                    }
+                    *interim_bytes += n;
+                    if *interim_bytes > limits.header_bytes_max {
+                        self.stats.upstream_failed(upstream_kind::INVALID);
+                        let detail = format!(
+                            "origin {origin} sent more interim responses than \
+                             limits.header_bytes_max allows"
+                        );
                         self.fail_exchange(502, &detail, now);
                         return;
                     }
@@ -68,7 +85,7 @@ impl Conn {
                         );
                         self.stats.responses[0].incr();
                     }
-                    buf.drain(..n);
+                    at += n;
                 }
                 Ok(Some((resp, n))) => {
                     if warm && (resp.status == 504 || peer_layer_failure(&resp)) {
@@ -77,7 +94,7 @@ impl Conn {
                         self.warm_missed(failed, now);
                         return;
                     }
-                    let rest = buf.split_off(n);
+                    let rest = buf.split_off(at + n);
                     *buf = Vec::new();
                     if forwarded
                         && peer_layer_failure(&resp)
@@ -146,7 +163,12 @@ impl Conn {
                 sink,
             });
         }
+        let moot = ex.background_is_moot() && resp.status != 304;
         self.ex = Some(ex);
+        if moot {
+            // Not stored: reading the rest would only hold the connection up.
+            self.end_background("the new response is not to be stored", now);
+        }
     }
 
     /// Writes the client's response head (or keeps it aside when the body is held for a
@@ -171,6 +193,7 @@ impl Conn {
             &self.cfg.via_name,
             cache_status,
             now.date,
+            ex.cache.as_deref().is_some_and(|c| c.whole_for_range),
         );
         let mut sink = Sink::Client;
         if ex.distill.is_some() {
@@ -230,6 +253,12 @@ impl Conn {
                     return;
                 }
             }
+        }
+        let capturing = ex.cache.as_deref().is_some_and(|c| c.is_capturing());
+        if !body.dec.is_done() && ex.background && !capturing {
+            // Grew past what may be stored: nothing left to gain from the rest.
+            self.end_background("the new response outgrew cache.object_bytes_max", now);
+            return;
         }
         if body.dec.is_done() {
             if at < data.len() {
@@ -323,7 +352,7 @@ impl Conn {
 
     /// A background revalidation failed: the stale copy stays (the client has it
     /// already), the flight ends so waiting requests go on, and so does the connection.
-    fn end_background(&mut self, why: &str, now: Now<'_>) {
+    pub(super) fn end_background(&mut self, why: &str, now: Now<'_>) {
         let Some(ex) = self.ex.take() else { return };
         tracing::warn!(origin = %ex.origin(), target = ex.head.target(),
             "background revalidation failed: {why}");

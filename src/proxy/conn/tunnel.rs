@@ -40,6 +40,7 @@ impl Conn {
             upstream: Upstream::Acquiring { since: now.instant },
             // A failed connect is the client's to retry.
             retried: true,
+            interim_bytes: 0,
             response: Response::AwaitHead { buf: Vec::new() },
         });
         self.ex = Some(Exchange::new(head, dest, None, None, stage, now.instant));

@@ -27,7 +27,7 @@ fn stale_stored() -> Harness {
 #[test]
 fn the_first_request_after_expiry_gets_the_stale_copy_before_the_origin_answers() {
     let mut h = stale_stored();
-    h.client(&format!("{GET}{GET}"));
+    h.client(GET);
     let first = h.sent_client();
     assert!(first.starts_with("HTTP/1.1 200 OK\r\n"), "{first}");
     assert!(first.contains("detail=stale-while-revalidate"), "{first}");
@@ -39,12 +39,17 @@ fn the_first_request_after_expiry_gets_the_stale_copy_before_the_origin_answers(
     h.ready(false);
     let up = h.sent_upstream();
     assert!(up.contains("If-None-Match: \"v1\""), "{up}");
-    assert_eq!(h.sent_client(), "", "the pipelined request waits its turn");
     h.origin(
         "HTTP/1.1 304 Not Modified\r\nDate: Sat, 28 Nov 2026 00:00:03 GMT\r\nETag: \"v1\"\r\n\
          Expires: Sat, 28 Nov 2026 01:00:00 GMT\r\nCache-Control: max-age=60\r\n\r\n",
     );
     assert_eq!(h.actions(), vec![Action::Release]);
+    assert_eq!(
+        h.sent_client(),
+        "",
+        "the refresh says nothing to the client"
+    );
+    h.client(GET);
     let second = h.sent_client();
     assert_eq!(
         second.matches("HTTP/1.1 ").count(),
@@ -123,4 +128,79 @@ fn a_refresh_that_brings_a_new_body_stores_it_for_the_next_request() {
     h.client(GET);
     let next = h.sent_client();
     assert!(next.ends_with("new") && next.contains("; hit;"), "{next}");
+}
+
+#[test]
+fn a_request_that_comes_before_the_refresh_is_answered_is_not_held_up() {
+    let mut h = stale_stored();
+    h.client(GET);
+    assert!(h.sent_client().ends_with("old"));
+    h.actions();
+    h.ready(false);
+    h.sent_upstream();
+    // The next request arrives while the origin has not answered: the refresh is
+    // dropped, the request answered at once (stale still), and it refreshes in turn.
+    h.client(GET);
+    let next = h.sent_client();
+    assert!(
+        next.ends_with("old") && next.contains("stale-while-revalidate"),
+        "{next}"
+    );
+    assert!(
+        matches!(
+            h.actions().as_slice(),
+            [Action::CloseUpstream, Action::Acquire { .. }]
+        ),
+        "the first refresh dropped, a second one started"
+    );
+    // Once the response head is in, a refresh that will be stored runs to its end.
+    h.ready(false);
+    h.sent_upstream();
+    h.origin("HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 6\r\n\r\nnew");
+    h.client(GET);
+    assert_eq!(h.sent_client(), "", "waits for the body being stored");
+    h.origin("est");
+    assert_eq!(h.actions(), vec![Action::Release]);
+    let after = h.sent_client();
+    assert!(
+        after.ends_with("newest") && after.contains("; hit;"),
+        "{after}"
+    );
+}
+
+#[test]
+fn a_refresh_whose_answer_will_not_be_stored_ends_at_its_head() {
+    let mut h = stale_stored();
+    h.client(GET);
+    h.sent_client();
+    h.actions();
+    h.ready(false);
+    h.sent_upstream();
+    h.origin("HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Length: 1000000\r\n\r\nxx");
+    assert_eq!(
+        h.actions(),
+        vec![Action::CloseUpstream],
+        "not read to its end"
+    );
+    assert_eq!(h.sent_client(), "");
+    assert!(!h.conn.wants_reset() && !h.conn.is_finished());
+}
+
+#[test]
+fn a_refresh_is_bounded_as_a_whole_not_only_by_silence() {
+    let mut h = stale_stored();
+    h.client(GET);
+    h.sent_client();
+    h.actions();
+    h.ready(false);
+    h.sent_upstream();
+    h.origin("HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 100000\r\n\r\n");
+    // A trickle that is never silent for long.
+    for _ in 0..70 {
+        h.origin("x");
+        h.advance(Duration::from_secs(1));
+    }
+    assert_eq!(h.actions(), vec![Action::CloseUpstream]);
+    assert_eq!(h.sent_client(), "");
+    assert!(!h.conn.wants_reset());
 }
