@@ -632,6 +632,7 @@ fn a_job_that_never_returns_ends_as_the_original() {
 
 mod backpressure;
 mod extremes;
+mod interim;
 mod revalidate;
 mod vary;
 mod wakeups;
