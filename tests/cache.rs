@@ -6,7 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, Mode, Response, Setup, assert_pattern};
+use common::{
+    Client, Mode, Setup, assert_pattern, cache_status, get_with as get, headers_url as url,
+    origin_request,
+};
 
 in_both_modes!(
     fresh_response_is_stored_and_hit,
@@ -28,25 +31,6 @@ in_both_modes!(
 );
 
 on_both_drivers!(a_thousand_clients_on_an_expired_key_cause_one_origin_request);
-
-/// `/headers` with `query` (already percent-encoded where needed).
-fn url(query: &str) -> String {
-    format!("/headers?{query}")
-}
-
-fn get(s: &Setup, path: &str, extra: &[&str]) -> Response {
-    let mut c = s.client();
-    c.send(s.head("GET", path, extra).as_bytes());
-    c.response(false)
-}
-
-fn origin_request(r: &Response) -> &str {
-    r.header("x-origin-request").unwrap_or("-")
-}
-
-fn cache_status(r: &Response) -> &str {
-    r.header("cache-status").unwrap_or("")
-}
 
 fn fresh_response_is_stored_and_hit(mode: Mode) {
     let s = Setup::new(mode);
@@ -368,10 +352,12 @@ fn stale_while_revalidate_serves_the_stale_copy_during_the_refresh(mode: Mode) {
     // The origin takes 1 s to answer, so a request that waited for the refresh would
     // take that long.
     let u = url(
-        "Cache-Control=max-age%3D2%2C%20stale-while-revalidate%3D600&ETag=%22s%22&_delay_ms=1000&n=swr",
+        "Cache-Control=max-age%3D4%2C%20stale-while-revalidate%3D600&ETag=%22s%22&_delay_ms=1000&n=swr",
     );
     let first = get(&s, &u, &[]);
-    std::thread::sleep(Duration::from_millis(3100));
+    // (Past max-age; the refreshed copy is then fresh long enough to be seen so, its 1 s
+    // of delay counted in its age.)
+    std::thread::sleep(Duration::from_millis(5100));
     let (_, before) = s.origin_stats();
     // RFC 5861: the first request after expiry is answered at once with the stale copy,
     // and so is one that arrives while the refresh is under way.

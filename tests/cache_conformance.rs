@@ -8,7 +8,10 @@ mod common;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Mode, Response, Setup, pattern_byte};
+use common::{
+    Mode, Response, Setup, cache_status, get_with as get, headers_url as url, origin_request,
+    pattern_byte,
+};
 
 in_both_modes!(
     ranges_are_answered_from_the_cache,
@@ -24,24 +27,6 @@ in_both_modes!(
     if_modified_since_is_answered_from_a_fresh_stored_response,
     preconditions_the_cache_does_not_evaluate_go_to_the_origin,
 );
-
-fn url(query: &str) -> String {
-    format!("/headers?{query}")
-}
-
-fn get(s: &Setup, path: &str, extra: &[&str]) -> Response {
-    let mut c = s.client();
-    c.send(s.head("GET", path, extra).as_bytes());
-    c.response(false)
-}
-
-fn origin_request(r: &Response) -> &str {
-    r.header("x-origin-request").unwrap_or("-")
-}
-
-fn cache_status(r: &Response) -> &str {
-    r.header("cache-status").unwrap_or("")
-}
 
 fn pattern(range: std::ops::Range<u64>) -> Vec<u8> {
     range.map(pattern_byte).collect()

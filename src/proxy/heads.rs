@@ -132,33 +132,10 @@ pub fn write_client_response(
     };
     match all_of {
         Some(_) => out.extend_from_slice(b"HTTP/1.1 206 Partial Content\r\n"),
-        None => {
-            out.extend_from_slice(b"HTTP/1.1 ");
-            write_decimal(out, u64::from(resp.status));
-            out.push(b' ');
-            out.extend_from_slice(resp.reason());
-            out.extend_from_slice(b"\r\n");
-        }
+        None => write_status_line(out, resp),
     }
-    let mut via: Vec<u8> = Vec::new();
-    let mut dated = false;
-    for (name, value) in resp.fields() {
-        dated |= name.eq_ignore_ascii_case("date");
-        if name.eq_ignore_ascii_case("via") {
-            append_list(&mut via, value);
-        } else if resp.connection.drops(name)
-            || (down != DownFraming::None && name.eq_ignore_ascii_case("content-length"))
-        {
-            continue;
-        } else {
-            write_field(out, name.as_bytes(), value);
-        }
-    }
-    if !dated {
-        write_field(out, b"Date", date);
-    }
-    append_via(&mut via, resp.minor_version, via_name);
-    write_field(out, b"Via", &via);
+    let keep_length = down == DownFraming::None;
+    write_end_to_end_fields(out, resp, keep_length, Some(date), via_name);
     if let Some(n) = all_of {
         out.extend_from_slice(b"Content-Range: bytes 0-");
         write_decimal(out, n - 1);
@@ -183,22 +160,45 @@ pub fn write_client_response(
 /// An interim (1xx) response as forwarded to an HTTP/1.1 client (RFC 9110 §15.2): its
 /// status and end-to-end fields with our Via, no framing (a 1xx has no body).
 pub fn write_interim_response(out: &mut Vec<u8>, resp: &ResponseHead, via_name: &str) {
+    write_status_line(out, resp);
+    write_end_to_end_fields(out, resp, false, None, via_name);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_status_line(out: &mut Vec<u8>, resp: &ResponseHead) {
     out.extend_from_slice(b"HTTP/1.1 ");
     write_decimal(out, u64::from(resp.status));
     out.push(b' ');
     out.extend_from_slice(resp.reason());
     out.extend_from_slice(b"\r\n");
+}
+
+/// The response's fields without its hop-by-hop ones (and without Content-Length
+/// unless `keep_length`), `date` when it has none, its Via list with our entry added.
+fn write_end_to_end_fields(
+    out: &mut Vec<u8>,
+    resp: &ResponseHead,
+    keep_length: bool,
+    date: Option<&[u8]>,
+    via_name: &str,
+) {
     let mut via: Vec<u8> = Vec::new();
+    let mut dated = false;
     for (name, value) in resp.fields() {
+        dated |= name.eq_ignore_ascii_case("date");
         if name.eq_ignore_ascii_case("via") {
             append_list(&mut via, value);
-        } else if !resp.connection.drops(name) && !name.eq_ignore_ascii_case("content-length") {
+        } else if !resp.connection.drops(name)
+            && (keep_length || !name.eq_ignore_ascii_case("content-length"))
+        {
             write_field(out, name.as_bytes(), value);
         }
     }
+    if let Some(date) = date.filter(|_| !dated) {
+        write_field(out, b"Date", date);
+    }
     append_via(&mut via, resp.minor_version, via_name);
     write_field(out, b"Via", &via);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// `Connection: close` when closing; `keep-alive` for an HTTP/1.0 client we keep.

@@ -529,3 +529,26 @@ macro_rules! on_both_drivers {
         }
     };
 }
+
+/// distill-origin's `/headers` endpoint answering with the fields in `query` (already
+/// percent-encoded where needed).
+pub fn headers_url(query: &str) -> String {
+    format!("/headers?{query}")
+}
+
+/// One GET on a new connection, with `extra` header lines.
+pub fn get_with(s: &Setup, path: &str, extra: &[&str]) -> Response {
+    let mut c = s.client();
+    c.send(s.head("GET", path, extra).as_bytes());
+    c.response(false)
+}
+
+/// Which of the origin's requests made this response (`/headers` says): the same
+/// number twice means the second came from the cache.
+pub fn origin_request(r: &Response) -> &str {
+    r.header("x-origin-request").unwrap_or("-")
+}
+
+pub fn cache_status(r: &Response) -> &str {
+    r.header("cache-status").unwrap_or("")
+}

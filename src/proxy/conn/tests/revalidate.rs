@@ -24,6 +24,19 @@ fn stale_stored() -> Harness {
     h
 }
 
+/// A request served the stale copy, its refresh sent to the origin.
+fn refresh_under_way(h: &mut Harness) {
+    h.client(GET);
+    let stale = h.sent_client();
+    assert!(
+        stale.ends_with("old") && stale.contains("stale-while-revalidate"),
+        "{stale}"
+    );
+    assert!(matches!(h.actions().as_slice(), [Action::Acquire { .. }]));
+    h.ready(false);
+    assert!(h.sent_upstream().contains("If-None-Match: \"v1\""));
+}
+
 #[test]
 fn the_first_request_after_expiry_gets_the_stale_copy_before_the_origin_answers() {
     let mut h = stale_stored();
@@ -79,11 +92,7 @@ fn the_first_request_after_expiry_gets_the_stale_copy_before_the_origin_answers(
 fn a_failed_refresh_neither_answers_nor_resets_the_client() {
     for failure in ["closed", "mid-body", "timeout"] {
         let mut h = stale_stored();
-        h.client(GET);
-        assert!(h.sent_client().ends_with("old"));
-        h.actions();
-        h.ready(false);
-        h.sent_upstream();
+        refresh_under_way(&mut h);
         let now = h.now();
         match failure {
             "closed" => h.conn.on_upstream_closed(None, now),
@@ -117,11 +126,7 @@ fn a_failed_refresh_neither_answers_nor_resets_the_client() {
 #[test]
 fn a_refresh_that_brings_a_new_body_stores_it_for_the_next_request() {
     let mut h = stale_stored();
-    h.client(GET);
-    assert!(h.sent_client().ends_with("old"));
-    h.actions();
-    h.ready(false);
-    h.sent_upstream();
+    refresh_under_way(&mut h);
     h.origin("HTTP/1.1 200 OK\r\nETag: \"v2\"\r\nCache-Control: max-age=60\r\nContent-Length: 3\r\n\r\nnew");
     assert_eq!(h.actions(), vec![Action::Release]);
     assert_eq!(h.sent_client(), "", "the client had its answer");
@@ -133,11 +138,7 @@ fn a_refresh_that_brings_a_new_body_stores_it_for_the_next_request() {
 #[test]
 fn a_request_that_comes_before_the_refresh_is_answered_is_not_held_up() {
     let mut h = stale_stored();
-    h.client(GET);
-    assert!(h.sent_client().ends_with("old"));
-    h.actions();
-    h.ready(false);
-    h.sent_upstream();
+    refresh_under_way(&mut h);
     // The next request arrives while the origin has not answered: the refresh is
     // dropped, the request answered at once (stale still), and it refreshes in turn.
     h.client(GET);
@@ -171,11 +172,7 @@ fn a_request_that_comes_before_the_refresh_is_answered_is_not_held_up() {
 #[test]
 fn a_refresh_whose_answer_will_not_be_stored_ends_at_its_head() {
     let mut h = stale_stored();
-    h.client(GET);
-    h.sent_client();
-    h.actions();
-    h.ready(false);
-    h.sent_upstream();
+    refresh_under_way(&mut h);
     h.origin("HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Length: 1000000\r\n\r\nxx");
     assert_eq!(
         h.actions(),
@@ -189,11 +186,7 @@ fn a_refresh_whose_answer_will_not_be_stored_ends_at_its_head() {
 #[test]
 fn a_refresh_is_bounded_as_a_whole_not_only_by_silence() {
     let mut h = stale_stored();
-    h.client(GET);
-    h.sent_client();
-    h.actions();
-    h.ready(false);
-    h.sent_upstream();
+    refresh_under_way(&mut h);
     h.origin("HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 100000\r\n\r\n");
     // A trickle that is never silent for long.
     for _ in 0..70 {
