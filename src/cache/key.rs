@@ -93,7 +93,8 @@ pub fn write_variant<'a>(
             .clone()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v);
-        if is_preference_list(name) && write_preferences(values, key) {
+        let ordered = &**name == "accept-language";
+        if is_preference_list(name) && write_preferences(values, ordered, key) {
             continue;
         }
         let mut present = false;
@@ -116,8 +117,9 @@ pub fn write_variant<'a>(
 /// Fields whose value is a list of case-insensitive tokens weighted by `q`, where
 /// neither case, nor spaces, nor where an item stands among items of other weights, nor
 /// the spelling of a weight (`q=1`, `q=1.000`) changes what the client prefers (RFC 9110
-/// §12.4.2, §12.5.3–12.5.4): requests that differ only so share one variant. The order
-/// of equally weighted items is kept: many servers read it as a preference (§12.5.4).
+/// §12.4.2, §12.5.3–12.5.4): requests that differ only so share one variant. Equally
+/// weighted languages keep their order, which many servers read as a preference
+/// (§12.5.4); equally weighted codings and charsets are put in order of name.
 fn is_preference_list(name: &str) -> bool {
     matches!(
         name,
@@ -133,7 +135,11 @@ const PREFERENCES_MAX: usize = 32;
 /// never meet). False, with nothing written, when an item is not of the form (an
 /// invalid weight, a parameter other than q) or there are too many: the caller keys
 /// the value as sent.
-fn write_preferences<'a>(values: impl Iterator<Item = &'a [u8]> + Clone, key: &mut String) -> bool {
+fn write_preferences<'a>(
+    values: impl Iterator<Item = &'a [u8]> + Clone,
+    ordered: bool,
+    key: &mut String,
+) -> bool {
     if values.clone().next().is_none() {
         return true; // absent: only the name, as for any field
     }
@@ -155,9 +161,16 @@ fn write_preferences<'a>(values: impl Iterator<Item = &'a [u8]> + Clone, key: &m
     let items = &mut items[..n];
     // Heaviest first, equals in the request's order: an insertion sort, stable and
     // without the allocation a library stable sort may make (this runs on hits).
+    let before = |a: (&[u8], u16), b: (&[u8], u16)| {
+        let (la, lb) = (
+            a.0.iter().map(u8::to_ascii_lowercase),
+            b.0.iter().map(u8::to_ascii_lowercase),
+        );
+        a.1 > b.1 || (!ordered && a.1 == b.1 && la.lt(lb))
+    };
     for i in 1..items.len() {
         let mut j = i;
-        while j > 0 && items[j - 1].1 < items[j].1 {
+        while j > 0 && before(items[j], items[j - 1]) {
             items.swap(j - 1, j);
             j -= 1;
         }

@@ -25,6 +25,7 @@ use super::stats::{Stats, upstream_kind};
 use distilling::DistillCtx;
 pub use distilling::DistillJob;
 use exchange::{Exchange, Fetch, Response, Stage, Upstream};
+use response::BackgroundEnd;
 
 mod answer;
 mod auth;
@@ -521,10 +522,25 @@ impl Conn {
         let t = now.instant;
         let to = self.cfg.timeouts;
         let Some(ex) = self.ex.as_ref() else { return };
-        if ex.background && t.saturating_duration_since(ex.started) >= to.upstream_response {
-            // Bounded as a whole, not only by silence: it holds the client's connection.
-            self.end_background("it took longer than timeouts.upstream_response_ms", now);
-            return;
+        if ex.background {
+            // Bounded as a whole, not only by silence, and shorter while the client's
+            // next request waits behind it: it holds the client's connection.
+            let running = t.saturating_duration_since(ex.started);
+            let why = if running >= to.upstream_response {
+                Some(BackgroundEnd::Failed(
+                    "it took longer than timeouts.upstream_response_ms",
+                ))
+            } else if running >= self.cfg.cache.collapse_wait && !self.inbuf.is_empty() {
+                Some(BackgroundEnd::GaveWay(
+                    "the next request waited cache.collapse_wait_ms",
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                self.end_background(why, now);
+                return;
+            }
         }
         match &ex.stage {
             Stage::Waiting { since, .. } => {
@@ -562,8 +578,15 @@ impl Conn {
             }
             Stage::Fetching(Fetch {
                 upstream: Upstream::Attached { last_active, .. },
+                response,
+                first_interim,
                 ..
             }) => {
+                // Interim responses do not put off the final head's deadline.
+                let head_since = match (response, first_interim) {
+                    (Response::AwaitHead { .. }, Some(first)) => *first,
+                    _ => *last_active,
+                };
                 let waiting_on_client = !ex.background
                     && ((!ex.request_body.dec.is_done() && self.up_out.is_empty())
                         || self.out.len() >= self.watermark());
@@ -572,7 +595,9 @@ impl Conn {
                         self.stats.client_timeouts.incr();
                         self.truncate("client stalled", now);
                     }
-                } else if t.saturating_duration_since(*last_active) >= to.upstream_response {
+                } else if t.saturating_duration_since(*last_active) >= to.upstream_response
+                    || t.saturating_duration_since(head_since) >= to.upstream_response
+                {
                     let head_due = matches!(
                         ex.stage,
                         Stage::Fetching(Fetch {

@@ -11,7 +11,9 @@ use crate::cache::Object;
 use crate::cache::Store;
 use crate::cache::control::CacheControl;
 use crate::cache::flight::FlightGuard;
-use crate::cache::freshness::{Heuristic, Times, Verdict, storable, usable_on_error, verdict};
+use crate::cache::freshness::{
+    Heuristic, Times, Verdict, lifetime, storable, usable_on_error, verdict,
+};
 use crate::cache::key;
 use crate::cache::object::{Build, Fields, read_times};
 use crate::cache::shard_refs::Held;
@@ -93,6 +95,7 @@ impl CacheCtx {
             && !self.had_authorization
             && !self.warm_tried
             && !self.req_cc.only_if_cached
+            && !self.whole_for_range // a warm-up asks its peer for the request as sent
     }
 
     pub(super) fn primary(&self) -> &str {
@@ -111,6 +114,7 @@ impl CacheCtx {
         };
         if !cap.body.push(piece, max) {
             self.capture = None; // streamed through, not stored
+            self.leader = None; // and those waiting on it fetch for themselves
         }
     }
 }
@@ -222,7 +226,8 @@ impl Conn {
         }
         let mut ctx = ctx;
         let ranged = match head.field("range") {
-            Some(r) if is_from_start(r) && method == "GET" => {
+            // (With If-Range the answer depends on the validator: that is the origin's.)
+            Some(r) if is_from_start(r) && method == "GET" && head.field("if-range").is_none() => {
                 ctx.whole_for_range = true;
                 ctx.asks_part = false; // the answer is the whole, fit to store
                 false
@@ -265,6 +270,7 @@ impl Conn {
                     ctx.fwd = "stale";
                     let stale = Held::new(found.object.clone());
                     ctx.stale = Some(found);
+                    ctx.asks_part = false;
                     self.stats.cache_hits.incr();
                     // RFC 5861 §3: this request too is answered with the stale copy at
                     // once; it revalidates in the background. A HEAD (whose answer is
@@ -285,6 +291,7 @@ impl Conn {
             Verdict::Revalidate => {
                 ctx.fwd = "stale";
                 ctx.stale = Some(found);
+                ctx.asks_part = false; // the cache's own validators go, not the client's
                 Err(ctx)
             }
         }
@@ -418,6 +425,10 @@ impl Conn {
         if admissible {
             self.start_capture(ctx, fields, times, resp);
         }
+        if ctx.capture.is_none() {
+            // Nothing will be stored: requests waiting on this fetch go on now.
+            ctx.leader = None;
+        }
         let stored = ctx.capture.is_some();
         let line = cache_status_line(ctx.fwd, Some(resp.status), stored, None);
         ResponsePlan::Stream(match ctx.warm_from.and_then(|n| self.node_id(n)) {
@@ -461,12 +472,11 @@ impl Conn {
         {
             return false;
         }
-        // An error with neither explicit freshness nor a Last-Modified to base a
-        // heuristic on would be stale on arrival: not worth the memory.
-        let explicit = cc.max_age.is_some()
-            || cc.s_maxage.is_some()
-            || (times.expires.is_some() && !cc.targeted);
-        if resp.status >= 400 && !explicit && times.last_modified.is_none() {
+        // An error stale on arrival is never worth keeping: it would only be
+        // "revalidated" by a 304 meant for the representation it replaced.
+        if resp.status >= 400
+            && lifetime(&cc, times, resp.status, self.build(ctx.screened).heuristic) == 0
+        {
             return false;
         }
         let max = self.cfg.cache.object_bytes_max;
@@ -719,7 +729,7 @@ fn asks_part_or_condition(name: &str) -> bool {
 
 /// Preconditions the cache does not evaluate itself (RFC 9110 §13.2.1 says a cache
 /// must evaluate what it answers): such a request goes to the origin.
-fn has_unevaluated_precondition(head: &RequestHead) -> bool {
+pub(super) fn has_unevaluated_precondition(head: &RequestHead) -> bool {
     head.fields().any(|(n, _)| {
         n.eq_ignore_ascii_case("if-match") || n.eq_ignore_ascii_case("if-unmodified-since")
     })

@@ -113,6 +113,9 @@ pub(super) struct Fetch {
     /// Bytes of interim (1xx) responses received: bounded like a head, and once any
     /// came the origin has processed the request (it is not sent again).
     pub(super) interim_bytes: usize,
+    /// When the first interim response came: the final head is due within
+    /// `upstream_response` of it, however many more interim ones keep the line busy.
+    pub(super) first_interim: Option<Instant>,
     pub(super) response: Response,
 }
 
@@ -217,7 +220,6 @@ impl Exchange {
         }
     }
 
-    /// The response, once its head has been read.
     /// A background revalidation that can no longer change the cache: its response
     /// is neither a 304 (answered already) nor being captured.
     pub(super) fn background_is_moot(&self) -> bool {
@@ -237,6 +239,7 @@ impl Exchange {
         )
     }
 
+    /// The response, once its head has been read.
     pub(super) fn response_body(&self) -> Option<&ResponseBody> {
         match &self.stage {
             Stage::Fetching(Fetch {

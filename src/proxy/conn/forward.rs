@@ -90,7 +90,8 @@ impl Conn {
         let authorized = head
             .fields()
             .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
-        if head.method() != "GET" || head.has_body() || authorized {
+        let unevaluated = super::caching::has_unevaluated_precondition(head);
+        if head.method() != "GET" || head.has_body() || authorized || unevaluated {
             return None;
         }
         let mut dest = dest.clone();

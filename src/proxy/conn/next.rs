@@ -80,6 +80,12 @@ impl Conn {
             Next::StaleThenRevalidate(stale, ctx) => {
                 self.serve_stored(&head, &stale, Served::StaleWhileRevalidate, now);
                 self.spare_distill = distill;
+                if !self.inbuf.is_empty() {
+                    // The client's next request is here already: it would not wait on
+                    // the refresh, so none starts (another request will lead one).
+                    drop(ctx);
+                    return;
+                }
                 self.start_fetch(head, dest, Some(ctx), None, now);
                 if let Some(ex) = self.ex.as_mut() {
                     ex.background = true;

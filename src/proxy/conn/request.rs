@@ -15,6 +15,7 @@ use super::caching::CacheCtx;
 use super::distilling::DistillCtx;
 use super::exchange::{Exchange, Fetch, Response, Stage, Upstream};
 use super::forward::PeerRoute;
+use super::response::BackgroundEnd;
 use super::{Action, Conn, Now};
 
 impl Conn {
@@ -41,8 +42,8 @@ impl Conn {
                 if ex.background && ex.awaits_head() && !self.inbuf.is_empty() {
                     // The client's next request comes before the refresh has an answer:
                     // the client does not wait on a revalidation it did not ask for.
-                    self.end_background("the client's next request came first", now);
-                    return; // (which went on with the next request)
+                    self.drop_background(BackgroundEnd::GaveWay("the next request came first"));
+                    continue;
                 }
                 self.pump_request_body(now);
                 return;
@@ -301,6 +302,7 @@ impl Conn {
             upstream: Upstream::Acquiring { since: now.instant },
             retried: false,
             interim_bytes: 0,
+            first_interim: None,
             response: Response::AwaitHead { buf: Vec::new() },
         })
     }

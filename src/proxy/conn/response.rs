@@ -31,6 +31,7 @@ impl Conn {
             response: Response::AwaitHead { buf },
             peer,
             interim_bytes,
+            first_interim,
             ..
         }) = ex.stage.fetch_mut()
         else {
@@ -59,6 +60,7 @@ impl Conn {
                         return;
                     }
                     *interim_bytes += n;
+                    first_interim.get_or_insert(now.instant);
                     if *interim_bytes > limits.header_bytes_max {
                         self.stats.upstream_failed(upstream_kind::INVALID);
                         let detail = format!(
@@ -103,7 +105,15 @@ impl Conn {
                         return;
                     }
                     self.start_response(&resp, now);
-                    self.feed_body(&rest, now);
+                    // Unless the exchange ended at its head (a background refresh with
+                    // nothing to store): the rest is not for whatever came next.
+                    if self
+                        .ex
+                        .as_ref()
+                        .is_some_and(|ex| ex.response_body().is_some())
+                    {
+                        self.feed_body(&rest, now);
+                    }
                     return;
                 }
             }
@@ -153,9 +163,16 @@ impl Conn {
                 self.start_client_response(&mut ex, resp, &cache_status, now)
             }
         };
+        // The status the client sees (and the access log says): a whole fetched for
+        // `bytes=0-` goes out as a 206 when its length is known.
+        let down = DownFraming::choose(resp.framing, ex.head.minor_version);
+        let all_as_range = ex.cache.as_deref().is_some_and(|c| c.whole_for_range)
+            && resp.status == 200
+            && matches!(down, DownFraming::Length(n) if n > 0);
+        let status = if all_as_range { 206 } else { resp.status };
         if let Some(fetch) = ex.fetch_mut() {
             fetch.response = Response::Body(ResponseBody {
-                status: resp.status,
+                status,
                 dec: BodyDecoder::new(resp.framing),
                 enc,
                 sent: 0,
@@ -167,7 +184,8 @@ impl Conn {
         self.ex = Some(ex);
         if moot {
             // Not stored: reading the rest would only hold the connection up.
-            self.end_background("the new response is not to be stored", now);
+            let why = BackgroundEnd::GaveWay("the new response is not to be stored");
+            self.end_background(why, now);
         }
     }
 
@@ -257,7 +275,8 @@ impl Conn {
         let capturing = ex.cache.as_deref().is_some_and(|c| c.is_capturing());
         if !body.dec.is_done() && ex.background && !capturing {
             // Grew past what may be stored: nothing left to gain from the rest.
-            self.end_background("the new response outgrew cache.object_bytes_max", now);
+            let why = BackgroundEnd::GaveWay("the new response outgrew cache.object_bytes_max");
+            self.end_background(why, now);
             return;
         }
         if body.dec.is_done() {
@@ -337,7 +356,7 @@ impl Conn {
     /// connection so the part it got is never taken for the whole.
     pub(super) fn truncate(&mut self, why: &str, now: Now<'_>) {
         if self.ex.as_ref().is_some_and(|ex| ex.background) {
-            self.end_background(why, now);
+            self.end_background(BackgroundEnd::Failed(why), now);
             return;
         }
         self.stats.truncated_responses.incr();
@@ -350,16 +369,37 @@ impl Conn {
         self.reset = true;
     }
 
-    /// A background revalidation failed: the stale copy stays (the client has it
-    /// already), the flight ends so waiting requests go on, and so does the connection.
-    pub(super) fn end_background(&mut self, why: &str, now: Now<'_>) {
+    /// A background revalidation ended without refreshing the cache: the stale copy
+    /// stays (the client has it already), the flight ends so waiting requests go on,
+    /// and so does the connection. `Failed` is worth a warning; giving way is not.
+    pub(super) fn end_background(&mut self, why: BackgroundEnd<'_>, now: Now<'_>) {
+        self.drop_background(why);
+        self.advance(now);
+    }
+
+    /// `end_background` without going on to the next request.
+    pub(super) fn drop_background(&mut self, why: BackgroundEnd<'_>) {
         let Some(ex) = self.ex.take() else { return };
-        tracing::warn!(origin = %ex.origin(), target = ex.head.target(),
-            "background revalidation failed: {why}");
-        self.actions.push_back(Action::CloseUpstream);
+        match why {
+            BackgroundEnd::Failed(why) => tracing::warn!(origin = %ex.origin(),
+                target = ex.head.target(), "background revalidation failed: {why}"),
+            BackgroundEnd::GaveWay(why) => tracing::debug!(origin = %ex.origin(),
+                target = ex.head.target(), "background revalidation dropped: {why}"),
+        }
+        // An acquisition the driver has not taken yet is withdrawn, not cancelled: the
+        // driver would carry it out for whatever exchange comes next.
+        match self
+            .actions
+            .iter()
+            .position(|a| matches!(a, Action::Acquire { .. }))
+        {
+            Some(queued) => {
+                self.actions.remove(queued);
+            }
+            None => self.actions.push_back(Action::CloseUpstream),
+        }
         self.up_out.clear();
         drop(ex);
-        self.advance(now);
     }
 
     /// The exchange failed before its response started: answer with `status`.
@@ -381,7 +421,7 @@ impl Conn {
             return;
         }
         if self.ex.as_ref().is_some_and(|ex| ex.background) {
-            self.end_background(&format!("{status}: {detail}"), now);
+            self.end_background(BackgroundEnd::Failed(&format!("{status}: {detail}")), now);
             return;
         }
         let Some(ex) = self.ex.take() else { return };
@@ -429,4 +469,13 @@ impl Conn {
         );
         self.advance(now);
     }
+}
+
+/// Why a background revalidation ended before it refreshed the cache.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum BackgroundEnd<'a> {
+    /// The origin failed, or took too long.
+    Failed(&'a str),
+    /// It stopped itself: nothing to store, or the client needed the connection.
+    GaveWay(&'a str),
 }

@@ -41,6 +41,7 @@ impl Conn {
             // A failed connect is the client's to retry.
             retried: true,
             interim_bytes: 0,
+            first_interim: None,
             response: Response::AwaitHead { buf: Vec::new() },
         });
         self.ex = Some(Exchange::new(head, dest, None, None, stage, now.instant));

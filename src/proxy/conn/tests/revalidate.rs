@@ -197,3 +197,59 @@ fn a_refresh_is_bounded_as_a_whole_not_only_by_silence() {
     assert_eq!(h.sent_client(), "");
     assert!(!h.conn.wants_reset());
 }
+
+#[test]
+fn pipelined_stale_hits_start_one_refresh_and_no_stray_acquisition() {
+    let mut h = stale_stored();
+    h.client(&format!("{GET}{GET}"));
+    let both = h.sent_client();
+    assert_eq!(
+        both.matches("detail=stale-while-revalidate").count(),
+        2,
+        "{both}"
+    );
+    assert_eq!(
+        h.actions()
+            .iter()
+            .filter(|a| matches!(a, Action::Acquire { .. } | Action::CloseUpstream))
+            .count(),
+        1,
+        "the last request refreshes; none is started and dropped"
+    );
+}
+
+#[test]
+fn a_fetch_that_will_not_be_stored_lets_its_waiters_go_at_its_head() {
+    use crate::cache::store::FlightRole;
+    let store = Arc::new(Store::new(1 << 20, 1 << 20));
+    let mut h = Harness::with_cache("", Some(store.clone()));
+    h.client("GET http://o.test/big HTTP/1.1\r\nHost: o.test\r\n\r\n");
+    h.actions();
+    h.ready(false);
+    let key: Arc<str> = "fwd^o.test:80 o.test /big".into();
+    assert!(
+        matches!(store.fetch(&key), FlightRole::Follower(_)),
+        "led by h"
+    );
+    h.origin("HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Length: 100000\r\n\r\nxx");
+    assert!(
+        matches!(store.fetch(&key), FlightRole::Leader(_)),
+        "the flight ended with the head, not the body"
+    );
+}
+
+#[test]
+fn a_request_waits_on_a_slow_refresh_body_no_longer_than_collapse_wait() {
+    let mut h = stale_stored();
+    refresh_under_way(&mut h);
+    h.origin("HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 6\r\n\r\nnew");
+    h.client(GET);
+    assert_eq!(h.sent_client(), "", "waits for the body being stored");
+    h.advance(Duration::from_secs(11)); // past cache.collapse_wait_ms (10 s)
+    let next = h.sent_client();
+    assert!(
+        next.ends_with("old") && next.contains("detail=stale-while-revalidate"),
+        "{next}"
+    );
+    assert!(!h.conn.wants_reset());
+}
