@@ -168,9 +168,15 @@ fn jpeg(data: &[u8], limits: &Limits, target_edge: Option<u32>) -> Result<Decode
         limits,
     )?;
     if let Some(t) = scale_target(&header, target_edge)
-        && let Some(d) = jpeg_scaled(data, limits, t)
+        && let Some(pixels) = jpeg_scaled_turbo(data, t)
     {
-        return Ok(d);
+        return Ok(Decoded {
+            pixels,
+            orientation: dec.exif().map_or(1, |e| exif_orientation(e)),
+            icc: dec.icc_profile().filter(|p| usable_icc(p)),
+            animated: false,
+            format: Format::Jpeg,
+        });
     }
     if let Some(d) = jpeg_cmyk_if_profiled(data, options, &dec, &header)? {
         return Ok(d);
@@ -237,8 +243,8 @@ impl JpegHeader {
     }
 }
 
-/// The edge to decode to, when a scaled decode pays: jpeg-decoder (the one that scales)
-/// takes YCbCr or gray only, and under twice the target not even the 1/2 step fits.
+/// The edge to decode to, when a scaled decode pays: the scaled path takes YCbCr or
+/// gray only, and under twice the target not even the 1/2 step fits.
 fn scale_target(header: &JpegHeader, target_edge: Option<u32>) -> Option<u32> {
     let t = target_edge?;
     let ycc_or_gray = matches!(header.space, Some(ColorSpace::YCbCr | ColorSpace::Luma));
@@ -394,43 +400,34 @@ fn adobe_marker(data: &[u8]) -> bool {
     false
 }
 
-/// Decodes at the smallest DCT scale that still gives at least `target` pixels on the
-/// long edge (jpeg-decoder; zune-jpeg has no scaled decoding). None: use the full decode.
-fn jpeg_scaled(data: &[u8], limits: &Limits, target: u32) -> Option<Decoded> {
-    let mut dec = jpeg_decoder::Decoder::new(data);
-    dec.set_max_decoding_buffer_size(limits.memory_bytes_max as usize);
-    dec.read_info().ok()?;
-    let info = dec.info()?;
-    let (w, h) = (u32::from(info.width), u32::from(info.height));
-    let long = w.max(h);
-    if long == 0 || target >= long {
-        return None;
-    }
-    // At most `side` (target < long), so it fits the u16 a JPEG dimension is.
-    let want = |side: u32| (u64::from(side) * u64::from(target)).div_ceil(u64::from(long)) as u16;
-    dec.scale(want(w), want(h)).ok()?;
-    let pixels = dec.decode().ok()?;
-    let info = dec.info()?;
-    let channels = match info.pixel_format {
-        jpeg_decoder::PixelFormat::L8 => 1,
-        jpeg_decoder::PixelFormat::RGB24 => 3,
-        _ => return None,
-    };
-    let (width, height) = (u32::from(info.width), u32::from(info.height));
-    if pixels.len() < width as usize * height as usize * channels {
-        return None;
-    }
-    Some(Decoded {
-        pixels: Pixels {
-            width,
-            height,
-            channels: channels as u8,
-            data: pixels,
-        },
-        orientation: dec.exif_data().map_or(1, exif_orientation),
-        icc: dec.icc_profile().filter(|p| usable_icc(p)),
-        animated: false,
-        format: Format::Jpeg,
+/// Decodes at the smallest DCT scale (1/8, 1/4, 1/2) that still gives at least `target`
+/// pixels on the long edge, with libjpeg-turbo: the scaled decode libvips uses, much
+/// faster than jpeg-decoder's on progressive files. A libjpeg error unwinds out of the C
+/// code and is caught here. None: use the full decode.
+fn jpeg_scaled_turbo(data: &[u8], target: u32) -> Option<Pixels> {
+    std::panic::catch_unwind(|| turbo_scaled(data, target))
+        .ok()
+        .flatten()
+}
+
+fn turbo_scaled(data: &[u8], target: u32) -> Option<Pixels> {
+    let mut dec = mozjpeg::Decompress::new_mem(data).ok()?;
+    let long = dec.width().max(dec.height()) as u64;
+    let numerator = [1u8, 2, 4]
+        .into_iter()
+        .find(|&n| (long * u64::from(n)).div_ceil(8) >= u64::from(target))?;
+    dec.scale(numerator);
+    let gray = matches!(dec.color_space(), mozjpeg::ColorSpace::JCS_GRAYSCALE);
+    let mut started = if gray { dec.grayscale() } else { dec.rgb() }.ok()?;
+    let (width, height) = (started.width(), started.height());
+    let data: Vec<u8> = started.read_scanlines::<u8>().ok()?;
+    started.finish().ok()?;
+    let channels: usize = if gray { 1 } else { 3 };
+    (data.len() == width * height * channels).then_some(Pixels {
+        width: u32::try_from(width).ok()?,
+        height: u32::try_from(height).ok()?,
+        channels: channels as u8,
+        data,
     })
 }
 

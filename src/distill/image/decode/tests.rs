@@ -272,3 +272,49 @@ fn an_interlaced_offset_frame_lands_where_the_gif_crate_puts_it() {
     assert!(d.pixels.data == want, "pixels differ");
     assert!(want.iter().any(|&b| b != 0), "the frame shows");
 }
+
+fn jpegs_under(root: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            jpegs_under(&path, out);
+        } else if std::fs::read(&path).is_ok_and(|d| d.starts_with(&[0xFF, 0xD8])) {
+            out.push(path);
+        }
+    }
+}
+
+/// Every hostile JPEG, and every cut of a real one, through libjpeg's scaled decode at
+/// each scale: an error comes back as None (it unwinds out of the C code and is caught),
+/// a result is a whole buffer of the size libjpeg says.
+#[test]
+fn the_scaled_decode_survives_hostile_and_cut_jpegs() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    jpegs_under(&root.join("tests/data/image-attacks"), &mut files);
+    jpegs_under(&root.join("../shared/image-attacks-public"), &mut files);
+    assert!(files.len() >= 20, "only {} hostile JPEGs", files.len());
+    let mut inputs: Vec<Vec<u8>> = files.iter().filter_map(|p| std::fs::read(p).ok()).collect();
+    let photo = std::fs::read(root.join("tests/data/corpus/LadyBird.jpg")).unwrap_or_default();
+    assert!(photo.len() > 10_000);
+    for cut in [2, 100, 600, photo.len() / 3, photo.len() / 2, photo.len() - 2] {
+        inputs.push(photo[..cut].to_vec());
+    }
+    let mut decoded = 0;
+    for data in &inputs {
+        for target in [1, 8, 64, 300] {
+            if let Some(p) = jpeg_scaled_turbo(data, target) {
+                let expected = p.width as usize * p.height as usize * usize::from(p.channels);
+                assert_eq!(p.data.len(), expected);
+                decoded += 1;
+            }
+        }
+    }
+    assert!(decoded > 0, "some decode at all");
+    // The real photo at a quarter: 2560x1600 -> 640x400.
+    let p = jpeg_scaled_turbo(&photo, 600).map(|p| (p.width, p.height, p.channels));
+    assert_eq!(p, Some((640, 400, 3)));
+}
