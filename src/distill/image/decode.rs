@@ -168,7 +168,7 @@ fn jpeg(data: &[u8], limits: &Limits, target_edge: Option<u32>) -> Result<Decode
         limits,
     )?;
     if let Some(t) = scale_target(&header, target_edge)
-        && let Some(pixels) = jpeg_scaled_turbo(data, t)
+        && let Some(pixels) = jpeg_scaled_turbo(data, &header, limits, t)
     {
         return Ok(Decoded {
             pixels,
@@ -403,19 +403,43 @@ fn adobe_marker(data: &[u8]) -> bool {
 /// Decodes at the smallest DCT scale (1/8, 1/4, 1/2) that still gives at least `target`
 /// pixels on the long edge, with libjpeg-turbo: the scaled decode libvips uses, much
 /// faster than jpeg-decoder's on progressive files. A libjpeg error unwinds out of the C
-/// code and is caught here. None: use the full decode.
-fn jpeg_scaled_turbo(data: &[u8], target: u32) -> Option<Pixels> {
-    std::panic::catch_unwind(|| turbo_scaled(data, target))
-        .ok()
-        .flatten()
+/// code and is caught here (and logged at debug). None: use the full decode.
+fn jpeg_scaled_turbo(
+    data: &[u8],
+    header: &JpegHeader,
+    limits: &Limits,
+    target: u32,
+) -> Option<Pixels> {
+    match std::panic::catch_unwind(|| turbo_scaled(data, header, limits, target)) {
+        Ok(pixels) => pixels,
+        Err(e) => {
+            let why = e
+                .downcast_ref::<String>()
+                .map_or("libjpeg failed", |s| s.as_str());
+            tracing::debug!("scaled decode: {why}; decoding at full size");
+            None
+        }
+    }
 }
 
-fn turbo_scaled(data: &[u8], target: u32) -> Option<Pixels> {
+fn turbo_scaled(data: &[u8], header: &JpegHeader, limits: &Limits, target: u32) -> Option<Pixels> {
     let mut dec = mozjpeg::Decompress::new_mem(data).ok()?;
-    let long = dec.width().max(dec.height()) as u64;
+    // The checks ran on zune-jpeg's reading of the header. A file that shows libjpeg
+    // another frame (a marker one parser skips with its bytes and the other does not)
+    // could hide a huge one from them: libjpeg must see the same frame, or it is not used.
+    if !same_frame(&dec, header) {
+        return None;
+    }
+    let (w, h) = dec.size();
+    let long = w.max(h) as u64;
     let numerator = [1u8, 2, 4]
         .into_iter()
         .find(|&n| (long * u64::from(n)).div_ceil(8) >= u64::from(target))?;
+    if turbo_memory(&dec, numerator).saturating_add(limits.input_bytes_max)
+        > limits.memory_bytes_max
+    {
+        return None;
+    }
     dec.scale(numerator);
     let gray = matches!(dec.color_space(), mozjpeg::ColorSpace::JCS_GRAYSCALE);
     let mut started = if gray { dec.grayscale() } else { dec.rgb() }.ok()?;
@@ -429,6 +453,45 @@ fn turbo_scaled(data: &[u8], target: u32) -> Option<Pixels> {
         channels: channels as u8,
         data,
     })
+}
+
+/// libjpeg reads the frame zune-jpeg read: its size and number of components.
+fn same_frame<R>(dec: &mozjpeg::Decompress<R>, header: &JpegHeader) -> bool {
+    dec.size() == (usize::from(header.width), usize::from(header.height))
+        && dec.components().len() == usize::from(header.channels())
+}
+
+/// What libjpeg allocates for a decode at `numerator`/8, at most: every component's
+/// coefficients for the whole image at its own sampling (a progressive or multi-scan
+/// file keeps them all; 64 of 2 bytes a block, blocks padded to whole MCUs), and the
+/// scaled output.
+fn turbo_memory<R>(dec: &mozjpeg::Decompress<R>, numerator: u8) -> u64 {
+    let (w, h) = dec.size();
+    let (w, h) = (w as u64, h as u64);
+    let factor = |f: i32| u64::try_from(f).unwrap_or(1).clamp(1, 4);
+    let comps = dec.components();
+    let max_h = comps
+        .iter()
+        .map(|c| factor(c.h_samp_factor))
+        .max()
+        .unwrap_or(1);
+    let max_v = comps
+        .iter()
+        .map(|c| factor(c.v_samp_factor))
+        .max()
+        .unwrap_or(1);
+    let coefficients: u64 = comps
+        .iter()
+        .map(|c| {
+            let (hs, vs) = (factor(c.h_samp_factor), factor(c.v_samp_factor));
+            let blocks_w = (w * hs).div_ceil(8 * max_h) + hs;
+            let blocks_h = (h * vs).div_ceil(8 * max_v) + vs;
+            blocks_w * blocks_h * 128
+        })
+        .sum();
+    let n = u64::from(numerator);
+    let output = (w * n).div_ceil(8) * (h * n).div_ceil(8) * dec.components().len() as u64;
+    coefficients.saturating_add(output)
 }
 
 fn png(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {

@@ -273,7 +273,7 @@ fn an_interlaced_offset_frame_lands_where_the_gif_crate_puts_it() {
     assert!(want.iter().any(|&b| b != 0), "the frame shows");
 }
 
-fn jpegs_under(root: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+fn jpegs_under(root: &std::path::Path, out: &mut Vec<Vec<u8>>) {
     let Ok(entries) = std::fs::read_dir(root) else {
         return;
     };
@@ -281,40 +281,203 @@ fn jpegs_under(root: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
         let path = e.path();
         if path.is_dir() {
             jpegs_under(&path, out);
-        } else if std::fs::read(&path).is_ok_and(|d| d.starts_with(&[0xFF, 0xD8])) {
-            out.push(path);
+        } else if let Ok(d) = std::fs::read(&path)
+            && d.starts_with(&[0xFF, 0xD8])
+        {
+            out.push(d);
         }
     }
 }
 
-/// Every hostile JPEG, and every cut of a real one, through libjpeg's scaled decode at
-/// each scale: an error comes back as None (it unwinds out of the C code and is caught),
-/// a result is a whole buffer of the size libjpeg says.
+fn fixture(name: &str) -> Vec<u8> {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(root.join("tests/data").join(name)).unwrap_or_default()
+}
+
+/// The header as the checks read it (zune-jpeg), for a direct call of the scaled path.
+fn zune_header(data: &[u8]) -> Option<JpegHeader> {
+    let mut dec = JpegDecoder::new_with_options(ZCursor::new(data), jpeg_options(&limits()));
+    JpegHeader::read(&mut dec).ok()
+}
+
+/// Every hostile JPEG, and every cut of a real one, through the decode at each target:
+/// an error is an Err or a full decode (libjpeg's unwinds out of the C code and is
+/// caught), never a panic, and a result is a whole buffer.
 #[test]
 fn the_scaled_decode_survives_hostile_and_cut_jpegs() {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let mut files = Vec::new();
-    jpegs_under(&root.join("tests/data/image-attacks"), &mut files);
-    jpegs_under(&root.join("../shared/image-attacks-public"), &mut files);
-    assert!(files.len() >= 20, "only {} hostile JPEGs", files.len());
-    let mut inputs: Vec<Vec<u8>> = files.iter().filter_map(|p| std::fs::read(p).ok()).collect();
-    let photo = std::fs::read(root.join("tests/data/corpus/LadyBird.jpg")).unwrap_or_default();
-    assert!(photo.len() > 10_000);
-    for cut in [2, 100, 600, photo.len() / 3, photo.len() / 2, photo.len() - 2] {
-        inputs.push(photo[..cut].to_vec());
+    let mut inputs = Vec::new();
+    jpegs_under(&root.join("tests/data/image-attacks"), &mut inputs);
+    assert!(inputs.len() >= 12, "only {} hostile JPEGs", inputs.len());
+    // The whole public set when it is beside the repository (a clean clone has not).
+    jpegs_under(&root.join("../shared/image-attacks-public"), &mut inputs);
+    for photo in [
+        fixture("corpus/LadyBird.jpg"),
+        fixture("corpus/GreenMeadow.jpg"),
+    ] {
+        assert!(photo.len() > 10_000);
+        for cut in [
+            2,
+            100,
+            600,
+            photo.len() / 3,
+            photo.len() / 2,
+            photo.len() - 2,
+        ] {
+            inputs.push(photo[..cut].to_vec());
+        }
     }
-    let mut decoded = 0;
     for data in &inputs {
-        for target in [1, 8, 64, 300] {
-            if let Some(p) = jpeg_scaled_turbo(data, target) {
-                let expected = p.width as usize * p.height as usize * usize::from(p.channels);
-                assert_eq!(p.data.len(), expected);
-                decoded += 1;
+        for target in [1, 8, 64, 300, 700] {
+            if let Ok(d) = decode_for(data, &limits(), Some(target)) {
+                let p = &d.pixels;
+                let n = p.width as usize * p.height as usize * usize::from(p.channels);
+                assert_eq!(p.data.len(), n);
             }
         }
     }
-    assert!(decoded > 0, "some decode at all");
-    // The real photo at a quarter: 2560x1600 -> 640x400.
-    let p = jpeg_scaled_turbo(&photo, 600).map(|p| (p.width, p.height, p.channels));
-    assert_eq!(p, Some((640, 400, 3)));
+}
+
+/// Mean level of each channel.
+fn means(p: &Pixels) -> Vec<f64> {
+    let c = usize::from(p.channels);
+    (0..c)
+        .map(|k| {
+            let sum: u64 = p
+                .data
+                .iter()
+                .skip(k)
+                .step_by(c)
+                .map(|&v| u64::from(v))
+                .sum();
+            sum as f64 / (p.data.len() / c) as f64
+        })
+        .collect()
+}
+
+/// Progressive colour at 1/2 and baseline at 1/4, gray at 1/8: the size libjpeg says,
+/// the channels asked for, and the same picture as the full decode (mean levels within
+/// one step).
+#[test]
+fn the_scaled_decode_is_the_full_picture_smaller() {
+    let gray = {
+        let (w, h) = (1600u16, 1000u16);
+        let px: Vec<u8> = (0..u32::from(w) * u32::from(h))
+            .map(|i| ((i % u32::from(w)) * 255 / u32::from(w)) as u8)
+            .collect();
+        let mut out = Vec::new();
+        let enc = jpeg_encoder::Encoder::new(&mut out, 90);
+        assert!(enc.encode(&px, w, h, jpeg_encoder::ColorType::Luma).is_ok());
+        out
+    };
+    let progressive = fixture("corpus/GreenMeadow.jpg"); // 1280x1024, 10 scans
+    let baseline = fixture("corpus/LadyBird.jpg"); // 2560x1600
+    for (data, target, want) in [
+        (&progressive, 640, (640, 512, 3)),
+        (&baseline, 600, (640, 400, 3)),
+        (&gray, 150, (200, 125, 1)),
+    ] {
+        let Some(header) = zune_header(data) else {
+            panic!("no header")
+        };
+        let scaled = jpeg_scaled_turbo(data, &header, &limits(), target);
+        let Some(scaled) = scaled else {
+            panic!("no scaled decode for {want:?}")
+        };
+        assert_eq!((scaled.width, scaled.height, scaled.channels), want);
+        let Ok(full) = decode(data, &limits()) else {
+            panic!("no full decode")
+        };
+        for (a, b) in means(&scaled).iter().zip(means(&full.pixels)) {
+            assert!((a - b).abs() < 1.0, "mean level {a} against {b}");
+        }
+    }
+}
+
+/// A file that shows libjpeg a frame zune-jpeg skips: an RST marker (no length for
+/// libjpeg) whose "length" hides another frame, with its tables and scan header, from
+/// zune. The checks passed on the small frame; libjpeg's is never decoded, whether it
+/// would fit the limits or not.
+fn with_hidden_frame(photo: &[u8], (w, h): (u16, u16)) -> Vec<u8> {
+    let mut hidden = Vec::new();
+    let mut at = 2;
+    while at + 4 <= photo.len() && photo[at] == 0xFF {
+        let marker = photo[at + 1];
+        let len = usize::from(u16::from_be_bytes([photo[at + 2], photo[at + 3]]));
+        let mut segment = photo[at..at + 2 + len].to_vec();
+        if marker == 0xC0 {
+            segment[5..7].copy_from_slice(&h.to_be_bytes());
+            segment[7..9].copy_from_slice(&w.to_be_bytes());
+        }
+        if matches!(marker, 0xC0 | 0xC4 | 0xDB | 0xDA) {
+            hidden.extend_from_slice(&segment);
+        }
+        if marker == 0xDA {
+            break;
+        }
+        at += 2 + len;
+    }
+    hidden.extend_from_slice(&[0u8; 64]); // a little entropy-coded data
+    let mut crafted = vec![0xFF, 0xD8, 0xFF, 0xD0];
+    crafted.extend_from_slice(&u16::try_from(hidden.len() + 2).unwrap_or(0).to_be_bytes());
+    crafted.extend_from_slice(&hidden);
+    crafted.extend_from_slice(&photo[2..]);
+    crafted
+}
+
+#[test]
+fn a_frame_only_libjpeg_sees_is_never_decoded() {
+    let photo = fixture("corpus/LadyBird.jpg");
+    let plain = std::panic::catch_unwind(|| {
+        let header = zune_header(&photo)?;
+        let dec = mozjpeg::Decompress::new_mem(&photo).ok()?;
+        Some(same_frame(&dec, &header))
+    });
+    assert!(
+        matches!(plain, Ok(Some(true))),
+        "an ordinary file is one frame to both"
+    );
+    for size in [(4000, 2500), (65_000, 65_000)] {
+        let crafted = with_hidden_frame(&photo, size);
+        let Some(header) = zune_header(&crafted) else {
+            panic!("zune reads the small frame")
+        };
+        assert_eq!((header.width, header.height), (2560, 1600));
+        let libjpeg_sees = std::panic::catch_unwind(|| {
+            mozjpeg::Decompress::new_mem(&crafted).map(|d| (d.size(), same_frame(&d, &header)))
+        });
+        let hidden = (usize::from(size.0), usize::from(size.1));
+        assert!(
+            matches!(libjpeg_sees, Ok(Ok((seen, false))) if seen == hidden),
+            "libjpeg reads the hidden frame, and it is told apart"
+        );
+        assert!(
+            jpeg_scaled_turbo(&crafted, &header, &limits(), 600).is_none(),
+            "{size:?}"
+        );
+        // Through the whole decode: the small picture, or an error.
+        if let Ok(d) = decode_for(&crafted, &limits(), Some(600)) {
+            assert!(
+                d.pixels.width <= 2560 && d.pixels.height <= 1600,
+                "{size:?}"
+            );
+        }
+    }
+}
+
+/// A frame within the limits as read, whose coefficients (kept whole for a progressive
+/// or multi-scan file) and output would not be: not decoded by libjpeg.
+#[test]
+fn the_scaled_decode_keeps_to_the_memory_limit() {
+    let photo = fixture("corpus/GreenMeadow.jpg");
+    let Some(header) = zune_header(&photo) else {
+        panic!("no header")
+    };
+    let mut tight = limits();
+    tight.input_bytes_max = 0;
+    // 1280x1024, 4:2:0: about 3.9 MB of coefficients and 1.3 MB of output at 1/2.
+    tight.memory_bytes_max = 4_000_000;
+    assert!(jpeg_scaled_turbo(&photo, &header, &tight, 640).is_none());
+    tight.memory_bytes_max = 8_000_000;
+    assert!(jpeg_scaled_turbo(&photo, &header, &tight, 640).is_some());
 }
