@@ -130,9 +130,10 @@ fn is_preference_list(name: &str) -> bool {
 /// At most this many items are normalised; a longer list is keyed as sent.
 const PREFERENCES_MAX: usize = 32;
 
-/// The items of `values` as `token;q=N` (N in thousandths), lower-cased, heaviest first
-/// and in the request's order among equals (a repeated token counts once), after a `~` (a raw value follows `=`, so the two forms
-/// never meet). False, with nothing written, when an item is not of the form (an
+/// The items of `values` as `token;q=N` (N in thousandths), lower-cased, heaviest first,
+/// equals in the request's order (`ordered`) or by name, a repeated token once, after a
+/// `~` (a raw value follows `=`, so the two forms never meet). False, with nothing
+/// written, when an item is not of the form (an
 /// invalid weight, a parameter other than q) or there are too many: the caller keys
 /// the value as sent.
 fn write_preferences<'a>(
