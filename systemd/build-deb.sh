@@ -3,6 +3,8 @@
 #   bash systemd/build-deb.sh        -> target/debian/distilld_*.deb
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Without nasm, libjpeg-turbo is built without its SIMD: a package must not ship that.
+command -v nasm >/dev/null || { echo "nasm is needed (apt-get install nasm)" >&2; exit 1; }
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
 cargo deb
 deb=$(ls -t target/debian/distilld_*.deb | head -1)

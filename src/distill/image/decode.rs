@@ -127,6 +127,8 @@ pub fn decode(data: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
 
 /// Decodes, at a reduced size when the result will be downscaled to `target_edge` anyway
 /// and the format can scale while decoding (JPEG: 1/2, 1/4 or 1/8 in the DCT domain).
+/// With a target, a YCbCr or gray JPEG is decoded by libjpeg-turbo; without one (or when
+/// libjpeg fails), by zune-jpeg.
 pub fn decode_for(
     data: &[u8],
     limits: &Limits,
@@ -243,13 +245,12 @@ impl JpegHeader {
     }
 }
 
-/// The edge to decode to, when a scaled decode pays: the scaled path takes YCbCr or
-/// gray only, and under twice the target not even the 1/2 step fits.
+/// The edge to decode to with libjpeg-turbo, which takes YCbCr or gray only (CMYK and
+/// YCCK go through zune-jpeg and their profile or formula).
 fn scale_target(header: &JpegHeader, target_edge: Option<u32>) -> Option<u32> {
     let t = target_edge?;
     let ycc_or_gray = matches!(header.space, Some(ColorSpace::YCbCr | ColorSpace::Luma));
-    let long = u32::from(header.width.max(header.height));
-    (ycc_or_gray && t > 0 && long >= 2 * t).then_some(t)
+    (ycc_or_gray && t > 0).then_some(t)
 }
 
 /// A CMYK image carrying a CMYK profile qcms can use goes through that profile; None
@@ -400,9 +401,10 @@ fn adobe_marker(data: &[u8]) -> bool {
     false
 }
 
-/// Decodes at the smallest DCT scale (1/8, 1/4, 1/2) that still gives at least `target`
-/// pixels on the long edge, with libjpeg-turbo: the scaled decode libvips uses, much
-/// faster than jpeg-decoder's on progressive files. A libjpeg error unwinds out of the C
+/// Decodes at the smallest DCT scale (1/8, 1/4, 1/2, else whole) that still gives at
+/// least `target` pixels on the long edge, with libjpeg-turbo: the scaled decode libvips
+/// uses, with its SIMD when nasm was there at build time. Even at full size it is faster
+/// than zune-jpeg on progressive files (`bench/run.sh distill-vs-vips`). A libjpeg error unwinds out of the C
 /// code and is caught here (and logged at debug). None: use the full decode.
 fn jpeg_scaled_turbo(
     data: &[u8],
@@ -434,7 +436,8 @@ fn turbo_scaled(data: &[u8], header: &JpegHeader, limits: &Limits, target: u32) 
     let long = w.max(h) as u64;
     let numerator = [1u8, 2, 4]
         .into_iter()
-        .find(|&n| (long * u64::from(n)).div_ceil(8) >= u64::from(target))?;
+        .find(|&n| (long * u64::from(n)).div_ceil(8) >= u64::from(target))
+        .unwrap_or(8);
     if turbo_memory(&dec, numerator).saturating_add(limits.input_bytes_max)
         > limits.memory_bytes_max
     {

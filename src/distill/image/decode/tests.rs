@@ -355,7 +355,7 @@ fn means(p: &Pixels) -> Vec<f64> {
         .collect()
 }
 
-/// Progressive colour at 1/2 and baseline at 1/4, gray at 1/8: the size libjpeg says,
+/// Progressive colour at 1/2 and whole, baseline at 1/4, gray at 1/8: the size libjpeg says,
 /// the channels asked for, and the same picture as the full decode (mean levels within
 /// one step).
 #[test]
@@ -376,6 +376,7 @@ fn the_scaled_decode_is_the_full_picture_smaller() {
         (&progressive, 640, (640, 512, 3)),
         (&baseline, 600, (640, 400, 3)),
         (&gray, 150, (200, 125, 1)),
+        (&progressive, 1500, (1280, 1024, 3)),
     ] {
         let Some(header) = zune_header(data) else {
             panic!("no header")
