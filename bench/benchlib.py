@@ -291,6 +291,38 @@ def _ms(s):
     return {"us": v / 1000, "ms": v, "s": v * 1000, "m": v * 60000}[u]
 
 
+# ---- images ----
+
+def gif_frames(data):
+    """The number of images a GIF holds, by walking its blocks (a byte search miscounts:
+    0x00 0x2C occurs inside LZW data). A stream that ends or breaks early counts what came
+    before; not a GIF: 0."""
+    if data[:6] not in (b"GIF87a", b"GIF89a") or len(data) < 13:
+        return 0
+    pos = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+    frames = 0
+
+    def skip_sub_blocks(pos):
+        while pos < len(data) and data[pos]:
+            pos += 1 + data[pos]
+        return pos + 1
+
+    while pos < len(data):
+        kind = data[pos]
+        if kind == 0x2C:
+            if pos + 10 > len(data):
+                break
+            frames += 1
+            flags = data[pos + 9]
+            pos += 10 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+            pos = skip_sub_blocks(pos + 1)  # after the LZW minimum code size
+        elif kind == 0x21:
+            pos = skip_sub_blocks(pos + 2)
+        else:  # 0x3B, the trailer, or anything that is not a block
+            break
+    return frames
+
+
 # ---- what a server answered: a small client of its own, outside the measured window ----
 
 class Response:

@@ -455,5 +455,32 @@ class Settings(unittest.TestCase):
         self.assertNotIn("[forward]", b.distilld_config(loopback=False))
 
 
+def gif(frames, lct=False):
+    """A GIF89a of 1x1 frames whose LZW data holds the bytes 0x00 0x2C."""
+    out = bytearray(b"GIF89a\x01\x00\x01\x00\x80\x00\x00" + b"\x00" * 6)
+    out += b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"
+    for _ in range(frames):
+        out += b"\x21\xf9\x04\x00\x0a\x00\x00\x00"
+        out += b"\x2c\x00\x00\x00\x00\x01\x00\x01\x00" + (b"\x80" + b"\x00" * 6 if lct else b"\x00")
+        out += b"\x02\x04\x00\x2c\x00\x2c\x00"
+    return bytes(out + b"\x3b")
+
+
+class GifFrames(unittest.TestCase):
+    def test_frames_are_counted_by_their_blocks(self):
+        for n in (1, 2, 12):
+            self.assertEqual(b.gif_frames(gif(n)), n)
+            self.assertEqual(b.gif_frames(gif(n, lct=True)), n)
+
+    def test_bytes_that_look_like_a_frame_inside_lzw_data_are_not_one(self):
+        one = gif(1)
+        self.assertGreater(one.count(b"\x00\x2c") + one.count(b"\x21\xf9\x04"), 2)
+        self.assertEqual(b.gif_frames(one), 1)
+
+    def test_a_cut_gif_counts_what_came_and_other_files_none(self):
+        self.assertEqual(b.gif_frames(gif(3)[:-12]), 2)
+        self.assertEqual(b.gif_frames(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20), 0)
+
+
 if __name__ == "__main__":
     unittest.main()

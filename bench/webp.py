@@ -120,10 +120,7 @@ def moved(out_dir, name, tag):
 
 def animated(path):
     with open(path, "rb") as f:
-        data = f.read()
-    # A GIF with more than one image descriptor after its header (a rough count is enough
-    # to sort the corpus; the pipeline decides for itself).
-    return path.endswith(".gif") and data.count(b"\x00\x2c") + data.count(b"\x21\xf9\x04") > 2
+        return path.endswith(".gif") and b.gif_frames(f.read()) > 1
 
 
 def main(argv):
