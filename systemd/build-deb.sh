@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 command -v nasm >/dev/null || { echo "nasm is needed (apt-get install nasm)" >&2; exit 1; }
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
 cargo deb
+# mozjpeg-sys's build script does not rerun when nasm appears: a target/ built without it
+# would still ship libjpeg-turbo without SIMD. Its AVX2 IDCT must be in the binary.
+nm target/release/distilld | grep -q ' jsimd_idct_islow_avx2$' || {
+  echo "libjpeg-turbo was built without SIMD: cargo clean -p mozjpeg-sys --release, then again" >&2; exit 1; }
 deb=$(ls -t target/debian/distilld_*.deb | head -1)
 dpkg-deb -I "$deb"
 dpkg-deb -c "$deb"

@@ -153,7 +153,7 @@ fn count_scans(data: &[u8]) -> usize {
 /// The header is held against the limits before any pixel exists; then the cheapest
 /// decode that serves: scaled, through a CMYK profile, or plain at full size.
 fn jpeg(data: &[u8], limits: &Limits, target_edge: Option<u32>) -> Result<Decoded, ImageError> {
-    check_scan_count(data, limits)?;
+    let scans = check_scan_count(data, limits)?;
     let options = jpeg_options(limits);
     let mut dec = JpegDecoder::new_with_options(ZCursor::new(data), options);
     let header = JpegHeader::read(&mut dec)?;
@@ -180,6 +180,7 @@ fn jpeg(data: &[u8], limits: &Limits, target_edge: Option<u32>) -> Result<Decode
             format: Format::Jpeg,
         });
     }
+    check_zune_memory(&header, scans, buffer_channels, limits)?;
     if let Some(d) = jpeg_cmyk_if_profiled(data, options, &dec, &header)? {
         return Ok(d);
     }
@@ -188,13 +189,40 @@ fn jpeg(data: &[u8], limits: &Limits, target_edge: Option<u32>) -> Result<Decode
 
 /// Each scan is another pass over every coefficient, so a small progressive file with
 /// thousands of scans would cost far more than its size suggests: refused unread.
-fn check_scan_count(data: &[u8], limits: &Limits) -> Result<(), ImageError> {
+fn check_scan_count(data: &[u8], limits: &Limits) -> Result<usize, ImageError> {
     let scans = count_scans(data);
     if scans > limits.jpeg_scans_max {
         return Err(ImageError::Corrupt(format!(
             "{scans} scans, more than the limit of {}",
             limits.jpeg_scans_max
         )));
+    }
+    Ok(scans)
+}
+
+/// zune-jpeg keeps every coefficient of a progressive or multi-scan file until its last
+/// scan (2 bytes a sample, each component at most at full resolution, padded to whole
+/// MCUs of up to 32 pixels), beside what `check_size` counts: refused when the two
+/// together would pass `memory_bytes_max`.
+fn check_zune_memory(
+    header: &JpegHeader,
+    scans: usize,
+    channels: u64,
+    limits: &Limits,
+) -> Result<(), ImageError> {
+    if !header.progressive && scans <= 1 {
+        return Ok(());
+    }
+    let (w, h) = (u64::from(header.width), u64::from(header.height));
+    let coefficients = (w + 32) * (h + 32) * 2 * u64::from(header.components.max(1));
+    let needed = (w * h * channels * 2)
+        .saturating_add(limits.input_bytes_max)
+        .saturating_add(coefficients);
+    if needed > limits.memory_bytes_max {
+        return Err(ImageError::TooMuchMemory {
+            needed,
+            max: limits.memory_bytes_max,
+        });
     }
     Ok(())
 }
@@ -214,6 +242,8 @@ struct JpegHeader {
     width: u16,
     height: u16,
     space: Option<ColorSpace>,
+    progressive: bool,
+    components: u8,
 }
 
 impl JpegHeader {
@@ -227,6 +257,8 @@ impl JpegHeader {
             width: info.width,
             height: info.height,
             space: dec.input_colorspace(),
+            progressive: info.sof.is_progressive(),
+            components: info.components,
         })
     }
 
@@ -405,7 +437,7 @@ fn adobe_marker(data: &[u8]) -> bool {
 /// least `target` pixels on the long edge, with libjpeg-turbo: the scaled decode libvips
 /// uses, with its SIMD when nasm was there at build time. Even at full size it is faster
 /// than zune-jpeg on progressive files (`bench/run.sh distill-vs-vips`). A libjpeg error unwinds out of the C
-/// code and is caught here (and logged at debug). None: use the full decode.
+/// code and is caught here (and logged at debug). None: decode with zune-jpeg instead.
 fn jpeg_scaled_turbo(
     data: &[u8],
     header: &JpegHeader,
@@ -418,7 +450,7 @@ fn jpeg_scaled_turbo(
             let why = e
                 .downcast_ref::<String>()
                 .map_or("libjpeg failed", |s| s.as_str());
-            tracing::debug!("scaled decode: {why}; decoding at full size");
+            tracing::debug!("libjpeg: {why}; decoding with zune-jpeg");
             None
         }
     }

@@ -392,7 +392,72 @@ fn the_scaled_decode_is_the_full_picture_smaller() {
         for (a, b) in means(&scaled).iter().zip(means(&full.pixels)) {
             assert!((a - b).abs() < 1.0, "mean level {a} against {b}");
         }
+        if (scaled.width, scaled.height) == (full.pixels.width, full.pixels.height) {
+            let error = mean_absolute_error(&scaled.data, &full.pixels.data);
+            assert!(
+                error < 1.5,
+                "libjpeg and zune-jpeg differ by {error} levels"
+            );
+        }
     }
+}
+
+fn mean_absolute_error(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let sum: u64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| u64::from(x.abs_diff(*y)))
+        .sum();
+    sum as f64 / a.len() as f64
+}
+
+/// With a target, every YCbCr JPEG is decoded by libjpeg, scaled or not: the result is
+/// libjpeg's, byte for byte.
+#[test]
+fn a_jpeg_with_a_target_is_decoded_by_libjpeg() {
+    for (name, target) in [
+        ("corpus/GreenMeadow.jpg", 1000), // progressive, under twice the target
+        ("corpus/GreenMeadow.jpg", 4000), // larger than the image
+        ("corpus/LadyBird.jpg", 1000),    // baseline, 1/2
+    ] {
+        let data = fixture(name);
+        let Some(header) = zune_header(&data) else {
+            panic!("no header")
+        };
+        let Some(turbo) = jpeg_scaled_turbo(&data, &header, &limits(), target) else {
+            panic!("{name}: no libjpeg decode")
+        };
+        let Ok(decoded) = decode_for(&data, &limits(), Some(target)) else {
+            panic!("{name}: no decode")
+        };
+        assert_eq!(
+            (decoded.pixels.width, decoded.pixels.height),
+            (turbo.width, turbo.height),
+            "{name} at {target}"
+        );
+        assert!(decoded.pixels.data == turbo.data, "{name} at {target}");
+    }
+}
+
+/// zune-jpeg keeps a progressive file's coefficients: a full decode that fits the pixel
+/// buffers but not them is refused; a baseline file with the same room is decoded.
+#[test]
+fn a_progressive_full_decode_counts_its_coefficients() {
+    let progressive = fixture("corpus/GreenMeadow.jpg"); // 1280x1024, 3 components
+    let pixel_buffers = 1280 * 1024 * 3 * 2;
+    let mut tight = limits();
+    tight.input_bytes_max = 0;
+    tight.memory_bytes_max = pixel_buffers + 1_000_000;
+    assert!(matches!(
+        decode(&progressive, &tight),
+        Err(ImageError::TooMuchMemory { .. })
+    ));
+    tight.memory_bytes_max = pixel_buffers + 9_000_000;
+    assert!(decode(&progressive, &tight).is_ok());
+    let baseline = fixture("corpus/LadyBird.jpg"); // 2560x1600
+    tight.memory_bytes_max = 2560 * 1600 * 3 * 2 + 1_000_000;
+    assert!(decode(&baseline, &tight).is_ok());
 }
 
 /// A file that shows libjpeg a frame zune-jpeg skips: an RST marker (no length for
@@ -481,4 +546,9 @@ fn the_scaled_decode_keeps_to_the_memory_limit() {
     assert!(jpeg_scaled_turbo(&photo, &header, &tight, 640).is_none());
     tight.memory_bytes_max = 8_000_000;
     assert!(jpeg_scaled_turbo(&photo, &header, &tight, 640).is_some());
+    // At full size: the same 4.04 MB of coefficients and 3.93 MB of output.
+    tight.memory_bytes_max = 7_900_000;
+    assert!(jpeg_scaled_turbo(&photo, &header, &tight, 2000).is_none());
+    tight.memory_bytes_max = 8_100_000;
+    assert!(jpeg_scaled_turbo(&photo, &header, &tight, 2000).is_some());
 }
