@@ -640,3 +640,39 @@ fn a_hostile_animation_is_refused_before_its_frames_are_decoded() {
     assert_eq!(info.loop_count, 0, "loops forever, as the GIF says");
     assert_eq!(info.frame_ends_ms.last(), Some(&150), "3 frames of 50 ms");
 }
+
+/// The WebP encode's own memory counts: a PNG (encoded lossy and lossless) that fits the
+/// limit as a JPEG client's job does not as a WebP client's, and is made when it fits.
+#[test]
+fn the_webp_encode_keeps_to_the_memory_limit() {
+    let data = read(&corpus().join("skimage-logo.png"));
+    let Ok(prepared) = reference(&data, &medium(), &limits()) else {
+        panic!("skimage-logo.png does not decode")
+    };
+    let px = u64::from(prepared.width) * u64::from(prepared.height);
+    let input = data.len() as u64;
+    let encode = px * WEBP_BOTH_BYTES_PER_PIXEL + prepared.data.len() as u64 + input;
+    let decode = {
+        let d = decode::decode(&data, &limits()).expect("decodes");
+        u64::from(d.pixels.width) * u64::from(d.pixels.height) * u64::from(d.pixels.channels) * 2
+            + input
+    };
+    assert!(decode < encode, "{decode} {encode}");
+    let tight = Limits {
+        input_bytes_max: input,
+        memory_bytes_max: encode - 1,
+        ..limits()
+    };
+    let classic = transcode_to(&data, &medium(), &tight, Output::Classic);
+    assert!(
+        !matches!(classic, Err(ImageError::TooMuchMemory { .. })),
+        "{classic:?}"
+    );
+    let r = transcode_to(&data, &medium(), &tight, Output::Webp);
+    assert!(matches!(r, Err(ImageError::TooMuchMemory { .. })), "{r:?}");
+    let enough = Limits {
+        memory_bytes_max: encode,
+        ..tight
+    };
+    assert!(transcode_to(&data, &medium(), &enough, Output::Webp).is_ok());
+}
