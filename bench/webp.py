@@ -65,6 +65,8 @@ def distill_bench(files, args, quality, out_dir, webp, reference=False, iters=1)
             "--out", out_dir]
     if webp:
         argv.append("--webp")
+        if getattr(args, "sharp_yuv", False):
+            argv.append("--webp-sharp-yuv")
     if reference:
         argv += ["--reference", out_dir]
     lines = subprocess.run(argv + files, capture_output=True, text=True, check=True).stdout.splitlines()
@@ -133,6 +135,8 @@ def main(argv):
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--no-vips", action="store_true", help="skip the libvips comparison")
+    ap.add_argument("--sharp-yuv", action="store_true",
+                    help="WebP with libwebp's sharp RGB->YUV conversion (a profile's webp_sharp_yuv)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     b.ensure_packages({"vips": "libvips-tools"})

@@ -2,7 +2,7 @@
 //! distils it `--iters` times with the given long edge and JPEG quality and prints one
 //! JSON line (input pixels, best and median time, output bytes and size); with `--out
 //! DIR` the output is written there for the quality comparison; `--webp` makes what a
-//! client that accepts WebP gets; `--reference DIR` writes the unencoded pixels each is
+//! client that accepts WebP gets (`--webp-sharp-yuv`: with the sharp conversion); `--reference DIR` writes the unencoded pixels each is
 //! made from as `NAME.ref.png`, for scoring; `--jpeg-variant TABLES[+progressive]` times
 //! only the JPEG encoding of those pixels with other quantisation tables or progressive.
 
@@ -16,6 +16,7 @@ use distilld::distill::profile::builtin;
 fn main() {
     let mut args = std::env::args().skip(1);
     let (mut max_edge, mut quality, mut iters, mut out) = (1024u32, 65u8, 5usize, None);
+    let mut sharp_yuv = false;
     let mut files = Vec::new();
     let mut output = Output::Classic;
     let mut references = None;
@@ -29,6 +30,7 @@ fn main() {
             "--webp" => output = Output::Webp,
             "--reference" => references = args.next(),
             "--jpeg-variant" => variant = args.next().and_then(|v| jpeg_variant(&v)),
+            "--webp-sharp-yuv" => sharp_yuv = true,
             _ => files.push(a),
         }
     }
@@ -36,6 +38,7 @@ fn main() {
     profile.max_edge = max_edge;
     profile.quality = quality;
     profile.webp_quality = quality;
+    profile.webp_sharp_yuv = sharp_yuv;
     let limits = Limits {
         input_bytes_max: 256 << 20,
         pixels_max: 100_000_000,

@@ -114,6 +114,7 @@ pub struct FileProfile {
     pub max_edge: Option<u32>,
     pub quality: Option<u8>,
     pub webp_quality: Option<u8>,
+    pub webp_sharp_yuv: Option<bool>,
     pub grayscale: Option<bool>,
     pub flatten_animation: Option<bool>,
     pub compress_text: Option<bool>,

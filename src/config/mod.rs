@@ -405,6 +405,27 @@ mod tests {
     }
 
     #[test]
+    fn a_profile_can_turn_on_the_sharp_webp_conversion() {
+        let on = |c: &Config, name: &str| {
+            c.distill
+                .choice
+                .profiles
+                .iter()
+                .find(|p| p.name == name)
+                .map(|p| p.webp_sharp_yuv)
+        };
+        let c = Config::from_toml_str(
+            "[[distill.profile]]\nname = \"aggressive\"\nwebp_sharp_yuv = true\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(on(&c, "aggressive"), Some(true));
+        assert_eq!(on(&c, "medium"), Some(false));
+        let c = Config::embedded_default().expect("embedded default must validate");
+        assert_eq!(on(&c, "aggressive"), Some(false));
+    }
+
+    #[test]
     fn empty_healthz_path_turns_it_off() {
         let c = Config::from_toml_str("[server]\nhealthz_path = \"\"\n", "t").unwrap();
         assert_eq!(c.healthz_path, None);

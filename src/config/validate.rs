@@ -560,6 +560,7 @@ fn merge_profile(
         max_edge: p.max_edge.unwrap_or(base.max_edge),
         quality: q.clamp(1, 100),
         webp_quality: wq.clamp(1, 100),
+        webp_sharp_yuv: p.webp_sharp_yuv.unwrap_or(base.webp_sharp_yuv),
         grayscale: p.grayscale.unwrap_or(base.grayscale),
         flatten_animation: p.flatten_animation.unwrap_or(base.flatten_animation),
         compress_text: p.compress_text.unwrap_or(base.compress_text),

@@ -21,6 +21,10 @@ pub struct Profile {
     /// WebP quality, 1..=100, for clients that accept WebP: chosen so its median
     /// SSIMULACRA2 on the corpus is at least the JPEG quality's (bench/run.sh webp).
     pub webp_quality: u8,
+    /// Lossy still WebP through libwebp's sharp RGB->YUV conversion: smaller at equal
+    /// SSIMULACRA2, 1.34x the CPU of the WebP job (bench/README.md, webp). Off in every
+    /// built-in profile, so the WebP path keeps its lead over libvips.
+    pub webp_sharp_yuv: bool,
     pub grayscale: bool,
     /// Animated GIFs become their first frame (else they pass unchanged).
     pub flatten_animation: bool,
@@ -64,6 +68,7 @@ pub fn builtin() -> Vec<Profile> {
         max_edge,
         quality,
         webp_quality,
+        webp_sharp_yuv: false,
         grayscale,
         flatten_animation,
         compress_text,

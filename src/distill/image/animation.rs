@@ -54,6 +54,9 @@ pub fn gif_to_webp(
         quality: f32::from(profile.webp_quality),
         method: WEBP_METHOD,
         lossless: false,
+        // Measured larger on the corpus's animation (37.3% smaller than the GIF
+        // against 42.4% with the plain conversion).
+        sharp_yuv: false,
     };
     let mut enc = webp::AnimEncoder::new(out_w, out_h, loop_count, settings)?;
     let mut canvas = vec![0u8; screen as usize * 4];

@@ -123,7 +123,7 @@ pub fn transcode_to(
         Output::Classic => smallest(&pixels, transparent, format, profile.quality)?,
         Output::Webp => {
             check_webp_memory(&pixels, format, limits)?;
-            smallest_webp(&pixels, format, profile.webp_quality)?
+            smallest_webp(&pixels, format, profile)?
         }
     };
     in_time(started, limits)?;
@@ -192,14 +192,15 @@ fn smallest(
 fn smallest_webp(
     p: &Pixels,
     source: Format,
-    quality: u8,
+    profile: &Profile,
 ) -> Result<(Vec<u8>, &'static str), ImageError> {
     let lossy = webp::encode(
         p,
         webp::Settings {
-            quality: f32::from(quality),
+            quality: f32::from(profile.webp_quality),
             method: WEBP_METHOD,
             lossless: false,
+            sharp_yuv: profile.webp_sharp_yuv,
         },
     )?;
     if source == Format::Jpeg {
@@ -211,6 +212,7 @@ fn smallest_webp(
             quality: 75.0,
             method: WEBP_LOSSLESS_LEVEL,
             lossless: true,
+            sharp_yuv: false,
         },
     )?;
     Ok(if lossless.len() < lossy.len() {

@@ -463,6 +463,7 @@ fn webp_encodes_gray_and_refuses_what_it_cannot_hold() {
         quality: 80.0,
         method: 4,
         lossless: true,
+        sharp_yuv: false,
     };
     let made = webp::encode(&gray, settings).expect("encodes");
     let (w, h, rgba) = webp::decode_rgba(&made).expect("decodes");

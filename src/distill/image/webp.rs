@@ -21,6 +21,8 @@ pub struct Settings {
     /// 0 (fast) – 6 (small).
     pub method: i32,
     pub lossless: bool,
+    /// libwebp's sharp RGB->YUV conversion for lossy output (ignored for lossless).
+    pub sharp_yuv: bool,
 }
 
 /// Encodes `p` (1–4 channels) as WebP.
@@ -99,10 +101,9 @@ fn config(s: Settings) -> Result<sys::WebPConfig, ImageError> {
             return Err(failed());
         }
     }
-    // The iterative RGB to YUV 4:2:0 conversion: chroma edges stay sharp, which
-    // SSIMULACRA2 sees (`bench/run.sh webp`: median bytes at equal score 0.853 -> 0.765
-    // of today's JPEG). It applies only to pictures held as ARGB (see Picture::new).
-    c.use_sharp_yuv = i32::from(!s.lossless);
+    // The iterative RGB to YUV 4:2:0 conversion keeps chroma edges sharp, which
+    // SSIMULACRA2 sees. It applies only to pictures held as ARGB (see Picture::new).
+    c.use_sharp_yuv = i32::from(s.sharp_yuv && !s.lossless);
     c.alpha_quality = 100;
     // SAFETY: `c` is an initialised config.
     if unsafe { sys::WebPValidateConfig(&c) } == 0 {
@@ -388,7 +389,8 @@ mod tests {
     use super::*;
 
     /// A photo with coloured edges encoded as a plain YUV import would encode it, and
-    /// through `encode`: the bytes differ, so the sharp conversion is what `encode` uses.
+    /// through `encode` with `sharp_yuv`: the bytes differ, so the sharp conversion is what
+    /// `encode` uses; without `sharp_yuv`, `encode` makes the plain bytes.
     #[test]
     fn lossy_encoding_takes_the_sharp_yuv_conversion() {
         let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -401,6 +403,7 @@ mod tests {
             quality: 75.0,
             method: 4,
             lossless: false,
+            sharp_yuv: true,
         };
         let Ok(sharp) = encode(&p, s) else {
             panic!("no WebP")
@@ -420,6 +423,16 @@ mod tests {
         let plain = writer.bytes().to_vec();
         assert!(!plain.is_empty());
         assert_ne!(sharp, plain, "encode made what a plain YUV import makes");
+        let Ok(unsharp) = encode(
+            &p,
+            Settings {
+                sharp_yuv: false,
+                ..s
+            },
+        ) else {
+            panic!("no WebP")
+        };
+        assert_eq!(unsharp, plain);
     }
 
     fn limits() -> crate::distill::image::Limits {
