@@ -49,7 +49,7 @@ pub fn encode(p: &Pixels, s: Settings) -> Result<Vec<u8>, ImageError> {
         ));
     }
     let config = config(s)?;
-    let mut picture = Picture::new(p.width, p.height)?;
+    let mut picture = Picture::new(p.width, p.height, s.lossless || s.sharp_yuv)?;
     picture.import(data, channels)?;
     let mut writer = Writer::new();
     picture.encode(&config, &mut writer)?;
@@ -116,9 +116,10 @@ fn config(s: Settings) -> Result<sys::WebPConfig, ImageError> {
 struct Picture(sys::WebPPicture);
 
 impl Picture {
-    /// Held as ARGB: libwebp then converts to YUV inside WebPEncode, with the config's
-    /// sharp conversion (an import straight to YUV would take the plain one).
-    fn new(width: u32, height: u32) -> Result<Picture, ImageError> {
+    /// `argb`: held as ARGB (lossless needs it; for lossy, libwebp then converts to YUV
+    /// inside WebPEncode, where the config's sharp conversion applies); else imported
+    /// straight to YUV with the plain conversion, the cheaper way.
+    fn new(width: u32, height: u32, argb: bool) -> Result<Picture, ImageError> {
         let mut p = MaybeUninit::<sys::WebPPicture>::zeroed();
         // SAFETY: WebPPictureInitInternal zeroes and fills the struct, or returns 0.
         let mut p = unsafe {
@@ -131,7 +132,7 @@ impl Picture {
         };
         p.width = width as i32;
         p.height = height as i32;
-        p.use_argb = 1;
+        p.use_argb = i32::from(argb);
         Ok(Picture(p))
     }
 
@@ -284,7 +285,8 @@ impl AnimEncoder {
         if rgba.len() < self.width as usize * self.height as usize * 4 {
             return Err(ImageError::Encode("frame shorter than the canvas".into()));
         }
-        let mut picture = Picture::new(self.width, self.height)?;
+        // libwebp's animation encoder takes ARGB frames only.
+        let mut picture = Picture::new(self.width, self.height, true)?;
         picture.import(rgba, 4)?;
         // SAFETY: the encoder is live; it reads the picture during the call.
         let ok = unsafe {
@@ -413,10 +415,9 @@ mod tests {
         };
         assert_eq!(plain_config.use_sharp_yuv, 1);
         plain_config.use_sharp_yuv = 0;
-        let Ok(mut picture) = Picture::new(p.width, p.height) else {
+        let Ok(mut picture) = Picture::new(p.width, p.height, false) else {
             panic!("no picture")
         };
-        picture.0.use_argb = 0;
         assert!(picture.import(&p.data, p.channels).is_ok());
         let mut writer = Writer::new();
         assert!(picture.encode(&plain_config, &mut writer).is_ok());
