@@ -421,6 +421,15 @@ mod tests {
         .unwrap();
         assert_eq!(on(&c, "aggressive"), Some(true));
         assert_eq!(on(&c, "medium"), Some(false));
+        // A redefinition without the key keeps the built-in's (off), and a new profile
+        // takes medium's.
+        let c = Config::from_toml_str(
+            "[[distill.profile]]\nname = \"medium\"\nquality = 50\n[[distill.profile]]\nname = \"mine\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(on(&c, "medium"), Some(false));
+        assert_eq!(on(&c, "mine"), Some(false));
         let c = Config::embedded_default().expect("embedded default must validate");
         assert_eq!(on(&c, "aggressive"), Some(false));
     }

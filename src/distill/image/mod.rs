@@ -122,7 +122,7 @@ pub fn transcode_to(
     let (bytes, content_type) = match output {
         Output::Classic => smallest(&pixels, transparent, format, profile.quality)?,
         Output::Webp => {
-            check_webp_memory(&pixels, format, limits)?;
+            check_webp_memory(&pixels, format, profile, limits)?;
             smallest_webp(&pixels, format, profile)?
         }
     };
@@ -222,23 +222,34 @@ fn smallest_webp(
     })
 }
 
-/// What libwebp allocates beside the pixels, per output pixel: the ARGB picture, its
-/// YUV 4:2:0 + alpha copy and the lossy encoder's buffers; a graphic is also encoded
-/// lossless, whose hash chains and backward references cost far more. Measured with
-/// `/usr/bin/time` on `distill_bench` at full size, WebP against JPEG output: 6.4 bytes a
-/// pixel more on a 20 MP photo, 32.5 on a 2.5 MP PNG; rounded up.
+/// What libwebp allocates beside the pixels, per output pixel, rounded up from its
+/// sources and from peak RSS (`/usr/bin/time`, `distill_bench` at full size, WebP against
+/// JPEG output): a plain lossy encode holds YUV 4:2:0 + alpha and the encoder's rows (no
+/// peak above the JPEG path's on a 20 MP photo); the sharp conversion adds the ARGB
+/// picture (4) and its scratch (about 7; +6.4 of peak measured); a graphic is also encoded
+/// lossless, whose hash chains and backward references cost far more (+32.5 measured on a
+/// 2.5 MP PNG).
 const WEBP_LOSSY_BYTES_PER_PIXEL: u64 = 8;
+const WEBP_SHARP_BYTES_PER_PIXEL: u64 = 14;
 const WEBP_BOTH_BYTES_PER_PIXEL: u64 = 36;
 
 /// The WebP encode held against `memory_bytes_max` (a profile whose long edge is above
 /// the image's encodes it whole).
-fn check_webp_memory(p: &Pixels, source: Format, limits: &Limits) -> Result<(), ImageError> {
-    let per_pixel = if source == Format::Jpeg {
-        WEBP_LOSSY_BYTES_PER_PIXEL
-    } else {
-        WEBP_BOTH_BYTES_PER_PIXEL
+fn check_webp_memory(
+    p: &Pixels,
+    source: Format,
+    profile: &Profile,
+    limits: &Limits,
+) -> Result<(), ImageError> {
+    let per_pixel = match (source, profile.webp_sharp_yuv) {
+        (Format::Jpeg, false) => WEBP_LOSSY_BYTES_PER_PIXEL,
+        (Format::Jpeg, true) => WEBP_SHARP_BYTES_PER_PIXEL,
+        _ => WEBP_BOTH_BYTES_PER_PIXEL,
     };
-    let needed = (u64::from(p.width) * u64::from(p.height) * per_pixel)
+    // A gray image is expanded to RGB for libwebp.
+    let expanded = if p.channels < 3 { 4 } else { 0 };
+    let needed = (u64::from(p.width) * u64::from(p.height))
+        .saturating_mul(per_pixel + expanded)
         .saturating_add(p.data.len() as u64)
         .saturating_add(limits.input_bytes_max);
     if needed > limits.memory_bytes_max {

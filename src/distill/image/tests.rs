@@ -677,3 +677,32 @@ fn the_webp_encode_keeps_to_the_memory_limit() {
     };
     assert!(transcode_to(&data, &medium(), &enough, Output::Webp).is_ok());
 }
+
+/// With the sharp conversion a photo's WebP encode needs more: a limit that fits the
+/// plain encode refuses the sharp one.
+#[test]
+fn the_sharp_webp_encode_counts_its_own_memory() {
+    let data = read(&corpus().join("rocket.jpg"));
+    let Ok(prepared) = reference(&data, &medium(), &limits()) else {
+        panic!("rocket.jpg does not decode")
+    };
+    let px = u64::from(prepared.width) * u64::from(prepared.height);
+    let input = data.len() as u64;
+    let plain = px * WEBP_LOSSY_BYTES_PER_PIXEL + prepared.data.len() as u64 + input;
+    let sharp = px * WEBP_SHARP_BYTES_PER_PIXEL + prepared.data.len() as u64 + input;
+    let mut profile = medium();
+    profile.webp_sharp_yuv = true;
+    let tight = Limits {
+        input_bytes_max: input,
+        memory_bytes_max: plain.max(sharp - 1),
+        ..limits()
+    };
+    assert!(transcode_to(&data, &medium(), &tight, Output::Webp).is_ok());
+    let r = transcode_to(&data, &profile, &tight, Output::Webp);
+    assert!(matches!(r, Err(ImageError::TooMuchMemory { .. })), "{r:?}");
+    let enough = Limits {
+        memory_bytes_max: sharp,
+        ..tight
+    };
+    assert!(transcode_to(&data, &profile, &enough, Output::Webp).is_ok());
+}

@@ -48,6 +48,11 @@ pub fn encode(p: &Pixels, s: Settings) -> Result<Vec<u8>, ImageError> {
             "pixel buffer shorter than its size".into(),
         ));
     }
+    // Gray stays gray whichever conversion: the sharp one would cost for nothing.
+    let s = Settings {
+        sharp_yuv: s.sharp_yuv && p.channels >= 3,
+        ..s
+    };
     let config = config(s)?;
     let mut picture = Picture::new(p.width, p.height, s.lossless || s.sharp_yuv)?;
     picture.import(data, channels)?;
@@ -138,6 +143,10 @@ impl Picture {
 
     /// Copies `data` (rows of `width` pixels, `channels` 3 or 4) into the picture.
     fn import(&mut self, data: &[u8], channels: u8) -> Result<(), ImageError> {
+        let needed = self.0.width as usize * self.0.height as usize * usize::from(channels);
+        if !(3..=4).contains(&channels) || data.len() < needed {
+            return Err(ImageError::Encode("pixels do not match the picture".into()));
+        }
         let stride = self.0.width * i32::from(channels);
         // SAFETY: `data` holds at least width*height*channels bytes (checked by the
         // caller); libwebp copies them into memory the picture owns.
