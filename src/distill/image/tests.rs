@@ -37,7 +37,7 @@ fn entries(dir: &Path) -> Vec<std::fs::DirEntry> {
     out
 }
 
-fn limits() -> Limits {
+pub(super) fn limits() -> Limits {
     Limits {
         input_bytes_max: 64 << 20,
         pixels_max: 50_000_000,
@@ -183,7 +183,7 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 /// Mean absolute difference per sample of two RGB buffers of the same size.
-fn mean_error(a: &[u8], b: &[u8]) -> f64 {
+pub(super) fn mean_error(a: &[u8], b: &[u8]) -> f64 {
     assert_eq!(a.len(), b.len());
     let sum: u64 = a
         .iter()

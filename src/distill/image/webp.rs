@@ -406,7 +406,9 @@ mod tests {
     fn lossy_encoding_takes_the_sharp_yuv_conversion() {
         let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let data = std::fs::read(root.join("tests/data/corpus/rocket.jpg")).unwrap_or_default();
-        let Ok(decoded) = crate::distill::image::decode::decode(&data, &limits()) else {
+        let Ok(decoded) =
+            crate::distill::image::decode::decode(&data, &crate::distill::image::tests::limits())
+        else {
             panic!("rocket.jpg does not decode")
         };
         let p = decoded.pixels;
@@ -443,16 +445,5 @@ mod tests {
             panic!("no WebP")
         };
         assert_eq!(unsharp, plain);
-    }
-
-    fn limits() -> crate::distill::image::Limits {
-        crate::distill::image::Limits {
-            input_bytes_max: 16 << 20,
-            pixels_max: 50_000_000,
-            memory_bytes_max: 512 << 20,
-            jpeg_scans_max: 256,
-            animation_pixels_max: 100_000_000,
-            time_max: std::time::Duration::from_secs(10),
-        }
     }
 }

@@ -393,23 +393,13 @@ fn the_scaled_decode_is_the_full_picture_smaller() {
             assert!((a - b).abs() < 1.0, "mean level {a} against {b}");
         }
         if (scaled.width, scaled.height) == (full.pixels.width, full.pixels.height) {
-            let error = mean_absolute_error(&scaled.data, &full.pixels.data);
+            let error = crate::distill::image::tests::mean_error(&scaled.data, &full.pixels.data);
             assert!(
                 error < 1.5,
                 "libjpeg and zune-jpeg differ by {error} levels"
             );
         }
     }
-}
-
-fn mean_absolute_error(a: &[u8], b: &[u8]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let sum: u64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| u64::from(x.abs_diff(*y)))
-        .sum();
-    sum as f64 / a.len() as f64
 }
 
 /// With a target, every YCbCr JPEG is decoded by libjpeg, scaled or not: the result is
