@@ -23,12 +23,11 @@ pub fn primary(dest: &Destination) -> Arc<str> {
 /// `primary` into `key` (emptied first), reusing its memory: a lookup needs no new
 /// string.
 pub fn write_primary(dest: &Destination, key: &mut String) {
-    use std::fmt::Write as _;
     key.clear();
     if dest.screened {
         key.push_str(FORWARD);
     }
-    let _ = write!(key, "{}", dest.origin);
+    dest.origin.push_to(key);
     key.push(SEP);
     key.push_str(&dest.host_field);
     key.push(SEP);

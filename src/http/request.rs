@@ -30,9 +30,16 @@ pub struct RequestHead {
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
     pub framing: RequestFraming,
-    pub host: Option<Range<usize>>,
+    host: Option<Range<usize>>,
+    /// The host part of the Host value (no port, no IPv6 brackets), found when the
+    /// value was checked; empty when there is no Host or it is empty.
+    host_name: Range<usize>,
     pub connection: ConnectionOptions,
     pub expect_continue: bool,
+    /// `raw` holds the bytes the ranges were parsed from, and the method, target, Host
+    /// value and field names in it were checked as UTF-8 when it was adopted: `str_at`
+    /// need not check them again on every call (a hit reads them a dozen times).
+    text_checked: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +61,11 @@ impl RequestHead {
         self.host.as_ref().map(|r| self.str_at(r))
     }
 
+    /// The Host field's host, as written: without its port or IPv6 brackets.
+    pub fn host_name(&self) -> &str {
+        self.str_at(&self.host_name)
+    }
+
     /// Name and value of every field, in order.
     pub fn fields(&self) -> impl Iterator<Item = (&str, &[u8])> + Clone {
         self.fields
@@ -63,9 +75,14 @@ impl RequestHead {
 
     /// The value of the first field called `name` (any case).
     pub fn field(&self, name: &str) -> Option<&[u8]> {
-        self.fields()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.fields
+            .iter()
+            .find(|(n, _)| {
+                self.raw
+                    .get(n.clone())
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+            })
+            .and_then(|(_, v)| self.raw.get(v.clone()))
     }
 
     pub fn is_head(&self) -> bool {
@@ -92,6 +109,20 @@ impl RequestHead {
     /// bytes it was parsed from into the (empty) buffer it is handed.
     pub fn adopt_raw(&mut self, fill: impl FnOnce(&mut Vec<u8>)) {
         fill(&mut self.raw);
+        let checked = self.text_ranges().all(|r| {
+            self.raw
+                .get(r.clone())
+                .is_some_and(|b| b.is_ascii() || std::str::from_utf8(b).is_ok())
+        });
+        self.text_checked = checked;
+    }
+
+    /// Every range `str_at` reads.
+    fn text_ranges(&self) -> impl Iterator<Item = &Range<usize>> {
+        [&self.method, &self.target, &self.host_name]
+            .into_iter()
+            .chain(self.host.as_ref())
+            .chain(self.fields.iter().map(|(n, _)| n))
     }
 
     /// The buffers of a head that is done with, for the next one (holding no head:
@@ -123,8 +154,17 @@ impl RequestHead {
     }
 
     fn str_at(&self, r: &Range<usize>) -> &str {
-        // httparse only yields tokens and targets made of visible ASCII.
-        std::str::from_utf8(&self.raw[r.clone()]).unwrap_or("")
+        let Some(bytes) = self.raw.get(r.clone()) else {
+            return "";
+        };
+        if self.text_checked {
+            // SAFETY: `adopt_raw` checked every range this is called with (the method,
+            // the target, the Host value, the field names) as UTF-8 in these bytes,
+            // and neither the bytes nor the ranges change until `recycle` resets both.
+            unsafe { std::str::from_utf8_unchecked(bytes) }
+        } else {
+            std::str::from_utf8(bytes).unwrap_or("")
+        }
     }
 }
 
@@ -138,7 +178,7 @@ pub fn parse_request(
     else {
         return Ok(None);
     };
-    head.raw.extend_from_slice(&buf[..n]);
+    head.adopt_raw(|raw| raw.extend_from_slice(&buf[..n]));
     Ok(Some((head, n)))
 }
 
@@ -210,8 +250,10 @@ pub fn parse_request_reusing(
         minor_version,
         framing: RequestFraming::None,
         host: None,
+        host_name: 0..0,
         connection,
         expect_continue: false,
+        text_checked: false,
     };
     check_fields(&mut parsed, head)?;
     Ok(Some((parsed, consumed)))
@@ -219,18 +261,20 @@ pub fn parse_request_reusing(
 
 /// RFC 9112 §3.2: a Host field that is not a valid authority is answered 400. An empty
 /// one is what a client sends for a target without an authority, and stays allowed.
-fn check_host(value: &[u8]) -> Result<(), HttpError> {
+/// Gives the host's place within `value`.
+fn check_host(value: &[u8]) -> Result<Range<usize>, HttpError> {
     if value.is_empty() {
-        return Ok(());
+        return Ok(0..0);
     }
-    let valid = std::str::from_utf8(value)
+    let Some((host, _)) = std::str::from_utf8(value)
         .ok()
-        .is_some_and(|v| crate::http::target::Authority::split(v, 80).is_ok());
-    if valid {
-        Ok(())
-    } else {
-        Err(HttpError::Malformed("invalid Host"))
-    }
+        .and_then(|v| crate::http::target::Authority::split(v, 80).ok())
+    else {
+        return Err(HttpError::Malformed("invalid Host"));
+    };
+    // `split` gives a slice of `value`.
+    let start = host.as_ptr() as usize - value.as_ptr() as usize;
+    Ok(start..start + host.len())
 }
 
 /// httparse tolerates a lone CR inside a field value; RFC 9112 §2.2 says reject it.
@@ -257,7 +301,8 @@ fn check_fields(head: &mut RequestHead, raw: &[u8]) -> Result<(), HttpError> {
         let v = &raw[value.clone()];
         if n.eq_ignore_ascii_case(b"host") {
             hosts += 1;
-            check_host(v)?;
+            let name = check_host(v)?;
+            head.host_name = value.start + name.start..value.start + name.end;
             head.host = Some(value);
         } else if n.eq_ignore_ascii_case(b"content-length") {
             content_length = merge_content_length(content_length, v)
@@ -350,6 +395,53 @@ mod tests {
         assert_eq!(h.framing, RequestFraming::None);
         assert!(h.wants_keep_alive());
         assert_eq!(h.fields().count(), 2);
+    }
+
+    #[test]
+    fn the_host_name_is_found_when_the_host_is_checked() {
+        let host_name = |field: &str| {
+            let (h, _) = parse(&format!("GET / HTTP/1.1\r\nHost: {field}\r\n\r\n"))
+                .unwrap()
+                .unwrap();
+            h.host_name().to_string()
+        };
+        assert_eq!(host_name("Example.COM:8080"), "Example.COM");
+        assert_eq!(host_name("[::1]:81"), "::1");
+        assert_eq!(host_name("x"), "x");
+        assert_eq!(host_name(""), "");
+        let (h, _) = parse("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert_eq!((h.host(), h.host_name()), (None, ""));
+        for bad in ["x:0", "x:65536", "x:+1", "x:1a", "[::1", "a b"] {
+            let head = format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n");
+            assert_eq!(status(&head), 400, "{bad}");
+        }
+    }
+
+    #[test]
+    fn text_is_checked_once_when_the_bytes_are_adopted() {
+        let text = "GET /caf\u{e9} HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n";
+        let (h, _) = parse(text).unwrap().unwrap();
+        assert!(h.text_checked, "a parsed head reads its text unchecked");
+        assert_eq!(h.target(), "/caf\u{e9}");
+        assert_eq!(h.field("ACCEPT"), Some(&b"*/*"[..]));
+
+        // Bytes that are not the ones parsed (a misuse of adopt_raw) are never read
+        // unchecked: the target's range now splits a two-byte character.
+        let mut reuse = RequestHead::default();
+        let (mut h, n) = parse_request_reusing(text.as_bytes(), LIMITS, &mut reuse)
+            .unwrap()
+            .unwrap();
+        h.adopt_raw(|raw| {
+            raw.extend_from_slice(b"GET /caf");
+            raw.resize(n, b'\xc3');
+        });
+        assert!(!h.text_checked);
+        assert_eq!(h.target(), "");
+        assert_eq!(h.method(), "GET");
+
+        let h = h.recycle();
+        assert!(!h.text_checked, "a recycled head holds no text");
+        assert_eq!(h.field("host"), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! forward proxying, authority-form for CONNECT.
 
 use super::HttpError;
+use super::headers::push_decimal;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target<'a> {
@@ -87,7 +88,7 @@ impl Authority {
                 .map_err(|_| HttpError::Malformed("invalid IPv6 literal"))?;
             (host, &rest[end + 1..])
         } else {
-            let end = s.find(':').unwrap_or(s.len());
+            let end = s.bytes().position(|b| b == b':').unwrap_or(s.len());
             let host = &s[..end];
             if !is_reg_name(host) {
                 return Err(HttpError::Malformed("invalid host"));
@@ -102,9 +103,7 @@ impl Authority {
             "" | ":" => default_port,
             p => p
                 .strip_prefix(':')
-                .filter(|d| !d.is_empty() && d.len() <= 5 && d.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|d| d.parse::<u16>().ok())
-                .filter(|&p| p != 0)
+                .and_then(parse_port)
                 .ok_or(HttpError::Malformed("invalid port"))?,
         };
         Ok((host, port))
@@ -119,9 +118,8 @@ impl Authority {
 
     /// `host_field` into `dst` (emptied first), reusing its memory.
     pub fn write_host_field(&self, dst: &mut String) {
-        use std::fmt::Write as _;
         dst.clear();
-        if self.host.contains(':') {
+        if self.host.bytes().any(|b| b == b':') {
             dst.push('[');
             dst.push_str(&self.host);
             dst.push(']');
@@ -129,8 +127,24 @@ impl Authority {
             dst.push_str(&self.host);
         }
         if self.port != 80 {
-            let _ = write!(dst, ":{}", self.port);
+            dst.push(':');
+            push_decimal(dst, self.port);
         }
+    }
+
+    /// What `Display` writes (`host:port`, brackets around IPv6), appended to `dst`
+    /// without the formatting machinery: a cache key is built on every request.
+    pub fn push_to(&self, dst: &mut String) {
+        let v6 = self.host.bytes().any(|b| b == b':');
+        if v6 {
+            dst.push('[');
+        }
+        dst.push_str(&self.host);
+        if v6 {
+            dst.push(']');
+        }
+        dst.push(':');
+        push_decimal(dst, self.port);
     }
 
     /// A copy of `other` in this one's memory.
@@ -150,6 +164,39 @@ impl std::fmt::Display for Authority {
     }
 }
 
+/// 1 to 5 digits making a port other than 0.
+fn parse_port(digits: &str) -> Option<u16> {
+    if digits.is_empty() || digits.len() > 5 {
+        return None;
+    }
+    let mut n: u32 = 0;
+    for b in digits.bytes() {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u32::from(b - b'0');
+    }
+    u16::try_from(n).ok().filter(|&p| p != 0)
+}
+
+/// The bytes a reg-name takes as they are: unreserved characters and sub-delims.
+const REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric();
+        c += 1;
+    }
+    let extra = b"-._~!$&'()*+,;=";
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 /// RFC 3986 reg-name (which an IPv4 address also is): unreserved characters,
 /// sub-delims and `%HH`; never empty here (an authority names a host).
 fn is_reg_name(host: &str) -> bool {
@@ -164,7 +211,7 @@ fn is_reg_name(host: &str) -> bool {
                 }
                 i += 3;
             }
-            c if c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&c) => i += 1,
+            c if REG_NAME[usize::from(c)] => i += 1,
             _ => return false,
         }
     }
@@ -214,8 +261,8 @@ fn split_scheme(target: &str) -> Option<(bool, &str)> {
 /// percent-encoded unreserved characters decoded, dot segments removed, runs of `/`
 /// taken as one; the query kept as it is. Borrowed when there is nothing to do.
 pub fn path_for_matching(target: &str) -> std::borrow::Cow<'_, str> {
-    let (path, query) = target.split_at(target.find('?').unwrap_or(target.len()));
-    if !path.contains('%') && !path.contains("//") && !path.contains("/.") {
+    let (path, query) = target.split_at(query_start(target));
+    if is_normal_path(path) {
         return std::borrow::Cow::Borrowed(target);
     }
     let decoded = decode_unreserved(path);
@@ -240,6 +287,28 @@ pub fn path_for_matching(target: &str) -> std::borrow::Cow<'_, str> {
     }
     out.push_str(query);
     std::borrow::Cow::Owned(out)
+}
+
+/// Where a target's query begins (its `?`), or its length. A plain scan: targets are
+/// short, and `str::find`'s setup costs more than the search on every request.
+pub fn query_start(target: &str) -> usize {
+    target
+        .bytes()
+        .position(|b| b == b'?')
+        .unwrap_or(target.len())
+}
+
+/// No `%`, `//` or `/.` in `path`: nothing for `path_for_matching` to do (one pass, as
+/// every request's path is checked).
+fn is_normal_path(path: &str) -> bool {
+    let mut after_slash = false;
+    for &b in path.as_bytes() {
+        if b == b'%' || (after_slash && (b == b'/' || b == b'.')) {
+            return false;
+        }
+        after_slash = b == b'/';
+    }
+    true
 }
 
 /// `%XX` that encodes an unreserved character (ALPHA, DIGIT, `-._~`) decoded; any other
@@ -301,6 +370,31 @@ mod tests {
         let authority = authority.to_owned();
         assert_eq!(authority.to_string(), "[::1]:81");
         assert_eq!(authority.host_field(), "[::1]:81");
+    }
+
+    #[test]
+    fn push_to_writes_what_display_writes() {
+        for s in ["h", "h:8080", "[::1]:81", "127.0.0.1:65535", "x.test:1"] {
+            let a = Authority::parse(s, 80).unwrap();
+            let mut pushed = String::from("k ");
+            a.push_to(&mut pushed);
+            assert_eq!(pushed, format!("k {a}"), "{s}");
+        }
+    }
+
+    #[test]
+    fn a_path_is_normal_only_without_escapes_or_dot_and_empty_segments() {
+        for p in ["/", "/a/b.c", "/a.b/c", "", "/a-b_c~d"] {
+            assert!(is_normal_path(p), "{p}");
+            assert!(matches!(
+                path_for_matching(p),
+                std::borrow::Cow::Borrowed(_)
+            ));
+        }
+        for p in ["/a//b", "//", "/./a", "/a/..", "/%61", "/a/.", "%", "/a/b/"] {
+            let expected = p.contains('%') || p.contains("//") || p.contains("/.");
+            assert_eq!(!is_normal_path(p), expected, "{p}");
+        }
     }
 
     #[test]

@@ -7,7 +7,9 @@ use thiserror::Error;
 
 use crate::config::Config;
 use crate::http::request::RequestHead;
-use crate::http::target::{Authority, Destination, Target, parse_target, path_for_matching};
+use crate::http::target::{
+    Authority, Destination, Target, parse_target, path_for_matching, query_start,
+};
 
 /// Where the page that lets a user choose a distillation profile lives, on every host
 /// (so the cookie it sets is sent with that host's requests).
@@ -202,16 +204,14 @@ fn route_origin_form(
     reuse: Destination,
 ) -> Result<Decision, Refusal> {
     if let Some(health) = &config.healthz_path {
-        let bare = path.split('?').next().unwrap_or(path);
+        let bare = &path[..query_start(path)];
         if bare == health && matches!(head.method(), "GET" | "HEAD") {
             return Ok(Decision::Health);
         }
     }
-    // The Host field was checked when the head was parsed; empty matches no host.
-    let host = head
-        .host()
-        .and_then(|h| Authority::split(h, 80).ok())
-        .map_or("", |(host, _)| host);
+    // The Host field was checked (and its host found) when the head was parsed; empty
+    // matches no host.
+    let host = head.host_name();
     // "img.test." is the fully qualified spelling of "img.test".
     let host = host.strip_suffix('.').unwrap_or(host);
     // Routes match the path as the origin will read it: `/%61dmin/` and `/./admin/` must

@@ -497,9 +497,11 @@ pub const ORIGINAL_MARKER: &str = "distilld=original";
 
 /// Removes the marker from a path's query; true if it was there.
 pub(super) fn strip_original_marker(path: &mut String) -> bool {
-    let Some((base, query)) = path.split_once('?') else {
+    let at = crate::http::target::query_start(path);
+    if at == path.len() {
         return false;
-    };
+    }
+    let (base, query) = (&path[..at], &path[at + 1..]);
     let kept: Vec<&str> = query.split('&').filter(|p| *p != ORIGINAL_MARKER).collect();
     if kept.len() == query.split('&').count() {
         return false;
