@@ -278,16 +278,20 @@ fn check_host(value: &[u8]) -> Result<Range<usize>, HttpError> {
 }
 
 /// httparse tolerates a lone CR inside a field value; RFC 9112 §2.2 says reject it.
+/// Every CR must begin a CRLF: the two counts are compared, in passes the compiler
+/// vectorises (a browser's head is 500-800 bytes, read on every request).
 fn reject_bare_cr(head: &[u8]) -> Result<(), HttpError> {
-    let mut i = 0;
-    while let Some(p) = head[i..].iter().position(|&b| b == b'\r') {
-        let at = i + p;
-        if head.get(at + 1) != Some(&b'\n') {
-            return Err(HttpError::Malformed("bare CR"));
-        }
-        i = at + 1;
+    let crs = head.iter().filter(|&&b| b == b'\r').count();
+    let crlfs = head
+        .iter()
+        .zip(head.iter().skip(1))
+        .filter(|&(&a, &b)| a == b'\r' && b == b'\n')
+        .count();
+    if crs == crlfs {
+        Ok(())
+    } else {
+        Err(HttpError::Malformed("bare CR"))
     }
-    Ok(())
 }
 
 /// `raw`: the head's bytes (the ranges in `head` point into them).
@@ -449,6 +453,25 @@ mod tests {
         assert!(parse("GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
         let big = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(2000));
         assert_eq!(status(&big), 431);
+    }
+
+    #[test]
+    fn a_bare_cr_anywhere_in_the_head_is_refused() {
+        for head in [
+            "GET / HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nX: a\r\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nX: \ra\r\n\r\n",
+        ] {
+            assert_eq!(status(head), 400, "{head:?}");
+        }
+        assert!(parse("GET / HTTP/1.1\r\nHost: x\r\nX: a b\r\n\r\n").is_ok());
+        // httparse 1.10 refuses those itself; the check stands behind it on its own.
+        for bare in [&b"a\rb"[..], b"\r", b"x\r\n\r", b"\r\r\n", b"\n\r"] {
+            assert!(reject_bare_cr(bare).is_err(), "{bare:?}");
+        }
+        for fine in [&b""[..], b"\r\n", b"a\r\nb\r\n\r\n", b"\n\n"] {
+            assert!(reject_bare_cr(fine).is_ok(), "{fine:?}");
+        }
     }
 
     #[test]
