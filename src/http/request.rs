@@ -281,12 +281,12 @@ fn check_host(value: &[u8]) -> Result<Range<usize>, HttpError> {
 /// Every CR must begin a CRLF: the two counts are compared, in passes the compiler
 /// vectorises (a browser's head is 500-800 bytes, read on every request).
 fn reject_bare_cr(head: &[u8]) -> Result<(), HttpError> {
-    let crs = head.iter().filter(|&&b| b == b'\r').count();
-    let crlfs = head
+    let crs: usize = head.iter().map(|&b| usize::from(b == b'\r')).sum();
+    let crlfs: usize = head
         .iter()
-        .zip(head.iter().skip(1))
-        .filter(|&(&a, &b)| a == b'\r' && b == b'\n')
-        .count();
+        .zip(head.get(1..).unwrap_or_default())
+        .map(|(&a, &b)| usize::from((a == b'\r') & (b == b'\n')))
+        .sum();
     if crs == crlfs {
         Ok(())
     } else {
