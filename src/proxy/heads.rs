@@ -53,13 +53,11 @@ pub fn write_upstream_request(
     out.extend_from_slice(dest.path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     write_field(out, b"Host", dest.host_field.as_bytes());
-    let mut via: Vec<u8> = Vec::new();
-    let mut xff: Vec<u8> = Vec::new();
     for (name, value) in head.fields() {
-        if name.eq_ignore_ascii_case("via") {
-            append_list(&mut via, value);
-        } else if id.x_forwarded_for && name.eq_ignore_ascii_case("x-forwarded-for") {
-            append_list(&mut xff, value);
+        if name.eq_ignore_ascii_case("via")
+            || (id.x_forwarded_for && name.eq_ignore_ascii_case("x-forwarded-for"))
+        {
+            // Written below, with our entries added.
         } else if !head.connection.drops(name)
             && !is_framing_or_local(name)
             && (revalidate.is_none() || !is_precondition_or_range(name))
@@ -76,12 +74,11 @@ pub fn write_upstream_request(
             write_field(out, b"If-Modified-Since", lm);
         }
     }
-    append_via(&mut via, head.minor_version, id.via_name);
-    write_field(out, b"Via", &via);
+    let via = [version(head.minor_version), id.via_name.as_bytes()];
+    write_list_field(out, b"Via", values_of(head.fields(), "via"), &via);
     if id.x_forwarded_for {
-        separate(&mut xff);
-        xff.extend_from_slice(client_ip.as_bytes());
-        write_field(out, b"X-Forwarded-For", &xff);
+        let xff = values_of(head.fields(), "x-forwarded-for");
+        write_list_field(out, b"X-Forwarded-For", xff, &[client_ip.as_bytes()]);
     }
     end_request_head(out, head);
 }
@@ -182,12 +179,11 @@ fn write_end_to_end_fields(
     date: Option<&[u8]>,
     via_name: &str,
 ) {
-    let mut via: Vec<u8> = Vec::new();
     let mut dated = false;
     for (name, value) in resp.fields() {
         dated |= name.eq_ignore_ascii_case("date");
         if name.eq_ignore_ascii_case("via") {
-            append_list(&mut via, value);
+            // Written below, with our entry added.
         } else if !resp.connection.drops(name)
             && (keep_length || !name.eq_ignore_ascii_case("content-length"))
         {
@@ -197,8 +193,8 @@ fn write_end_to_end_fields(
     if let Some(date) = date.filter(|_| !dated) {
         write_field(out, b"Date", date);
     }
-    append_via(&mut via, resp.minor_version, via_name);
-    write_field(out, b"Via", &via);
+    let via = [version(resp.minor_version), via_name.as_bytes()];
+    write_list_field(out, b"Via", values_of(resp.fields(), "via"), &via);
 }
 
 /// `Connection: close` when closing; `keep-alive` for an HTTP/1.0 client we keep.
@@ -283,24 +279,46 @@ fn end_request_head(out: &mut Vec<u8>, head: &RequestHead) {
     out.extend_from_slice(b"\r\n");
 }
 
-fn append_list(list: &mut Vec<u8>, value: &[u8]) {
-    for item in list_items(value) {
-        separate(list);
-        list.extend_from_slice(item);
-    }
+/// The values of every field called `name`.
+fn values_of<'a>(
+    fields: impl Iterator<Item = (&'a str, &'a [u8])>,
+    name: &'a str,
+) -> impl Iterator<Item = &'a [u8]> {
+    fields
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
 }
 
-fn append_via(via: &mut Vec<u8>, minor: u8, name: &str) {
-    separate(via);
-    via.extend_from_slice(if minor == 0 { b"1.0 " } else { b"1.1 " });
-    via.extend_from_slice(name.as_bytes());
+/// A list field straight into `out` (no list built on the side): the items of all
+/// `values` (each a comma-separated list; empty items dropped), then our own item,
+/// given in parts.
+fn write_list_field<'a>(
+    out: &mut Vec<u8>,
+    name: &[u8],
+    values: impl Iterator<Item = &'a [u8]>,
+    own: &[&[u8]],
+) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    let start = out.len();
+    for item in values.flat_map(list_items) {
+        if out.len() > start {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(item);
+    }
+    if out.len() > start {
+        out.extend_from_slice(b", ");
+    }
+    for part in own {
+        out.extend_from_slice(part);
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
-/// Adds the ", " between list elements.
-fn separate(list: &mut Vec<u8>) {
-    if !list.is_empty() {
-        list.extend_from_slice(b", ");
-    }
+/// The protocol part of a Via entry.
+fn version(minor: u8) -> &'static [u8] {
+    if minor == 0 { b"1.0 " } else { b"1.1 " }
 }
 
 #[cfg(test)]
@@ -318,6 +336,23 @@ mod tests {
         via_name: "distilld",
         x_forwarded_for: true,
     };
+
+    #[test]
+    fn a_list_field_joins_every_line_and_ends_with_our_item() {
+        let fields = [
+            ("Via", &b"1.0 a, ,1.1 b"[..]),
+            ("X", b"x"),
+            ("via", b" 1.1 c "),
+        ];
+        let mut out = Vec::new();
+        let own: [&[u8]; 2] = [b"1.1 ", b"distilld"];
+        write_list_field(&mut out, b"Via", values_of(fields.into_iter(), "via"), &own);
+        assert_eq!(out, b"Via: 1.0 a, 1.1 b, 1.1 c, 1.1 distilld\r\n");
+        out.clear();
+        let none = values_of(fields.into_iter(), "x-forwarded-for");
+        write_list_field(&mut out, b"X-Forwarded-For", none, &[b"10.0.0.9"]);
+        assert_eq!(out, b"X-Forwarded-For: 10.0.0.9\r\n");
+    }
 
     #[test]
     fn upstream_head_drops_hop_by_hop_and_adds_via_xff() {

@@ -65,7 +65,11 @@ impl IdlePool {
             evicted.push(id);
             return evicted;
         }
-        let queue = self.idle.entry(origin.clone()).or_default();
+        // The key is cloned only for an origin not seen since the last `expire`.
+        let queue = match self.idle.get_mut(origin) {
+            Some(queue) => queue,
+            None => self.idle.entry(origin.clone()).or_default(),
+        };
         if queue.len() >= self.per_origin_max
             && let Some((old, _)) = queue.pop_front()
         {
@@ -83,15 +87,21 @@ impl IdlePool {
         evicted
     }
 
-    /// The most recently parked connection to `origin` (the warmest one).
+    /// The most recently parked connection to `origin` (the warmest one). An emptied
+    /// queue stays, with its key and memory, for the connection's return (a keep-alive
+    /// origin would otherwise cost a key clone and a queue per request); `expire` drops
+    /// it at its next pass.
     pub fn take(&mut self, origin: &UpstreamKey) -> Option<usize> {
         let queue = self.idle.get_mut(origin)?;
         let (id, _) = queue.pop_back()?;
         self.total -= 1;
-        if queue.is_empty() {
-            self.idle.remove(origin);
-        }
         Some(id)
+    }
+
+    /// Origins with a queue kept, empty ones included (for tests).
+    #[cfg(test)]
+    fn queues(&self) -> usize {
+        self.idle.len()
     }
 
     /// Takes out every idle connection whose key `stale` picks (for the driver to close):
@@ -225,5 +235,23 @@ mod tests {
         assert_eq!(p.expire(t0 + Duration::from_secs(6)), vec![1]);
         assert_eq!(p.len(), 1);
         assert_eq!(p.take(&origin(1)), Some(2));
+    }
+
+    #[test]
+    fn an_emptied_queue_waits_for_the_next_expiry() {
+        let t0 = Instant::now();
+        let mut p = IdlePool::new(8, 8, Duration::from_secs(5));
+        p.put(&origin(1), 1, t0);
+        assert_eq!(p.take(&origin(1)), Some(1));
+        assert_eq!(
+            (p.len(), p.queues()),
+            (0, 1),
+            "kept for the connection's return"
+        );
+        p.put(&origin(1), 1, t0);
+        assert_eq!((p.len(), p.queues()), (1, 1));
+        assert_eq!(p.take(&origin(1)), Some(1));
+        assert!(p.expire(t0).is_empty());
+        assert_eq!(p.queues(), 0, "an empty queue goes at the next expiry");
     }
 }
