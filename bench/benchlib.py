@@ -216,6 +216,16 @@ class Servers:
         """nginx proxying to `origin_port` (with `cache`, proxy_cache on tmpfs); with
         `access_log`, its access log on as operators run it, buffered (`buffer=64k`), to
         /dev/null like distilld's."""
+        conf = self.nginx_conf(port, origin_port, workers, core, cache, access_log)
+        p = self.start(["nginx", "-c", conf, "-p", self.tmp], port, core)
+        time.sleep(0.2)
+        kids = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+        return [p.pid, *map(int, kids)]
+
+    def nginx_conf(self, port, origin_port=None, workers=1, core=SERVER_CORE, cache=False, access_log=False,
+                   master=True):
+        """The config file `nginx()` runs; without `master`, one process serves (for a
+        tool that must see the worker, such as callgrind)."""
         conf = os.path.join(self.tmp, f"nginx-{port}.conf")
         upstream = f"upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 64; }}" if origin_port else ""
         if cache:
@@ -240,7 +250,7 @@ class Servers:
 worker_processes {workers};
 {affinity}
 daemon off;
-master_process on;
+master_process {"on" if master else "off"};
 pid {self.tmp}/nginx-{port}.pid;
 error_log {self.tmp}/nginx-{port}-error.log warn;
 events {{ worker_connections 8192; }}
@@ -254,10 +264,7 @@ http {{
   }}
 }}
 """)
-        p = self.start(["nginx", "-c", conf, "-p", self.tmp], port, core)
-        time.sleep(0.2)
-        kids = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
-        return [p.pid, *map(int, kids)]
+        return conf
 
 
     def varnish(self, port, origin_port, workers=1, core=SERVER_CORE, memory="256m", ncsa=False):

@@ -9,6 +9,7 @@ declare -A benches=(
   [uring-vs-epoll]=uring_vs_epoll.py
   [cache-policy]=cache_policy.sh
   [cache-hits]=cache_hits.py
+  [hit-instructions]=hit_instructions.py
   [cache-memory]=cache_memory.py
   [distill-vs-vips]=distill_vs_vips.py
   [webp]=webp.py

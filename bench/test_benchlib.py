@@ -482,5 +482,33 @@ class GifFrames(unittest.TestCase):
         self.assertEqual(b.gif_frames(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20), 0)
 
 
+class HitInstructions(unittest.TestCase):
+    """hit-instructions' client: responses read back to back on a keep-alive connection,
+    and what it refuses to count."""
+
+    def setUp(self):
+        import hit_instructions
+        self.hi = hit_instructions
+
+    def test_responses_that_arrive_together_are_read_one_by_one(self):
+        a, z = socket.socketpair()
+        with a, z:
+            z.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nCache-Status: distilld; hit\r\n\r\nok"
+                      b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+            first, rest = self.hi.read_response(a, b"")
+            second, rest = self.hi.read_response(a, rest)
+        self.assertEqual((first.status, first.body, second.status, rest), (200, b"ok", 204, b""))
+        self.assertTrue(b.distilld_hit(first))
+
+    def test_a_response_without_length_or_cut_short_is_refused(self):
+        for data in (b"HTTP/1.1 200 OK\r\n\r\nbody", b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort"):
+            a, z = socket.socketpair()
+            with a:
+                z.sendall(data)
+                z.close()
+                with self.assertRaises(b.BadRun):
+                    self.hi.read_response(a, b"")
+
+
 if __name__ == "__main__":
     unittest.main()

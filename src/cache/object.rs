@@ -175,8 +175,8 @@ pub struct Object {
     status: u16,
     /// Status line and stored fields (the origin's Date among them), each line ending
     /// in CRLF, with Via and Content-Length; a hit adds Age, Cache-Status, Connection
-    /// and the blank line.
-    pub head: Bytes,
+    /// and the blank line. Private: `spots` index into it.
+    head: Bytes,
     pub body: Bytes,
     pub times: Times,
     /// Freshness lifetime, seconds.
@@ -285,6 +285,11 @@ impl Object {
 
     pub fn status(&self) -> u16 {
         self.status
+    }
+
+    /// The stored status line and fields (see the field's comment).
+    pub fn head(&self) -> &Bytes {
+        &self.head
     }
 
     pub fn etag(&self) -> Option<&[u8]> {

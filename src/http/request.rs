@@ -108,6 +108,8 @@ impl RequestHead {
     /// Gives a head from `parse_request_reusing` its bytes: `fill` must put exactly the
     /// bytes it was parsed from into the (empty) buffer it is handed.
     pub fn adopt_raw(&mut self, fill: impl FnOnce(&mut Vec<u8>)) {
+        // Cleared first: a `fill` that panics half-way must not leave a stale mark.
+        self.text_checked = false;
         fill(&mut self.raw);
         let checked = self.text_ranges().all(|r| {
             self.raw
@@ -406,6 +408,8 @@ mod tests {
         assert_eq!(host_name("Example.COM:8080"), "Example.COM");
         assert_eq!(host_name("[::1]:81"), "::1");
         assert_eq!(host_name("x"), "x");
+        assert_eq!(host_name("x:"), "x");
+        assert_eq!(host_name("x:00080"), "x");
         assert_eq!(host_name(""), "");
         let (h, _) = parse("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
         assert_eq!((h.host(), h.host_name()), (None, ""));

@@ -51,7 +51,7 @@ impl Seg {
                 at,
                 end,
             } => match part {
-                Part::Head => &held.head[*at..*end],
+                Part::Head => &held.head()[*at..*end],
                 Part::Body => &held.body[*at..*end],
             },
             Seg::Owned(_) => &[],
@@ -108,7 +108,7 @@ impl Out {
     /// Queues a stored object's head or body without copying it.
     pub fn push_stored(&mut self, held: &Rc<Held>, part: Part) {
         let end = match part {
-            Part::Head => held.head.len(),
+            Part::Head => held.head().len(),
             Part::Body => held.body.len(),
         };
         self.push_stored_range(held, part, 0, end);
@@ -118,7 +118,7 @@ impl Out {
     /// them (a range request's part); `end` is clamped to the part's length.
     pub fn push_stored_range(&mut self, held: &Rc<Held>, part: Part, start: usize, end: usize) {
         let len = match part {
-            Part::Head => held.head.len(),
+            Part::Head => held.head().len(),
             Part::Body => held.body.len(),
         };
         debug_assert!(start <= end && end <= len, "a range within the stored part");
@@ -305,7 +305,7 @@ mod tests {
     #[test]
     fn stored_segments_keep_their_place_and_survive_a_move_into_a_busy_queue() {
         let h = held(b"BODY");
-        let head = h.head.clone();
+        let head = h.head().clone();
         let mut o = Out::default();
         o.extend(b"<");
         o.push_stored(&h, Part::Head);
