@@ -73,7 +73,7 @@ SERVERS = ["distilld", "distilld-nolog", "nginx", "nginx-log"]
 PAIRS = [("distilld-nolog", "nginx"), ("distilld", "nginx-log")]
 
 
-def server_argv(s, name, scenario, out):
+def server_argv(s, name, scenario, out, binary):
     """The server's command line under callgrind, writing its counts to `out`."""
     grind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
     cache = scenario != "proxy-1k"
@@ -85,7 +85,7 @@ def server_argv(s, name, scenario, out):
     path = os.path.join(s.tmp, f"{name}-{scenario}.toml")
     with open(path, "w") as f:
         f.write(config)
-    return [*grind, b.release_bin("distilld"), "run", "--config", path, "--admin", "off",
+    return [*grind, binary, "run", "--config", path, "--admin", "off",
             "--listen", f"127.0.0.1:{PORT}", "--workers", "1", "--io", "epoll",
             "--origin", f"http://127.0.0.1:{ORIGIN}"]
 
@@ -136,10 +136,10 @@ def requests(head, n, hit, what, conns=10):
             sock.close()
 
 
-def instructions(s, name, scenario, head_name, n):
+def instructions(s, name, scenario, head_name, n, binary):
     """Total instructions of a run of `n` measured requests (after the warm-up)."""
     out = os.path.join(s.tmp, f"callgrind-{name}-{scenario}-{head_name}-{n}.out")
-    argv = server_argv(s, name, scenario, out)
+    argv = server_argv(s, name, scenario, out, binary)
     p = subprocess.Popen(["taskset", "-c", b.SERVER_CORE, *argv],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     what = f"{name} {scenario} {head_name}"
@@ -163,9 +163,9 @@ def instructions(s, name, scenario, head_name, n):
     return int(total.group(1))
 
 
-def per_request(s, name, scenario, head_name, small, large):
-    a = instructions(s, name, scenario, head_name, small)
-    z = instructions(s, name, scenario, head_name, large)
+def per_request(s, name, scenario, head_name, small, large, binary):
+    a = instructions(s, name, scenario, head_name, small, binary)
+    z = instructions(s, name, scenario, head_name, large, binary)
     return (z - a) / (large - small)
 
 
@@ -176,18 +176,20 @@ def main(argv):
     ap.add_argument("--servers", default=",".join(SERVERS))
     ap.add_argument("--small", type=int, default=500)
     ap.add_argument("--large", type=int, default=3000)
+    ap.add_argument("--distilld", help="another build of distilld to count (default: this tree's release build)")
     args = ap.parse_args(argv)
     if not 0 < args.small < args.large:
         ap.error("--small must be above 0 and below --large")
     b.ensure(("nginx", "valgrind"))
     servers = args.servers.split(",")
+    binary = args.distilld or b.release_bin("distilld")
     results = {}
     with b.Servers() as s:
         s.origin(ORIGIN, ["--cache-control", "public, max-age=3600"])
         for scenario in args.scenarios.split(","):
             for head_name in args.heads.split(","):
                 for name in servers:
-                    n = per_request(s, name, scenario, head_name, args.small, args.large)
+                    n = per_request(s, name, scenario, head_name, args.small, args.large, binary)
                     results[(scenario, head_name, name)] = n
                     print(f"  {scenario:9} {head_name:8} {name:15} {n:9.0f} instructions/request",
                           file=sys.stderr, flush=True)
