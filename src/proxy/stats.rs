@@ -17,7 +17,11 @@ impl Counter {
     }
 }
 
+/// One shard's counters (each shard has its own, summed when read). Aligned to its own
+/// cache lines: two shards' records, allocated alike, may otherwise sit side by side
+/// and share a line that both write on every request.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub struct Stats {
     pub connections_accepted: Counter,
     pub connections_refused: Counter,
@@ -214,5 +218,24 @@ impl Stats {
             warm_misses = self.cluster_warm_misses.get(),
             "cluster stats"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_shards_counters_never_share_a_cache_line() {
+        assert!(std::mem::align_of::<Stats>() >= 128);
+        let shards: Vec<std::sync::Arc<Stats>> = (0..4).map(|_| Default::default()).collect();
+        for pair in shards.windows(2) {
+            let (a, b) = (
+                std::sync::Arc::as_ptr(&pair[0]) as usize,
+                std::sync::Arc::as_ptr(&pair[1]) as usize,
+            );
+            assert!(a.abs_diff(b) >= std::mem::size_of::<Stats>());
+            assert_eq!((a % 128, b % 128), (0, 0));
+        }
     }
 }
