@@ -26,13 +26,22 @@ impl ResponseHead {
         &self.raw[self.reason.clone()]
     }
 
+    /// The fields in order. A response's fields are walked several times on its way
+    /// through (framing, caching, the client's head), so their names are not checked as
+    /// UTF-8 again on each walk: see `name_at`.
     pub fn fields(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.fields.iter().map(|(n, v)| {
-            (
-                std::str::from_utf8(&self.raw[n.clone()]).unwrap_or(""),
-                &self.raw[v.clone()],
-            )
-        })
+        self.fields
+            .iter()
+            .map(|(n, v)| (self.name_at(n), &self.raw[v.clone()]))
+    }
+
+    fn name_at(&self, r: &Range<usize>) -> &str {
+        let bytes = &self.raw[r.clone()];
+        debug_assert!(std::str::from_utf8(bytes).is_ok());
+        // SAFETY: `parse_into` took every name range from an httparse `&str` inside the
+        // head it copied into `raw` (or made it empty), so these bytes are that `&str`'s;
+        // neither `raw` nor the ranges change after.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 
     pub fn is_informational(&self) -> bool {
@@ -133,16 +142,22 @@ fn parse_into<'b>(
 fn response_framing(head: &mut ResponseHead, request_is_head: bool) -> Result<Framing, HttpError> {
     let mut length = None;
     let mut chunked = None;
-    for (n, v) in head.fields.clone() {
-        let name = &head.raw[n];
-        let value = &head.raw[v];
+    let ResponseHead {
+        raw,
+        fields,
+        connection,
+        ..
+    } = head;
+    for (n, v) in fields.iter() {
+        let name = &raw[n.clone()];
+        let value = &raw[v.clone()];
         if name.eq_ignore_ascii_case(b"content-length") {
             length = merge_content_length(length, value)
                 .map_err(|_| HttpError::Malformed("invalid Content-Length in response"))?;
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             chunked = Some(chunked_is_last(value));
         } else if name.eq_ignore_ascii_case(b"connection") {
-            head.connection.add(value);
+            connection.add(value);
         }
     }
     let no_body = request_is_head || head.is_informational() || matches!(head.status, 204 | 304);
@@ -175,6 +190,34 @@ mod tests {
         let raw = b"HTTP/1.1 200 caf\xc3\xa9 \xff\r\nContent-Length: 0\r\n\r\n";
         if let Ok(Some((head, _))) = parse_response(raw, LIMITS, false) {
             let _ = head.reason();
+        }
+    }
+
+    /// The names `fields()` reads without a UTF-8 check are exactly the names httparse
+    /// parsed, for heads with bytes past ASCII in the reason and the values.
+    #[test]
+    fn field_names_read_as_httparse_parsed_them() {
+        let heads: [&[u8]; 3] = [
+            b"HTTP/1.1 200 caf\xc3\xa9\r\nX-A: \xff\xfe\r\nContent-Length: 0\r\nVia: 1.1 \xe2\x82\xac\r\n\r\n",
+            b"HTTP/1.1 404 \xff\r\nx-\xc3: 1\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\nETag: \"\x80\"\r\nSet-Cookie: a\r\nSet-Cookie: b\r\n\r\n",
+        ];
+        for raw in heads {
+            let mut storage = [httparse::EMPTY_HEADER; 16];
+            let mut expect = httparse::Response::new(&mut storage);
+            let parsed = parse_response(raw, LIMITS, false);
+            match expect.parse(raw) {
+                Ok(httparse::Status::Complete(_)) => {
+                    let (head, _) = parsed.unwrap().unwrap();
+                    let names: Vec<&str> = head.fields().map(|(n, _)| n).collect();
+                    let want: Vec<&str> = expect.headers.iter().map(|h| h.name).collect();
+                    assert_eq!(names, want);
+                    let values: Vec<&[u8]> = head.fields().map(|(_, v)| v).collect();
+                    let want: Vec<&[u8]> = expect.headers.iter().map(|h| h.value).collect();
+                    assert_eq!(values, want);
+                }
+                _ => assert!(!matches!(parsed, Ok(Some(_)))),
+            }
         }
     }
 

@@ -153,6 +153,26 @@ pub struct Conn {
     key_buf: String,
     variant_buf: String,
     spare_distill: Option<Box<DistillCtx>>,
+    /// The last exchange's upstream request head and response-head buffer, cleared,
+    /// when no larger than `SPARE_BUF_MAX`: a keep-alive client's next proxied request
+    /// writes and reads into them.
+    spare_up_head: Vec<u8>,
+    spare_response_head: Vec<u8>,
+    /// The last fetch's copy of where it went, for the next fetch's.
+    spare_to: Option<crate::http::target::Authority>,
+}
+
+/// The most a spare buffer keeps between requests: an idle connection holds at most
+/// this twice over (a head that needed more was an exception, not worth keeping).
+const SPARE_BUF_MAX: usize = 4096;
+
+/// `buf`, emptied, if it is worth keeping as a spare; else an empty vector.
+fn spare(mut buf: Vec<u8>) -> Vec<u8> {
+    if buf.capacity() > SPARE_BUF_MAX {
+        return Vec::new();
+    }
+    buf.clear();
+    buf
 }
 
 /// How long a request waits for its credentials to be checked (the verifier threads'
@@ -199,6 +219,9 @@ impl Conn {
             key_buf: String::new(),
             variant_buf: String::new(),
             spare_distill: None,
+            spare_up_head: Vec::new(),
+            spare_response_head: Vec::new(),
+            spare_to: None,
         }
     }
 

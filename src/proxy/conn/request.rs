@@ -259,12 +259,15 @@ impl Conn {
             etag: o.etag(),
             last_modified: o.last_modified(),
         });
-        let mut up_head = Vec::with_capacity(256 + head.fields().count() * 32);
+        let mut up_head = std::mem::take(&mut self.spare_up_head);
+        up_head.reserve(256 + head.fields().count() * 32);
         let client = self.forwarded_client(&head);
         let client = client.as_deref().unwrap_or(&self.peer_ip);
         let whole = cache.as_deref().is_some_and(|c| c.whole_for_range);
         write_upstream_request(&mut up_head, &head, &dest, client, id, revalidate, whole);
-        let to = (dest.origin.clone(), dest.screened);
+        let mut origin = self.spare_to.take().unwrap_or_default();
+        origin.set_from(&dest.origin);
+        let to = (origin, dest.screened);
         let fetch = self.fetching(up_head, to, None, None, now);
         self.ex = Some(Exchange::new(
             head,
@@ -303,7 +306,9 @@ impl Conn {
             retried: false,
             interim_bytes: 0,
             first_interim: None,
-            response: Response::AwaitHead { buf: Vec::new() },
+            response: Response::AwaitHead {
+                buf: std::mem::take(&mut self.spare_response_head),
+            },
         })
     }
 

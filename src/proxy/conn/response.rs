@@ -10,7 +10,7 @@ use super::super::local::error_body;
 use super::super::stats::upstream_kind;
 use super::caching::ResponsePlan;
 use super::distilling::JobInput;
-use super::exchange::{Exchange, Fetch, Response, ResponseBody, Sink};
+use super::exchange::{Exchange, Fetch, Response, ResponseBody, Sink, Stage};
 use super::forward::peer_layer_failure;
 use super::{Action, Conn, Now};
 
@@ -96,8 +96,7 @@ impl Conn {
                         self.warm_missed(failed, now);
                         return;
                     }
-                    let rest = buf.split_off(at + n);
-                    *buf = Vec::new();
+                    let buf = std::mem::take(buf);
                     if forwarded
                         && peer_layer_failure(&resp)
                         && self.reroute("it answered 5xx itself", now)
@@ -112,8 +111,9 @@ impl Conn {
                         .as_ref()
                         .is_some_and(|ex| ex.response_body().is_some())
                     {
-                        self.feed_body(&rest, now);
+                        self.feed_body(&buf[at + n..], now);
                     }
+                    self.spare_response_head = super::spare(buf);
                     return;
                 }
             }
@@ -348,8 +348,28 @@ impl Conn {
                 Some(ex.origin()),
             );
         }
-        drop(ex);
+        self.recycle(*ex);
         self.advance(now);
+    }
+
+    /// Keeps the memory of a finished exchange's request head, destination and profile
+    /// context for the connection's next request (as a hit does), then drops the rest:
+    /// a keep-alive client's proxied requests then parse and route into it.
+    fn recycle(&mut self, ex: Exchange) {
+        let Exchange {
+            head,
+            dest,
+            distill,
+            stage,
+            ..
+        } = ex;
+        self.spare_head = head.recycle();
+        self.spare_dest = Some(dest);
+        self.spare_distill = distill;
+        if let Stage::Fetching(fetch) = stage {
+            self.spare_up_head = super::spare(fetch.up_head);
+            self.spare_to = Some(fetch.to);
+        }
     }
 
     /// The response head is out but its body cannot be completed: reset the client
