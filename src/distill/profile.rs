@@ -96,14 +96,13 @@ pub struct Rule {
 }
 
 impl Rule {
-    fn matches(&self, peer: IpAddr, user_agent: Option<&str>) -> bool {
+    fn matches(&self, peer: IpAddr, user_agent: Option<&[u8]>) -> bool {
         let addr_ok = self
             .client
             .is_none_or(|(net, bits)| in_prefix(peer, net, bits));
-        let ua_ok = self
-            .user_agent
-            .as_ref()
-            .is_none_or(|want| user_agent.is_some_and(|ua| ua.contains(want.as_str())));
+        let ua_ok = self.user_agent.as_ref().is_none_or(|want| {
+            user_agent.is_some_and(|ua| memchr::memmem::find(ua, want.as_bytes()).is_some())
+        });
         addr_ok && ua_ok
     }
 }
@@ -118,7 +117,9 @@ pub const ORIGINAL_HEADER: &str = "x-distill-original";
 pub struct Signals<'a> {
     pub original: bool,
     pub cookie: Option<&'a str>,
-    pub user_agent: Option<&'a str>,
+    /// As sent: a rule's text is looked for in its bytes (a browser's is 100-200 bytes,
+    /// read on every request, and no rule needs it as text).
+    pub user_agent: Option<&'a [u8]>,
     pub save_data: bool,
     /// Effective connection type (`ECT`): slow-2g, 2g, 3g, 4g.
     pub ect: Option<&'a [u8]>,
@@ -129,20 +130,24 @@ pub struct Signals<'a> {
 impl<'a> Signals<'a> {
     pub fn read(fields: impl Iterator<Item = (&'a str, &'a [u8])>) -> Signals<'a> {
         let mut s = Signals::default();
+        // Only the values of the fields read here are trimmed: a browser sends a dozen
+        // fields, most of them none of these.
         for (name, value) in fields {
-            let v = trim(value);
             if name.eq_ignore_ascii_case("save-data") {
-                s.save_data = v.eq_ignore_ascii_case(b"on");
+                s.save_data = trim(value).eq_ignore_ascii_case(b"on");
             } else if name.eq_ignore_ascii_case("ect") {
-                s.ect = Some(v);
+                s.ect = Some(trim(value));
             } else if name.eq_ignore_ascii_case("downlink") {
-                s.downlink = std::str::from_utf8(v).ok().and_then(|d| d.parse().ok());
+                s.downlink = std::str::from_utf8(trim(value))
+                    .ok()
+                    .and_then(|d| d.parse().ok());
             } else if name.eq_ignore_ascii_case("user-agent") {
-                s.user_agent = std::str::from_utf8(v).ok();
+                s.user_agent = Some(trim(value));
             } else if name.eq_ignore_ascii_case(ORIGINAL_HEADER) {
+                let v = trim(value);
                 s.original = !v.is_empty() && v != b"0";
             } else if name.eq_ignore_ascii_case("cookie") {
-                s.cookie = s.cookie.or_else(|| cookie_value(v));
+                s.cookie = s.cookie.or_else(|| cookie_value(trim(value)));
             }
         }
         s
@@ -321,6 +326,24 @@ mod tests {
         let s = Signals::read(fields.iter().map(|(n, v)| (*n, v.as_bytes())));
         let (p, why) = c.choose(&s, peer.parse().unwrap());
         (p.name.clone(), why)
+    }
+
+    /// A rule's User-Agent text is found in the field's bytes, whatever else they hold.
+    #[test]
+    fn a_user_agent_rule_reads_the_bytes_sent() {
+        let rule = &choice().rules[0];
+        let peer: IpAddr = "10.1.2.3".parse().unwrap();
+        let read = |ua: &'static [u8]| Signals::read([("User-Agent", ua)].into_iter());
+        for (ua, want) in [
+            (&b"Opera Mini/9"[..], true),
+            (b" Mozilla/5.0 (\xff) Opera Mini/9 ", true),
+            (b"Opera Min", false),
+            (b"opera mini/9", false),
+        ] {
+            let s = read(ua);
+            assert_eq!(rule.matches(peer, s.user_agent), want, "{ua:?}");
+        }
+        assert_eq!(read(b"  Opera Mini  ").user_agent, Some(&b"Opera Mini"[..]));
     }
 
     #[test]
