@@ -10,6 +10,52 @@ use super::headers::{ConnectionOptions, chunked_is_last, merge_content_length};
 /// Upper bound of the field array on the stack; config caps `headers_count_max` here.
 pub const HEADERS_COUNT_CEILING: usize = 1000;
 
+/// Fields the proxy looks up on most requests. Where each occurs is noted when the head
+/// is checked, so looking one up costs no pass over the fields: a browser sends a dozen,
+/// and a hit asks for a dozen names, most of them absent.
+const INDEXED: [&str; 21] = [
+    "accept",
+    "accept-encoding",
+    "authorization",
+    "cache-control",
+    "cookie",
+    "downlink",
+    "ect",
+    "if-match",
+    "if-modified-since",
+    "if-none-match",
+    "if-range",
+    "if-unmodified-since",
+    "pragma",
+    "proxy-authorization",
+    "range",
+    "referer",
+    "save-data",
+    "user-agent",
+    "via",
+    "x-distill-original",
+    "x-forwarded-for",
+];
+
+/// `name`'s place in `INDEXED` (any case).
+fn indexed(name: &[u8]) -> Option<usize> {
+    // Most names are ruled out by their length alone.
+    if !(3..=19).contains(&name.len()) {
+        return None;
+    }
+    INDEXED
+        .iter()
+        .position(|n| n.len() == name.len() && n.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// Where the fields of one `INDEXED` name are: the first and last index among the
+/// fields, plus one (0: none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Spot {
+    first: u16,
+    last: u16,
+}
+
 /// How the request body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RequestFraming {
@@ -40,6 +86,8 @@ pub struct RequestHead {
     /// value and field names in it were checked as UTF-8 when it was adopted: `str_at`
     /// need not check them again on every call (a hit reads them a dozen times).
     text_checked: bool,
+    /// Where the fields of each `INDEXED` name are.
+    spots: [Spot; INDEXED.len()],
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -75,14 +123,32 @@ impl RequestHead {
 
     /// The value of the first field called `name` (any case).
     pub fn field(&self, name: &str) -> Option<&[u8]> {
-        self.fields
+        self.named(name).next().map(|(_, v)| v)
+    }
+
+    /// The fields called `name` (any case), in order.
+    pub fn named<'a>(&'a self, name: &str) -> impl Iterator<Item = (&'a str, &'a [u8])> + Clone {
+        let among = match indexed(name.as_bytes()).map(|i| self.spots[i]) {
+            Some(Spot { first: 0, .. }) => &self.fields[..0],
+            Some(Spot { first, last }) => {
+                let (first, last) = (usize::from(first) - 1, usize::from(last));
+                self.fields.get(first..last).unwrap_or(&self.fields[..0])
+            }
+            None => &self.fields[..],
+        };
+        among
             .iter()
-            .find(|(n, _)| {
+            .filter(move |(n, _)| {
                 self.raw
                     .get(n.clone())
                     .is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
             })
-            .and_then(|(_, v)| self.raw.get(v.clone()))
+            .map(|(n, v)| (self.str_at(n), &self.raw[v.clone()]))
+    }
+
+    /// Whether a field called `name` (any case) was sent.
+    pub fn has(&self, name: &str) -> bool {
+        self.named(name).next().is_some()
     }
 
     pub fn is_head(&self) -> bool {
@@ -256,6 +322,7 @@ pub fn parse_request_reusing(
         connection,
         expect_continue: false,
         text_checked: false,
+        spots: Default::default(),
     };
     check_fields(&mut parsed, head)?;
     Ok(Some((parsed, consumed)))
@@ -299,6 +366,16 @@ fn check_fields(head: &mut RequestHead, raw: &[u8]) -> Result<(), HttpError> {
         let (name, value) = head.fields[i].clone();
         let n = &raw[name];
         let v = &raw[value.clone()];
+        if let Some(k) = indexed(n) {
+            // Within the ceiling of 1,000 fields: the index fits.
+            let at = u16::try_from(i + 1).unwrap_or(u16::MAX);
+            let spot = &mut head.spots[k];
+            if spot.first == 0 {
+                spot.first = at;
+            }
+            spot.last = at;
+            continue;
+        }
         if n.eq_ignore_ascii_case(b"host") {
             hosts += 1;
             let name = check_host(v)?;
@@ -374,6 +451,57 @@ mod tests {
         header_bytes_max: 1024,
         headers_count_max: 16,
     };
+
+    #[test]
+    fn every_indexed_name_is_found_in_any_case_and_no_other() {
+        for (i, name) in INDEXED.iter().enumerate() {
+            assert_eq!(indexed(name.as_bytes()), Some(i), "{name}");
+            assert_eq!(indexed(name.to_uppercase().as_bytes()), Some(i), "{name}");
+            assert_eq!(indexed(&name.as_bytes()[1..]), None, "{name}");
+            assert_eq!(indexed(format!("{name}x").as_bytes()), None, "{name}");
+        }
+        for other in ["host", "content-length", "connection", "accepts", "", "x"] {
+            assert_eq!(indexed(other.as_bytes()), None, "{other}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Looking a field up through the index finds what a walk of every field finds,
+        /// in the same order, whatever the names' case, repeats and places.
+        #[test]
+        fn named_reads_as_a_walk_of_the_fields_reads(
+            picks in proptest::collection::vec((0usize..26, proptest::bool::ANY, 0u8..10), 0..14)
+        ) {
+            let pool = |i: usize| match i {
+                21 => "x-other",
+                22 => "accept-language",
+                23 => "content-type",
+                24 => "via-x",
+                25 => "sec-ch-ua",
+                i => INDEXED[i],
+            };
+            let mut text = String::from("GET / HTTP/1.1\r\nHost: h\r\n");
+            for &(i, upper, v) in &picks {
+                let name = if upper { pool(i).to_uppercase() } else { pool(i).to_string() };
+                text.push_str(&format!("{name}: v{v}\r\n"));
+            }
+            text.push_str("\r\n");
+            let limits = HeadLimits { header_bytes_max: 4096, headers_count_max: 32 };
+            let (head, _) = parse_request(text.as_bytes(), limits).unwrap().unwrap();
+            for i in 0..26 {
+                for name in [pool(i).to_string(), pool(i).to_uppercase()] {
+                    let walked: Vec<_> = head
+                        .fields()
+                        .filter(|(n, _)| n.eq_ignore_ascii_case(&name))
+                        .collect();
+                    let found: Vec<_> = head.named(&name).collect();
+                    proptest::prop_assert_eq!(&found, &walked, "{}", name);
+                    proptest::prop_assert_eq!(head.has(&name), !walked.is_empty());
+                    proptest::prop_assert_eq!(head.field(&name), walked.first().map(|f| f.1));
+                }
+            }
+        }
+    }
 
     fn parse(s: &str) -> Result<Option<(RequestHead, usize)>, HttpError> {
         parse_request(s.as_bytes(), LIMITS)

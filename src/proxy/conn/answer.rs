@@ -43,7 +43,7 @@ impl Conn {
     /// The profile preference page (`proxy::prefs`).
     pub(super) fn answer_preferences(&mut self, head: &RequestHead, query: &str, now: Now<'_>) {
         self.stats.local_responses.incr();
-        let signals = crate::distill::profile::Signals::read(head.fields());
+        let signals = crate::distill::profile::Signals::read(super::distilling::head_signals(head));
         let (status, extra, body) =
             super::super::prefs::answer(&self.cfg.distill.choice, query, signals.cookie);
         let keep = head.wants_keep_alive() && !head.has_body() && self.may_keep_alive();

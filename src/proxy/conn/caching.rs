@@ -336,9 +336,7 @@ impl Conn {
         Box::new(CacheCtx {
             primary: key::primary(dest),
             req_cc: request_cache_control(head),
-            had_authorization: head
-                .fields()
-                .any(|(n, _)| n.eq_ignore_ascii_case("authorization")),
+            had_authorization: head.has("authorization"),
             stale: None,
             leader: None,
             capture: None,
@@ -349,7 +347,7 @@ impl Conn {
             warm_tried: false,
             owner_ttl: None,
             screened: dest.screened,
-            asks_part: head.fields().any(|(n, _)| asks_part_or_condition(n)),
+            asks_part: PART_OR_CONDITION.iter().any(|n| head.has(n)),
             whole_for_range: false,
         })
     }
@@ -574,7 +572,7 @@ impl Conn {
         let near = self.cfg.cluster.as_ref()?.near.as_ref()?;
         let found = near.store.lookup(key, head.fields())?;
         let o = &found.object;
-        let mut req_cc = CacheControl::from_fields(head.fields());
+        let mut req_cc = CacheControl::from_fields(head.named("cache-control"));
         req_cc.no_cache |= pragma_no_cache(head);
         match verdict(&req_cc, &o.control, o.lifetime, o.age(now.unix_secs)) {
             Verdict::Fresh => Some(found.object),
@@ -714,43 +712,33 @@ fn is_from_start(range: &[u8]) -> bool {
 
 /// Fields that make the response to a request something other than the plain whole
 /// representation (a part, or an answer to a precondition).
-fn asks_part_or_condition(name: &str) -> bool {
-    [
-        "range",
-        "if-range",
-        "if-match",
-        "if-unmodified-since",
-        "if-none-match",
-        "if-modified-since",
-    ]
-    .iter()
-    .any(|n| n.eq_ignore_ascii_case(name))
-}
+const PART_OR_CONDITION: [&str; 6] = [
+    "range",
+    "if-range",
+    "if-match",
+    "if-unmodified-since",
+    "if-none-match",
+    "if-modified-since",
+];
 
 /// Preconditions the cache does not evaluate itself (RFC 9110 §13.2.1 says a cache
 /// must evaluate what it answers): such a request goes to the origin.
 pub(super) fn has_unevaluated_precondition(head: &RequestHead) -> bool {
-    head.fields().any(|(n, _)| {
-        n.eq_ignore_ascii_case("if-match") || n.eq_ignore_ascii_case("if-unmodified-since")
-    })
+    head.has("if-match") || head.has("if-unmodified-since")
 }
 
 /// The request's Cache-Control, with HTTP/1.0's `Pragma: no-cache` read as no-cache
 /// when it has none (RFC 9111 §5.4).
 fn request_cache_control(head: &RequestHead) -> CacheControl {
-    let mut req_cc = CacheControl::from_fields(head.fields());
-    let has_cc = head
-        .fields()
-        .any(|(n, _)| n.eq_ignore_ascii_case("cache-control"));
-    if !has_cc && pragma_no_cache(head) {
+    let mut req_cc = CacheControl::from_fields(head.named("cache-control"));
+    if !head.has("cache-control") && pragma_no_cache(head) {
         req_cc.no_cache = true;
     }
     req_cc
 }
 
 fn pragma_no_cache(head: &RequestHead) -> bool {
-    head.fields()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("pragma"))
+    head.named("pragma")
         .flat_map(|(_, v)| list_items(v))
         .any(|d| d.eq_ignore_ascii_case(b"no-cache"))
 }

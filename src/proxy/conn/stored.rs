@@ -337,10 +337,7 @@ fn write_cache_status(
 /// RFC 9110 §13.1.2 / §13.1.3 (weak comparison for If-None-Match), evaluated by the
 /// cache for GET and HEAD.
 fn client_validators_match(head: &RequestHead, o: &Object) -> bool {
-    let mut inm = head
-        .fields()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("if-none-match"))
-        .peekable();
+    let mut inm = head.named("if-none-match").peekable();
     if inm.peek().is_some() {
         let Some(etag) = o.etag() else {
             return false;
