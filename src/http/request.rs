@@ -13,42 +13,109 @@ pub const HEADERS_COUNT_CEILING: usize = 1000;
 /// Fields the proxy looks up on most requests. Where each occurs is noted when the head
 /// is checked, so looking one up costs no pass over the fields: a browser sends a dozen,
 /// and a hit asks for a dozen names, most of them absent.
-const INDEXED: [&str; 21] = [
-    "accept",
-    "accept-encoding",
-    "authorization",
-    "cache-control",
-    "cookie",
-    "downlink",
-    "ect",
-    "if-match",
-    "if-modified-since",
-    "if-none-match",
-    "if-range",
-    "if-unmodified-since",
-    "pragma",
-    "proxy-authorization",
-    "range",
-    "referer",
-    "save-data",
-    "user-agent",
-    "via",
-    "x-distill-original",
-    "x-forwarded-for",
-];
-
-/// `name`'s place in `INDEXED` (any case).
-fn indexed(name: &[u8]) -> Option<usize> {
-    // Most names are ruled out by their length alone.
-    if !(3..=19).contains(&name.len()) {
-        return None;
-    }
-    INDEXED
-        .iter()
-        .position(|n| n.len() == name.len() && n.as_bytes().eq_ignore_ascii_case(name))
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Accept,
+    AcceptEncoding,
+    Authorization,
+    CacheControl,
+    Cookie,
+    Downlink,
+    Ect,
+    IfMatch,
+    IfModifiedSince,
+    IfNoneMatch,
+    IfRange,
+    IfUnmodifiedSince,
+    Pragma,
+    ProxyAuthorization,
+    Range,
+    Referer,
+    SaveData,
+    UserAgent,
+    Via,
+    XDistillOriginal,
+    XForwardedFor,
 }
 
-/// Where the fields of one `INDEXED` name are: the first and last index among the
+impl Field {
+    pub const ALL: [Field; 21] = [
+        Field::Accept,
+        Field::AcceptEncoding,
+        Field::Authorization,
+        Field::CacheControl,
+        Field::Cookie,
+        Field::Downlink,
+        Field::Ect,
+        Field::IfMatch,
+        Field::IfModifiedSince,
+        Field::IfNoneMatch,
+        Field::IfRange,
+        Field::IfUnmodifiedSince,
+        Field::Pragma,
+        Field::ProxyAuthorization,
+        Field::Range,
+        Field::Referer,
+        Field::SaveData,
+        Field::UserAgent,
+        Field::Via,
+        Field::XDistillOriginal,
+        Field::XForwardedFor,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Field::Accept => "accept",
+            Field::AcceptEncoding => "accept-encoding",
+            Field::Authorization => "authorization",
+            Field::CacheControl => "cache-control",
+            Field::Cookie => "cookie",
+            Field::Downlink => "downlink",
+            Field::Ect => "ect",
+            Field::IfMatch => "if-match",
+            Field::IfModifiedSince => "if-modified-since",
+            Field::IfNoneMatch => "if-none-match",
+            Field::IfRange => "if-range",
+            Field::IfUnmodifiedSince => "if-unmodified-since",
+            Field::Pragma => "pragma",
+            Field::ProxyAuthorization => "proxy-authorization",
+            Field::Range => "range",
+            Field::Referer => "referer",
+            Field::SaveData => "save-data",
+            Field::UserAgent => "user-agent",
+            Field::Via => "via",
+            Field::XDistillOriginal => "x-distill-original",
+            Field::XForwardedFor => "x-forwarded-for",
+        }
+    }
+
+    /// The field called `name` (any case), if it is one of these. Run on every field of
+    /// every request: the length rules out all but three at most.
+    fn of(name: &[u8]) -> Option<Field> {
+        use Field::*;
+        let candidates: &[Field] = match name.len() {
+            3 => &[Ect, Via],
+            5 => &[Range],
+            6 => &[Accept, Cookie, Pragma],
+            7 => &[Referer],
+            8 => &[Downlink, IfMatch, IfRange],
+            9 => &[SaveData],
+            10 => &[UserAgent],
+            13 => &[Authorization, CacheControl, IfNoneMatch],
+            15 => &[AcceptEncoding, XForwardedFor],
+            17 => &[IfModifiedSince],
+            18 => &[XDistillOriginal],
+            19 => &[IfUnmodifiedSince, ProxyAuthorization],
+            _ => &[],
+        };
+        candidates
+            .iter()
+            .copied()
+            .find(|f| f.name().as_bytes().eq_ignore_ascii_case(name))
+    }
+}
+
+/// Where the fields of one `Field` are: the first and last index among the
 /// fields, plus one (0: none).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Spot {
@@ -86,8 +153,8 @@ pub struct RequestHead {
     /// value and field names in it were checked as UTF-8 when it was adopted: `str_at`
     /// need not check them again on every call (a hit reads them a dozen times).
     text_checked: bool,
-    /// Where the fields of each `INDEXED` name are.
-    spots: [Spot; INDEXED.len()],
+    /// Where the fields of each `Field` are.
+    spots: [Spot; Field::ALL.len()],
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -123,32 +190,43 @@ impl RequestHead {
 
     /// The value of the first field called `name` (any case).
     pub fn field(&self, name: &str) -> Option<&[u8]> {
-        self.named(name).next().map(|(_, v)| v)
+        self.fields
+            .iter()
+            .find(|(n, _)| {
+                self.raw
+                    .get(n.clone())
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+            })
+            .and_then(|(_, v)| self.raw.get(v.clone()))
     }
 
-    /// The fields called `name` (any case), in order.
-    pub fn named<'a>(&'a self, name: &str) -> impl Iterator<Item = (&'a str, &'a [u8])> + Clone {
-        let among = match indexed(name.as_bytes()).map(|i| self.spots[i]) {
-            Some(Spot { first: 0, .. }) => &self.fields[..0],
-            Some(Spot { first, last }) => {
+    /// The value of the first `f` field.
+    pub fn first(&self, f: Field) -> Option<&[u8]> {
+        self.named(f).next().map(|(_, v)| v)
+    }
+
+    /// The `f` fields, in order.
+    pub fn named(&self, f: Field) -> impl Iterator<Item = (&str, &[u8])> + Clone {
+        let among = match self.spots[f as usize] {
+            Spot { first: 0, .. } => &self.fields[..0],
+            Spot { first, last } => {
                 let (first, last) = (usize::from(first) - 1, usize::from(last));
                 self.fields.get(first..last).unwrap_or(&self.fields[..0])
             }
-            None => &self.fields[..],
         };
         among
             .iter()
             .filter(move |(n, _)| {
                 self.raw
                     .get(n.clone())
-                    .is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+                    .is_some_and(|n| n.eq_ignore_ascii_case(f.name().as_bytes()))
             })
             .map(|(n, v)| (self.str_at(n), &self.raw[v.clone()]))
     }
 
-    /// Whether a field called `name` (any case) was sent.
-    pub fn has(&self, name: &str) -> bool {
-        self.named(name).next().is_some()
+    /// Whether an `f` field was sent.
+    pub fn has(&self, f: Field) -> bool {
+        self.spots[f as usize].first != 0
     }
 
     pub fn is_head(&self) -> bool {
@@ -366,10 +444,10 @@ fn check_fields(head: &mut RequestHead, raw: &[u8]) -> Result<(), HttpError> {
         let (name, value) = head.fields[i].clone();
         let n = &raw[name];
         let v = &raw[value.clone()];
-        if let Some(k) = indexed(n) {
+        if let Some(f) = Field::of(n) {
             // Within the ceiling of 1,000 fields: the index fits.
             let at = u16::try_from(i + 1).unwrap_or(u16::MAX);
-            let spot = &mut head.spots[k];
+            let spot = &mut head.spots[f as usize];
             if spot.first == 0 {
                 spot.first = at;
             }
@@ -453,16 +531,24 @@ mod tests {
     };
 
     #[test]
-    fn every_indexed_name_is_found_in_any_case_and_no_other() {
-        for (i, name) in INDEXED.iter().enumerate() {
-            assert_eq!(indexed(name.as_bytes()), Some(i), "{name}");
-            assert_eq!(indexed(name.to_uppercase().as_bytes()), Some(i), "{name}");
-            assert_eq!(indexed(&name.as_bytes()[1..]), None, "{name}");
-            assert_eq!(indexed(format!("{name}x").as_bytes()), None, "{name}");
+    fn every_field_is_known_by_its_name_in_any_case_and_no_other() {
+        for (i, f) in Field::ALL.iter().enumerate() {
+            let name = f.name();
+            assert_eq!(*f as usize, i, "{name}: ALL in declaration order");
+            assert_eq!(Field::of(name.as_bytes()), Some(*f), "{name}");
+            assert_eq!(
+                Field::of(name.to_uppercase().as_bytes()),
+                Some(*f),
+                "{name}"
+            );
+            assert_eq!(Field::of(&name.as_bytes()[1..]), None, "{name}");
+            assert_eq!(Field::of(format!("{name}x").as_bytes()), None, "{name}");
         }
         for other in ["host", "content-length", "connection", "accepts", "", "x"] {
-            assert_eq!(indexed(other.as_bytes()), None, "{other}");
+            assert_eq!(Field::of(other.as_bytes()), None, "{other}");
         }
+        let original = crate::distill::profile::ORIGINAL_HEADER;
+        assert_eq!(Field::XDistillOriginal.name(), original);
     }
 
     proptest::proptest! {
@@ -478,7 +564,7 @@ mod tests {
                 23 => "content-type",
                 24 => "via-x",
                 25 => "sec-ch-ua",
-                i => INDEXED[i],
+                i => Field::ALL[i].name(),
             };
             let mut text = String::from("GET / HTTP/1.1\r\nHost: h\r\n");
             for &(i, upper, v) in &picks {
@@ -488,17 +574,16 @@ mod tests {
             text.push_str("\r\n");
             let limits = HeadLimits { header_bytes_max: 4096, headers_count_max: 32 };
             let (head, _) = parse_request(text.as_bytes(), limits).unwrap().unwrap();
-            for i in 0..26 {
-                for name in [pool(i).to_string(), pool(i).to_uppercase()] {
-                    let walked: Vec<_> = head
-                        .fields()
-                        .filter(|(n, _)| n.eq_ignore_ascii_case(&name))
-                        .collect();
-                    let found: Vec<_> = head.named(&name).collect();
-                    proptest::prop_assert_eq!(&found, &walked, "{}", name);
-                    proptest::prop_assert_eq!(head.has(&name), !walked.is_empty());
-                    proptest::prop_assert_eq!(head.field(&name), walked.first().map(|f| f.1));
-                }
+            for f in Field::ALL {
+                let walked: Vec<_> = head
+                    .fields()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(f.name()))
+                    .collect();
+                let found: Vec<_> = head.named(f).collect();
+                proptest::prop_assert_eq!(&found, &walked, "{:?}", f);
+                proptest::prop_assert_eq!(head.has(f), !walked.is_empty());
+                proptest::prop_assert_eq!(head.first(f), walked.first().map(|f| f.1));
+                proptest::prop_assert_eq!(head.first(f), head.field(f.name()));
             }
         }
     }

@@ -4,7 +4,7 @@
 
 use crate::http::body::Framing;
 use crate::http::headers::{list_items, write_decimal, write_field};
-use crate::http::request::{RequestFraming, RequestHead};
+use crate::http::request::{Field, RequestFraming, RequestHead};
 use crate::http::response::ResponseHead;
 
 use crate::http::target::Destination;
@@ -18,7 +18,7 @@ pub struct Identity<'a> {
 
 /// True when this proxy's own Via entry is already on the request: it came back to us.
 pub fn is_loop(head: &RequestHead, via_name: &str) -> bool {
-    head.named("via")
+    head.named(Field::Via)
         .flat_map(|(_, v)| list_items(v))
         .any(|entry| {
             entry
@@ -74,9 +74,9 @@ pub fn write_upstream_request(
         }
     }
     let via = [version(head.minor_version), id.via_name.as_bytes()];
-    write_list_field(out, b"Via", values_of(head.named("via"), "via"), &via);
+    write_list_field(out, b"Via", values_of(head.named(Field::Via), "via"), &via);
     if id.x_forwarded_for {
-        let xff = values_of(head.named("x-forwarded-for"), "x-forwarded-for");
+        let xff = values_of(head.named(Field::XForwardedFor), "x-forwarded-for");
         write_list_field(out, b"X-Forwarded-For", xff, &[client_ip.as_bytes()]);
     }
     end_request_head(out, head);

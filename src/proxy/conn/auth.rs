@@ -7,7 +7,7 @@
 
 use crate::access::auth::basic_credentials;
 use crate::distill::pool::{ResultSlot, put, take};
-use crate::http::request::RequestHead;
+use crate::http::request::{Field, RequestHead};
 use crate::http::target::Destination;
 
 use super::super::local::error_body;
@@ -28,7 +28,7 @@ impl Conn {
             return self.proceed(head, dest, now);
         };
         let Some((user, password)) = head
-            .field("proxy-authorization")
+            .first(Field::ProxyAuthorization)
             .and_then(basic_credentials)
         else {
             return self.challenge(&head, now);

@@ -21,7 +21,7 @@ use crate::cache::store::{FlightRole, Found};
 use crate::cache::targeted::response_control;
 use crate::http::body::Framing;
 use crate::http::headers::{list_items, trim};
-use crate::http::request::RequestHead;
+use crate::http::request::{Field, RequestHead};
 use crate::http::response::ResponseHead;
 
 use super::super::held::HeldBody;
@@ -168,7 +168,7 @@ impl Conn {
     ) -> Option<Next> {
         let store = self.cache.as_deref()?;
         let req_cc = request_cache_control(head);
-        if head.field("authorization").is_some() {
+        if head.first(Field::Authorization).is_some() {
             return None; // never answered from the shared store
         }
         let usable = |o: &Object| {
@@ -225,9 +225,11 @@ impl Conn {
             return Next::Origin(Some(ctx)); // a HEAD response is never stored
         }
         let mut ctx = ctx;
-        let ranged = match head.field("range") {
+        let ranged = match head.first(Field::Range) {
             // (With If-Range the answer depends on the validator: that is the origin's.)
-            Some(r) if is_from_start(r) && method == "GET" && head.field("if-range").is_none() => {
+            Some(r)
+                if is_from_start(r) && method == "GET" && head.first(Field::IfRange).is_none() =>
+            {
                 ctx.whole_for_range = true;
                 ctx.asks_part = false; // the answer is the whole, fit to store
                 false
@@ -336,7 +338,7 @@ impl Conn {
         Box::new(CacheCtx {
             primary: key::primary(dest),
             req_cc: request_cache_control(head),
-            had_authorization: head.has("authorization"),
+            had_authorization: head.has(Field::Authorization),
             stale: None,
             leader: None,
             capture: None,
@@ -347,7 +349,7 @@ impl Conn {
             warm_tried: false,
             owner_ttl: None,
             screened: dest.screened,
-            asks_part: PART_OR_CONDITION.iter().any(|n| head.has(n)),
+            asks_part: PART_OR_CONDITION.iter().any(|&f| head.has(f)),
             whole_for_range: false,
         })
     }
@@ -572,7 +574,7 @@ impl Conn {
         let near = self.cfg.cluster.as_ref()?.near.as_ref()?;
         let found = near.store.lookup(key, head.fields())?;
         let o = &found.object;
-        let mut req_cc = CacheControl::from_fields(head.named("cache-control"));
+        let mut req_cc = CacheControl::from_fields(head.named(Field::CacheControl));
         req_cc.no_cache |= pragma_no_cache(head);
         match verdict(&req_cc, &o.control, o.lifetime, o.age(now.unix_secs)) {
             Verdict::Fresh => Some(found.object),
@@ -712,33 +714,33 @@ fn is_from_start(range: &[u8]) -> bool {
 
 /// Fields that make the response to a request something other than the plain whole
 /// representation (a part, or an answer to a precondition).
-const PART_OR_CONDITION: [&str; 6] = [
-    "range",
-    "if-range",
-    "if-match",
-    "if-unmodified-since",
-    "if-none-match",
-    "if-modified-since",
+const PART_OR_CONDITION: [Field; 6] = [
+    Field::Range,
+    Field::IfRange,
+    Field::IfMatch,
+    Field::IfUnmodifiedSince,
+    Field::IfNoneMatch,
+    Field::IfModifiedSince,
 ];
 
 /// Preconditions the cache does not evaluate itself (RFC 9110 §13.2.1 says a cache
 /// must evaluate what it answers): such a request goes to the origin.
 pub(super) fn has_unevaluated_precondition(head: &RequestHead) -> bool {
-    head.has("if-match") || head.has("if-unmodified-since")
+    head.has(Field::IfMatch) || head.has(Field::IfUnmodifiedSince)
 }
 
 /// The request's Cache-Control, with HTTP/1.0's `Pragma: no-cache` read as no-cache
 /// when it has none (RFC 9111 §5.4).
 fn request_cache_control(head: &RequestHead) -> CacheControl {
-    let mut req_cc = CacheControl::from_fields(head.named("cache-control"));
-    if !head.has("cache-control") && pragma_no_cache(head) {
+    let mut req_cc = CacheControl::from_fields(head.named(Field::CacheControl));
+    if !head.has(Field::CacheControl) && pragma_no_cache(head) {
         req_cc.no_cache = true;
     }
     req_cc
 }
 
 fn pragma_no_cache(head: &RequestHead) -> bool {
-    head.named("pragma")
+    head.named(Field::Pragma)
         .flat_map(|(_, v)| list_items(v))
         .any(|d| d.eq_ignore_ascii_case(b"no-cache"))
 }

@@ -16,12 +16,12 @@ use crate::cache::object::Build;
 use crate::cache::object::Fields;
 use crate::distill::image::Output;
 use crate::distill::pool::{self, ResultSlot};
-use crate::distill::profile::{ORIGINAL_HEADER, Profile, Signals, accepted_encoding, accepts_webp};
+use crate::distill::profile::{Profile, Signals, accepted_encoding, accepts_webp};
 use crate::distill::text::is_compressible;
 use crate::distill::{self, Declined, JobOutput, Work};
 use crate::http::body::Framing;
 use crate::http::headers::list_items;
-use crate::http::request::RequestHead;
+use crate::http::request::{Field, RequestHead};
 use crate::http::response::ResponseHead;
 
 use super::super::held::HeldBody;
@@ -175,11 +175,11 @@ impl Conn {
         signals.original |= marked;
         let (profile, why) = choice.choose(&signals, self.client_ip(head));
         let coding =
-            accepted_encoding(head.named("accept-encoding")).filter(|_| profile.compress_text);
+            accepted_encoding(head.named(Field::AcceptEncoding)).filter(|_| profile.compress_text);
         if profile.is_off() && coding.is_none() {
             return None;
         }
-        let output = match accepts_webp(head.named("accept")) && !profile.is_off() {
+        let output = match accepts_webp(head.named(Field::Accept)) && !profile.is_off() {
             true => Output::Webp,
             false => Output::Classic,
         };
@@ -516,21 +516,22 @@ pub(super) fn strip_original_marker(path: &mut String) -> bool {
 }
 
 fn request_forbids_transform(head: &RequestHead) -> bool {
-    CacheControl::from_fields(head.named("cache-control")).no_transform
+    CacheControl::from_fields(head.named(Field::CacheControl)).no_transform
 }
 
 /// The fields `Signals::read` reads, found through the head's index.
 pub(super) fn head_signals(head: &RequestHead) -> impl Iterator<Item = (&str, &[u8])> {
     [
-        "save-data",
-        "ect",
-        "downlink",
-        "user-agent",
-        ORIGINAL_HEADER,
-        "cookie",
+        Field::SaveData,
+        Field::Ect,
+        Field::Downlink,
+        Field::UserAgent,
+        Field::XDistillOriginal,
+        Field::Cookie,
     ]
     .into_iter()
-    .flat_map(|name| head.named(name))
+    .filter(|&f| head.has(f))
+    .flat_map(|f| head.named(f))
 }
 
 /// The fields of the distilled representation: the original's, with its type, coding,

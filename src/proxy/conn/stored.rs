@@ -9,7 +9,7 @@ use crate::cache::shard_refs::Held;
 use crate::http::date::parse_http_date;
 use crate::http::headers::{list_items, trim, write_decimal, write_field};
 use crate::http::range::{self, ByteRange, Ranges, if_range_holds};
-use crate::http::request::RequestHead;
+use crate::http::request::{Field, RequestHead};
 use crate::proxy::out::Part;
 
 use super::super::heads::write_connection;
@@ -105,10 +105,10 @@ impl Conn {
         }
         // Range is defined for GET only (RFC 9110 §14.2), and If-Range is evaluated
         // only with a Range (§13.1.5).
-        let Some(range) = head.field("range").filter(|_| head.method() == "GET") else {
+        let Some(range) = head.first(Field::Range).filter(|_| head.method() == "GET") else {
             return Shape::Whole;
         };
-        if let Some(v) = head.field("if-range")
+        if let Some(v) = head.first(Field::IfRange)
             && !if_range_holds(v, o.etag(), o.last_modified(), o.field("date"))
         {
             return Shape::Whole;
@@ -337,7 +337,7 @@ fn write_cache_status(
 /// RFC 9110 §13.1.2 / §13.1.3 (weak comparison for If-None-Match), evaluated by the
 /// cache for GET and HEAD.
 fn client_validators_match(head: &RequestHead, o: &Object) -> bool {
-    let mut inm = head.named("if-none-match").peekable();
+    let mut inm = head.named(Field::IfNoneMatch).peekable();
     if inm.peek().is_some() {
         let Some(etag) = o.etag() else {
             return false;
@@ -348,7 +348,7 @@ fn client_validators_match(head: &RequestHead, o: &Object) -> bool {
             .any(|t| t == b"*" || weak_tag(t) == ours);
     }
     // Most requests have no validator: the stored head is not read for them.
-    let Some(since) = head.field("if-modified-since").and_then(parse_http_date) else {
+    let Some(since) = head.first(Field::IfModifiedSince).and_then(parse_http_date) else {
         return false;
     };
     // RFC 9111 §4.3.2: without a stored Last-Modified, the stored Date stands in.
