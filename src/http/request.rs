@@ -9,6 +9,8 @@ use super::headers::{ConnectionOptions, chunked_is_last, merge_content_length};
 
 /// Upper bound of the field array on the stack; config caps `headers_count_max` here.
 pub const HEADERS_COUNT_CEILING: usize = 1000;
+// A field's place is kept as a u16 (`Spot`).
+const _: () = assert!(HEADERS_COUNT_CEILING < u16::MAX as usize);
 
 /// Fields the proxy looks up on most requests. Where each occurs is noted when the head
 /// is checked, so looking one up costs no pass over the fields: a browser sends a dozen,
@@ -289,6 +291,12 @@ impl RequestHead {
             connection,
             ..RequestHead::default()
         }
+    }
+
+    /// Heap bytes this head's buffers hold (what keeping it for the next request costs).
+    pub fn held_bytes(&self) -> usize {
+        self.raw.capacity()
+            + self.fields.capacity() * std::mem::size_of::<(Range<usize>, Range<usize>)>()
     }
 
     /// A head kept for a whole exchange (a miss, a tunnel) gives back the spare room

@@ -153,17 +153,17 @@ pub struct Conn {
     key_buf: String,
     variant_buf: String,
     spare_distill: Option<Box<DistillCtx>>,
-    /// The last exchange's upstream request head and response-head buffer, cleared,
-    /// when no larger than `SPARE_BUF_MAX`: a keep-alive client's next proxied request
-    /// writes and reads into them.
+    /// The last exchange's upstream request head and response-head buffer, cleared: a
+    /// keep-alive client's next proxied request writes and reads into them.
     spare_up_head: Vec<u8>,
     spare_response_head: Vec<u8>,
     /// The last fetch's copy of where it went, for the next fetch's.
     spare_to: Option<crate::http::target::Authority>,
 }
 
-/// The most a spare buffer keeps between requests: an idle connection holds at most
-/// this twice over (a head that needed more was an exception, not worth keeping).
+/// The most each of a connection's spares (`spare_*`) keeps between requests: an idle
+/// connection holds at most five of them (20 KiB), and a request that needed more (a
+/// head full of cookies) was an exception, not worth keeping memory for.
 const SPARE_BUF_MAX: usize = 4096;
 
 /// `buf`, emptied, if it is worth keeping as a spare; else an empty vector.
@@ -173,6 +173,28 @@ fn spare(mut buf: Vec<u8>) -> Vec<u8> {
     }
     buf.clear();
     buf
+}
+
+impl Conn {
+    /// Keeps an answered request's head, destination and profile context for the
+    /// connection's next request, each only within `SPARE_BUF_MAX`.
+    fn keep_for_next(
+        &mut self,
+        head: crate::http::request::RequestHead,
+        dest: Option<crate::http::target::Destination>,
+        distill: Option<Box<DistillCtx>>,
+    ) {
+        self.spare_head = match head.held_bytes() <= SPARE_BUF_MAX {
+            true => head.recycle(),
+            false => Default::default(),
+        };
+        if let Some(dest) = dest {
+            self.spare_dest = (dest.held_bytes() <= SPARE_BUF_MAX).then_some(dest);
+        }
+        if distill.is_some() {
+            self.spare_distill = distill;
+        }
+    }
 }
 
 /// How long a request waits for its credentials to be checked (the verifier threads'

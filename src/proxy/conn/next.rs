@@ -57,9 +57,7 @@ impl Conn {
             Next::Local(status, body) => self.answer_local(&head, status, &body, now),
             Next::Stored(object, how) => {
                 self.serve_stored(&head, &object, how, now);
-                self.spare_head = head.recycle();
-                self.spare_dest = Some(dest);
-                self.spare_distill = distill;
+                self.keep_for_next(head, Some(dest), distill);
             }
             Next::DistillStored(object, work) => {
                 let ex = Exchange::new(head, dest, None, distill, Stage::Answering, now.instant);

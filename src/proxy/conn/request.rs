@@ -107,7 +107,7 @@ impl Conn {
             }
             Ok(Decision::Health) => {
                 self.answer_local(&head, 200, HEALTH_BODY, now);
-                self.spare_head = head.recycle();
+                self.keep_for_next(head, None, None);
             }
             Ok(Decision::Preferences(query)) => self.answer_preferences(&head, &query, now),
             Ok(Decision::Proxy(_) | Decision::Tunnel(_)) if self.over_rate(&head, now) => {}

@@ -363,12 +363,12 @@ impl Conn {
             stage,
             ..
         } = ex;
-        self.spare_head = head.recycle();
-        self.spare_dest = Some(dest);
-        self.spare_distill = distill;
+        self.keep_for_next(head, Some(dest), distill);
         if let Stage::Fetching(fetch) = stage {
             self.spare_up_head = super::spare(fetch.up_head);
-            self.spare_to = Some(fetch.to);
+            if fetch.to.host.capacity() <= super::SPARE_BUF_MAX {
+                self.spare_to = Some(fetch.to);
+            }
         }
     }
 

@@ -759,6 +759,41 @@ fn a_proxied_request_reuses_the_connection_buffers() {
     assert!(n <= 100 * 4, "{n} allocations in 100 proxied requests");
 }
 
+/// What a connection keeps between requests is bounded whatever the last request was:
+/// a large head's buffers are let go, a small one's are kept for the next.
+#[test]
+fn an_idle_connection_keeps_little_of_a_large_request() {
+    let held = |h: &Harness| {
+        let c = &h.conn;
+        [
+            c.spare_head.held_bytes(),
+            c.spare_dest.as_ref().map_or(0, |d| d.held_bytes()),
+            c.spare_up_head.capacity(),
+            c.spare_response_head.capacity(),
+            c.spare_to.as_ref().map_or(0, |t| t.host.capacity()),
+        ]
+    };
+    let response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let mut h = Harness::new(HIT_ROUTE);
+    let mut sending = crate::proxy::out::Out::default();
+    let small = "GET /x HTTP/1.1\r\nHost: o.test\r\n\r\n";
+    proxy_once(&mut h, &mut sending, small, response);
+    assert!(
+        held(&h).iter().all(|&n| n > 0),
+        "kept for the next: {:?}",
+        held(&h)
+    );
+    let large = format!(
+        "GET /{} HTTP/1.1\r\nHost: o.test\r\nCookie: {}\r\n\r\n",
+        "p".repeat(6000),
+        "c".repeat(6000)
+    );
+    let out = proxy_once(&mut h, &mut sending, &large, response);
+    assert!(out > 0, "answered");
+    let kept = held(&h);
+    assert!(kept.iter().all(|&n| n <= SPARE_BUF_MAX), "{kept:?}");
+}
+
 #[test]
 fn a_fresh_hit_allocates_nothing() {
     let get = "GET /x HTTP/1.1\r\nHost: o.test\r\nUser-Agent: t\r\nAccept: */*\r\n\r\n";
