@@ -41,9 +41,27 @@ impl Drop for Node {
     }
 }
 
+/// A port free for TCP and UDP on all three node addresses, below the kernel's
+/// ephemeral range (32768 up by default): a port the kernel hands out picks only
+/// 127.0.0.1 free, and a connection from 127.0.0.2 could then hold it when node b
+/// binds there (it did: "Address already in use").
 fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    l.local_addr().expect("addr").port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = (std::process::id() % 6000) as u16;
+    for _ in 0..6000 {
+        let port = 24000 + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % 6000;
+        let free = (0..3).all(|i| {
+            let addr = node_addr(i, port);
+            let tcp = std::net::TcpListener::bind(addr);
+            let udp = std::net::UdpSocket::bind(addr);
+            tcp.is_ok() && udp.is_ok()
+        });
+        if free {
+            return port;
+        }
+    }
+    panic!("no port free on 127.0.0.1-3 in 24000..30000");
 }
 
 fn node_addr(i: usize, port: u16) -> SocketAddr {
