@@ -161,10 +161,13 @@ pub struct Conn {
     spare_to: Option<crate::http::target::Authority>,
 }
 
-/// The most each of a connection's spares (`spare_*`) keeps between requests: an idle
-/// connection holds at most five of them (20 KiB), and a request that needed more (a
-/// head full of cookies) was an exception, not worth keeping memory for.
+/// The most each of a connection's spares (`spare_*`) keeps between requests, but for
+/// the request head's, which is kept up to `SPARE_HEAD_MAX` (a browser's head with its
+/// cookies can take a few KiB, and is read on every request): an idle connection holds
+/// at most 24 KiB of them. A request that needed more was an exception, not worth
+/// keeping memory for.
 const SPARE_BUF_MAX: usize = 4096;
+const SPARE_HEAD_MAX: usize = 2 * SPARE_BUF_MAX;
 
 /// `buf`, emptied, if it is worth keeping as a spare; else an empty vector.
 fn spare(mut buf: Vec<u8>) -> Vec<u8> {
@@ -177,14 +180,14 @@ fn spare(mut buf: Vec<u8>) -> Vec<u8> {
 
 impl Conn {
     /// Keeps an answered request's head, destination and profile context for the
-    /// connection's next request, each only within `SPARE_BUF_MAX`.
+    /// connection's next request, each only within its bound.
     fn keep_for_next(
         &mut self,
         head: crate::http::request::RequestHead,
         dest: Option<crate::http::target::Destination>,
         distill: Option<Box<DistillCtx>>,
     ) {
-        self.spare_head = match head.held_bytes() <= SPARE_BUF_MAX {
+        self.spare_head = match head.held_bytes() <= SPARE_HEAD_MAX {
             true => head.recycle(),
             false => Default::default(),
         };

@@ -791,7 +791,16 @@ fn an_idle_connection_keeps_little_of_a_large_request() {
     let out = proxy_once(&mut h, &mut sending, &large, response);
     assert!(out > 0, "answered");
     let kept = held(&h);
-    assert!(kept.iter().all(|&n| n <= SPARE_BUF_MAX), "{kept:?}");
+    assert!(kept[0] <= SPARE_HEAD_MAX, "{kept:?}");
+    assert!(kept[1..].iter().all(|&n| n <= SPARE_BUF_MAX), "{kept:?}");
+    // A browser's head with a few KiB of cookies is kept for its next request.
+    let cookies = format!(
+        "GET /x HTTP/1.1\r\nHost: o.test\r\nCookie: {}\r\n\r\n",
+        "c".repeat(4000)
+    );
+    proxy_once(&mut h, &mut sending, &cookies, response);
+    proxy_once(&mut h, &mut sending, &cookies, response);
+    assert!(held(&h)[0] > 4000, "{:?}", held(&h));
 }
 
 #[test]
