@@ -21,6 +21,21 @@ pub struct ResponseHead {
     pub connection: ConnectionOptions,
 }
 
+/// An empty head: what `parse_response_into` fills.
+impl Default for ResponseHead {
+    fn default() -> ResponseHead {
+        ResponseHead {
+            raw: Vec::new(),
+            reason: 0..0,
+            fields: Vec::new(),
+            status: 0,
+            minor_version: 1,
+            framing: Framing::Close,
+            connection: ConnectionOptions::default(),
+        }
+    }
+}
+
 impl ResponseHead {
     pub fn reason(&self) -> &[u8] {
         &self.raw[self.reason.clone()]
@@ -39,9 +54,16 @@ impl ResponseHead {
         let bytes = &self.raw[r.clone()];
         debug_assert!(std::str::from_utf8(bytes).is_ok());
         // SAFETY: `parse_into` took every name range from an httparse `&str` inside the
-        // head it copied into `raw` (or made it empty), so these bytes are that `&str`'s;
-        // neither `raw` nor the ranges change after.
+        // head it copied into `raw` (or made it empty), so these bytes are that `&str`'s.
+        // Only `parse_into` changes `raw` or the ranges, and it clears the ranges before
+        // the bytes and sets them after, so no range outlives the bytes it was taken from.
         unsafe { std::str::from_utf8_unchecked(bytes) }
+    }
+
+    /// Heap bytes this head's buffers hold (what keeping it for the next response costs).
+    pub fn held_bytes(&self) -> usize {
+        self.raw.capacity()
+            + self.fields.capacity() * std::mem::size_of::<(Range<usize>, Range<usize>)>()
     }
 
     pub fn is_informational(&self) -> bool {
@@ -66,20 +88,28 @@ pub fn parse_response(
     limits: HeadLimits,
     request_is_head: bool,
 ) -> Result<Option<(ResponseHead, usize)>, HttpError> {
+    let mut head = ResponseHead::default();
+    Ok(parse_response_into(buf, limits, request_is_head, &mut head)?.map(|n| (head, n)))
+}
+
+/// `parse_response` into `head`'s memory: a connection that keeps one head for its
+/// origin's responses copies each into the same buffers instead of allocating two.
+/// Returns the head's length in `buf` once it is complete; `head` holds it only then.
+pub fn parse_response_into(
+    buf: &[u8],
+    limits: HeadLimits,
+    request_is_head: bool,
+    head: &mut ResponseHead,
+) -> Result<Option<usize>, HttpError> {
     let count = limits.headers_count_max.min(HEADERS_COUNT_CEILING);
     // httparse offers uninitialised storage only for requests: most responses fit a
     // small array on the stack; only a head with more fields pays for a heap one.
     let mut small = [httparse::EMPTY_HEADER; STACK_FIELDS];
-    match parse_into(
-        buf,
-        &mut small[..count.min(STACK_FIELDS)],
-        limits,
-        count,
-        request_is_head,
-    ) {
+    let small = &mut small[..count.min(STACK_FIELDS)];
+    match parse_into(buf, small, limits, count, request_is_head, head) {
         Err(HttpError::TooManyHeaders { .. }) if count > STACK_FIELDS => {
             let mut large = vec![httparse::EMPTY_HEADER; count];
-            parse_into(buf, &mut large, limits, count, request_is_head)
+            parse_into(buf, &mut large, limits, count, request_is_head, head)
         }
         other => other,
     }
@@ -91,7 +121,8 @@ fn parse_into<'b>(
     limits: HeadLimits,
     count: usize,
     request_is_head: bool,
-) -> Result<Option<(ResponseHead, usize)>, HttpError> {
+    parsed: &mut ResponseHead,
+) -> Result<Option<usize>, HttpError> {
     let mut resp = httparse::Response::new(storage);
     let consumed = match resp.parse(buf) {
         Ok(httparse::Status::Complete(n)) if n <= limits.header_bytes_max => n,
@@ -120,23 +151,21 @@ fn parse_into<'b>(
     if !(100..=999).contains(&status) {
         return Err(HttpError::Malformed("invalid status code"));
     }
-    let reason = offset(resp.reason.unwrap_or_default().as_bytes());
-    let fields: Vec<_> = resp
-        .headers
-        .iter()
-        .map(|h| (offset(h.name.as_bytes()), offset(h.value)))
-        .collect();
-    let mut parsed = ResponseHead {
-        raw: head.to_vec(),
-        reason,
-        fields,
-        status,
-        minor_version: resp.version.unwrap_or(1),
-        framing: Framing::Close,
-        connection: ConnectionOptions::default(),
-    };
-    parsed.framing = response_framing(&mut parsed, request_is_head)?;
-    Ok(Some((parsed, consumed)))
+    // The ranges are replaced together with the bytes they point into (`name_at`).
+    parsed.fields.clear();
+    parsed.raw.clear();
+    parsed.raw.extend_from_slice(head);
+    parsed.fields.extend(
+        resp.headers
+            .iter()
+            .map(|h| (offset(h.name.as_bytes()), offset(h.value))),
+    );
+    parsed.reason = offset(resp.reason.unwrap_or_default().as_bytes());
+    parsed.status = status;
+    parsed.minor_version = resp.version.unwrap_or(1);
+    parsed.connection = ConnectionOptions::default();
+    parsed.framing = response_framing(parsed, request_is_head)?;
+    Ok(Some(consumed))
 }
 
 fn response_framing(head: &mut ResponseHead, request_is_head: bool) -> Result<Framing, HttpError> {

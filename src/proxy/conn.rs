@@ -157,6 +157,8 @@ pub struct Conn {
     /// keep-alive client's next proxied request writes and reads into them.
     spare_up_head: Vec<u8>,
     spare_response_head: Vec<u8>,
+    /// The last response head parsed, for the next one's.
+    spare_response: crate::http::response::ResponseHead,
     /// The last fetch's copy of where it went, for the next fetch's.
     spare_to: Option<crate::http::target::Authority>,
 }
@@ -164,7 +166,7 @@ pub struct Conn {
 /// The most each of a connection's spares (`spare_*`) keeps between requests, but for
 /// the request head's, which is kept up to `SPARE_HEAD_MAX` (a browser's head with its
 /// cookies can take a few KiB, and is read on every request): an idle connection holds
-/// at most 24 KiB of them. A request that needed more was an exception, not worth
+/// at most 28 KiB of them. A request that needed more was an exception, not worth
 /// keeping memory for.
 const SPARE_BUF_MAX: usize = 4096;
 const SPARE_HEAD_MAX: usize = 2 * SPARE_BUF_MAX;
@@ -246,6 +248,7 @@ impl Conn {
             spare_distill: None,
             spare_up_head: Vec::new(),
             spare_response_head: Vec::new(),
+            spare_response: Default::default(),
             spare_to: None,
         }
     }

@@ -3,7 +3,7 @@
 //! stream it, and end the exchange: completed, truncated, or failed before it began.
 
 use crate::http::body::{BodyDecoder, BodyEncoder};
-use crate::http::response::{ResponseHead, parse_response};
+use crate::http::response::{ResponseHead, parse_response_into};
 
 use super::super::heads::{DownFraming, write_client_response, write_interim_response};
 use super::super::local::error_body;
@@ -15,7 +15,17 @@ use super::forward::peer_layer_failure;
 use super::{Action, Conn, Now};
 
 impl Conn {
+    /// Reads the origin's response head into the connection's kept one (its buffers are
+    /// reused from response to response, within `SPARE_BUF_MAX`).
     pub(super) fn parse_response_head(&mut self, now: Now<'_>) {
+        let mut resp = std::mem::take(&mut self.spare_response);
+        self.read_response_head(&mut resp, now);
+        if resp.held_bytes() <= super::SPARE_BUF_MAX {
+            self.spare_response = resp;
+        }
+    }
+
+    fn read_response_head(&mut self, resp: &mut ResponseHead, now: Now<'_>) {
         let limits = self.head_limits();
         let Some(ex) = self.ex.as_mut() else { return };
         let head_only = ex.head.is_head();
@@ -42,7 +52,7 @@ impl Conn {
         // read cost one pass, not one move of the buffer each.
         let mut at = 0;
         loop {
-            match parse_response(&buf[at..], limits, head_only) {
+            match parse_response_into(&buf[at..], limits, head_only, resp) {
                 Ok(None) => {
                     buf.drain(..at);
                     return;
@@ -53,7 +63,7 @@ impl Conn {
                     self.fail_exchange(502, &detail, now);
                     return;
                 }
-                Ok(Some((resp, n))) if resp.is_informational() => {
+                Ok(Some(n)) if resp.is_informational() => {
                     if resp.status == 101 {
                         let detail = format!("origin {origin} switched protocols unasked");
                         self.fail_exchange(502, &detail, now);
@@ -80,17 +90,13 @@ impl Conn {
                         && client_minor >= 1
                         && queued < self.cfg.limits.io_buffer_bytes
                     {
-                        write_interim_response(
-                            self.out.compacted_tail(),
-                            &resp,
-                            &self.cfg.via_name,
-                        );
+                        write_interim_response(self.out.compacted_tail(), resp, &self.cfg.via_name);
                         self.stats.responses[0].incr();
                     }
                     at += n;
                 }
-                Ok(Some((resp, n))) => {
-                    if warm && (resp.status == 504 || peer_layer_failure(&resp)) {
+                Ok(Some(n)) => {
+                    if warm && (resp.status == 504 || peer_layer_failure(resp)) {
                         // Not held by the previous owner (504: only-if-cached).
                         let failed = (resp.status != 504).then_some("it answered 5xx itself");
                         self.warm_missed(failed, now);
@@ -98,12 +104,12 @@ impl Conn {
                     }
                     let buf = std::mem::take(buf);
                     if forwarded
-                        && peer_layer_failure(&resp)
+                        && peer_layer_failure(resp)
                         && self.reroute("it answered 5xx itself", now)
                     {
                         return;
                     }
-                    self.start_response(&resp, now);
+                    self.start_response(resp, now);
                     // Unless the exchange ended at its head (a background refresh with
                     // nothing to store): the rest is not for whatever came next.
                     if self
