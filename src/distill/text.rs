@@ -21,33 +21,47 @@ pub struct CompressError {
 }
 
 /// Media types worth compressing when the origin sent them uncompressed.
+const COMPRESSIBLE: [&[u8]; 11] = [
+    b"application/javascript",
+    b"application/x-javascript",
+    b"application/ecmascript",
+    b"application/json",
+    b"application/manifest+json",
+    b"application/ld+json",
+    b"application/xml",
+    b"application/xhtml+xml",
+    b"application/rss+xml",
+    b"application/atom+xml",
+    b"image/svg+xml",
+];
+
+/// Whether a response of this Content-Type is worth compressing: text, and the types
+/// above or ending in `+json` or `+xml`, in any case. Compared in place: a browser's
+/// every hit asks (it accepts some coding), so it must not allocate.
 pub fn is_compressible(content_type: &[u8]) -> bool {
     let essence = content_type
         .split(|&b| b == b';')
         .next()
         .unwrap_or(b"")
-        .trim_ascii()
-        .to_ascii_lowercase();
-    let Ok(t) = std::str::from_utf8(&essence) else {
+        .trim_ascii();
+    if std::str::from_utf8(essence).is_err() {
         return false;
+    }
+    let starts = |p: &[u8]| {
+        essence
+            .get(..p.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(p))
     };
-    t.starts_with("text/")
-        || matches!(
-            t,
-            "application/javascript"
-                | "application/x-javascript"
-                | "application/ecmascript"
-                | "application/json"
-                | "application/manifest+json"
-                | "application/ld+json"
-                | "application/xml"
-                | "application/xhtml+xml"
-                | "application/rss+xml"
-                | "application/atom+xml"
-                | "image/svg+xml"
-        )
-        || t.ends_with("+json")
-        || t.ends_with("+xml")
+    let ends = |p: &[u8]| {
+        essence
+            .len()
+            .checked_sub(p.len())
+            .is_some_and(|at| essence[at..].eq_ignore_ascii_case(p))
+    };
+    starts(b"text/")
+        || COMPRESSIBLE.iter().any(|t| essence.eq_ignore_ascii_case(t))
+        || ends(b"+json")
+        || ends(b"+xml")
 }
 
 /// `data` compressed with `coding` ("zstd", "br" or "gzip") at the chosen level.
@@ -133,5 +147,12 @@ mod tests {
         assert!(is_compressible(b"application/vnd.api+json"));
         assert!(!is_compressible(b"image/png"));
         assert!(!is_compressible(b"application/octet-stream"));
+        assert!(is_compressible(b" Text/Plain ;charset=utf-8"));
+        assert!(is_compressible(b"APPLICATION/JSON"));
+        assert!(is_compressible(b"application/Problem+JSON"));
+        assert!(!is_compressible(b"json"));
+        assert!(!is_compressible(b"text"));
+        assert!(!is_compressible(b"text/\xff"));
+        assert!(!is_compressible(b""));
     }
 }

@@ -851,6 +851,34 @@ fn a_compressed_variant_hit_allocates_nothing() {
     assert_eq!(n, 0, "allocations in 100 hits of a compressed variant");
 }
 
+/// A desktop Chrome navigation's head (its 13 fields), as bench/run.sh hit-instructions
+/// sends it.
+const BROWSER_GET: &str = "GET /b HTTP/1.1\r\nHost: o.test\r\n\
+    User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+    Chrome/131.0.0.0 Safari/537.36\r\n\
+    Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,\
+    image/apng,*/*;q=0.8\r\n\
+    Accept-Encoding: gzip, deflate, br, zstd\r\nAccept-Language: en-US,en;q=0.9\r\n\
+    Connection: keep-alive\r\nSec-Fetch-Dest: document\r\nSec-Fetch-Mode: navigate\r\n\
+    Sec-Fetch-Site: none\r\nUpgrade-Insecure-Requests: 1\r\n\
+    sec-ch-ua: \"Chromium\";v=\"131\", \"Not_A Brand\";v=\"24\"\r\n\
+    sec-ch-ua-mobile: ?0\r\nsec-ch-ua-platform: \"Linux\"\r\n\r\n";
+
+/// A browser's hit on an object that is not compressed for it (its type is not text):
+/// deciding that reads the stored type, and must not allocate to do it.
+#[test]
+fn a_browser_s_hit_allocates_nothing() {
+    let stored = "HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\n\
+                  Content-Type: Application/Octet-Stream\r\nContent-Length: 5\r\n\r\nbytes";
+    let (n, sent) = hit_allocations(HIT_ROUTE, BROWSER_GET, stored);
+    assert!(
+        sent.starts_with("HTTP/1.1 200 OK\r\n") && sent.ends_with("bytes"),
+        "{sent}"
+    );
+    assert!(sent.contains("Cache-Status: distilld; hit"), "{sent}");
+    assert_eq!(n, 0, "allocations in 100 browser hits");
+}
+
 #[test]
 fn a_save_data_image_variant_hit_allocates_nothing() {
     let body = photo();
