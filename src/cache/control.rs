@@ -52,13 +52,23 @@ pub struct CacheControl {
 impl CacheControl {
     /// Adds the directives of one Cache-Control field value.
     pub fn add(&mut self, value: &[u8]) {
-        for item in split_directives(value) {
+        // A request's Cache-Control is read on every hit: names are lower-cased on the
+        // stack, and one longer than any directive known here is one it ignores.
+        let mut lower = [0u8; DIRECTIVE_NAME_MAX];
+        for item in directives(value) {
             let (name, arg) = match item.iter().position(|&b| b == b'=') {
                 Some(i) => (trim(&item[..i]), Some(unquote(trim(&item[i + 1..])))),
                 None => (trim(item), None),
             };
-            let name = name.to_ascii_lowercase();
-            match name.as_slice() {
+            let name = match lower.get_mut(..name.len()) {
+                Some(buf) => {
+                    buf.copy_from_slice(name);
+                    buf.make_ascii_lowercase();
+                    &*buf
+                }
+                None => &[][..],
+            };
+            match name {
                 b"max-age" => merge(&mut self.max_age, arg),
                 b"s-maxage" => merge(&mut self.s_maxage, arg),
                 b"min-fresh" => merge(&mut self.min_fresh, arg),
@@ -96,24 +106,42 @@ impl CacheControl {
     }
 }
 
-/// Splits on commas outside quoted strings (a private="a, b" stays one directive).
-fn split_directives(value: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let (mut start, mut quoted, mut escaped) = (0, false, false);
+/// The longest directive name `add` knows ("stale-while-revalidate").
+const DIRECTIVE_NAME_MAX: usize = 22;
+
+/// The directives of a field value: split on commas outside quoted strings (a
+/// private="a, b" stays one directive), trimmed, empties skipped.
+fn directives(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(value);
+    std::iter::from_fn(move || {
+        loop {
+            let v = rest?;
+            let (item, after) = match unquoted_comma(v) {
+                Some(i) => (&v[..i], Some(&v[i + 1..])),
+                None => (v, None),
+            };
+            rest = after;
+            let item = trim(item);
+            if !item.is_empty() {
+                return Some(item);
+            }
+        }
+    })
+}
+
+/// Where the first comma outside a quoted string is.
+fn unquoted_comma(value: &[u8]) -> Option<usize> {
+    let (mut quoted, mut escaped) = (false, false);
     for (i, &b) in value.iter().enumerate() {
         match (b, quoted, escaped) {
             (_, true, true) => escaped = false,
             (b'\\', true, false) => escaped = true,
             (b'"', _, false) => quoted = !quoted,
-            (b',', false, _) => {
-                out.push(&value[start..i]);
-                start = i + 1;
-            }
+            (b',', false, _) => return Some(i),
             _ => {}
         }
     }
-    out.push(&value[start..]);
-    out.into_iter().flat_map(list_items).collect()
+    None
 }
 
 fn unquote(v: &[u8]) -> &[u8] {
@@ -176,6 +204,36 @@ mod tests {
         let c = cc("private=\"set-cookie, x-a\", max-age=5");
         assert!(c.private);
         assert_eq!(c.max_age, Some(Delta::Seconds(5)));
+        // What is quoted is an argument, never a directive of its own.
+        let c = cc("no-cache=\"a, max-age=5\", ,, private");
+        assert!(c.no_cache && c.private);
+        assert_eq!(c.max_age, None);
+        let c = cc("no-cache=\"a\\\", max-age=5\", public");
+        assert!(c.no_cache && c.public);
+        assert_eq!(c.max_age, None);
+    }
+
+    #[test]
+    fn names_are_read_in_any_case_and_long_ones_ignored() {
+        let c = cc("STALE-WHILE-REVALIDATE=5, No-Store, stale-while-revalidatex=7");
+        assert!(c.no_store);
+        assert_eq!(c.stale_while_revalidate, Some(Delta::Seconds(5)));
+        let c = cc(&format!("{}=1, immutable", "x".repeat(300)));
+        assert!(c.immutable);
+    }
+
+    #[test]
+    fn a_request_s_directives_are_read_without_allocating() {
+        let (c, n) = crate::peak_alloc::allocations(|| {
+            cc_fields("no-cache, max-stale=5, Min-Fresh=\"10\", private=\"a, b\"")
+        });
+        assert!(c.no_cache && c.private);
+        assert_eq!(c.min_fresh, Some(Delta::Seconds(10)));
+        assert_eq!(n, 0, "allocations");
+    }
+
+    fn cc_fields(v: &'static str) -> CacheControl {
+        CacheControl::from_fields([("Cache-Control", v.as_bytes())].into_iter())
     }
 
     #[test]
