@@ -3,7 +3,7 @@
 //! An invalid or repeated delta-seconds makes the message count as stale (§4.2.1),
 //! which is the safe reading.
 
-use crate::http::headers::{list_items, trim};
+use crate::http::headers::trim;
 
 /// Largest delta-seconds honoured (RFC 9111 §1.2.2: 2^31).
 pub const DELTA_SECONDS_MAX: u64 = 1 << 31;
