@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use crate::access::prefix::in_prefix;
 pub use crate::access::prefix::parse_prefix;
 
-use crate::http::headers::{list_items, trim};
+use crate::http::headers::{list_items, trim, value_and_params};
 
 /// How hard to distill.
 #[derive(Debug, PartialEq, Eq)]
@@ -227,13 +227,13 @@ pub fn accepts_webp<'a>(fields: impl Iterator<Item = (&'a str, &'a [u8])>) -> bo
     let mut named = false;
     for (_, v) in fields.filter(|(n, _)| n.eq_ignore_ascii_case("accept")) {
         for item in list_items(v) {
-            let mut parts = item.split(|&b| b == b';');
-            if !trim(parts.next().unwrap_or(b"")).eq_ignore_ascii_case(b"image/webp") {
+            let (media_type, params) = value_and_params(item);
+            if !media_type.eq_ignore_ascii_case(b"image/webp") {
                 continue;
             }
             // RFC 9110 §12.4.2: a weight of 0 means "not acceptable"; a weight we cannot
             // read is taken as not acceptable too.
-            let weight = parts.map(trim).find_map(|p| {
+            let weight = params.split(|&b| b == b';').map(trim).find_map(|p| {
                 (p.len() >= 2 && p[..2].eq_ignore_ascii_case(b"q=")).then(|| {
                     std::str::from_utf8(&p[2..])
                         .ok()?
@@ -259,9 +259,8 @@ pub fn accepted_encoding<'a>(
     let mut ok = [false; 3];
     for (_, v) in fields.filter(|(n, _)| n.eq_ignore_ascii_case("accept-encoding")) {
         for item in list_items(v) {
-            let mut parts = item.split(|&b| b == b';');
-            let coding = trim(parts.next().unwrap_or(b""));
-            let q_zero = parts.any(|p| {
+            let (coding, params) = value_and_params(item);
+            let q_zero = params.split(|&b| b == b';').any(|p| {
                 let p = trim(p);
                 p.len() >= 2
                     && p[..2].eq_ignore_ascii_case(b"q=")

@@ -20,11 +20,33 @@ pub fn is_hop_by_hop(name: &str) -> bool {
 }
 
 /// The comma-separated elements of a list-valued field, trimmed, empties skipped.
+/// Commas are found with memchr: a browser's Accept and Accept-Encoding are read on
+/// every request.
 pub fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(trim)
-        .filter(|s| !s.is_empty())
+    let mut rest = Some(value);
+    std::iter::from_fn(move || {
+        loop {
+            let v = rest?;
+            let (item, after) = match memchr::memchr(b',', v) {
+                Some(i) => (&v[..i], Some(&v[i + 1..])),
+                None => (v, None),
+            };
+            rest = after;
+            let item = trim(item);
+            if !item.is_empty() {
+                return Some(item);
+            }
+        }
+    })
+}
+
+/// A list element's value (trimmed) and its parameters, all that follows its first
+/// `;` (as sent): `image/webp;q=0.8` is `image/webp` and `q=0.8`.
+pub fn value_and_params(item: &[u8]) -> (&[u8], &[u8]) {
+    match memchr::memchr(b';', item) {
+        Some(i) => (trim(&item[..i]), &item[i + 1..]),
+        None => (trim(item), &[]),
+    }
 }
 
 pub fn trim(mut s: &[u8]) -> &[u8] {
@@ -143,6 +165,28 @@ pub fn push_decimal(out: &mut String, n: impl itoa::Integer) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// `list_items` is the field's value split on every comma, each piece trimmed,
+        /// the empty ones skipped; `value_and_params` splits an element at its first `;`.
+        #[test]
+        fn list_items_are_the_trimmed_non_empty_pieces(
+            value in proptest::collection::vec(proptest::sample::select(b", ;\tq=a\"".to_vec()), 0..40)
+        ) {
+            let split: Vec<&[u8]> = value
+                .split(|&b| b == b',')
+                .map(trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            proptest::prop_assert_eq!(list_items(&value).collect::<Vec<_>>(), split);
+            for item in list_items(&value) {
+                let mut parts = item.splitn(2, |&b| b == b';');
+                let first = trim(parts.next().unwrap_or_default());
+                let rest = parts.next().unwrap_or_default();
+                proptest::prop_assert_eq!(value_and_params(item), (first, rest));
+            }
+        }
+    }
 
     #[test]
     fn content_length_is_strict() {
