@@ -76,3 +76,11 @@ pub fn allocations<T>(f: impl FnOnce() -> T) -> (T, u64) {
     let out = f();
     (out, CALLS.with(Cell::get) - before)
 }
+
+/// Runs `f` on this thread and returns its result with the heap bytes it left held
+/// (negative when it freed more than it kept).
+pub fn retained<T>(f: impl FnOnce() -> T) -> (T, isize) {
+    let before = HELD.with(Cell::get);
+    let out = f();
+    (out, HELD.with(Cell::get) - before)
+}

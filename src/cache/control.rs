@@ -106,8 +106,8 @@ impl CacheControl {
     }
 }
 
-/// The longest directive name `add` knows ("stale-while-revalidate").
-const DIRECTIVE_NAME_MAX: usize = 22;
+/// The longest directive name `add` knows: a longer one is none of them.
+const DIRECTIVE_NAME_MAX: usize = "stale-while-revalidate".len();
 
 /// The directives of a field value: split on commas outside quoted strings (a
 /// private="a, b" stays one directive), trimmed, empties skipped.
@@ -129,15 +129,41 @@ fn directives(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// Where the first comma outside a quoted string is.
+/// Where the first comma outside a quoted string is. A quote opens a string only where
+/// an argument starts (after `=`), and only if it is closed: a stray or unclosed quote
+/// must not hide the directives after it (`ext="x, no-store` still says no-store).
 fn unquoted_comma(value: &[u8]) -> Option<usize> {
-    let (mut quoted, mut escaped) = (false, false);
-    for (i, &b) in value.iter().enumerate() {
-        match (b, quoted, escaped) {
-            (_, true, true) => escaped = false,
-            (b'\\', true, false) => escaped = true,
-            (b'"', _, false) => quoted = !quoted,
-            (b',', false, _) => return Some(i),
+    let mut argument_starts = false;
+    let mut i = 0;
+    while let Some(&b) = value.get(i) {
+        match b {
+            b',' => return Some(i),
+            b'"' if argument_starts => {
+                if let Some(len) = quoted_len(&value[i + 1..]) {
+                    i += len + 2;
+                    argument_starts = false;
+                    continue;
+                }
+                argument_starts = false;
+            }
+            b'=' => argument_starts = true,
+            b' ' | b'\t' => {}
+            _ => argument_starts = false,
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The length of a quoted string's content up to its closing quote (after the opening
+/// one), with quoted-pairs (`\"`); `None` if it is not closed.
+fn quoted_len(rest: &[u8]) -> Option<usize> {
+    let mut escaped = false;
+    for (i, &b) in rest.iter().enumerate() {
+        match (b, escaped) {
+            (_, true) => escaped = false,
+            (b'\\', false) => escaped = true,
+            (b'"', false) => return Some(i),
             _ => {}
         }
     }
@@ -211,6 +237,11 @@ mod tests {
         let c = cc("no-cache=\"a\\\", max-age=5\", public");
         assert!(c.no_cache && c.public);
         assert_eq!(c.max_age, None);
+        // A quote that opens no argument, or is never closed, hides nothing after it.
+        assert!(cc("ext=\"x, no-store").no_store);
+        assert!(cc("foo=a\"b, private").private);
+        assert!(cc("\"x, private, \"").private);
+        assert!(cc("no-cache = \"a, b\" , no-store").no_store);
     }
 
     #[test]

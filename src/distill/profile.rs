@@ -397,5 +397,9 @@ mod tests {
         assert_eq!(enc("gzip, br;q=0.5"), Some("br"));
         assert_eq!(enc("gzip;q=1.0, zstd;q=0"), Some("gzip"));
         assert_eq!(enc("identity"), None);
+        assert_eq!(enc(" ZSTD ; q=0 ,, BR ; level=1 "), Some("br"));
+        assert_eq!(enc("zstd;foo;q=0.000, gzip;"), Some("gzip"));
+        assert_eq!(enc("zstd;q=abc"), Some("zstd"));
+        assert_eq!(enc(";q=1, gzipx, gzi"), None);
     }
 }

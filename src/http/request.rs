@@ -305,6 +305,7 @@ impl RequestHead {
     pub fn held_bytes(&self) -> usize {
         self.raw.capacity()
             + self.fields.capacity() * std::mem::size_of::<(Range<usize>, Range<usize>)>()
+            + self.connection.held_bytes()
     }
 
     /// A head kept for a whole exchange (a miss, a tunnel) gives back the spare room

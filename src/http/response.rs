@@ -64,6 +64,18 @@ impl ResponseHead {
     pub fn held_bytes(&self) -> usize {
         self.raw.capacity()
             + self.fields.capacity() * std::mem::size_of::<(Range<usize>, Range<usize>)>()
+            + self.connection.held_bytes()
+    }
+
+    /// Empties the head, keeping its buffers for the next one: nothing of the origin's
+    /// response stays in a connection's memory while it is idle.
+    pub fn recycle(&mut self) {
+        self.fields.clear();
+        self.raw.clear();
+        self.reason = 0..0;
+        self.status = 0;
+        self.framing = Framing::Close;
+        self.connection.clear();
     }
 
     pub fn is_informational(&self) -> bool {
@@ -163,7 +175,7 @@ fn parse_into<'b>(
     parsed.reason = offset(resp.reason.unwrap_or_default().as_bytes());
     parsed.status = status;
     parsed.minor_version = resp.version.unwrap_or(1);
-    parsed.connection = ConnectionOptions::default();
+    parsed.connection.clear();
     parsed.framing = response_framing(parsed, request_is_head)?;
     Ok(Some(consumed))
 }

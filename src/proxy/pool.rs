@@ -24,11 +24,14 @@ pub struct UpstreamKey {
 
 #[derive(Debug)]
 pub struct IdlePool {
-    /// Hashed with foldhash, seeded at random per process: a forward proxy's client
-    /// chooses the keys, so they must not be predictable, but the map holds at most
-    /// `total_max` connections' keys (and the emptied queues until the next `expire`),
-    /// so the collisions an attacker could hope for are bounded; SipHash cost a proxied
-    /// request about 760 instructions for the two lookups (take, put).
+    /// Hashed with foldhash, seeded at random per process and map: a forward proxy's
+    /// client chooses the keys, so their hashes must not be predictable. The map is
+    /// small: keys with connections are at most `total_max`, and queues emptied by
+    /// `take` are dropped at the next `expire` (every tick), so besides those it holds
+    /// only the origins used since the last tick; the collisions an attacker could hope
+    /// for are bounded by that. (`remove` and `oldest_origin` walk the whole map, so a
+    /// client switching origins faster than ticks lengthens those walks, not a lookup.)
+    /// SipHash cost a proxied request about 760 instructions for the two lookups.
     idle: HashMap<UpstreamKey, VecDeque<(usize, Instant)>, foldhash::fast::RandomState>,
     per_origin_max: usize,
     total_max: usize,

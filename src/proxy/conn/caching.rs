@@ -149,7 +149,7 @@ impl Conn {
         );
         key::write_primary(dest, &mut key);
         let hit = self.usable_stored(head, &key, &mut variant, distill, now);
-        (self.key_buf, self.variant_buf) = (key, variant);
+        (self.key_buf, self.variant_buf) = (super::spare_text(key), super::spare_text(variant));
         match hit {
             Some(next) => next,
             None => self.consult_cache_for_fetch(head, dest, distill, waited, now),

@@ -20,6 +20,7 @@ impl Conn {
     pub(super) fn parse_response_head(&mut self, now: Now<'_>) {
         let mut resp = std::mem::take(&mut self.spare_response);
         self.read_response_head(&mut resp, now);
+        resp.recycle();
         if resp.held_bytes() <= super::SPARE_BUF_MAX {
             self.spare_response = resp;
         }

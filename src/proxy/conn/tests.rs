@@ -798,6 +798,18 @@ fn an_idle_connection_keeps_little_of_a_large_request() {
     let kept = held(&h);
     assert!(kept[0] <= SPARE_HEAD_MAX, "{kept:?}");
     assert!(kept[1..].iter().all(|&n| n <= SPARE_BUF_MAX), "{kept:?}");
+    // Heads of a few KiB whose Connection field names a thousand fields hold far more
+    // than their bytes (a String each, and a list of 24 KiB): that is let go too. Counted
+    // by the allocator, not by `held_bytes`, which is what is checked.
+    let names = "a,".repeat(1000);
+    let named = format!("GET /x HTTP/1.1\r\nHost: o.test\r\nConnection: {names}\r\n\r\n");
+    let named_response =
+        format!("HTTP/1.1 200 OK\r\nConnection: {names}\r\nContent-Length: 2\r\n\r\nok");
+    let (out, kept_bytes) = crate::peak_alloc::retained(|| {
+        proxy_once(&mut h, &mut sending, &named, named_response.as_bytes())
+    });
+    assert!(out > 0, "answered");
+    assert!(kept_bytes < 16 * 1024, "{kept_bytes} bytes kept");
     // A browser's head with a few KiB of cookies is kept for its next request.
     let cookies = format!(
         "GET /x HTTP/1.1\r\nHost: o.test\r\nCookie: {}\r\n\r\n",
@@ -849,6 +861,35 @@ fn a_compressed_variant_hit_allocates_nothing() {
     assert!(sent.contains("Content-Encoding: zstd"), "{sent}");
     assert!(sent.contains("Cache-Status: distilld; hit"), "{sent}");
     assert_eq!(n, 0, "allocations in 100 hits of a compressed variant");
+}
+
+/// The buffers a hit's cache keys are written into are kept for the next request only
+/// when small: a long path's are let go.
+#[test]
+fn a_long_path_s_key_buffers_are_let_go() {
+    let store = Arc::new(Store::new(1 << 20, 1 << 20));
+    let mut h = Harness::with_cache(HIT_ROUTE, Some(store));
+    h.client("GET /x HTTP/1.1\r\nHost: o.test\r\n\r\n");
+    h.actions();
+    h.ready(false);
+    h.origin(HIT_STORED);
+    h.actions();
+    h.sent_client();
+    h.client("GET /x HTTP/1.1\r\nHost: o.test\r\n\r\n");
+    assert!(h.sent_client().contains("distilld; hit"));
+    assert!(
+        h.conn.key_buf.capacity() > 0,
+        "a short key's buffer is kept"
+    );
+    let long = format!("GET /{} HTTP/1.1\r\nHost: o.test\r\n\r\n", "p".repeat(6000));
+    h.client(&long);
+    assert!(
+        h.conn.key_buf.capacity() <= SPARE_BUF_MAX
+            && h.conn.variant_buf.capacity() <= SPARE_BUF_MAX,
+        "{} {}",
+        h.conn.key_buf.capacity(),
+        h.conn.variant_buf.capacity()
+    );
 }
 
 /// A desktop Chrome navigation's head (its 13 fields), as bench/run.sh hit-instructions
