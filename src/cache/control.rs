@@ -133,7 +133,9 @@ fn directives(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// an argument starts (after `=`), and only if it is closed: a stray or unclosed quote
 /// must not hide the directives after it (`ext="x, no-store` still says no-store).
 fn unquoted_comma(value: &[u8]) -> Option<usize> {
-    let mut argument_starts = false;
+    // Only the directive's own `=` starts an argument: `x=y="a, no-store"` is malformed,
+    // and its quote must not swallow the no-store.
+    let (mut argument_starts, mut had_equals) = (false, false);
     let mut i = 0;
     while let Some(&b) = value.get(i) {
         match b {
@@ -146,7 +148,10 @@ fn unquoted_comma(value: &[u8]) -> Option<usize> {
                 }
                 argument_starts = false;
             }
-            b'=' => argument_starts = true,
+            b'=' => {
+                argument_starts = !had_equals;
+                had_equals = true;
+            }
             b' ' | b'\t' => {}
             _ => argument_starts = false,
         }
@@ -242,6 +247,8 @@ mod tests {
         assert!(cc("foo=a\"b, private").private);
         assert!(cc("\"x, private, \"").private);
         assert!(cc("no-cache = \"a, b\" , no-store").no_store);
+        assert!(cc("x=y=\"a, no-store, b\"").no_store);
+        assert!(cc("no-cache=\"a\"=\"b, no-store, c\"").no_store);
     }
 
     #[test]

@@ -67,6 +67,12 @@ impl ResponseHead {
             + self.connection.held_bytes()
     }
 
+    /// Whether the head holds nothing of a response (a kept one, between responses).
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty() && self.fields.is_empty() && self.connection.named.is_empty()
+    }
+
     /// Empties the head, keeping its buffers for the next one: nothing of the origin's
     /// response stays in a connection's memory while it is idle.
     pub fn recycle(&mut self) {

@@ -166,8 +166,9 @@ pub struct Conn {
 /// The most each of a connection's spares (`spare_*`) keeps between requests, but for
 /// the request head's, which is kept up to `SPARE_HEAD_MAX` (a browser's head with its
 /// cookies can take a few KiB, and is read on every request): with the two cache-key
-/// buffers (`spare_text`), an idle connection holds at most 36 KiB of them. A request
-/// that needed more was an exception, not worth keeping memory for.
+/// buffers (`spare_text`), an idle connection holds at most 36 KiB of them, beside its
+/// I/O buffers. A request that needed more was an exception, not worth keeping memory
+/// for.
 const SPARE_BUF_MAX: usize = 4096;
 const SPARE_HEAD_MAX: usize = 2 * SPARE_BUF_MAX;
 
