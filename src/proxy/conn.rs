@@ -174,12 +174,9 @@ const SPARE_HEAD_MAX: usize = 2 * SPARE_BUF_MAX;
 
 /// `text`, emptied, if it is worth keeping as a spare (the cache keys' buffers); else an
 /// empty string.
-fn spare_text(mut text: String) -> String {
-    if text.capacity() > SPARE_BUF_MAX {
-        return String::new();
-    }
-    text.clear();
-    text
+fn spare_text(text: String) -> String {
+    // `spare` hands back an empty vector, which is always UTF-8.
+    String::from_utf8(spare(text.into_bytes())).unwrap_or_default()
 }
 
 /// `buf`, emptied, if it is worth keeping as a spare; else an empty vector.
